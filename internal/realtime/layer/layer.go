@@ -1,0 +1,58 @@
+// Package layer defines the channel layer: the component that carries group
+// events between the processes of a herald deployment, numbers them per group
+// and keeps a bounded window of recent events for resume.
+//
+// The in-memory implementation serves a single process. A distributed
+// implementation (Redis) satisfies the same interface.
+package layer
+
+import (
+	"context"
+	"errors"
+)
+
+// Message is one event of a group as it crosses the layer.
+type Message struct {
+	Group string
+	Type  string
+	// Data is the JSON payload ("data" of the wire message), already
+	// serialized. It is never re-encoded. Publish takes ownership of it: the
+	// caller must not modify it afterwards.
+	Data []byte
+	// Offset is per group, gap-free and starts at 1. It is assigned by the
+	// layer on Publish; any value set by the caller is ignored.
+	Offset uint64
+	// Epoch identifies the group's history. It changes whenever that history
+	// is lost (a new memory layer, an expired and dropped group, a flushed
+	// Redis), so that a position (Epoch, Offset) is never ambiguous.
+	Epoch string
+}
+
+// Layer carries group events.
+//
+// The handler given to a Layer's constructor receives the messages of the
+// groups this process subscribed to, in publish order per group. It must not
+// block for long and must not call Publish for the same group synchronously.
+type Layer interface {
+	// Publish assigns the next offset of msg.Group and delivers the message to
+	// every subscriber of the group (on every process, for distributed
+	// layers). It returns the assigned offset.
+	Publish(ctx context.Context, msg Message) (offset uint64, err error)
+	// Subscribe tells the layer this process has local members of group; only
+	// subscribed groups are delivered to the handler.
+	Subscribe(ctx context.Context, group string) error
+	// Unsubscribe tells the layer this process no longer has local members of
+	// group.
+	Unsubscribe(ctx context.Context, group string) error
+	// History returns the messages of group with offset > since, oldest
+	// first, if they are all still in the window. ok is false when the
+	// position is outside the window or epoch differs from the group's
+	// current epoch.
+	History(ctx context.Context, group string, since uint64, epoch string) (msgs []Message, ok bool, err error)
+	// Close releases the layer's resources. Calls after Close return
+	// ErrClosed.
+	Close() error
+}
+
+// ErrClosed is returned by the methods of a closed Layer.
+var ErrClosed = errors.New("layer: closed")

@@ -1,0 +1,332 @@
+package layer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of MemoryOptions.
+const (
+	DefaultHistorySize = 1000
+	DefaultHistoryAge  = 10 * time.Minute
+)
+
+// MemoryOptions configures NewMemory.
+type MemoryOptions struct {
+	// HistorySize is the number of events kept per group for resume
+	// (default DefaultHistorySize). A negative value keeps none.
+	HistorySize int
+	// HistoryAge is how long an event stays in its group's window (default
+	// DefaultHistoryAge).
+	HistoryAge time.Duration
+	// SweepInterval is how often expired events and idle groups are dropped
+	// (default HistoryAge/10, at least one second).
+	SweepInterval time.Duration
+	// Now returns the current time; tests replace it (default time.Now).
+	Now func() time.Time
+}
+
+const memShards = 32
+
+// Memory is a single-process Layer. Offsets and history live in this process
+// only, so a new Memory has a new epoch for every group.
+type Memory struct {
+	handler func(Message)
+	size    int
+	age     time.Duration
+	now     func() time.Time
+
+	id          string // random, makes epochs of different layers distinct
+	incarnation atomic.Uint64
+	seed        maphash.Seed
+	shards      [memShards]memShard
+
+	closed atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type memShard struct {
+	mu     sync.Mutex
+	groups map[string]*memGroup
+}
+
+type memGroup struct {
+	mu         sync.Mutex
+	epoch      string
+	last       uint64 // last assigned offset
+	subscribed bool
+	dead       bool // removed from its shard; callers holding it must look up again
+
+	// ring holds the window: n entries starting at head. It grows lazily up
+	// to the configured size, so quiet groups cost little.
+	ring []memEntry
+	head int
+	n    int
+}
+
+type memEntry struct {
+	msg Message
+	at  int64 // unix nanoseconds of publish
+}
+
+var _ Layer = (*Memory)(nil)
+
+// NewMemory returns an in-memory layer that delivers the messages of
+// subscribed groups to handler, synchronously from Publish and in publish
+// order per group. Close stops its background sweeper.
+func NewMemory(handler func(Message), opts MemoryOptions) *Memory {
+	if opts.HistorySize == 0 {
+		opts.HistorySize = DefaultHistorySize
+	}
+	if opts.HistorySize < 0 {
+		opts.HistorySize = 0
+	}
+	if opts.HistoryAge <= 0 {
+		opts.HistoryAge = DefaultHistoryAge
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = max(opts.HistoryAge/10, time.Second)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	m := &Memory{
+		handler: handler,
+		size:    opts.HistorySize,
+		age:     opts.HistoryAge,
+		now:     opts.Now,
+		id:      hex.EncodeToString(b[:]),
+		seed:    maphash.MakeSeed(),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	for i := range m.shards {
+		m.shards[i].groups = make(map[string]*memGroup)
+	}
+	go m.sweeper(opts.SweepInterval)
+	return m
+}
+
+func (m *Memory) shard(group string) *memShard {
+	return &m.shards[maphash.String(m.seed, group)%memShards]
+}
+
+// group returns the locked state of group, creating it when create is set.
+// It returns nil (nothing locked) when the group has no state and create is
+// false.
+func (m *Memory) group(name string, create bool) *memGroup {
+	sh := m.shard(name)
+	for {
+		sh.mu.Lock()
+		g := sh.groups[name]
+		if g == nil {
+			if !create {
+				sh.mu.Unlock()
+				return nil
+			}
+			g = &memGroup{epoch: m.id + "." + strconv.FormatUint(m.incarnation.Add(1), 10)}
+			sh.groups[name] = g
+		}
+		sh.mu.Unlock()
+		g.mu.Lock()
+		if !g.dead {
+			return g
+		}
+		g.mu.Unlock()
+	}
+}
+
+// Publish implements Layer.
+func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("layer: publish to %q: %w", msg.Group, err)
+	}
+	if m.closed.Load() {
+		return 0, ErrClosed
+	}
+	g := m.group(msg.Group, true)
+	defer g.mu.Unlock()
+	g.last++
+	msg.Offset = g.last
+	msg.Epoch = g.epoch
+	if m.size > 0 {
+		now := m.now().UnixNano()
+		g.expire(now - int64(m.age))
+		g.push(memEntry{msg: msg, at: now}, m.size)
+	}
+	if g.subscribed {
+		// Delivering under the group lock is what keeps per-group order.
+		m.handler(msg)
+	}
+	return msg.Offset, nil
+}
+
+// Subscribe implements Layer.
+func (m *Memory) Subscribe(ctx context.Context, group string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("layer: subscribe %q: %w", group, err)
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	g := m.group(group, true)
+	g.subscribed = true
+	g.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe implements Layer.
+func (m *Memory) Unsubscribe(ctx context.Context, group string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("layer: unsubscribe %q: %w", group, err)
+	}
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if g := m.group(group, false); g != nil {
+		g.subscribed = false
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+// History implements Layer. An empty epoch with since == 0 stands for "from
+// the very beginning" and succeeds while the group's first event is still in
+// the window (or nothing was ever published).
+func (m *Memory) History(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
+	}
+	if m.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	g := m.group(group, false)
+	if g == nil {
+		return nil, epoch == "" && since == 0, nil
+	}
+	defer g.mu.Unlock()
+	g.expire(m.now().UnixNano() - int64(m.age))
+	first := g.last + 1 // oldest offset still in the window
+	if g.n > 0 {
+		first = g.ring[g.head].msg.Offset
+	}
+	switch {
+	case epoch == "" && since == 0:
+		if first != 1 {
+			return nil, false, nil
+		}
+	case epoch != g.epoch:
+		return nil, false, nil
+	}
+	if since > g.last || since+1 < first {
+		return nil, false, nil
+	}
+	count := int(g.last - since)
+	if count == 0 {
+		return nil, true, nil
+	}
+	out := make([]Message, 0, count)
+	for i := g.n - count; i < g.n; i++ {
+		out = append(out, g.ring[(g.head+i)%len(g.ring)].msg)
+	}
+	return out, true, nil
+}
+
+// Close implements Layer. It stops the sweeper and waits for it.
+func (m *Memory) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	close(m.stop)
+	<-m.done
+	return nil
+}
+
+func (m *Memory) sweeper(every time.Duration) {
+	defer close(m.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.sweep()
+		}
+	}
+}
+
+// sweep drops expired events and forgets groups that have neither
+// subscribers nor events in their window, so the number of groups a
+// long-running process tracks stays bounded. A forgotten group gets a new
+// epoch if it is used again, which is correct: its history is gone.
+func (m *Memory) sweep() {
+	cutoff := m.now().UnixNano() - int64(m.age)
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for name, g := range sh.groups {
+			g.mu.Lock()
+			g.expire(cutoff)
+			if !g.subscribed && g.n == 0 {
+				g.dead = true
+				delete(sh.groups, name)
+			}
+			g.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// groupCount reports the number of groups with state, for tests.
+func (m *Memory) groupCount() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.groups)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (g *memGroup) push(e memEntry, size int) {
+	if g.n == size {
+		// Full: overwrite the oldest.
+		g.ring[g.head] = e
+		g.head = (g.head + 1) % len(g.ring)
+		return
+	}
+	if g.n == len(g.ring) {
+		grown := make([]memEntry, min(max(2*len(g.ring), 8), size))
+		for i := 0; i < g.n; i++ {
+			grown[i] = g.ring[(g.head+i)%len(g.ring)]
+		}
+		g.ring, g.head = grown, 0
+	}
+	g.ring[(g.head+g.n)%len(g.ring)] = e
+	g.n++
+}
+
+// expire drops entries published before cutoff and releases the ring once
+// it is empty.
+func (g *memGroup) expire(cutoff int64) {
+	for g.n > 0 && g.ring[g.head].at < cutoff {
+		g.ring[g.head] = memEntry{}
+		g.head = (g.head + 1) % len(g.ring)
+		g.n--
+	}
+	if g.n == 0 {
+		g.ring, g.head = nil, 0
+	}
+}
