@@ -1,0 +1,232 @@
+package platform
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/heraldhq/herald/internal/money"
+)
+
+// Campaign statuses.
+const (
+	CampaignDraft  = "draft"
+	CampaignActive = "active"
+	CampaignClosed = "closed"
+)
+
+// CampaignInput creates a campaign, or with nil fields left alone, edits one.
+type CampaignInput struct {
+	Title       *string      `json:"title"`
+	Description *string      `json:"description"`
+	GoalAmount  *money.Cents `json:"goal_amount"`
+	Currency    *string      `json:"currency"`
+	Status      *string      `json:"status"`
+}
+
+const campaignSelect = `SELECT c.id, c.owner_id, u.username, c.title, c.description, c.goal_cents, c.raised_cents,
+	c.currency, c.status, c.created_at, c.updated_at,
+	(SELECT COUNT(*) FROM contributions x WHERE x.campaign_id = c.id)
+	FROM campaigns c JOIN users u ON u.id = c.owner_id`
+
+// visibleTo is the WHERE clause part that hides drafts from all but their owner.
+const visibleTo = "(c.status <> 'draft' OR c.owner_id = $%d)"
+
+func scanCampaign(s scanner) (Campaign, error) {
+	var c Campaign
+	err := s.Scan(&c.ID, &c.Owner.ID, &c.Owner.Username, &c.Title, &c.Description, &c.GoalAmount, &c.RaisedAmount,
+		&c.Currency, &c.Status, &c.CreatedAt.Time, &c.UpdatedAt.Time, &c.ContributionsCount)
+	return c, err
+}
+
+// CreateCampaign starts a campaign owned by userID (a draft unless the input
+// says active).
+func (p *Platform) CreateCampaign(ctx context.Context, userID int64, in CampaignInput) (CampaignDetail, error) {
+	if err := requireUser(userID); err != nil {
+		return CampaignDetail{}, err
+	}
+	f := fieldErrors{}
+	title := text(f, "title", deref(in.Title), true, 200)
+	desc := text(f, "description", deref(in.Description), false, 20000)
+	var goal money.Cents
+	if in.GoalAmount == nil {
+		f.add("goal_amount", "this field is required")
+	} else if goal = *in.GoalAmount; goal <= 0 || goal > money.Max {
+		f.add("goal_amount", "must be greater than 0.00 and at most %s", money.Max)
+	}
+	currency := "USD"
+	if in.Currency != nil {
+		if currency = *in.Currency; !money.ValidCurrency(currency) {
+			f.add("currency", "must be a three-letter ISO 4217 code such as USD")
+		}
+	}
+	status := CampaignDraft
+	if in.Status != nil {
+		if status = *in.Status; status != CampaignDraft && status != CampaignActive {
+			f.add("status", "a new campaign is draft or active")
+		}
+	}
+	if err := f.err(); err != nil {
+		return CampaignDetail{}, err
+	}
+	var id int64
+	now := p.now()
+	err := p.db.QueryRowContext(ctx,
+		`INSERT INTO campaigns (owner_id, title, description, goal_cents, currency, raised_cents, status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7) RETURNING id`,
+		userID, title, desc, goal, currency, status, now).Scan(&id)
+	if err != nil {
+		return CampaignDetail{}, fmt.Errorf("create campaign: %w", err)
+	}
+	return p.CampaignDetail(ctx, userID, id)
+}
+
+// UpdateCampaign edits a campaign; only its owner may. Status moves forward
+// only: draft → active → closed (or draft → closed).
+func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64, in CampaignInput) (CampaignDetail, error) {
+	if err := requireUser(userID); err != nil {
+		return CampaignDetail{}, err
+	}
+	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+		cur, err := p.campaignForWrite(ctx, tx, userID, campaignID, true)
+		if err != nil {
+			return err
+		}
+		f := fieldErrors{}
+		if in.Title != nil {
+			cur.Title = text(f, "title", *in.Title, true, 200)
+		}
+		if in.Description != nil {
+			cur.Description = text(f, "description", *in.Description, false, 20000)
+		}
+		if in.GoalAmount != nil {
+			if cur.GoalAmount = *in.GoalAmount; cur.GoalAmount <= 0 || cur.GoalAmount > money.Max {
+				f.add("goal_amount", "must be greater than 0.00 and at most %s", money.Max)
+			}
+		}
+		if in.Currency != nil && *in.Currency != cur.Currency {
+			switch {
+			case !money.ValidCurrency(*in.Currency):
+				f.add("currency", "must be a three-letter ISO 4217 code such as USD")
+			case cur.ContributionsCount > 0:
+				f.add("currency", "cannot change once the campaign has contributions")
+			}
+			cur.Currency = *in.Currency
+		}
+		if in.Status != nil && *in.Status != cur.Status {
+			next := *in.Status
+			ok := (cur.Status == CampaignDraft && (next == CampaignActive || next == CampaignClosed)) ||
+				(cur.Status == CampaignActive && next == CampaignClosed)
+			if !ok {
+				f.add("status", "cannot move a campaign from %s to %q", cur.Status, next)
+			}
+			cur.Status = next
+		}
+		if err := f.err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE campaigns SET title = $1, description = $2, goal_cents = $3, currency = $4,
+			status = $5, updated_at = $6 WHERE id = $7`,
+			cur.Title, cur.Description, cur.GoalAmount, cur.Currency, cur.Status, p.now(), campaignID)
+		if err != nil {
+			return fmt.Errorf("update campaign %d: %w", campaignID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return CampaignDetail{}, err
+	}
+	return p.CampaignDetail(ctx, userID, campaignID)
+}
+
+// campaignForWrite loads and locks a campaign the actor may see (and, with
+// ownerOnly, owns). Locking the row serializes the writes of one campaign, so
+// its events leave the outbox in the order they were committed.
+func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
+	if _, err := tx.ExecContext(ctx, "SELECT id FROM campaigns WHERE id = $1"+p.db.ForUpdate(), campaignID); err != nil {
+		return Campaign{}, fmt.Errorf("lock campaign %d: %w", campaignID, err)
+	}
+	c, err := scanCampaign(tx.QueryRowContext(ctx, campaignSelect+" WHERE c.id = $1", campaignID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Campaign{}, notFound("campaign")
+	}
+	if err != nil {
+		return Campaign{}, fmt.Errorf("load campaign %d: %w", campaignID, err)
+	}
+	if c.Status == CampaignDraft && c.Owner.ID != userID {
+		return Campaign{}, notFound("campaign")
+	}
+	if ownerOnly && c.Owner.ID != userID {
+		return Campaign{}, forbidden("only the campaign's owner may do this")
+	}
+	return c, nil
+}
+
+// Campaign returns a campaign without relations, if viewerID may see it
+// (viewerID 0 is anonymous).
+func (p *Platform) Campaign(ctx context.Context, viewerID, campaignID int64) (Campaign, error) {
+	c, err := scanCampaign(p.db.QueryRowContext(ctx, campaignSelect+" WHERE c.id = $1 AND "+fmt.Sprintf(visibleTo, 2), campaignID, viewerID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Campaign{}, notFound("campaign")
+	}
+	if err != nil {
+		return Campaign{}, fmt.Errorf("load campaign %d: %w", campaignID, err)
+	}
+	return c, nil
+}
+
+// CampaignDetail returns a campaign with its newest relations nested: the REST
+// detail and the WebSocket snapshot.
+func (p *Platform) CampaignDetail(ctx context.Context, viewerID, campaignID int64) (CampaignDetail, error) {
+	c, err := p.Campaign(ctx, viewerID, campaignID)
+	if err != nil {
+		return CampaignDetail{}, err
+	}
+	d := CampaignDetail{Campaign: c}
+	id := c.ID
+	if d.Contributions, err = collect(ctx, p.db, scanContribution, contributionSelect+" WHERE x.campaign_id = $1 ORDER BY x.id DESC LIMIT $2", id, NestedLimit); err != nil {
+		return CampaignDetail{}, fmt.Errorf("load contributions of campaign %d: %w", id, err)
+	}
+	if d.Updates, err = collect(ctx, p.db, scanUpdate, updateSelect+" WHERE x.campaign_id = $1 ORDER BY x.id DESC LIMIT $2", id, NestedLimit); err != nil {
+		return CampaignDetail{}, fmt.Errorf("load updates of campaign %d: %w", id, err)
+	}
+	if d.Comments, err = collect(ctx, p.db, scanComment, commentSelect+" WHERE x.campaign_id = $1 ORDER BY x.id DESC LIMIT $2", id, NestedLimit); err != nil {
+		return CampaignDetail{}, fmt.Errorf("load comments of campaign %d: %w", id, err)
+	}
+	if d.Releases, err = collect(ctx, p.db, scanRelease, releaseSelect+" WHERE x.campaign_id = $1 ORDER BY x.released_at DESC, x.id DESC LIMIT $2", id, NestedLimit); err != nil {
+		return CampaignDetail{}, fmt.Errorf("load releases of campaign %d: %w", id, err)
+	}
+	if d.Milestones, err = collect(ctx, p.db, scanMilestone, milestoneSelect+" WHERE x.campaign_id = $1 ORDER BY x.target_cents, x.id LIMIT $2", id, NestedLimit); err != nil {
+		return CampaignDetail{}, fmt.Errorf("load milestones of campaign %d: %w", id, err)
+	}
+	if d.UpdatesCount, err = count(ctx, p.db, "SELECT COUNT(*) FROM updates WHERE campaign_id = $1", id); err != nil {
+		return CampaignDetail{}, fmt.Errorf("count updates of campaign %d: %w", id, err)
+	}
+	if d.CommentsCount, err = count(ctx, p.db, "SELECT COUNT(*) FROM comments WHERE campaign_id = $1", id); err != nil {
+		return CampaignDetail{}, fmt.Errorf("count comments of campaign %d: %w", id, err)
+	}
+	return d, nil
+}
+
+// CampaignFilter narrows ListCampaigns.
+type CampaignFilter struct {
+	Status  string // "" for any the viewer may see
+	OwnerID int64  // 0 for any
+}
+
+// ListCampaigns lists the campaigns viewerID may see, newest first.
+func (p *Platform) ListCampaigns(ctx context.Context, viewerID int64, filter CampaignFilter, page PageRequest) (Page[Campaign], error) {
+	page = normPage(page)
+	where := " WHERE " + fmt.Sprintf(visibleTo, 1) + " AND ($2 = '' OR c.status = $2) AND ($3 = 0 OR c.owner_id = $3)"
+	n, err := count(ctx, p.db, "SELECT COUNT(*) FROM campaigns c"+where, viewerID, filter.Status, filter.OwnerID)
+	if err != nil {
+		return Page[Campaign]{}, fmt.Errorf("count campaigns: %w", err)
+	}
+	cs, err := collect(ctx, p.db, scanCampaign, campaignSelect+where+" ORDER BY c.id DESC LIMIT $4 OFFSET $5",
+		viewerID, filter.Status, filter.OwnerID, page.Size, page.offset())
+	if err != nil {
+		return Page[Campaign]{}, fmt.Errorf("list campaigns: %w", err)
+	}
+	return Page[Campaign]{Count: n, Results: cs}, nil
+}

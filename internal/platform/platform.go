@@ -1,0 +1,207 @@
+// Package platform is herald's domain: users, quests and applications,
+// campaigns and their contributions, updates, comments, releases and
+// milestones. Every write is one method here running one transaction that
+// also records, in the outbox table, the events the write causes; an event
+// therefore exists exactly when its change is committed. It knows nothing of
+// HTTP or WebSockets.
+package platform
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// PasswordHasher hashes and checks passwords (argon2id in production).
+type PasswordHasher interface {
+	Hash(password string) (string, error)
+	Verify(encoded, password string) (bool, error)
+}
+
+// Options configures a Platform.
+type Options struct {
+	Hasher PasswordHasher
+	// ValidatePassword checks a new password's strength; nil accepts any
+	// non-empty password.
+	ValidatePassword func(string) error
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Platform runs the domain's reads and writes against one database.
+type Platform struct {
+	db        *store.DB
+	hasher    PasswordHasher
+	validate  func(string) error
+	clock     func() time.Time
+	dummyHash string // verified against when a username is unknown, so timing does not tell
+}
+
+// New returns a Platform over db.
+func New(db *store.DB, opts Options) (*Platform, error) {
+	if opts.Hasher == nil {
+		return nil, errors.New("platform: a password hasher is required")
+	}
+	p := &Platform{db: db, hasher: opts.Hasher, validate: opts.ValidatePassword, clock: opts.Now}
+	if p.clock == nil {
+		p.clock = time.Now
+	}
+	h, err := opts.Hasher.Hash("herald-timing-equalizer")
+	if err != nil {
+		return nil, fmt.Errorf("platform: prepare password hasher: %w", err)
+	}
+	p.dummyHash = h
+	return p, nil
+}
+
+// DB is the database the platform writes to (the outbox relay reads it).
+func (p *Platform) DB() *store.DB { return p.db }
+
+// now is the clock at the database's precision (microseconds), so what a
+// write returns equals what a later read returns.
+func (p *Platform) now() time.Time {
+	return p.clock().UTC().Truncate(time.Microsecond)
+}
+
+// Event names, as the seeds' front ends expect them.
+const (
+	EventNewApplication    = "new_application"
+	EventApplicationUpdate = "application_update"
+	EventContribution      = "contribution"
+	EventUpdate            = "update"
+	EventComment           = "comment"
+	EventRelease           = "release"
+	EventMilestone         = "milestone"
+	// EventQuestCreated tells the creator's connections to join the new
+	// quest's group; it is internal and never sent to a client.
+	EventQuestCreated = "quest_created"
+)
+
+// Group names, as in the seeds.
+func UserGroup(id int64) string     { return "user_" + strconv.FormatInt(id, 10) }
+func QuestGroup(id int64) string    { return "quest_" + strconv.FormatInt(id, 10) }
+func CampaignGroup(id int64) string { return "campaign_" + strconv.FormatInt(id, 10) }
+
+// record adds an event to the outbox inside tx. data is marshalled here, once;
+// the relay publishes these exact bytes.
+func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("record %s event: encode: %w", typ, err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO outbox (grp, type, data, created_at) VALUES ($1, $2, $3, $4)",
+		group, typ, string(b), p.now()); err != nil {
+		return fmt.Errorf("record %s event for %s: %w", typ, group, err)
+	}
+	return nil
+}
+
+// OutboxEvent is an event recorded by a committed write, not yet published.
+type OutboxEvent struct {
+	ID        int64
+	Group     string
+	Type      string
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// PendingEvents returns up to limit unpublished events, oldest first.
+func (p *Platform) PendingEvents(ctx context.Context, limit int) ([]OutboxEvent, error) {
+	rows, err := p.db.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", limit)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []OutboxEvent
+	for rows.Next() {
+		var e OutboxEvent
+		var data string
+		if err := rows.Scan(&e.ID, &e.Group, &e.Type, &data, &e.CreatedAt); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		e.Data = []byte(data)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// text validates a required or optional string field's length in runes and
+// returns it trimmed.
+func text(f fieldErrors, field, v string, required bool, max int) string {
+	v = strings.TrimSpace(v)
+	switch {
+	case !utf8.ValidString(v):
+		f.add(field, "must be valid UTF-8")
+	case required && v == "":
+		f.add(field, "this field may not be blank")
+	case utf8.RuneCountInString(v) > max:
+		f.add(field, "ensure this field has no more than %d characters", max)
+	case strings.ContainsRune(v, 0):
+		f.add(field, "must not contain NUL characters")
+	}
+	return v
+}
+
+func requireUser(userID int64) error {
+	if userID <= 0 {
+		return &Error{Kind: KindUnauthorized, Message: "authentication credentials were not provided"}
+	}
+	return nil
+}
+
+func normPage(p PageRequest) PageRequest {
+	if p.Number < 1 {
+		p.Number = 1
+	}
+	if p.Size < 1 {
+		p.Size = 20
+	}
+	if p.Size > 100 {
+		p.Size = 100
+	}
+	return p
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// querier is *sql.DB, *sql.Tx or *store.DB.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// collect runs a query and scans every row with scan.
+func collect[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func count(ctx context.Context, q querier, query string, args ...any) (int64, error) {
+	var n int64
+	err := q.QueryRowContext(ctx, query, args...).Scan(&n)
+	return n, err
+}
