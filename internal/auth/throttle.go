@@ -1,0 +1,198 @@
+package auth
+
+import (
+	"container/list"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Throttle defaults, used for zero ThrottleConfig fields.
+const (
+	DefaultMaxPerAccount  = 5
+	DefaultMaxPerAddress  = 20
+	DefaultThrottleWindow = 15 * time.Minute
+	DefaultMaxEntries     = 100_000
+)
+
+// maxThrottleKeyLen caps how much of a client-supplied account name is stored, so
+// the memory bound holds for entry sizes as well as entry counts.
+const maxThrottleKeyLen = 256
+
+// ThrottleConfig configures a Throttle. Zero fields select the defaults.
+type ThrottleConfig struct {
+	MaxPerAccount int           // failures per account before it is locked
+	MaxPerAddress int           // failures per client address before it is locked
+	Window        time.Duration // counting window, which is also the lock duration
+	MaxEntries    int           // accounts and addresses tracked at once
+	Now           func() time.Time
+}
+
+// Throttle limits password guessing. Failed logins are counted per account
+// (case-insensitively) and per client address (IPv6 clients by /64, since
+// one host typically controls a whole /64). Once a key reaches its limit it
+// stays locked until its window, which starts at its first failure, ends.
+//
+// State is kept in memory and bounded by MaxEntries: expired entries are
+// dropped as calls come in, and when the table is full the oldest entry,
+// the one closest to expiring anyway, is evicted. A Throttle is safe for
+// concurrent use and needs no cleanup.
+type Throttle struct {
+	cfg ThrottleConfig
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *throttleEntry
+	// order holds entries oldest first. Every window has the same length,
+	// so this is also expiry order and pruning only looks at the front.
+	order list.List
+}
+
+type throttleEntry struct {
+	key      string
+	start    time.Time
+	failures int
+}
+
+// NewThrottle returns a Throttle configured by cfg.
+func NewThrottle(cfg ThrottleConfig) *Throttle {
+	if cfg.MaxPerAccount <= 0 {
+		cfg.MaxPerAccount = DefaultMaxPerAccount
+	}
+	if cfg.MaxPerAddress <= 0 {
+		cfg.MaxPerAddress = DefaultMaxPerAddress
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultThrottleWindow
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Throttle{cfg: cfg, entries: make(map[string]*list.Element)}
+}
+
+// Check reports whether a login attempt for account from addr may proceed.
+// If not, retryAfter is how long until the lock lifts.
+func (t *Throttle) Check(account, addr string) (retryAfter time.Duration, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.cfg.Now()
+	t.prune(now)
+	for _, k := range t.keys(account, addr) {
+		if e := t.lookup(k.key, now); e != nil && e.failures >= k.max {
+			retryAfter = max(retryAfter, e.start.Add(t.cfg.Window).Sub(now))
+		}
+	}
+	return retryAfter, retryAfter == 0
+}
+
+// Failure records a failed login for account from addr.
+func (t *Throttle) Failure(account, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.cfg.Now()
+	t.prune(now)
+	for _, k := range t.keys(account, addr) {
+		e := t.lookup(k.key, now)
+		if e == nil {
+			e = t.insert(k.key, now)
+		}
+		e.failures++
+	}
+}
+
+// Success records a successful login, clearing the account's failures. The
+// address counter is kept: otherwise an attacker holding one valid account
+// could reset it between guesses at others.
+func (t *Throttle) Success(account, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if el, ok := t.entries[accountKey(account)]; ok {
+		t.remove(el)
+	}
+}
+
+type throttleKey struct {
+	key string
+	max int
+}
+
+func (t *Throttle) keys(account, addr string) []throttleKey {
+	keys := make([]throttleKey, 0, 2)
+	if account != "" {
+		keys = append(keys, throttleKey{accountKey(account), t.cfg.MaxPerAccount})
+	}
+	if addr != "" {
+		keys = append(keys, throttleKey{addressKey(addr), t.cfg.MaxPerAddress})
+	}
+	return keys
+}
+
+func accountKey(account string) string {
+	if len(account) > maxThrottleKeyLen {
+		account = account[:maxThrottleKeyLen]
+	}
+	return "u:" + strings.ToLower(account)
+}
+
+func addressKey(addr string) string {
+	ip, ok := parseIP(addr)
+	if !ok {
+		if len(addr) > maxThrottleKeyLen {
+			addr = addr[:maxThrottleKeyLen]
+		}
+		return "a:" + addr
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64) // cannot fail for a /64 of an IPv6 address
+		return "a:" + p.String()
+	}
+	return "a:" + ip.String()
+}
+
+// lookup returns the live entry for key, or nil.
+func (t *Throttle) lookup(key string, now time.Time) *throttleEntry {
+	el, ok := t.entries[key]
+	if !ok {
+		return nil
+	}
+	e := el.Value.(*throttleEntry)
+	if t.expired(e, now) {
+		// Only reachable if the clock went backwards and broke the
+		// ordering prune relies on.
+		t.remove(el)
+		return nil
+	}
+	return e
+}
+
+func (t *Throttle) insert(key string, now time.Time) *throttleEntry {
+	for len(t.entries) >= t.cfg.MaxEntries {
+		t.remove(t.order.Front())
+	}
+	e := &throttleEntry{key: key, start: now}
+	t.entries[key] = t.order.PushBack(e)
+	return e
+}
+
+func (t *Throttle) remove(el *list.Element) {
+	delete(t.entries, el.Value.(*throttleEntry).key)
+	t.order.Remove(el)
+}
+
+// prune drops expired entries from the front of the queue. Each entry is
+// dropped once, so the cost is amortised over the calls that created them.
+func (t *Throttle) prune(now time.Time) {
+	for el := t.order.Front(); el != nil; el = t.order.Front() {
+		if !t.expired(el.Value.(*throttleEntry), now) {
+			return
+		}
+		t.remove(el)
+	}
+}
+
+func (t *Throttle) expired(e *throttleEntry, now time.Time) bool {
+	return !now.Before(e.start.Add(t.cfg.Window))
+}

@@ -1,0 +1,182 @@
+package auth
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func mustAllow(t *testing.T, th *Throttle, account, addr string) {
+	t.Helper()
+	if d, ok := th.Check(account, addr); !ok {
+		t.Fatalf("Check(%q, %q) locked for %v, want allowed", account, addr, d)
+	}
+}
+
+func mustDeny(t *testing.T, th *Throttle, account, addr string, want time.Duration) {
+	t.Helper()
+	if d, ok := th.Check(account, addr); ok || d != want {
+		t.Fatalf("Check(%q, %q) = %v, %v; want %v, false", account, addr, d, ok, want)
+	}
+}
+
+func TestThrottleAccount(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now})
+
+	// Failures from different addresses all count against the account, and
+	// the account name is case-insensitive.
+	for i := range 4 {
+		mustAllow(t, th, "Alice", "")
+		th.Failure([]string{"alice", "ALICE", "Alice"}[i%3], fmt.Sprintf("198.51.100.%d", i))
+		clock.Advance(time.Minute)
+	}
+	mustAllow(t, th, "alice", "")
+	th.Failure("alice", "198.51.100.9")
+
+	// The window started with the first failure, four minutes ago.
+	mustDeny(t, th, "alice", "", 11*time.Minute)
+	mustDeny(t, th, "aLiCe", "203.0.113.1", 11*time.Minute)
+	mustAllow(t, th, "bob", "198.51.100.9")
+
+	// Further failures while locked do not extend the lock.
+	th.Failure("alice", "")
+	clock.Advance(11*time.Minute - time.Second)
+	mustDeny(t, th, "alice", "", time.Second)
+	clock.Advance(time.Second)
+	mustAllow(t, th, "alice", "")
+
+	// A fresh window starts from zero.
+	th.Failure("alice", "")
+	mustAllow(t, th, "alice", "")
+}
+
+func TestThrottleAddress(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now})
+
+	for i := range 20 {
+		mustAllow(t, th, "", "198.51.100.7")
+		th.Failure("user"+strconv.Itoa(i), "198.51.100.7")
+	}
+	mustDeny(t, th, "fresh-account", "198.51.100.7", 15*time.Minute)
+	mustAllow(t, th, "fresh-account", "198.51.100.8")
+
+	// A successful login clears only the account, not the address.
+	th.Success("user0", "198.51.100.7")
+	mustDeny(t, th, "user0", "198.51.100.7", 15*time.Minute)
+
+	clock.Advance(15 * time.Minute)
+	mustAllow(t, th, "fresh-account", "198.51.100.7")
+}
+
+func TestThrottleIPv6Prefix(t *testing.T) {
+	th := NewThrottle(ThrottleConfig{MaxPerAddress: 3, Now: newFakeClock().Now})
+	th.Failure("", "2001:db8:1:2::1")
+	th.Failure("", "2001:db8:1:2:ffff::9")
+	th.Failure("", "2001:db8:1:2:abcd:1:2:3")
+	_, ok := th.Check("", "2001:db8:1:2::77")
+	if ok {
+		t.Error("address in the same /64 not locked")
+	}
+	mustAllow(t, th, "", "2001:db8:1:3::1")
+	// IPv4 addresses are tracked individually, mapped or not.
+	th.Failure("", "::ffff:192.0.2.1")
+	th.Failure("", "192.0.2.1")
+	th.Failure("", "192.0.2.1")
+	mustDeny(t, th, "", "192.0.2.1", 15*time.Minute)
+	mustAllow(t, th, "", "192.0.2.2")
+}
+
+func TestThrottleSuccessResets(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{MaxPerAccount: 3, Window: time.Minute, Now: clock.Now})
+	th.Failure("carol", "192.0.2.1")
+	th.Failure("carol", "192.0.2.1")
+	th.Success("Carol", "192.0.2.1")
+	th.Failure("carol", "192.0.2.1")
+	th.Failure("carol", "192.0.2.1")
+	mustAllow(t, th, "carol", "192.0.2.1")
+	th.Failure("carol", "192.0.2.1")
+	mustDeny(t, th, "carol", "", time.Minute)
+}
+
+func TestThrottleBounded(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now})
+	const n = 200_000
+	for i := range n {
+		th.Failure("user"+strconv.Itoa(i), "")
+		if i%10_000 == 0 {
+			clock.Advance(time.Second)
+		}
+	}
+	if got := len(th.entries); got > DefaultMaxEntries || got != th.order.Len() {
+		t.Fatalf("after %d distinct accounts: %d map entries, %d queued; want at most %d, equal",
+			n, got, th.order.Len(), DefaultMaxEntries)
+	}
+	// Eviction drops the oldest keys and keeps the newest.
+	if _, ok := th.entries[accountKey("user0")]; ok {
+		t.Error("oldest entry survived eviction")
+	}
+	if _, ok := th.entries[accountKey("user"+strconv.Itoa(n-1))]; !ok {
+		t.Error("newest entry was evicted")
+	}
+
+	// Expired entries are pruned without being looked up again.
+	clock.Advance(15 * time.Minute)
+	mustAllow(t, th, "someone", "")
+	if got := len(th.entries); got != 0 {
+		t.Errorf("%d entries left after the window passed, want 0", got)
+	}
+
+	// Oversized names do not make entries unbounded in size.
+	th.Failure(string(make([]byte, 1<<20)), string(make([]byte, 1<<20)))
+	for k := range th.entries {
+		if len(k) > maxThrottleKeyLen+2 {
+			t.Errorf("stored key of %d bytes", len(k))
+		}
+	}
+}
+
+func TestThrottleConcurrent(t *testing.T) {
+	th := NewThrottle(ThrottleConfig{MaxEntries: 50})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				account := fmt.Sprintf("u%d-%d", g, i%60)
+				th.Check(account, "192.0.2.1")
+				th.Failure(account, fmt.Sprintf("192.0.2.%d", i%7))
+				if i%5 == 0 {
+					th.Success(account, "192.0.2.1")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(th.entries); got > 50 {
+		t.Errorf("%d entries, want at most 50", got)
+	}
+}
