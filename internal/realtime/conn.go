@@ -1,0 +1,295 @@
+package realtime
+
+import (
+	"errors"
+	"slices"
+	"sync"
+)
+
+// Errors returned by Conn.Send and Hub.Join.
+var (
+	// ErrClosed means the connection is closing or closed.
+	ErrClosed = errors.New("realtime: connection closed")
+	// ErrSlowConsumer means the frame did not fit the connection's send
+	// queue; the connection is being closed with CloseSlowConsumer.
+	ErrSlowConsumer = errors.New("realtime: slow consumer")
+)
+
+// ConnConfig describes a connection to the hub. The consumer fills it after
+// authenticating the request.
+type ConnConfig struct {
+	// UserID is the authenticated user, 0 for anonymous.
+	UserID int64
+	// Version is the protocol version, 1 (default) or 2.
+	Version int
+	// Value is the consumer's per-connection state, available as Conn.Value.
+	Value any
+}
+
+// Transport is the network side of a Conn, implemented by the transport
+// packages.
+type Transport interface {
+	// Wake is called, without locks held, when the send queue of a Conn goes
+	// from empty to non-empty while no drain is in progress. The transport
+	// then calls Link.Take until it returns nil. Wake must not block and
+	// must not call Link.Finish synchronously.
+	Wake()
+}
+
+type connState uint8
+
+const (
+	stateOpen connState = iota
+	stateClosing
+	stateClosed
+)
+
+// Conn is the transport-independent state of one client connection: who it
+// is, which groups it is in and the frames waiting to be written. An idle
+// Conn holds no buffers and no goroutine.
+type Conn struct {
+	// Value is the consumer's per-connection state (ConnConfig.Value). The
+	// hub never touches it.
+	Value any
+
+	hub       *Hub
+	transport Transport
+	userID    int64
+	enc       Encoding
+
+	joinMu sync.Mutex // serializes Join/Leave of this connection
+	mu     sync.Mutex // guards the fields below
+	state  connState
+	// writing is set from the Wake that starts a drain until Take finds the
+	// queue empty.
+	writing    bool
+	slowLogged bool
+	final      bool   // q ends with the close frame
+	queued     int32  // frames in q
+	inflight   int32  // frames taken by the transport and not yet released
+	qBytes     int    // bytes in q
+	q          *Batch // nil while nothing is queued
+	groups     []string
+}
+
+// UserID returns the authenticated user id, 0 for anonymous.
+func (c *Conn) UserID() int64 { return c.userID }
+
+// Version returns the protocol version, 1 or 2.
+func (c *Conn) Version() int {
+	if c.enc == EncodingWebSocketV2 {
+		return 2
+	}
+	return 1
+}
+
+// Encoding returns the wire format of the connection.
+func (c *Conn) Encoding() Encoding { return c.enc }
+
+// Groups returns a copy of the groups the connection is in.
+func (c *Conn) Groups() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.groups)
+}
+
+// InGroup reports whether the connection is in group.
+func (c *Conn) InGroup(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.groups, group)
+}
+
+// Send queues a one-off frame (a snapshot, an error, an acknowledgement) for
+// this connection only. It never blocks. It returns ErrClosed once the
+// connection is closing and ErrSlowConsumer when the queue is full, in which
+// case the connection is being closed with CloseSlowConsumer.
+func (c *Conn) Send(f Frame) error {
+	return c.push(f.b)
+}
+
+// SendJSON queues payload, a complete JSON message, encoded for the
+// connection's wire format.
+func (c *Conn) SendJSON(payload []byte) error {
+	return c.Send(NewTextFrame(payload))
+}
+
+// Close queues a close frame with code and reason after the frames already
+// queued and closes the connection once it is written and the client
+// answered (or a short timeout passed). Frames sent after Close are dropped.
+// Calling Close again has no effect.
+func (c *Conn) Close(code uint16, reason string) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosing
+	wake := c.appendLocked(NewCloseFrame(code, reason).b)
+	c.final = true
+	c.mu.Unlock()
+	if wake {
+		c.transport.Wake()
+	}
+}
+
+// Closed reports whether the connection is closing or closed.
+func (c *Conn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
+func (c *Conn) push(frame []byte) error {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	pending := int(c.queued + c.inflight)
+	if pending > 0 && (pending >= c.hub.maxFrames || c.qBytes+len(frame) > c.hub.maxBytes) {
+		wake := c.overflowLocked()
+		c.mu.Unlock()
+		c.hub.reportSlow(c, "send queue full", pending)
+		if wake {
+			c.transport.Wake()
+		}
+		return ErrSlowConsumer
+	}
+	wake := c.appendLocked(frame)
+	c.mu.Unlock()
+	if wake {
+		c.transport.Wake()
+	}
+	return nil
+}
+
+// appendLocked queues frame and reports whether the transport must be woken.
+func (c *Conn) appendLocked(frame []byte) bool {
+	if c.q == nil {
+		c.q = getBatch()
+	}
+	c.q.Frames = append(c.q.Frames, frame)
+	c.queued++
+	c.qBytes += len(frame)
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// overflowLocked drops everything queued and queues the slow-consumer close
+// frame instead; the frames already taken by the transport finish first.
+func (c *Conn) overflowLocked() (wake bool) {
+	c.state = stateClosing
+	c.dropQueueLocked()
+	wake = c.appendLocked(slowConsumerFrame.b)
+	c.final = true
+	return wake
+}
+
+func (c *Conn) dropQueueLocked() {
+	if c.q != nil {
+		putBatch(c.q)
+		c.q = nil
+	}
+	c.queued, c.qBytes, c.final = 0, 0, false
+}
+
+var slowConsumerFrame = NewCloseFrame(CloseSlowConsumer, "slow consumer: reconnect and resume")
+
+// Batch is a set of frames taken from a send queue, to be written in order
+// with one vectored write.
+type Batch struct {
+	// Frames are the frames to write; the transport may reslice it.
+	Frames [][]byte
+	// Final is set when the last frame closes the stream: after writing it,
+	// the transport closes the connection.
+	Final bool
+	all   [][]byte // Frames as taken, for release
+}
+
+var batchPool = sync.Pool{New: func() any { return &Batch{Frames: make([][]byte, 0, 8)} }}
+
+func getBatch() *Batch { return batchPool.Get().(*Batch) }
+
+func putBatch(b *Batch) {
+	clear(b.Frames[:cap(b.Frames)])
+	if cap(b.Frames) > 64 {
+		return // a backlog's batch; let it go rather than pin it in the pool
+	}
+	b.Frames, b.all, b.Final = b.Frames[:0], nil, false
+	batchPool.Put(b)
+}
+
+// Link is the transport's handle on a Conn: draining its queue and ending it.
+// Consumers use the Conn.
+type Link struct{ c *Conn }
+
+// Conn returns the connection.
+func (l Link) Conn() *Conn { return l.c }
+
+// Take moves the queued frames out of the connection's queue. It returns nil
+// when the queue is empty; the next queued frame then calls Transport.Wake
+// again. The transport must call Release when it is done with the batch.
+func (l Link) Take() *Batch {
+	c := l.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.q
+	if b == nil || c.state == stateClosed {
+		c.writing = false
+		return nil
+	}
+	c.q = nil
+	b.Final = c.final
+	b.all = b.Frames
+	c.inflight = c.queued
+	c.queued, c.qBytes, c.final = 0, 0, false
+	return b
+}
+
+// Release returns a batch obtained from Take.
+func (l Link) Release(b *Batch) {
+	c := l.c
+	c.mu.Lock()
+	c.inflight = 0
+	c.mu.Unlock()
+	b.Frames = b.all
+	putBatch(b)
+}
+
+// WriteTimedOut records that a write to a client stayed blocked longer than
+// the write timeout: the connection is a slow consumer. It drops the queue
+// and returns the close frame the transport should try to write before
+// closing the connection.
+func (l Link) WriteTimedOut() []byte {
+	c := l.c
+	c.mu.Lock()
+	c.state = max(c.state, stateClosing)
+	c.dropQueueLocked()
+	c.mu.Unlock()
+	c.hub.reportSlow(c, "write timeout", 0)
+	return slowConsumerFrame.b
+}
+
+// Push queues a transport-level frame (a ping or a pong) like Conn.Send.
+func (l Link) Push(frame []byte) error { return l.c.push(frame) }
+
+// Finish marks the connection closed, drops its queue and removes it from
+// every group. The transport calls it once, when the network connection is
+// gone; later calls do nothing.
+func (l Link) Finish() {
+	c := l.c
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.dropQueueLocked()
+	c.mu.Unlock()
+	c.hub.LeaveAll(c)
+	c.hub.conns.Add(-1)
+}

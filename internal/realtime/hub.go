@@ -1,0 +1,419 @@
+// Package realtime is herald's hub: connections, the groups they are in and
+// the fan-out of group events from the channel layer to each connection's
+// bounded send queue. It knows nothing of HTTP routing or of what the groups
+// mean; transports (package transport) move the frames, consumers decide
+// which groups a connection joins.
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/heraldhq/herald/internal/realtime/layer"
+)
+
+// Defaults of HubOptions.
+const (
+	DefaultMaxQueueFrames = 256
+	DefaultMaxQueueBytes  = 4 << 20
+)
+
+// HubOptions configures a Hub.
+type HubOptions struct {
+	// MaxQueueFrames bounds the frames waiting for one connection (queued
+	// plus being written); a connection that would exceed it is closed with
+	// CloseSlowConsumer. Default DefaultMaxQueueFrames.
+	MaxQueueFrames int
+	// MaxQueueBytes bounds the bytes queued for one connection the same way.
+	// A single frame larger than it is still accepted into an empty queue.
+	// Default DefaultMaxQueueBytes.
+	MaxQueueBytes int
+	// Logger receives the hub's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// LayerFactory builds the hub's channel layer around the hub's delivery
+// function.
+type LayerFactory func(deliver func(layer.Message)) (layer.Layer, error)
+
+const hubShards = 64
+
+// Hub maps groups to their local connections and fans layer messages out to
+// them. All methods are safe for concurrent use.
+type Hub struct {
+	layer     layer.Layer
+	log       *slog.Logger
+	maxFrames int
+	maxBytes  int
+	seed      maphash.Seed
+	shards    [hubShards]hubShard
+
+	conns         atomic.Int64
+	slowConsumers atomic.Uint64
+	eventsIn      atomic.Uint64
+	framesOut     atomic.Uint64
+	dropped       atomic.Uint64
+}
+
+type hubShard struct {
+	// subMu orders the layer subscription changes of the shard's groups, so
+	// Subscribe and Unsubscribe of one group reach the layer in the order the
+	// membership changed. It is taken before mu and never by the fan-out.
+	subMu  sync.Mutex
+	mu     sync.RWMutex
+	groups map[string]*group
+}
+
+// group is the set of local members of one group. Small groups are scanned;
+// large ones get an index so that leaving stays O(1).
+type group struct {
+	members []*Conn
+	index   map[*Conn]int
+}
+
+const indexThreshold = 32
+
+// NewHub returns a hub whose layer is built by newLayer. Close closes the
+// layer.
+func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
+	if opts.MaxQueueFrames <= 0 {
+		opts.MaxQueueFrames = DefaultMaxQueueFrames
+	}
+	if opts.MaxQueueBytes <= 0 {
+		opts.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	h := &Hub{
+		log:       opts.Logger,
+		maxFrames: opts.MaxQueueFrames,
+		maxBytes:  opts.MaxQueueBytes,
+		seed:      maphash.MakeSeed(),
+	}
+	for i := range h.shards {
+		h.shards[i].groups = make(map[string]*group)
+	}
+	l, err := newLayer(h.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("realtime: build layer: %w", err)
+	}
+	h.layer = l
+	return h, nil
+}
+
+// Layer returns the hub's channel layer (for History on resume).
+func (h *Hub) Layer() layer.Layer { return h.layer }
+
+// Close closes the layer. Connections are the transports' to close.
+func (h *Hub) Close() error {
+	if err := h.layer.Close(); err != nil {
+		return fmt.Errorf("realtime: close layer: %w", err)
+	}
+	return nil
+}
+
+// Attach registers a new connection served by t and returns the transport's
+// handle on it.
+func (h *Hub) Attach(cfg ConnConfig, t Transport) Link {
+	c := &Conn{Value: cfg.Value, hub: h, transport: t, userID: cfg.UserID}
+	if cfg.Version == 2 {
+		c.enc = EncodingWebSocketV2
+	}
+	h.conns.Add(1)
+	return Link{c: c}
+}
+
+// Publish publishes an event to group through the layer and returns its
+// offset. data is the event's JSON payload; the hub owns it afterwards.
+func (h *Hub) Publish(ctx context.Context, group, typ string, data []byte) (uint64, error) {
+	off, err := h.layer.Publish(ctx, layer.Message{Group: group, Type: typ, Data: data})
+	if err != nil {
+		return 0, fmt.Errorf("realtime: publish to %q: %w", group, err)
+	}
+	return off, nil
+}
+
+func (h *Hub) shard(name string) *hubShard {
+	return &h.shards[maphash.String(h.seed, name)%hubShards]
+}
+
+// Join adds c to group. The first local member subscribes this process to
+// the group in the layer. Joining a group twice is a no-op.
+func (h *Hub) Join(ctx context.Context, c *Conn, group string) error {
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if slices.Contains(c.groups, group) {
+		c.mu.Unlock()
+		return nil
+	}
+	c.groups = append(c.groups, group)
+	c.mu.Unlock()
+
+	if err := h.addMember(ctx, c, group); err != nil {
+		c.mu.Lock()
+		c.groups = removeString(c.groups, group)
+		c.mu.Unlock()
+		return err
+	}
+	// A concurrent Finish may have taken its snapshot of c.groups before
+	// the member was added; undo the membership then.
+	if c.Closed() {
+		h.removeMember(ctx, c, group)
+	}
+	return nil
+}
+
+// Leave removes c from group. The last local member unsubscribes this
+// process from the group.
+func (h *Hub) Leave(ctx context.Context, c *Conn, group string) error {
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
+	c.mu.Lock()
+	in := slices.Contains(c.groups, group)
+	c.groups = removeString(c.groups, group)
+	c.mu.Unlock()
+	if !in {
+		return nil
+	}
+	return h.removeMember(ctx, c, group)
+}
+
+// LeaveAll removes c from all its groups; transports call it (through
+// Link.Finish) when the connection ends. Layer errors are logged.
+func (h *Hub) LeaveAll(c *Conn) {
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
+	c.mu.Lock()
+	groups := c.groups
+	c.groups = nil
+	c.mu.Unlock()
+	for _, g := range groups {
+		if err := h.removeMember(context.Background(), c, g); err != nil {
+			h.log.Warn("realtime: leave group", "group", g, "err", err)
+		}
+	}
+}
+
+func (h *Hub) addMember(ctx context.Context, c *Conn, name string) error {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	if g := sh.groups[name]; g != nil {
+		g.add(c)
+		sh.mu.Unlock()
+		return nil
+	}
+	sh.mu.Unlock()
+
+	sh.subMu.Lock()
+	defer sh.subMu.Unlock()
+	sh.mu.Lock()
+	g := sh.groups[name]
+	if g != nil {
+		// Created (or kept) meanwhile; it is subscribed.
+		g.add(c)
+		sh.mu.Unlock()
+		return nil
+	}
+	g = &group{}
+	g.add(c)
+	sh.groups[name] = g
+	sh.mu.Unlock()
+	if err := h.layer.Subscribe(ctx, name); err != nil {
+		sh.mu.Lock()
+		g.remove(c)
+		if len(g.members) == 0 && sh.groups[name] == g {
+			delete(sh.groups, name)
+		}
+		sh.mu.Unlock()
+		return fmt.Errorf("realtime: join %q: %w", name, err)
+	}
+	return nil
+}
+
+func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	g := sh.groups[name]
+	if g == nil {
+		sh.mu.Unlock()
+		return nil
+	}
+	g.remove(c)
+	empty := len(g.members) == 0
+	sh.mu.Unlock()
+	if !empty {
+		return nil
+	}
+	// The group stays in the map, empty, until it is unsubscribed under
+	// subMu; a Join meanwhile simply reuses it.
+	sh.subMu.Lock()
+	defer sh.subMu.Unlock()
+	sh.mu.Lock()
+	if sh.groups[name] != g || len(g.members) != 0 {
+		sh.mu.Unlock()
+		return nil
+	}
+	delete(sh.groups, name)
+	sh.mu.Unlock()
+	if err := h.layer.Unsubscribe(ctx, name); err != nil {
+		return fmt.Errorf("realtime: leave %q: %w", name, err)
+	}
+	return nil
+}
+
+// deliver fans a layer message out to the group's local members. Each
+// encoding's frame is built at most once, on first need, and shared.
+func (h *Hub) deliver(msg layer.Message) {
+	h.eventsIn.Add(1)
+	sh := h.shard(msg.Group)
+	sh.mu.RLock()
+	g := sh.groups[msg.Group]
+	if g == nil {
+		sh.mu.RUnlock()
+		return
+	}
+	var frames [encodingCount][]byte
+	var sent, dropped uint64
+	for _, c := range g.members {
+		f := frames[c.enc]
+		if f == nil {
+			f = c.enc.Encode(&msg)
+			frames[c.enc] = f
+		}
+		if c.push(f) == nil {
+			sent++
+		} else {
+			dropped++
+		}
+	}
+	sh.mu.RUnlock()
+	h.framesOut.Add(sent)
+	if dropped > 0 {
+		h.dropped.Add(dropped)
+	}
+}
+
+func (h *Hub) reportSlow(c *Conn, why string, pending int) {
+	c.mu.Lock()
+	logged := c.slowLogged
+	c.slowLogged = true
+	c.mu.Unlock()
+	if logged {
+		return
+	}
+	h.slowConsumers.Add(1)
+	h.log.Info("realtime: closing slow consumer", "user_id", c.userID, "reason", why, "pending_frames", pending)
+}
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Conns         int64  // attached, not yet finished connections
+	Groups        int    // groups with local members
+	SlowConsumers uint64 // connections closed as slow consumers
+	EventsIn      uint64 // layer messages received for local groups
+	FramesOut     uint64 // event frames queued to connections
+	Dropped       uint64 // event frames not queued (closing or overflowing connections)
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	s := Stats{
+		Conns:         h.conns.Load(),
+		SlowConsumers: h.slowConsumers.Load(),
+		EventsIn:      h.eventsIn.Load(),
+		FramesOut:     h.framesOut.Load(),
+		Dropped:       h.dropped.Load(),
+	}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		s.Groups += len(sh.groups)
+		sh.mu.RUnlock()
+	}
+	return s
+}
+
+// SlowConsumers returns the number of connections closed because they did
+// not read fast enough.
+func (h *Hub) SlowConsumers() uint64 { return h.slowConsumers.Load() }
+
+// GroupSize returns the number of local members of group.
+func (h *Hub) GroupSize(name string) int {
+	sh := h.shard(name)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if g := sh.groups[name]; g != nil {
+		return len(g.members)
+	}
+	return 0
+}
+
+func (g *group) add(c *Conn) {
+	if g.index != nil {
+		if _, ok := g.index[c]; ok {
+			return
+		}
+		g.index[c] = len(g.members)
+	} else if slices.Contains(g.members, c) {
+		return
+	}
+	g.members = append(g.members, c)
+	if g.index == nil && len(g.members) > indexThreshold {
+		g.index = make(map[*Conn]int, len(g.members))
+		for i, m := range g.members {
+			g.index[m] = i
+		}
+	}
+}
+
+func (g *group) remove(c *Conn) {
+	i := -1
+	if g.index != nil {
+		if j, ok := g.index[c]; ok {
+			i = j
+			delete(g.index, c)
+		}
+	} else {
+		i = slices.Index(g.members, c)
+	}
+	if i < 0 {
+		return
+	}
+	last := len(g.members) - 1
+	if i != last {
+		moved := g.members[last]
+		g.members[i] = moved
+		if g.index != nil {
+			g.index[moved] = i
+		}
+	}
+	g.members[last] = nil
+	g.members = g.members[:last]
+	if g.index != nil && len(g.members) <= indexThreshold/2 {
+		g.index = nil
+	}
+	if cap(g.members) > 64 && len(g.members) < cap(g.members)/4 {
+		g.members = slices.Clip(slices.Clone(g.members))
+	}
+}
+
+func removeString(s []string, v string) []string {
+	if i := slices.Index(s, v); i >= 0 {
+		s = slices.Delete(s, i, i+1)
+	}
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

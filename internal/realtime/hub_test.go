@@ -1,0 +1,435 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/gobwas/ws"
+
+	"github.com/heraldhq/herald/internal/realtime/layer"
+)
+
+// nopTransport counts wakes; tests drain the queue themselves.
+type nopTransport struct{ wakes int }
+
+func (t *nopTransport) Wake() { t.wakes++ }
+
+// recLayer wraps a memory layer and records subscription changes.
+type recLayer struct {
+	*layer.Memory
+	mu  sync.Mutex
+	ops []string
+}
+
+func (l *recLayer) Subscribe(ctx context.Context, g string) error {
+	l.mu.Lock()
+	l.ops = append(l.ops, "sub "+g)
+	l.mu.Unlock()
+	return l.Memory.Subscribe(ctx, g)
+}
+
+func (l *recLayer) Unsubscribe(ctx context.Context, g string) error {
+	l.mu.Lock()
+	l.ops = append(l.ops, "unsub "+g)
+	l.mu.Unlock()
+	return l.Memory.Unsubscribe(ctx, g)
+}
+
+func newTestHub(t testing.TB, opts HubOptions) (*Hub, *recLayer) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var rl *recLayer
+	h, err := NewHub(opts, func(deliver func(layer.Message)) (layer.Layer, error) {
+		rl = &recLayer{Memory: layer.NewMemory(deliver, layer.MemoryOptions{})}
+		return rl, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h, rl
+}
+
+// payloads drains c and returns the text payloads of its frames.
+func payloads(t testing.TB, c *Conn) []string {
+	t.Helper()
+	l := Link{c: c}
+	var out []string
+	for b := l.Take(); b != nil; b = l.Take() {
+		for _, f := range b.Frames {
+			fr, err := ws.ReadFrame(bytes.NewReader(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fr.Header.OpCode == ws.OpClose {
+				code, reason := ws.ParseCloseFrameData(fr.Payload)
+				out = append(out, fmt.Sprintf("close %d %s", code, reason))
+				continue
+			}
+			out = append(out, string(fr.Payload))
+		}
+		l.Release(b)
+	}
+	return out
+}
+
+func TestHubFanOutEncodings(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{})
+	var tr nopTransport
+	v1a := h.Attach(ConnConfig{UserID: 1}, &tr).Conn()
+	v1b := h.Attach(ConnConfig{UserID: 2}, &tr).Conn()
+	v2 := h.Attach(ConnConfig{UserID: 3, Version: 2}, &tr).Conn()
+	for _, c := range []*Conn{v1a, v1b, v2} {
+		if err := h.Join(ctx, c, "campaign_1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Join(ctx, v1a, "user_1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Publish(ctx, "campaign_1", "comment", []byte(`{"id":345,"content":"Great project!"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Publish(ctx, "user_1", "application_update", []byte(`{"status":"approved"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Publish(ctx, "campaign_2", "comment", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	want1 := `{"type":"comment","data":{"id":345,"content":"Great project!"}}`
+	if got := payloads(t, v1a); len(got) != 2 || got[0] != want1 || got[1] != `{"type":"application_update","data":{"status":"approved"}}` {
+		t.Errorf(
+			"v1a got %q",
+			got)
+	}
+	if got := payloads(t, v1b); len(got) != 1 || got[0] != want1 {
+		t.Errorf(
+			"v1b got %q",
+			got)
+	}
+	got := payloads(t, v2)
+	if len(got) != 1 {
+		t.Fatalf(
+			"v2 got %q",
+			got)
+	}
+	var m struct {
+		Type   string          `json:"type"`
+		Data   json.RawMessage `json:"data"`
+		Group  string          `json:"group"`
+		Offset uint64          `json:"offset"`
+		Epoch  string          `json:"epoch"`
+	}
+	if err := json.Unmarshal([]byte(got[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Type != "comment" || m.Group != "campaign_1" || m.Offset != 1 || m.Epoch == "" || string(m.Data) != `{"id":345,"content":"Great project!"}` {
+		t.Errorf(
+			"v2 frame = %s",
+			got[0])
+	}
+	if !v1a.InGroup("user_1") || len(v1a.Groups()) != 2 {
+		t.Errorf(
+			"groups = %v",
+			v1a.Groups())
+	}
+}
+
+func TestHubSharesFrameBytes(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{})
+	var tr nopTransport
+	var links []Link
+	for i := range 4 {
+		l := h.Attach(ConnConfig{UserID: int64(i)}, &tr)
+		links = append(links, l)
+		if err := h.Join(ctx, l.Conn(), "g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.Publish(ctx, "g", "t", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	var first *byte
+	for _, l := range links {
+		b := l.Take()
+		if b == nil || len(b.Frames) != 1 {
+			t.Fatal("expected one frame")
+		}
+		if first == nil {
+			first = &b.Frames[0][0]
+		} else if &b.Frames[0][0] != first {
+			t.Fatal("receivers got different frame buffers; the frame must be built once")
+		}
+		l.Release(b)
+	}
+}
+
+func TestHubSubscriptionFollowsMembership(t *testing.T) {
+	ctx := context.Background()
+	h, rl := newTestHub(t, HubOptions{})
+	var tr nopTransport
+	a := h.Attach(ConnConfig{}, &tr)
+	b := h.Attach(ConnConfig{}, &tr)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(h.Join(ctx, a.Conn(), "g"))
+	must(h.Join(ctx, a.Conn(), "g")) // no-op
+	must(h.Join(ctx, b.Conn(), "g"))
+	must(h.Leave(ctx, a.Conn(), "g"))
+	if n := h.GroupSize("g"); n != 1 {
+		t.Fatalf(
+			"group size = %d",
+			n)
+	}
+	b.Finish()
+	if n := h.GroupSize("g"); n != 0 {
+		t.Fatalf(
+			"group size after Finish = %d",
+			n)
+	}
+	if err := h.Join(ctx, b.Conn(), "g"); !errors.Is(err, ErrClosed) {
+		t.Fatalf(
+			"Join after Finish: %v",
+			err)
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if fmt.Sprint(rl.ops) != "[sub g unsub g]" {
+		t.Fatalf(
+			"layer ops = %v",
+			rl.ops)
+	}
+	if s := h.Stats(); s.Conns != 1 || s.Groups != 0 {
+		t.Fatalf(
+			"stats = %+v",
+			s)
+	}
+}
+
+func TestHubConcurrentJoinLeavePublish(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{MaxQueueFrames: 1 << 20})
+	var tr nopTransport
+	const n = 50
+	links := make([]Link, n)
+	for i := range links {
+		links[i] = h.Attach(ConnConfig{UserID: int64(i)}, &tr)
+	}
+	var wg sync.WaitGroup
+	for i := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := links[i].Conn()
+			for j := range 200 {
+				g := fmt.Sprintf("g%d", j%5)
+				if err := h.Join(ctx, c, g); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := h.Publish(ctx, g, "t", []byte(`1`)); err != nil {
+					t.Error(err)
+					return
+				}
+				if j%3 == 0 {
+					if err := h.Leave(ctx, c, g); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+			links[i].Finish()
+		}()
+	}
+	wg.Wait()
+	if s := h.Stats(); s.Groups != 0 || s.Conns != 0 {
+		t.Fatalf(
+			"after all connections finished: %+v",
+			s)
+	}
+}
+
+func TestConnQueueBound(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{MaxQueueFrames: 8})
+	var tr nopTransport
+	l := h.Attach(ConnConfig{}, &tr)
+	c := l.Conn()
+	if err := h.Join(ctx, c, "g"); err != nil {
+		t.Fatal(err)
+	}
+	// The transport took three frames and is stuck writing them.
+	for range 3 {
+		if _, err := h.Publish(ctx, "g", "t", []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inflight := l.Take()
+	for range 5 {
+		if err := c.SendJSON([]byte(`{"type":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.SendJSON([]byte(`{}`)); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf(
+			"9th frame: err = %v, want ErrSlowConsumer",
+			err)
+	}
+	for range 1000 {
+		if _, err := h.Publish(ctx, "g", "t", []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.SlowConsumers(); got != 1 {
+		t.Fatalf(
+			"slow consumers = %d",
+			got)
+	}
+	if tr.wakes != 1 {
+		t.Fatalf(
+			"wakes = %d, want 1 (drain in progress)",
+			tr.wakes)
+	}
+	l.Release(inflight)
+	got := payloads(t, c)
+	if len(got) != 1 || got[0] != "close 4000 slow consumer: reconnect and resume" {
+		t.Fatalf(
+			"after overflow the queue must hold only the close frame, got %q",
+			got)
+	}
+	if s := h.Stats(); s.Dropped < 1000 {
+		t.Fatalf(
+			"dropped = %d",
+			s.Dropped)
+	}
+}
+
+func TestConnCloseAfterQueued(t *testing.T) {
+	h, _ := newTestHub(t, HubOptions{})
+	var tr nopTransport
+	c := h.Attach(ConnConfig{}, &tr).Conn()
+	if err := c.SendJSON([]byte(`{"type":"campaign_data","data":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(CloseNotFound, "campaign not found")
+	c.Close(CloseNormal, "again")
+	if err := c.SendJSON([]byte(`{}`)); !errors.Is(err, ErrClosed) {
+		t.Fatalf(
+			"Send after Close: %v",
+			err)
+	}
+	l := Link{c: c}
+	b := l.Take()
+	if b == nil || !b.Final || len(b.Frames) != 2 {
+		t.Fatalf(
+			"batch = %+v",
+			b)
+	}
+	l.Release(b)
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"plain", `q"b\s`, "ctl\x00\x1f\n\t\r", "uni é ✓ \u2028", "bad \xff utf8"} {
+		got := appendJSONString(nil, s)
+		want, _ := json.Marshal(s)
+		if !bytes.Equal(got, want) {
+			t.Errorf(
+				"appendJSONString(%q) = %s, want %s",
+				s, got, want)
+		}
+	}
+}
+
+func TestNewCloseFrameLongReason(t *testing.T) {
+	f := NewCloseFrame(CloseNormal, string(bytes.Repeat([]byte("é"), 100)))
+	fr, err := ws.ReadFrame(bytes.NewReader(f.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fr.Header.Length > ws.MaxControlFramePayloadSize {
+		t.Fatalf(
+			"close payload %d bytes",
+			fr.Header.Length)
+	}
+	if _, reason := ws.ParseCloseFrameData(fr.Payload); ws.CheckCloseFrameData(1000, reason) != nil {
+		t.Fatal("reason cut inside a rune")
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	msg := layer.Message{Group: "campaign_1", Type: "comment", Data: bytes.Repeat([]byte("x"), 300), Offset: 42, Epoch: "abcdef.1"}
+	for _, e := range []Encoding{EncodingWebSocketV1, EncodingWebSocketV2} {
+		b.Run(fmt.Sprintf("v%d", e+1), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = e.Encode(&msg)
+			}
+		})
+	}
+}
+
+// BenchmarkFanOut delivers one event to a group of 1,000 local connections
+// and drains their queues, as a transport would. allocs/op is per event: it
+// must not grow with the number of receivers.
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("receivers=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			h, _ := newTestHub(b, HubOptions{})
+			var tr nopTransport
+			links := make([]Link, n)
+			for i := range links {
+				links[i] = h.Attach(ConnConfig{UserID: int64(i), Version: 1 + i%2}, &tr)
+				if err := h.Join(ctx, links[i].Conn(), "g"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			msg := layer.Message{Group: "g", Type: "comment", Data: []byte(`{"id":1,"content":"hello"}`), Offset: 1, Epoch: "e"}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.deliver(msg)
+				for _, l := range links {
+					batch := l.Take()
+					l.Release(batch)
+					l.Take()
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/receiver")
+		})
+	}
+}
+
+func BenchmarkQueuePushTake(b *testing.B) {
+	h, _ := newTestHub(b, HubOptions{})
+	var tr nopTransport
+	l := h.Attach(ConnConfig{}, &tr)
+	c := l.Conn()
+	f := NewTextFrame([]byte(`{"type":"t","data":1}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 4 {
+			if err := c.Send(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		batch := l.Take()
+		l.Release(batch)
+		l.Take()
+	}
+}
