@@ -524,3 +524,40 @@ func listChild[T any](ctx context.Context, p *Platform, viewerID, campaignID int
 	}
 	return Page[T]{Count: n, Results: items}, nil
 }
+
+// One of a campaign's objects, for a viewer who may see the campaign.
+
+func (p *Platform) Contribution(ctx context.Context, viewerID, campaignID, id int64) (Contribution, error) {
+	return getChild(ctx, p, viewerID, campaignID, id, "contribution", contributionSelect, scanContribution)
+}
+
+func (p *Platform) Update(ctx context.Context, viewerID, campaignID, id int64) (Update, error) {
+	return getChild(ctx, p, viewerID, campaignID, id, "update", updateSelect, scanUpdate)
+}
+
+func (p *Platform) Comment(ctx context.Context, viewerID, campaignID, id int64) (Comment, error) {
+	return getChild(ctx, p, viewerID, campaignID, id, "comment", commentSelect, scanComment)
+}
+
+func (p *Platform) Release(ctx context.Context, viewerID, campaignID, id int64) (Release, error) {
+	return getChild(ctx, p, viewerID, campaignID, id, "release", releaseSelect, scanRelease)
+}
+
+func (p *Platform) Milestone(ctx context.Context, viewerID, campaignID, id int64) (Milestone, error) {
+	return getChild(ctx, p, viewerID, campaignID, id, "milestone", milestoneSelect, scanMilestone)
+}
+
+func getChild[T any](ctx context.Context, p *Platform, viewerID, campaignID, id int64, what, query string, scan func(scanner) (T, error)) (T, error) {
+	var zero T
+	if _, err := p.Campaign(ctx, viewerID, campaignID); err != nil {
+		return zero, err
+	}
+	obj, err := scan(p.db.QueryRowContext(ctx, query+" WHERE x.id = $1 AND x.campaign_id = $2", id, campaignID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return zero, notFound(what)
+	}
+	if err != nil {
+		return zero, fmt.Errorf("load %s %d: %w", what, id, err)
+	}
+	return obj, nil
+}

@@ -1,0 +1,316 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/platform"
+)
+
+type ctx = context.Context
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type tokenPair struct {
+	Access  string `json:"access"`
+	Refresh string `json:"refresh"`
+}
+
+type refreshRequest struct {
+	Refresh string `json:"refresh"`
+}
+
+type accessToken struct {
+	Access string `json:"access"`
+}
+
+type statusChange struct {
+	Status string `json:"status"`
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
+	var in platform.Registration
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	u, err := s.p.Register(r.Context(), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+// token signs a user in. Failed attempts are throttled per account and per
+// client address before the password is even checked.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
+	var in credentials
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	f := map[string][]string{}
+	if in.Username == "" {
+		f["username"] = []string{"this field may not be blank"}
+	}
+	if in.Password == "" {
+		f["password"] = []string{"this field may not be blank"}
+	}
+	if len(f) > 0 {
+		p := problem(http.StatusBadRequest, "invalid", "the request has invalid fields")
+		p.Errors = f
+		return p
+	}
+	addr := auth.ClientIP(r, s.trustProxy)
+	if wait, ok := s.throttle.Check(in.Username, addr); !ok {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", itoa(secs))
+		return problem(http.StatusTooManyRequests, "throttled", "too many failed sign-ins; try again in "+itoa(secs)+" seconds")
+	}
+	u, err := s.p.Authenticate(r.Context(), in.Username, in.Password)
+	if platform.KindOf(err) == platform.KindUnauthorized {
+		s.throttle.Failure(in.Username, addr)
+		return problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
+	}
+	if err != nil {
+		return err
+	}
+	s.throttle.Success(in.Username, addr)
+	access, refresh, err := s.tokens.Pair(u.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tokenPair{Access: access, Refresh: refresh})
+	return nil
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
+	var in refreshRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Refresh == "" {
+		return fieldProblem("refresh", "this field may not be blank")
+	}
+	uid, err := s.tokens.ParseRefresh(in.Refresh)
+	if err != nil {
+		msg := "the refresh token is invalid"
+		if errors.Is(err, auth.ErrTokenExpired) {
+			msg = "the refresh token has expired; sign in again"
+		}
+		return problem(http.StatusUnauthorized, "token_not_valid", msg)
+	}
+	if _, err := s.p.UserByID(r.Context(), uid); err != nil {
+		if platform.KindOf(err) == platform.KindNotFound {
+			return problem(http.StatusUnauthorized, "token_not_valid", "the refresh token's user no longer exists")
+		}
+		return err
+	}
+	access, err := s.tokens.Access(uid)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, accessToken{Access: access})
+	return nil
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.p.UserByID(r.Context(), userID(r))
+	if platform.KindOf(err) == platform.KindNotFound {
+		return problem(http.StatusUnauthorized, "token_not_valid", "the token's user no longer exists")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+var campaignStatuses = []string{platform.CampaignDraft, platform.CampaignActive, platform.CampaignClosed}
+
+func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) error {
+	status, err := queryChoice(r, "status", campaignStatuses...)
+	if err != nil {
+		return err
+	}
+	owner, err := queryID(r, "owner")
+	if err != nil {
+		return err
+	}
+	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Campaign], error) {
+		return s.p.ListCampaigns(r.Context(), userID(r), platform.CampaignFilter{Status: status, OwnerID: owner}, pr)
+	})
+}
+
+func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request) error {
+	var in platform.CampaignInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := s.p.CreateCampaign(r.Context(), userID(r), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, c)
+	return nil
+}
+
+func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	c, err := s.p.CampaignDetail(r.Context(), userID(r), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) updateCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var in platform.CampaignInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	c, err := s.p.UpdateCampaign(r.Context(), userID(r), id, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) listQuests(w http.ResponseWriter, r *http.Request) error {
+	status, err := queryChoice(r, "status", platform.QuestOpen, platform.QuestClosed)
+	if err != nil {
+		return err
+	}
+	creator, err := queryID(r, "creator")
+	if err != nil {
+		return err
+	}
+	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Quest], error) {
+		return s.p.ListQuests(r.Context(), platform.QuestFilter{Status: status, CreatorID: creator}, pr)
+	})
+}
+
+func (s *Server) createQuest(w http.ResponseWriter, r *http.Request) error {
+	var in platform.QuestInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	q, err := s.p.CreateQuest(r.Context(), userID(r), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, q)
+	return nil
+}
+
+func (s *Server) getQuest(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	q, err := s.p.Quest(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, q)
+	return nil
+}
+
+func (s *Server) updateQuest(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var in platform.QuestInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	q, err := s.p.UpdateQuest(r.Context(), userID(r), id, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, q)
+	return nil
+}
+
+func (s *Server) questApplications(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Application], error) {
+		return s.p.QuestApplications(r.Context(), userID(r), id, pr)
+	})
+}
+
+func (s *Server) apply(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var in platform.ApplicationInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	a, err := s.p.Apply(r.Context(), userID(r), id, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a)
+	return nil
+}
+
+func (s *Server) myApplications(w http.ResponseWriter, r *http.Request) error {
+	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Application], error) {
+		return s.p.MyApplications(r.Context(), userID(r), pr)
+	})
+}
+
+func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	a, err := s.p.Application(r.Context(), userID(r), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func (s *Server) setApplicationStatus(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	var in statusChange
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Status == "" {
+		return fieldProblem("status", "this field is required")
+	}
+	a, err := s.p.SetApplicationStatus(r.Context(), userID(r), id, in.Status)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,234 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/heraldhq/herald/internal/money"
+	"github.com/heraldhq/herald/internal/platform"
+)
+
+// OpenAPI builds the API's OpenAPI 3.1 document from the route table and the
+// Go types the handlers really encode and decode, so it cannot drift from them.
+func (s *Server) OpenAPI() map[string]any {
+	g := &schemaGen{defs: map[string]any{}}
+	paths := map[string]map[string]any{}
+	for _, rt := range s.routes {
+		op := map[string]any{
+			"summary":     rt.Summary,
+			"operationId": operationID(rt),
+			"tags":        []string{rt.Tag},
+		}
+		var params []any
+		for _, name := range pathParams.FindAllStringSubmatch(rt.Path, -1) {
+			params = append(params, map[string]any{"name": name[1], "in": "path", "required": true,
+				"schema": map[string]any{"type": "integer", "minimum": 1}})
+		}
+		for _, q := range rt.Query {
+			sch := map[string]any{"type": "string"}
+			switch q {
+			case "page", "owner", "creator":
+				sch = map[string]any{"type": "integer", "minimum": 1}
+			case "page_size":
+				sch = map[string]any{"type": "integer", "minimum": 1, "maximum": maxPageSize}
+			}
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": sch})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if rt.Body != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Body), true)}}}
+		}
+		if rt.Auth == AuthRequired {
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+		} else {
+			op["security"] = []any{map[string]any{}, map[string]any{"bearer": []string{}}}
+		}
+		responses := map[string]any{}
+		ok := map[string]any{"description": http.StatusText(rt.Status)}
+		if rt.Result != nil {
+			sch := g.schema(reflect.TypeOf(rt.Result), false)
+			if rt.List {
+				sch = map[string]any{"type": "object", "additionalProperties": false,
+					"required": []string{"count", "next", "previous", "results"},
+					"properties": map[string]any{
+						"count":    map[string]any{"type": "integer", "minimum": 0},
+						"next":     map[string]any{"type": []string{"string", "null"}},
+						"previous": map[string]any{"type": []string{"string", "null"}},
+						"results":  map[string]any{"type": "array", "items": sch},
+					}}
+			}
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": sch}}
+		} else if rt.Path == "/api/schema/" {
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
+		}
+		responses[itoa(rt.Status)] = ok
+		errs := append([]int{}, rt.Errors...)
+		if rt.Auth == AuthRequired || !contains(errs, http.StatusUnauthorized) {
+			errs = append(errs, http.StatusUnauthorized) // a bad token is refused anywhere
+		}
+		for _, code := range errs {
+			responses[itoa(code)] = map[string]any{"$ref": "#/components/responses/Problem"}
+		}
+		op["responses"] = responses
+		if paths[rt.Path] == nil {
+			paths[rt.Path] = map[string]any{}
+		}
+		paths[rt.Path][strings.ToLower(rt.Method)] = op
+	}
+	g.defs["Problem"] = g.schema(reflect.TypeFor[Problem](), false)
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{
+			"title":       "herald REST API",
+			"version":     "1",
+			"description": "Accounts, campaigns and quests. Every change is also pushed over WebSocket and SSE; see docs/protocol.md.",
+		},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas": g.defs,
+			"responses": map[string]any{"Problem": map[string]any{
+				"description": "An RFC 9457 problem",
+				"content": map[string]any{"application/problem+json": map[string]any{
+					"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}},
+			}},
+			"securitySchemes": map[string]any{"bearer": map[string]any{
+				"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+		},
+	}
+}
+
+var pathParams = regexp.MustCompile(`\{(\w+)\}`)
+
+func operationID(rt Route) string {
+	parts := []string{strings.ToLower(rt.Method)}
+	for _, seg := range strings.Split(strings.Trim(rt.Path, "/"), "/") {
+		if seg == "api" {
+			continue
+		}
+		seg = strings.Trim(seg, "{}")
+		parts = append(parts, seg)
+	}
+	return strings.Join(parts, "_")
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	centsT = reflect.TypeFor[money.Cents]()
+	timeT  = reflect.TypeFor[platform.Time]()
+	dateT  = reflect.TypeFor[platform.Date]()
+)
+
+// schemaGen turns Go types into JSON Schema (2020-12, OpenAPI 3.1's dialect).
+// Response types are closed (additionalProperties false, every field
+// required) so a test can catch a handler writing something undocumented.
+type schemaGen struct{ defs map[string]any }
+
+func (g *schemaGen) schema(t reflect.Type, input bool) map[string]any {
+	nullable := false
+	for t.Kind() == reflect.Pointer {
+		t, nullable = t.Elem(), true
+	}
+	var s map[string]any
+	switch t {
+	case centsT:
+		s = map[string]any{"type": "string", "pattern": `^\d{1,12}\.\d{2}$`, "examples": []string{"100.00"}}
+		if input {
+			s = map[string]any{"type": []string{"string", "number"}, "description": `a decimal amount with at most 2 places, e.g. "100.00"`}
+		}
+	case timeT:
+		s = map[string]any{"type": "string", "format": "date-time"}
+	case dateT:
+		s = map[string]any{"type": "string", "format": "date"}
+	default:
+		switch t.Kind() {
+		case reflect.String:
+			s = map[string]any{"type": "string"}
+		case reflect.Bool:
+			s = map[string]any{"type": "boolean"}
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			s = map[string]any{"type": "integer"}
+		case reflect.Slice:
+			s = map[string]any{"type": "array", "items": g.schema(t.Elem(), input)}
+		case reflect.Map:
+			s = map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem(), input)}
+		case reflect.Struct:
+			return g.object(t, input, nullable)
+		default:
+			s = map[string]any{}
+		}
+	}
+	if nullable && !input {
+		if typ, ok := s["type"].(string); ok {
+			s["type"] = []string{typ, "null"}
+		}
+	}
+	return s
+}
+
+func (g *schemaGen) object(t reflect.Type, input, nullable bool) map[string]any {
+	name := t.Name()
+	if input {
+		name += "Input"
+	}
+	ref := map[string]any{"$ref": "#/components/schemas/" + name}
+	if nullable && !input {
+		ref = map[string]any{"oneOf": []any{ref, map[string]any{"type": "null"}}}
+	}
+	if _, done := g.defs[name]; done {
+		return ref
+	}
+	g.defs[name] = nil // placeholder against recursion
+	props := map[string]any{}
+	var required []string
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			tag := f.Tag.Get("json")
+			jname, opts, _ := strings.Cut(tag, ",")
+			if jname == "-" || !f.IsExported() {
+				continue
+			}
+			if jname == "" {
+				jname = f.Name
+			}
+			props[jname] = g.schema(f.Type, input)
+			if !input && !strings.Contains(opts, "omitempty") {
+				required = append(required, jname)
+			}
+		}
+	}
+	walk(t)
+	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		obj["required"] = required
+	}
+	g.defs[name] = obj
+	return ref
+}
+
+// schema serves the OpenAPI document, built once.
+func (s *Server) schema(w http.ResponseWriter, r *http.Request) error {
+	s.schemaOnce.Do(func() { s.schemaJSON, _ = json.Marshal(s.OpenAPI()) })
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(s.schemaJSON)
+	return nil
+}

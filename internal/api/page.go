@@ -1,0 +1,95 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/heraldhq/herald/internal/platform"
+)
+
+// pageJSON is Django REST framework's PageNumberPagination shape.
+type pageJSON[T any] struct {
+	Count    int64   `json:"count"`
+	Next     *string `json:"next"`
+	Previous *string `json:"previous"`
+	Results  []T     `json:"results"`
+}
+
+const maxPageSize = 100
+
+// pageRequest reads ?page= and ?page_size=.
+func pageRequest(r *http.Request) (platform.PageRequest, error) {
+	pr := platform.PageRequest{Number: 1, Size: 20}
+	q := r.URL.Query()
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return pr, fieldProblem("page", "must be a positive integer")
+		}
+		pr.Number = n
+	}
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			return pr, fieldProblem("page_size", "must be an integer from 1 to "+strconv.Itoa(maxPageSize))
+		}
+		pr.Size = n
+	}
+	return pr, nil
+}
+
+// writePage answers a list page with absolute next/previous links. A page
+// past the end is a 404, as in Django REST framework.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, pr platform.PageRequest, count int64, results any, n int) error {
+	if pr.Number > 1 && n == 0 {
+		return problem(http.StatusNotFound, "not_found", "invalid page: there is no page "+strconv.Itoa(pr.Number))
+	}
+	link := func(page int) *string {
+		u := url.URL{Scheme: s.scheme(r), Host: r.Host, Path: r.URL.Path}
+		q := r.URL.Query()
+		q.Set("page", strconv.Itoa(page))
+		u.RawQuery = q.Encode()
+		str := u.String()
+		return &str
+	}
+	var next, prev *string
+	if int64(pr.Number)*int64(pr.Size) < count {
+		next = link(pr.Number + 1)
+	}
+	if pr.Number > 1 {
+		prev = link(pr.Number - 1)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Count    int64   `json:"count"`
+		Next     *string `json:"next"`
+		Previous *string `json:"previous"`
+		Results  any     `json:"results"`
+	}{count, next, prev, results})
+	return nil
+}
+
+func (s *Server) scheme(r *http.Request) string {
+	if s.trustProxy {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+			return p
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// listPage runs a platform list call and answers it.
+func listPage[T any](s *Server, w http.ResponseWriter, r *http.Request, list func(platform.PageRequest) (platform.Page[T], error)) error {
+	pr, err := pageRequest(r)
+	if err != nil {
+		return err
+	}
+	pg, err := list(pr)
+	if err != nil {
+		return err
+	}
+	return s.writePage(w, r, pr, pg.Count, pg.Results, len(pg.Results))
+}

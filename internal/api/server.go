@@ -1,0 +1,156 @@
+// Package api is herald's REST API: Django REST framework-style JSON over
+// HTTP for accounts, campaigns and quests, with errors as
+// application/problem+json. Handlers decode and check input, call one
+// platform method and write its result with the platform's serializers.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/platform"
+)
+
+// Config wires a Server.
+type Config struct {
+	Platform *platform.Platform
+	Tokens   *auth.Issuer
+	Throttle *auth.Throttle
+	Logger   *slog.Logger
+	// TrustProxy takes the client address and scheme from X-Forwarded-For
+	// and X-Forwarded-Proto (only behind a proxy that sets them).
+	TrustProxy bool
+}
+
+// Server serves the REST API.
+type Server struct {
+	p          *platform.Platform
+	tokens     *auth.Issuer
+	throttle   *auth.Throttle
+	log        *slog.Logger
+	trustProxy bool
+	mux        *http.ServeMux
+	routes     []Route
+
+	schemaOnce sync.Once
+	schemaJSON []byte
+}
+
+// New builds the API's handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Platform == nil || cfg.Tokens == nil {
+		return nil, errors.New("api: platform and token issuer are required")
+	}
+	s := &Server{
+		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
+		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(),
+	}
+	if s.throttle == nil {
+		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.routes = s.routeTable()
+	byPath := map[string][]Route{}
+	var order []string
+	for _, rt := range s.routes {
+		if _, ok := byPath[rt.Path]; !ok {
+			order = append(order, rt.Path)
+		}
+		byPath[rt.Path] = append(byPath[rt.Path], rt)
+	}
+	for _, path := range order {
+		s.mux.Handle(path, s.dispatch(byPath[path]))
+	}
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeProblem(w, r, problem(http.StatusNotFound, "not_found", "no API endpoint at "+r.URL.Path))
+	})
+	return s, nil
+}
+
+// Routes lists every operation the API serves (the OpenAPI document is made
+// from the same table).
+func (s *Server) Routes() []Route { return s.routes }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// dispatch picks the route for the request's method, answering 405 with an
+// Allow header as problem+json when there is none.
+func (s *Server) dispatch(routes []Route) http.Handler {
+	allow := make([]string, 0, len(routes)+1)
+	for _, rt := range routes {
+		allow = append(allow, rt.Method)
+	}
+	allow = append(allow, http.MethodOptions)
+	allowHeader := strings.Join(allow, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		for _, rt := range routes {
+			if rt.Method == method {
+				s.serveRoute(w, r, rt)
+				return
+			}
+		}
+		w.Header().Set("Allow", allowHeader)
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		s.writeProblem(w, r, problem(http.StatusMethodNotAllowed, "method_not_allowed",
+			"method "+r.Method+" is not allowed here; allowed: "+allowHeader))
+	})
+}
+
+type ctxKey int
+
+const userKey ctxKey = iota
+
+// serveRoute authenticates the request as the route requires and runs it.
+// A token that is present but bad is refused even where none is needed, as
+// Django REST framework does, so a client learns its token has expired.
+func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route) {
+	if tok := auth.TokenFromRequest(r, false); tok != "" {
+		uid, err := s.tokens.ParseAccess(tok)
+		if err != nil {
+			msg := "the access token is invalid"
+			if errors.Is(err, auth.ErrTokenExpired) {
+				msg = "the access token has expired; refresh it at /api/auth/token/refresh/"
+			}
+			s.writeProblem(w, r, problem(http.StatusUnauthorized, "token_not_valid", msg))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), userKey, uid))
+	} else if rt.Auth == AuthRequired {
+		s.writeProblem(w, r, problem(http.StatusUnauthorized, "not_authenticated", "authentication credentials were not provided"))
+		return
+	}
+	if err := rt.handle(w, r); err != nil {
+		s.writeProblem(w, r, err)
+	}
+}
+
+// userID is the authenticated user of r, 0 if anonymous.
+func userID(r *http.Request) int64 {
+	id, _ := r.Context().Value(userKey).(int64)
+	return id
+}
+
+// pathID reads a positive integer path parameter; anything else is a 404,
+// as no object has such an id.
+func pathID(r *http.Request, name string) (int64, error) {
+	v, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || v <= 0 {
+		return 0, problem(http.StatusNotFound, "not_found", "no object with id "+strconv.Quote(r.PathValue(name)))
+	}
+	return v, nil
+}

@@ -1,0 +1,159 @@
+// Package app assembles herald from its parts: database, platform, REST API,
+// and the HTTP server around them. cmd/herald and end-to-end tests both
+// start herald through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/heraldhq/herald/internal/api"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/demo"
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// App is a running herald's parts.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	db       *store.DB
+	platform *platform.Platform
+	api      *api.Server
+	handler  http.Handler
+}
+
+// New opens the database, migrates it, loads demo data when asked and builds
+// the HTTP handler. Close releases what it opened.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	db, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, db: db}
+	if err := a.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) init(ctx context.Context) error {
+	applied, err := a.db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range applied {
+		a.log.Info("applied migration", "name", m)
+	}
+	secret := []byte(a.cfg.JWTSecret)
+	if len(secret) == 0 {
+		if secret, err = auth.LoadOrCreateSecret(a.cfg.SecretPath()); err != nil {
+			return fmt.Errorf("jwt secret: %w", err)
+		}
+	}
+	tokens, err := auth.NewIssuer(secret, a.cfg.AccessTTL, a.cfg.RefreshTTL)
+	if err != nil {
+		return fmt.Errorf("jwt issuer: %w", err)
+	}
+	a.platform, err = platform.New(a.db, platform.Options{Hasher: auth.Hasher{}, ValidatePassword: auth.ValidatePassword})
+	if err != nil {
+		return err
+	}
+	if a.cfg.Demo {
+		loaded, err := demo.Load(ctx, a.platform)
+		if err != nil {
+			return err
+		}
+		if loaded {
+			a.log.Info("loaded demo data", "users", demo.Users, "password", demo.Password)
+		}
+	}
+	a.api, err = api.New(api.Config{
+		Platform: a.platform, Tokens: tokens, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
+		Throttle: auth.NewThrottle(auth.ThrottleConfig{}),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", a.api)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.HandleFunc("GET /{$}", landing)
+	a.handler = chain(mux, a.log, a.cfg.AllowedOrigins)
+	return nil
+}
+
+// ready answers 200 when the database answers, 503 otherwise.
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := a.db.PingContext(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, "database: %v\n", err)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Handler is herald's whole HTTP surface.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Platform is the domain the app serves.
+func (a *App) Platform() *platform.Platform { return a.platform }
+
+// API is the REST API server.
+func (a *App) API() *api.Server { return a.api }
+
+// Serve accepts connections on ln until ctx ends, then shuts down gracefully.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}
+
+// Close releases the database.
+func (a *App) Close() error { return a.db.Close() }
+
+func landing(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><meta charset="utf-8"><title>herald</title>
+<body style="font-family:system-ui;max-width:40rem;margin:3rem auto;line-height:1.5">
+<h1>herald</h1><p>Real-time campaigns and quests. The REST API is under <a href="/api/campaigns/">/api/</a>;
+its OpenAPI document is at <a href="/api/schema/">/api/schema/</a>.</p></body></html>`))
+}

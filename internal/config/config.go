@@ -1,0 +1,165 @@
+// Package config turns command-line flags and HERALD_* environment variables
+// into one validated Config. A flag given on the command line wins over its
+// environment variable, which wins over the default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything `herald serve` needs.
+type Config struct {
+	Addr           string
+	DB             string
+	DataDir        string
+	AllowedOrigins []string
+	JWTSecret      string
+	AccessTTL      time.Duration
+	RefreshTTL     time.Duration
+	LogLevel       slog.Level
+	LogFormat      string
+	Demo           bool
+	TrustProxy     bool
+	ShutdownGrace  time.Duration
+}
+
+// defaultOrigins are the origins a local deployment's browsers come from: the
+// embedded web app and the usual development servers of a React front end.
+const defaultOrigins = "http://localhost:8000,http://127.0.0.1:8000,http://localhost:3000,http://localhost:5173"
+
+// FlagSet declares serve's flags on fs and returns a function that, after
+// fs.Parse, resolves them with the environment (getenv) into a Config.
+func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error) {
+	type opt struct {
+		name, env string
+		ptr       *string
+	}
+	var opts []opt
+	str := func(name, def, usage string) *string {
+		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		p := fs.String(name, def, usage+" ($"+env+")")
+		opts = append(opts, opt{name, env, p})
+		return p
+	}
+	addr := str("addr", ":8000", "address to listen on")
+	db := str("db", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
+	dataDir := str("data-dir", "data", "directory for herald's own files (the generated JWT secret)")
+	origins := str("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
+	secret := str("jwt-secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
+	accessTTL := str("access-ttl", "15m", "lifetime of access tokens")
+	refreshTTL := str("refresh-ttl", "168h", "lifetime of refresh tokens")
+	logLevel := str("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := str("log-format", "text", "log format: text or json")
+	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
+	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
+	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
+
+	return func() (Config, error) {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, o := range opts {
+			if !set[o.name] {
+				if v, ok := lookup(getenv, o.env); ok {
+					*o.ptr = v
+				}
+			}
+		}
+		var errs []error
+		c := Config{Addr: *addr, DB: *db, DataDir: *dataDir, JWTSecret: *secret, LogFormat: *logFormat}
+		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--addr %q: want host:port or :port", c.Addr))
+		}
+		if err := checkDB(c.DB); err != nil {
+			errs = append(errs, err)
+		}
+		for _, o := range strings.Split(*origins, ",") {
+			o = strings.TrimSpace(o)
+			if o == "" {
+				continue
+			}
+			if o != "*" {
+				u, err := url.Parse(o)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+					errs = append(errs, fmt.Errorf("--allowed-origins: %q is not an origin like https://example.com", o))
+					continue
+				}
+				o = u.Scheme + "://" + u.Host
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+		if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+			errs = append(errs, errors.New("--jwt-secret: must be at least 32 bytes"))
+		}
+		c.AccessTTL = duration(&errs, "access-ttl", *accessTTL, time.Minute, 24*time.Hour)
+		c.RefreshTTL = duration(&errs, "refresh-ttl", *refreshTTL, time.Hour, 365*24*time.Hour)
+		c.ShutdownGrace = duration(&errs, "shutdown-grace", *grace, 0, 10*time.Minute)
+		if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+			errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel))
+		}
+		if c.LogFormat != "text" && c.LogFormat != "json" {
+			errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+		}
+		c.Demo = boolean(&errs, "demo", *demo)
+		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
+		return c, errors.Join(errs...)
+	}
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+func checkDB(dsn string) error {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		if strings.TrimPrefix(dsn, "sqlite:") == "" {
+			return errors.New("--db: sqlite: needs a path, e.g. sqlite:data/herald.db")
+		}
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if _, err := url.Parse(dsn); err != nil {
+			return fmt.Errorf("--db: bad PostgreSQL URL: %w", err)
+		}
+	default:
+		return errors.New("--db: want sqlite:PATH or postgres://…")
+	}
+	return nil
+}
+
+func duration(errs *[]error, name, v string, min, max time.Duration) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < min || d > max {
+		*errs = append(*errs, fmt.Errorf("--%s %q: want a duration from %v to %v, like 15m", name, v, min, max))
+	}
+	return d
+}
+
+func boolean(errs *[]error, name, v string) bool {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("--%s %q: want true or false", name, v))
+	}
+	return b
+}
+
+// SecretPath is where a generated JWT secret is kept.
+func (c Config) SecretPath() string { return filepath.Join(c.DataDir, "jwt-secret") }
+
+// Logger builds the configured logger writing to w.
+func (c Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
