@@ -20,8 +20,18 @@ import (
 	"github.com/heraldhq/herald/internal/store"
 )
 
+// Option adjusts how New builds an App.
+type Option func(*App)
+
+// WithPasswordParams sets the argon2id cost (tests use a cheap one; hashes
+// keep their own parameters, so any cost verifies later).
+func WithPasswordParams(p auth.PasswordParams) Option {
+	return func(a *App) { a.hasher = auth.Hasher{Params: p} }
+}
+
 // App is a running herald's parts.
 type App struct {
+	hasher   auth.Hasher
 	cfg      config.Config
 	log      *slog.Logger
 	db       *store.DB
@@ -32,12 +42,15 @@ type App struct {
 
 // New opens the database, migrates it, loads demo data when asked and builds
 // the HTTP handler. Close releases what it opened.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
 	db, err := store.Open(ctx, cfg.DB)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, db: db}
+	for _, o := range opts {
+		o(a)
+	}
 	if err := a.init(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -63,7 +76,7 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt issuer: %w", err)
 	}
-	a.platform, err = platform.New(a.db, platform.Options{Hasher: auth.Hasher{}, ValidatePassword: auth.ValidatePassword})
+	a.platform, err = platform.New(a.db, platform.Options{Hasher: a.hasher, ValidatePassword: auth.ValidatePassword})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,502 @@
+// Package transport serves realtime connections over WebSocket.
+//
+// On Linux an idle connection costs no goroutine: a few poller goroutines
+// wait on epoll for readable sockets and hand them to a bounded pool of
+// reader workers, which read without blocking and call the Handler. Writes
+// are started only when a connection's send queue becomes non-empty: a small
+// pool of writers tries one non-blocking vectored write, and a connection
+// whose socket is full continues in a goroutine of its own that writes with
+// a deadline. Elsewhere (and for connections without a raw file descriptor,
+// such as TLS ones) each connection has one reader goroutine.
+//
+// Liveness: the server pings every connection every PingInterval (25 s by
+// default, which also keeps proxies and load balancers from dropping quiet
+// connections) and closes a connection it has not heard from (any frame,
+// pongs included) for IdleTimeout.
+//
+// The SSE transport will live beside this one and attach to the same hub
+// with realtime.Hub.Attach.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMessageSize   = 64 << 10
+	DefaultRateLimit        = 20
+	DefaultRateBurst        = 40
+	DefaultRateStrikes      = 20
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultPingInterval     = 25 * time.Second
+	DefaultIdleTimeout      = 75 * time.Second
+	DefaultCloseTimeout     = 2 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDrainPeriod      = 10 * time.Second
+)
+
+// Options configures a Server. Zero values take the defaults.
+type Options struct {
+	// MaxMessageSize bounds a client message (all its fragments); a larger
+	// one closes the connection with CloseMessageTooBig.
+	MaxMessageSize int
+	// RateLimit is the sustained number of client messages per second and
+	// RateBurst the bucket size. A message over the limit is dropped and
+	// reported to the handler (RateLimitHandler).
+	RateLimit float64
+	RateBurst int
+	// RateStrikes is the number of dropped messages, without a pause long
+	// enough to refill the bucket, after which the connection is closed with
+	// CloseTooManyMessages.
+	RateStrikes int
+	// WriteTimeout bounds one blocked write; a client that does not read for
+	// that long is closed as a slow consumer.
+	WriteTimeout time.Duration
+	// PingInterval is how often the server pings; IdleTimeout is how long a
+	// connection may stay silent (not even a pong) before it is closed.
+	PingInterval time.Duration
+	IdleTimeout  time.Duration
+	// CloseTimeout is how long the server waits for the client's close frame
+	// after sending its own.
+	CloseTimeout time.Duration
+	// HandshakeTimeout bounds writing the upgrade response.
+	HandshakeTimeout time.Duration
+	// DrainPeriod is the time over which Shutdown spreads the 1012 closes,
+	// so clients do not all reconnect at once. It is cut to the context's
+	// deadline.
+	DrainPeriod time.Duration
+	// AllowedOrigins lists the Origin header values accepted on upgrade
+	// ("https://app.example.com", "https://*.example.com" or "*"). Empty
+	// accepts every origin. Requests without an Origin header (non-browser
+	// clients) are accepted.
+	AllowedOrigins []string
+	// SendBuffer sets SO_SNDBUF of each connection; 0 keeps the OS default.
+	// Kernel buffers are not in the process RSS but are per connection
+	// memory too.
+	SendBuffer int
+	// Readers is the number of reader workers (default 8 per CPU, at least
+	// 16); OnMessage runs on them. Writers is the number of pool writers
+	// (default 1 per CPU). Pollers is the number of epoll loops (default 1).
+	Readers, Writers, Pollers int
+	// Logger receives the transport's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxMessageSize, DefaultMaxMessageSize)
+	if o.RateLimit <= 0 {
+		o.RateLimit = DefaultRateLimit
+	}
+	def(&o.RateBurst, DefaultRateBurst)
+	def(&o.RateStrikes, DefaultRateStrikes)
+	defDur(&o.WriteTimeout, DefaultWriteTimeout)
+	defDur(&o.PingInterval, DefaultPingInterval)
+	defDur(&o.IdleTimeout, DefaultIdleTimeout)
+	defDur(&o.CloseTimeout, DefaultCloseTimeout)
+	defDur(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	if o.DrainPeriod < 0 {
+		o.DrainPeriod = 0
+	} else if o.DrainPeriod == 0 {
+		o.DrainPeriod = DefaultDrainPeriod
+	}
+	cpu := runtime.GOMAXPROCS(0)
+	def(&o.Readers, max(16, 8*cpu))
+	def(&o.Writers, cpu)
+	def(&o.Pollers, 1)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Handler is the consumer's side of a connection.
+type Handler interface {
+	// OnMessage receives a complete text message from the client. It is
+	// called from a reader worker, never concurrently for one connection,
+	// and may block briefly (a database lookup). data is only valid until
+	// OnMessage returns.
+	OnMessage(c *realtime.Conn, data []byte)
+	// OnClose is called once when the connection is gone, after it left all
+	// its groups.
+	OnClose(c *realtime.Conn)
+}
+
+// RateLimitHandler may be implemented by a Handler to learn that a client
+// message was dropped by the rate limit (to answer with a rate_limited
+// error). It is called like OnMessage. After Options.RateStrikes such
+// messages in a row the connection is closed with CloseTooManyMessages.
+type RateLimitHandler interface {
+	OnRateLimited(c *realtime.Conn)
+}
+
+// ConnConfig describes the connection being upgraded.
+type ConnConfig struct {
+	// UserID is the authenticated user, 0 for anonymous.
+	UserID int64
+	// Version is the protocol version, 1 (default) or 2.
+	Version int
+	// Value is the consumer's per-connection state (realtime.Conn.Value). Set
+	// it here rather than after Upgrade: OnMessage may run as soon as the
+	// connection is registered.
+	Value any
+	// Handler receives the connection's messages and its end.
+	Handler Handler
+}
+
+// Errors of Upgrade.
+var (
+	ErrServerClosed     = errors.New("transport: server closed")
+	ErrOriginNotAllowed = errors.New("transport: origin not allowed")
+)
+
+const regShards = 32
+
+// Server serves WebSocket connections for a hub.
+type Server struct {
+	hub   *realtime.Hub
+	opts  Options
+	log   *slog.Logger
+	start time.Time
+	ids   atomic.Uint32
+
+	reg [regShards]struct {
+		mu sync.Mutex
+		m  map[uint32]*wsConn
+	}
+	active atomic.Int64
+
+	readq  chan *wsConn
+	writeq chan *wsConn
+	done   chan struct{}
+	wg     sync.WaitGroup // long-lived goroutines
+	slowWG sync.WaitGroup // per-connection goroutines (slow writers, fallback readers)
+
+	closing  atomic.Bool
+	stopOnce sync.Once
+	pollers  []*poller
+
+	rateLimited atomic.Uint64
+}
+
+// NewServer starts the pollers and worker pools of a server for hub. Close or
+// Shutdown stops them.
+func NewServer(hub *realtime.Hub, opts Options) (*Server, error) {
+	opts.setDefaults()
+	s := &Server{
+		hub:    hub,
+		opts:   opts,
+		log:    opts.Logger,
+		start:  time.Now(),
+		readq:  make(chan *wsConn, 1024),
+		writeq: make(chan *wsConn, 4096),
+		done:   make(chan struct{}),
+	}
+	for i := range s.reg {
+		s.reg[i].m = make(map[uint32]*wsConn)
+	}
+	ps, err := s.startPollers(opts.Pollers)
+	if err != nil {
+		return nil, fmt.Errorf("transport: start pollers: %w", err)
+	}
+	s.pollers = ps
+	for range opts.Readers {
+		s.wg.Add(1)
+		go s.reader()
+	}
+	for range opts.Writers {
+		s.wg.Add(1)
+		go s.writer()
+	}
+	s.wg.Add(1)
+	go s.pinger()
+	return s, nil
+}
+
+// Hub returns the server's hub.
+func (s *Server) Hub() *realtime.Hub { return s.hub }
+
+// Conns returns the number of open connections.
+func (s *Server) Conns() int { return int(s.active.Load()) }
+
+// RateLimited returns the number of client messages dropped by the rate
+// limit.
+func (s *Server) RateLimited() uint64 { return s.rateLimited.Load() }
+
+// Upgrade answers the WebSocket handshake of r and registers the connection.
+// The consumer authenticates before calling it; after it the HTTP handler
+// returns without writing. On error the HTTP response has been written.
+func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*realtime.Conn, error) {
+	if cfg.Handler == nil {
+		panic("transport: Upgrade without a Handler")
+	}
+	if s.closing.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil, ErrServerClosed
+	}
+	if o := r.Header.Get("Origin"); o != "" && !originAllowed(s.opts.AllowedOrigins, o) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil, ErrOriginNotAllowed
+	}
+	u := ws.HTTPUpgrader{Timeout: s.opts.HandshakeTimeout}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			nc.Close()
+		}
+		return nil, fmt.Errorf("transport: upgrade: %w", err)
+	}
+	// Frames the client sent right behind its handshake are in the HTTP
+	// server's read buffer; keep them and let the buffer go.
+	var pending []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		p, _ := rw.Reader.Peek(n)
+		pending = append([]byte(nil), p...)
+	}
+	if s.opts.SendBuffer > 0 {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(s.opts.SendBuffer)
+		}
+	}
+	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst)}
+	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
+	wc.lastRead.Store(s.now())
+	wc.rlLast = s.now()
+	s.register(wc)
+	if s.closing.Load() {
+		// Shutdown began meanwhile and may have missed this connection.
+		wc.link.Conn().Close(realtime.CloseServiceRestart, "service restart")
+	}
+	if err := s.serve(wc, pending); err != nil {
+		wc.teardown()
+		return nil, fmt.Errorf("transport: serve connection: %w", err)
+	}
+	return wc.link.Conn(), nil
+}
+
+// serve starts reading wc: through a poller when the socket's descriptor is
+// usable, else with a reader goroutine.
+func (s *Server) serve(wc *wsConn, pending []byte) error {
+	if len(s.pollers) > 0 {
+		ok, err := s.pollConn(wc, pending)
+		if ok || err != nil {
+			return err
+		}
+	}
+	s.slowWG.Add(1)
+	go wc.readLoop(pending)
+	return nil
+}
+
+func originAllowed(allowed []string, origin string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+		// "https://*.example.com" accepts any subdomain of example.com.
+		if scheme, host, ok := strings.Cut(a, "://*."); ok {
+			p := scheme + "://"
+			if len(origin) > len(p) && strings.EqualFold(origin[:len(p)], p) &&
+				strings.HasSuffix(strings.ToLower(origin[len(p):]), "."+strings.ToLower(host)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// now returns the server's monotonic clock in nanoseconds.
+func (s *Server) now() int64 { return int64(time.Since(s.start)) }
+
+func (s *Server) register(wc *wsConn) {
+	id := s.ids.Add(1)
+	for id == 0 || id == wakeID {
+		id = s.ids.Add(1)
+	}
+	wc.id = id
+	sh := &s.reg[id%regShards]
+	sh.mu.Lock()
+	sh.m[id] = wc
+	sh.mu.Unlock()
+	s.active.Add(1)
+}
+
+func (s *Server) unregister(wc *wsConn) {
+	sh := &s.reg[wc.id%regShards]
+	sh.mu.Lock()
+	if sh.m[wc.id] == wc {
+		delete(sh.m, wc.id)
+	}
+	sh.mu.Unlock()
+	s.active.Add(-1)
+}
+
+func (s *Server) lookup(id uint32) *wsConn {
+	sh := &s.reg[id%regShards]
+	sh.mu.Lock()
+	wc := sh.m[id]
+	sh.mu.Unlock()
+	return wc
+}
+
+// snapshot returns the connections of registry shard i (all shards for -1).
+func (s *Server) snapshot(i int) []*wsConn {
+	var out []*wsConn
+	for j := range s.reg {
+		if i >= 0 && j != i {
+			continue
+		}
+		sh := &s.reg[j]
+		sh.mu.Lock()
+		for _, wc := range sh.m {
+			out = append(out, wc)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+func (s *Server) reader() {
+	defer s.wg.Done()
+	sc := newScratch()
+	for {
+		select {
+		case wc := <-s.readq:
+			wc.onReadable(sc)
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *Server) writer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case wc := <-s.writeq:
+			wc.drain(false)
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// pinger pings every connection once per PingInterval, one registry shard
+// at a time so the pings (and the writes they cause) are spread out, and
+// closes connections silent for longer than IdleTimeout.
+func (s *Server) pinger() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.PingInterval / regShards)
+	defer t.Stop()
+	for i := 0; ; i = (i + 1) % regShards {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		now := s.now()
+		for _, wc := range s.snapshot(i) {
+			if time.Duration(now-wc.lastRead.Load()) > s.opts.IdleTimeout {
+				wc.closeWithTimeout(realtime.CloseGoingAway, "idle timeout")
+				continue
+			}
+			_ = wc.link.Push(ws.CompiledPing)
+		}
+	}
+}
+
+// Shutdown stops accepting connections, closes every connection with
+// CloseServiceRestart spread over the drain period (cut to ctx's deadline),
+// waits for them to end and stops all goroutines. Connections still open
+// when ctx is done are dropped, and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, s.opts.DrainPeriod)
+}
+
+// Close is Shutdown without spreading: every connection is sent
+// CloseServiceRestart at once.
+func (s *Server) Close(ctx context.Context) error {
+	return s.shutdown(ctx, 0)
+}
+
+func (s *Server) shutdown(ctx context.Context, period time.Duration) error {
+	s.closing.Store(true)
+	conns := s.snapshot(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave a fifth of the time for the last clients to answer.
+		period = min(period, time.Until(dl)*4/5)
+	}
+	var err error
+	if len(conns) > 0 {
+		// Close in small steps: one timer tick per step, not per connection.
+		const tick = 10 * time.Millisecond
+		steps := max(1, int(period/tick))
+		per := (len(conns) + steps - 1) / steps
+		for i := 0; i < len(conns); i += per {
+			for _, wc := range conns[i:min(i+per, len(conns))] {
+				wc.closeWithTimeout(realtime.CloseServiceRestart, "service restart")
+			}
+			if period > 0 && i+per < len(conns) {
+				select {
+				case <-time.After(tick):
+				case <-ctx.Done():
+					period = 0 // close the rest at once
+				}
+			}
+		}
+	}
+	// Wait for the close handshakes; each one is bounded by the close and
+	// write timeouts.
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			for _, wc := range s.snapshot(-1) {
+				wc.teardown()
+			}
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	s.stop()
+	return err
+}
+
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		close(s.done)
+		s.stopPollers()
+		s.wg.Wait()
+		// Any connection that slipped in has been torn down by now or is
+		// torn down here; its goroutines end with it.
+		for _, wc := range s.snapshot(-1) {
+			wc.teardown()
+		}
+		s.slowWG.Wait()
+	})
+}
