@@ -81,7 +81,7 @@ func (s *Server) OpenAPI() map[string]any {
 		}
 		paths[rt.Path][strings.ToLower(rt.Method)] = op
 	}
-	g.defs["Problem"] = g.schema(reflect.TypeFor[Problem](), false)
+	g.schema(reflect.TypeFor[Problem](), false) // adds components/schemas/Problem
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{

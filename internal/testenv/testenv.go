@@ -92,4 +92,3 @@ func ForEachDB(t *testing.T, fn func(t *testing.T, dsn string)) {
 		})
 	}
 }
-
