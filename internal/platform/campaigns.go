@@ -88,7 +88,7 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 	if err := requireUser(userID); err != nil {
 		return CampaignDetail{}, err
 	}
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		cur, err := p.campaignForWrite(ctx, tx, userID, campaignID, true)
 		if err != nil {
 			return err

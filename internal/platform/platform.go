@@ -34,6 +34,10 @@ type Options struct {
 	ValidatePassword func(string) error
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Committed is called after every write transaction commits, so the
+	// outbox relay can publish at once instead of waiting for its next poll.
+	// It must not block.
+	Committed func()
 }
 
 // Platform runs the domain's reads and writes against one database.
@@ -43,6 +47,7 @@ type Platform struct {
 	validate  func(string) error
 	clock     func() time.Time
 	dummyHash string // verified against when a username is unknown, so timing does not tell
+	committed func()
 }
 
 // New returns a Platform over db.
@@ -50,7 +55,7 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 	if opts.Hasher == nil {
 		return nil, errors.New("platform: a password hasher is required")
 	}
-	p := &Platform{db: db, hasher: opts.Hasher, validate: opts.ValidatePassword, clock: opts.Now}
+	p := &Platform{db: db, hasher: opts.Hasher, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed}
 	if p.clock == nil {
 		p.clock = time.Now
 	}
@@ -64,6 +69,18 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 
 // DB is the database the platform writes to (the outbox relay reads it).
 func (p *Platform) DB() *store.DB { return p.db }
+
+// write runs fn as one transaction and, once it has committed, wakes the
+// outbox relay.
+func (p *Platform) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := p.db.Tx(ctx, fn); err != nil {
+		return err
+	}
+	if p.committed != nil {
+		p.committed()
+	}
+	return nil
+}
 
 // now is the clock at the database's precision (microseconds), so what a
 // write returns equals what a later read returns.

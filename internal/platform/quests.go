@@ -80,7 +80,7 @@ func (p *Platform) CreateQuest(ctx context.Context, userID int64, in QuestInput)
 		return Quest{}, err
 	}
 	var q Quest
-	err = p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = p.write(ctx, func(tx *sql.Tx) error {
 		now := p.now()
 		var id int64
 		if err := tx.QueryRowContext(ctx,
@@ -107,7 +107,7 @@ func (p *Platform) UpdateQuest(ctx context.Context, userID, questID int64, in Qu
 		return Quest{}, err
 	}
 	var q Quest
-	err = p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = p.write(ctx, func(tx *sql.Tx) error {
 		cur, err := scanQuest(tx.QueryRowContext(ctx, questSelect+" WHERE q.id = $1", questID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("quest")
@@ -226,7 +226,7 @@ func (p *Platform) Apply(ctx context.Context, userID, questID int64, in Applicat
 		return Application{}, err
 	}
 	var a Application
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		// Locking the quest row orders this quest's events by commit.
 		var creator int64
 		var status string
@@ -313,7 +313,7 @@ func (p *Platform) SetApplicationStatus(ctx context.Context, userID, appID int64
 		return Application{}, invalid("status", "%q is not a valid choice (approved, rejected, withdrawn)", status)
 	}
 	var a Application
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		cur, creator, err := p.loadApplication(ctx, tx, appID, true)
 		if err != nil {
 			return err

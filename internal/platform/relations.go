@@ -84,7 +84,7 @@ func (p *Platform) Contribute(ctx context.Context, userID, campaignID int64, in 
 		return Contribution{}, err
 	}
 	var c Contribution
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		camp, err := p.campaignForWrite(ctx, tx, userID, campaignID, false)
 		if err != nil {
 			return err
@@ -188,7 +188,7 @@ func (p *Platform) PostUpdate(ctx context.Context, userID, campaignID int64, in 
 	if err := f.err(); err != nil {
 		return Update{}, err
 	}
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		if _, err := p.campaignForWrite(ctx, tx, userID, campaignID, true); err != nil {
 			return err
 		}
@@ -237,7 +237,7 @@ func (p *Platform) PostComment(ctx context.Context, userID, campaignID int64, in
 		return Comment{}, err
 	}
 	var c Comment
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		camp, err := p.campaignForWrite(ctx, tx, userID, campaignID, false)
 		if err != nil {
 			return err
@@ -314,7 +314,7 @@ func (p *Platform) CreateRelease(ctx context.Context, userID, campaignID int64, 
 	if err := f.err(); err != nil {
 		return Release{}, err
 	}
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		if _, err := p.campaignForWrite(ctx, tx, userID, campaignID, true); err != nil {
 			return err
 		}
@@ -414,7 +414,7 @@ func (p *Platform) CreateMilestone(ctx context.Context, userID, campaignID int64
 	if err := f.err(); err != nil {
 		return Milestone{}, err
 	}
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		camp, err := p.campaignForWrite(ctx, tx, userID, campaignID, true)
 		if err != nil {
 			return err
@@ -462,7 +462,7 @@ func editChild[T any](ctx context.Context, p *Platform, userID, campaignID, id i
 	if err := requireUser(userID); err != nil {
 		return obj, err
 	}
-	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		if _, err := p.campaignForWrite(ctx, tx, userID, campaignID, ownerOnly); err != nil {
 			return err
 		}

@@ -1,0 +1,200 @@
+// Package relay publishes the events that committed writes recorded in the
+// outbox table to the channel layer, in commit order per group, and deletes
+// each once the layer has it. A process that dies between commit and publish
+// loses nothing: the events wait in the outbox for the next relay.
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/store"
+)
+
+// Publisher takes an event to every member of its group (the hub, which
+// publishes through the channel layer).
+type Publisher interface {
+	Publish(ctx context.Context, group, typ string, data []byte) (uint64, error)
+}
+
+// Options tunes a Relay; zero values pick the defaults.
+type Options struct {
+	// Batch is how many events one round publishes at most (default 256).
+	Batch int
+	// Poll is how often the outbox is checked without a wake-up: the bound on
+	// the delay of events written by other processes (default 100ms).
+	Poll time.Duration
+	// MaxBackoff caps the wait between attempts while publishing fails
+	// (default 5s).
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+}
+
+// Relay moves events from the outbox to a Publisher.
+type Relay struct {
+	db   *store.DB
+	pub  Publisher
+	opt  Options
+	wake chan struct{}
+}
+
+// relayLockID is the PostgreSQL advisory lock held by the one relay that
+// publishes at a time, so that several processes never interleave one
+// group's events out of order.
+const relayLockID = 0x68657262 // "herb"
+
+// New returns a Relay; Run starts it.
+func New(db *store.DB, pub Publisher, opt Options) *Relay {
+	if opt.Batch <= 0 {
+		opt.Batch = 256
+	}
+	if opt.Poll <= 0 {
+		opt.Poll = 100 * time.Millisecond
+	}
+	if opt.MaxBackoff <= 0 {
+		opt.MaxBackoff = 5 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	return &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1)}
+}
+
+// Notify wakes the relay: a write has committed. It never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends, then makes one last attempt to flush what is
+// pending (bounded by a short timeout) and returns.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			err := r.Flush(fctx)
+			cancel()
+			if err != nil {
+				r.opt.Logger.Warn("outbox relay: events left for the next start", "err", err)
+			}
+			return nil
+		case <-r.wake:
+		case <-timer.C:
+		}
+		n, err := r.Round(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			backoff = min(max(2*backoff, 50*time.Millisecond), r.opt.MaxBackoff)
+			r.opt.Logger.Warn("outbox relay: publish failed; retrying", "err", err, "retry_in", backoff)
+			resetTimer(timer, backoff)
+		case n == r.opt.Batch:
+			backoff = 0
+			resetTimer(timer, 0) // more may be waiting
+		default:
+			backoff = 0
+			resetTimer(timer, r.opt.Poll)
+		}
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(d)
+}
+
+// Flush publishes rounds until the outbox is empty or an error stops it.
+func (r *Relay) Flush(ctx context.Context) error {
+	for {
+		n, err := r.Round(ctx)
+		if err != nil {
+			return err
+		}
+		if n < r.opt.Batch {
+			return nil
+		}
+	}
+}
+
+// Round publishes one batch of the oldest events and deletes those the
+// publisher accepted, all in one transaction. It returns how many it
+// published. On PostgreSQL a round that finds another process's relay busy
+// publishes nothing and returns 0.
+func (r *Relay) Round(ctx context.Context) (int, error) {
+	published := 0
+	var pubErr error
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		if r.db.Dialect == store.Postgres {
+			var got bool
+			if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1)", relayLockID).Scan(&got); err != nil {
+				return fmt.Errorf("outbox relay: take lock: %w", err)
+			}
+			if !got {
+				return nil
+			}
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id, grp, type, data FROM outbox ORDER BY id LIMIT $1", r.opt.Batch)
+		if err != nil {
+			return fmt.Errorf("outbox relay: read: %w", err)
+		}
+		type event struct {
+			id         int64
+			group, typ string
+			data       string
+		}
+		var evs []event
+		for rows.Next() {
+			var e event
+			if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data); err != nil {
+				rows.Close()
+				return fmt.Errorf("outbox relay: read: %w", err)
+			}
+			evs = append(evs, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("outbox relay: read: %w", err)
+		}
+		for _, e := range evs {
+			if _, err := r.pub.Publish(ctx, e.group, e.typ, []byte(e.data)); err != nil {
+				pubErr = fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
+				break
+			}
+			published++
+		}
+		if published > 0 {
+			// Delete what the layer has; what failed stays, in order, for the
+			// next round.
+			ids := make([]string, published)
+			for i, e := range evs[:published] {
+				ids[i] = strconv.FormatInt(e.id, 10)
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE id IN ("+strings.Join(ids, ",")+")"); err != nil {
+				return errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
+			}
+		}
+		if published == 0 {
+			return pubErr // nothing to keep; roll back
+		}
+		return nil
+	})
+	if err == nil {
+		err = pubErr // some published and committed, the rest failed
+	}
+	return published, err
+}
