@@ -285,6 +285,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
 	wc.lastRead.Store(s.now())
 	wc.rlLast = s.now()
+	s.attachFD(wc)
 	s.register(wc)
 	if s.closing.Load() {
 		// Shutdown began meanwhile and may have missed this connection.
@@ -300,11 +301,8 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 // serve starts reading wc: through a poller when the socket's descriptor is
 // usable, else with a reader goroutine.
 func (s *Server) serve(wc *wsConn, pending []byte) error {
-	if len(s.pollers) > 0 {
-		ok, err := s.pollConn(wc, pending)
-		if ok || err != nil {
-			return err
-		}
+	if ok, err := s.pollConn(wc, pending); ok || err != nil {
+		return err
 	}
 	s.slowWG.Add(1)
 	go wc.readLoop(pending)
@@ -492,6 +490,7 @@ func (s *Server) stop() {
 		close(s.done)
 		s.stopPollers()
 		s.wg.Wait()
+		s.closePollers()
 		// Any connection that slipped in has been torn down by now or is
 		// torn down here; its goroutines end with it.
 		for _, wc := range s.snapshot(-1) {

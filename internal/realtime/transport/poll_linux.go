@@ -1,0 +1,297 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// wakeID is the epoll data of a poller's eventfd, used to stop it.
+const wakeID uint32 = 1<<31 - 1
+
+// Readiness is one-shot: after an event the descriptor is disarmed until the
+// worker that read it re-arms it, so one connection is never read by two
+// workers and its messages are handled in order. Level-triggered, so a
+// worker may stop after a budget and be called again for the rest.
+const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// poller is one epoll loop.
+type poller struct {
+	s    *Server
+	epfd int
+	evfd int
+}
+
+func (s *Server) startPollers(n int) ([]*poller, error) {
+	var ps []*poller
+	fail := func(err error) ([]*poller, error) {
+		for _, p := range ps {
+			p.closeFDs()
+		}
+		return nil, err
+	}
+	for range n {
+		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			return fail(fmt.Errorf("epoll_create1: %w", err))
+		}
+		evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+		if err != nil {
+			unix.Close(epfd)
+			return fail(fmt.Errorf("eventfd: %w", err))
+		}
+		p := &poller{s: s, epfd: epfd, evfd: evfd}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakeID)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+			p.closeFDs()
+			return fail(fmt.Errorf("epoll_ctl eventfd: %w", err))
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		s.wg.Add(1)
+		go p.run()
+	}
+	return ps, nil
+}
+
+// stopPollers wakes every poller so it returns; the caller waits on s.wg
+// and then calls closePollers.
+func (s *Server) stopPollers() {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	for _, p := range s.pollers {
+		_, _ = unix.Write(p.evfd, one)
+	}
+}
+
+func (s *Server) closePollers() {
+	for _, p := range s.pollers {
+		p.closeFDs()
+	}
+}
+
+func (p *poller) closeFDs() {
+	unix.Close(p.evfd)
+	unix.Close(p.epfd)
+}
+
+func (p *poller) run() {
+	defer p.s.wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.s.log.Error("transport: epoll_wait failed; poller stops", "err", err)
+			return
+		}
+		for i := range n {
+			id := uint32(events[i].Fd)
+			if id == wakeID {
+				return
+			}
+			if wc := p.s.lookup(id); wc != nil {
+				wc.dispatch()
+			}
+		}
+	}
+}
+
+// attachFD records the raw descriptor of wc and picks its poller, before wc
+// is visible to other goroutines. Connections without one (TLS) keep fd -1
+// and get a reader goroutine.
+func (s *Server) attachFD(wc *wsConn) {
+	if len(s.pollers) == 0 {
+		return
+	}
+	sc, ok := wc.nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		return
+	}
+	wc.fd = int32(fd)
+	wc.p = s.pollers[uint(fd)%uint(len(s.pollers))]
+	// Held "being read" until pollConn hands reading to the poller.
+	wc.rstate.Store(1)
+}
+
+// pollConn hands reading wc to its poller. It reports false when wc has no
+// descriptor and needs a reader goroutine.
+func (s *Server) pollConn(wc *wsConn, pending []byte) (bool, error) {
+	if wc.fd < 0 {
+		return false, nil
+	}
+	if len(pending) > 0 {
+		// Nobody reads the connection yet, so this goroutine may.
+		if err := wc.feed(pending, &scratch{}); err != nil {
+			wc.readFailed(err)
+		}
+		if wc.stopRead {
+			return true, nil
+		}
+	}
+	// Publishes the reader state above to the worker that reads next.
+	wc.rstate.Store(0)
+	wc.fdMu.RLock()
+	defer wc.fdMu.RUnlock()
+	if wc.fdClosed {
+		return true, nil
+	}
+	ev := unix.EpollEvent{Events: armEvents, Fd: int32(wc.id)}
+	if err := unix.EpollCtl(wc.p.epfd, unix.EPOLL_CTL_ADD, int(wc.fd), &ev); err != nil {
+		return true, fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return true, nil
+}
+
+func (p *poller) remove(wc *wsConn) {
+	if wc.fd >= 0 {
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(wc.fd), nil)
+	}
+}
+
+// dispatch hands a readable connection to a reader worker unless one is
+// reading it already, in which case that worker reads again before it
+// re-arms.
+func (w *wsConn) dispatch() {
+	for {
+		switch w.rstate.Load() {
+		case 0:
+			if w.rstate.CompareAndSwap(0, 1) {
+				select {
+				case w.srv.readq <- w:
+				case <-w.srv.done:
+				}
+				return
+			}
+		case 1:
+			if w.rstate.CompareAndSwap(1, 2) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// onReadable runs on a reader worker.
+func (w *wsConn) onReadable(sc *scratch) {
+	for {
+		if !w.readSome(sc) {
+			return // reading ended; the descriptor stays disarmed
+		}
+		if w.rstate.CompareAndSwap(1, 0) {
+			w.arm()
+			return
+		}
+		w.rstate.Store(1)
+	}
+}
+
+// readBudget bounds the reads of one turn so a busy client cannot hold a
+// worker; level-triggered epoll brings it back.
+const readBudget = 8
+
+// readSome reads and handles what the socket holds and reports whether
+// reading goes on.
+func (w *wsConn) readSome(sc *scratch) bool {
+	for range readBudget {
+		n, err := w.rawRead(sc.buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return true
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			w.readFailed(err)
+			return false
+		case n == 0:
+			w.readFailed(io.EOF)
+			return false
+		}
+		w.lastRead.Store(w.srv.now())
+		if err := w.feed(sc.buf[:n], sc); err != nil {
+			w.readFailed(err)
+			return false
+		}
+		if n < len(sc.buf) {
+			return true
+		}
+	}
+	return true
+}
+
+func (w *wsConn) rawRead(p []byte) (int, error) {
+	w.fdMu.RLock()
+	defer w.fdMu.RUnlock()
+	if w.fdClosed {
+		return 0, net.ErrClosed
+	}
+	return unix.Read(int(w.fd), p)
+}
+
+func (w *wsConn) arm() {
+	w.fdMu.RLock()
+	if w.fdClosed {
+		w.fdMu.RUnlock()
+		return
+	}
+	ev := unix.EpollEvent{Events: armEvents, Fd: int32(w.id)}
+	err := unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_MOD, int(w.fd), &ev)
+	w.fdMu.RUnlock()
+	if err != nil {
+		w.srv.log.Warn("transport: re-arm connection", "err", err)
+		w.teardown()
+	}
+}
+
+// tryWrite writes as much of b as the socket takes without blocking. It
+// reports whether b was written whole.
+func (w *wsConn) tryWrite(b *realtime.Batch) (bool, error) {
+	if w.fd < 0 {
+		return false, nil
+	}
+	w.fdMu.RLock()
+	defer w.fdMu.RUnlock()
+	if w.fdClosed {
+		return false, net.ErrClosed
+	}
+	for len(b.Frames) > 0 {
+		n, err := unix.Writev(int(w.fd), b.Frames[:min(len(b.Frames), maxIov)])
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return false, nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return false, err
+		}
+		for n > 0 {
+			if l := len(b.Frames[0]); n >= l {
+				b.Frames = b.Frames[1:]
+				n -= l
+			} else {
+				b.Frames[0] = b.Frames[0][n:]
+				n = 0
+			}
+		}
+	}
+	return true, nil
+}
