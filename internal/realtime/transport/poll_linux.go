@@ -142,9 +142,9 @@ func (s *Server) pollConn(wc *wsConn, pending []byte) (bool, error) {
 		// Nobody reads the connection yet, so this goroutine may.
 		if err := wc.feed(pending, &scratch{}); err != nil {
 			wc.readFailed(err)
-		}
-		if wc.stopRead {
-			return true, nil
+			if !reading(err) {
+				return true, nil
+			}
 		}
 	}
 	// Publishes the reader state above to the worker that reads next.
@@ -229,7 +229,9 @@ func (w *wsConn) readSome(sc *scratch) bool {
 		w.lastRead.Store(w.srv.now())
 		if err := w.feed(sc.buf[:n], sc); err != nil {
 			w.readFailed(err)
-			return false
+			if !reading(err) {
+				return false
+			}
 		}
 		if n < len(sc.buf) {
 			return true

@@ -136,7 +136,7 @@ func TestMessagesEchoAndFragments(t *testing.T) {
 }
 
 func TestBadInputCloses(t *testing.T) {
-	e := newEnv(t, realtime.HubOptions{}, Options{MaxMessageSize: 1024})
+	e := newEnv(t, realtime.HubOptions{}, Options{MaxMessageSize: 1024, CloseTimeout: 200 * time.Millisecond})
 	cases := []struct {
 		name string
 		send func(c *client)

@@ -42,7 +42,11 @@ type wsConn struct {
 	rbuf     []byte // bytes of an incomplete frame; nil when none
 	frag     []byte // payload of an incomplete fragmented message
 	fragging bool
-	stopRead bool  // a close was decided; ignore further input
+	// dropFrags marks the continuation frames of a rejected fragmented
+	// message, which are skipped too.
+	dropFrags bool
+	stopRead bool  // the stream is unusable or the peer closed: discard input
+	skip     int64 // bytes of a rejected frame still to discard
 	rlLast   int64 // rate limit: server clock of the last refill
 	tokens   float32
 	strikes  uint16
@@ -79,6 +83,7 @@ var (
 	errUTF8       = &closeErr{realtime.CloseInvalidPayload, "invalid UTF-8"}
 	errTooMany    = &closeErr{realtime.CloseTooManyMessages, "too many messages"}
 	errPeerClosed = errors.New("peer closed")
+	_             = errTooBig
 )
 
 // feed processes bytes read from the connection. A returned *closeErr asks
@@ -86,6 +91,14 @@ var (
 func (w *wsConn) feed(data []byte, sc *scratch) error {
 	if w.stopRead {
 		return nil
+	}
+	if w.skip > 0 {
+		n := min(w.skip, int64(len(data)))
+		w.skip -= n
+		data = data[n:]
+		if len(data) == 0 {
+			return nil
+		}
 	}
 	if len(w.rbuf) == 0 {
 		used, need, err := w.consume(data, sc)
@@ -134,19 +147,38 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 		}
 		hn := len(rest) - sc.rd.Len()
 		state := ws.StateServerSide
-		if w.fragging {
+		if w.fragging || w.dropFrags {
 			state |= ws.StateFragmented
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
 			return used, 0, &closeErr{realtime.CloseProtocolError, err.Error()}
 		}
-		if h.OpCode == ws.OpBinary {
-			return used, 0, errBinary
+		size := hn + int(min(h.Length, limit+1))
+		var reject *closeErr
+		switch {
+		case h.OpCode == ws.OpContinuation && w.dropFrags:
+			reject = errBinary // already closing; skip the rest of the message
+		case h.OpCode == ws.OpBinary:
+			reject = errBinary
+		case h.Length > limit || (h.OpCode == ws.OpContinuation && int64(len(w.frag))+h.Length > limit):
+			reject = errTooBig
 		}
-		if h.Length > limit || (h.OpCode == ws.OpContinuation && int64(len(w.frag))+h.Length > limit) {
-			return used, 0, errTooBig
+		if reject != nil {
+			// Close, and skip the frame without buffering it: the stream
+			// stays in sync, so the client's close answer is still read.
+			w.closeWithTimeout(reject.code, reject.reason)
+			w.frag, w.fragging = nil, false
+			if !h.OpCode.IsControl() {
+				w.dropFrags = !h.Fin
+			}
+			if total := int64(hn) + h.Length; int64(len(rest)) >= total {
+				used += int(total)
+			} else {
+				w.skip = total - int64(len(rest))
+				used = len(b)
+			}
+			continue
 		}
-		size := hn + int(h.Length)
 		if len(rest) < size {
 			return used, size, nil
 		}
@@ -215,12 +247,14 @@ func (w *wsConn) message(msg []byte) error {
 		return nil
 	}
 	if !utf8.Valid(msg) {
-		return errUTF8
+		w.closeWithTimeout(errUTF8.code, errUTF8.reason)
+		return nil
 	}
 	if !w.allow() {
 		w.srv.rateLimited.Add(1)
 		if int(w.strikes) >= w.srv.opts.RateStrikes {
-			return errTooMany
+			w.closeWithTimeout(errTooMany.code, errTooMany.reason)
+			return nil
 		}
 		if rl, ok := w.h.(RateLimitHandler); ok {
 			rl.OnRateLimited(c)
@@ -251,8 +285,9 @@ func (w *wsConn) allow() bool {
 	return false
 }
 
-// readFailed handles the end of reading: a close decided by the reader, the
-// peer's close or a dead connection.
+// readFailed handles an input error. After a protocol error or the peer's
+// close the input is only drained (so the end of the stream is noticed);
+// an I/O error ends the connection.
 func (w *wsConn) readFailed(err error) {
 	w.stopRead = true
 	w.rbuf, w.frag = nil, nil
@@ -264,6 +299,12 @@ func (w *wsConn) readFailed(err error) {
 	default:
 		w.teardown()
 	}
+}
+
+// reading reports whether the reader should go on after a feed error.
+func reading(err error) bool {
+	var ce *closeErr
+	return errors.As(err, &ce) || errors.Is(err, errPeerClosed)
 }
 
 // closeWithTimeout closes the connection with a close frame; the writer
@@ -280,7 +321,9 @@ func (w *wsConn) readLoop(pending []byte) {
 	if len(pending) > 0 {
 		if err := w.feed(pending, sc); err != nil {
 			w.readFailed(err)
-			return
+			if !reading(err) {
+				return
+			}
 		}
 	}
 	for {
@@ -289,7 +332,9 @@ func (w *wsConn) readLoop(pending []byte) {
 			w.lastRead.Store(w.srv.now())
 			if ferr := w.feed(sc.buf[:n], sc); ferr != nil {
 				w.readFailed(ferr)
-				return
+				if !reading(ferr) {
+					return
+				}
 			}
 		}
 		if err != nil {
