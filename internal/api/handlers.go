@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/platform"
@@ -54,6 +55,24 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
+	u, err := s.signIn(w, r, in)
+	if err != nil {
+		return err
+	}
+	access, refresh, err := s.tokens.Pair(u.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tokenPair{Access: access, Refresh: refresh})
+	return nil
+}
+
+// signIn checks credentials. Failed attempts are throttled per account and
+// per client address before the password is even checked.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request, in credentials) (platform.User, error) {
+	// Authenticate ignores surrounding spaces, so the throttle must too, or
+	// padding the name would buy a fresh set of guesses at the same account.
+	in.Username = strings.TrimSpace(in.Username)
 	f := map[string][]string{}
 	if in.Username == "" {
 		f["username"] = []string{"this field may not be blank"}
@@ -64,29 +83,24 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	if len(f) > 0 {
 		p := problem(http.StatusBadRequest, "invalid", "the request has invalid fields")
 		p.Errors = f
-		return p
+		return platform.User{}, p
 	}
 	addr := auth.ClientIP(r, s.trustProxy)
 	if wait, ok := s.throttle.Check(in.Username, addr); !ok {
 		secs := int(wait.Seconds()) + 1
 		w.Header().Set("Retry-After", itoa(secs))
-		return problem(http.StatusTooManyRequests, "throttled", "too many failed sign-ins; try again in "+itoa(secs)+" seconds")
+		return platform.User{}, problem(http.StatusTooManyRequests, "throttled", "too many failed sign-ins; try again in "+itoa(secs)+" seconds")
 	}
 	u, err := s.p.Authenticate(r.Context(), in.Username, in.Password)
 	if platform.KindOf(err) == platform.KindUnauthorized {
 		s.throttle.Failure(in.Username, addr)
-		return problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
+		return platform.User{}, problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
 	}
 	if err != nil {
-		return err
+		return platform.User{}, err
 	}
 	s.throttle.Success(in.Username, addr)
-	access, refresh, err := s.tokens.Pair(u.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, tokenPair{Access: access, Refresh: refresh})
-	return nil
+	return u, nil
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {

@@ -118,6 +118,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(401, "POST", "/api/auth/token/", "", map[string]string{"username": "third", "password": "wrong password"})
 		call(200, "POST", "/api/auth/token/refresh/", "", map[string]string{"refresh": tok.JSON["refresh"].(string)})
 		call(401, "POST", "/api/auth/token/refresh/", "", map[string]string{"refresh": "nope"})
+		call(200, "POST", "/api/auth/session/", "", map[string]string{"username": "third", "password": "a long password"})
+		call(401, "POST", "/api/auth/session/refresh/", "", nil)
+		call(204, "DELETE", "/api/auth/session/", "", nil)
+		call(201, "POST", "/api/ws-ticket/", ownerTok, nil)
+		call(401, "POST", "/api/ws-ticket/", "", nil)
 		call(200, "GET", "/api/auth/me/", ownerTok, nil)
 		call(401, "GET", "/api/auth/me/", "", nil)
 
