@@ -45,11 +45,11 @@ type wsConn struct {
 	// dropFrags marks the continuation frames of a rejected fragmented
 	// message, which are skipped too.
 	dropFrags bool
-	stopRead bool  // the stream is unusable or the peer closed: discard input
-	skip     int64 // bytes of a rejected frame still to discard
-	rlLast   int64 // rate limit: server clock of the last refill
-	tokens   float32
-	strikes  uint16
+	stopRead  bool  // the stream is unusable or the peer closed: discard input
+	skip      int64 // bytes of a rejected frame still to discard
+	rlLast    int64 // rate limit: server clock of the last refill
+	tokens    float32
+	strikes   uint16
 
 	closeSent  atomic.Bool
 	peerClosed atomic.Bool
