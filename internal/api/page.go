@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,6 +36,11 @@ func pageRequest(r *http.Request) (platform.PageRequest, error) {
 			return pr, fieldProblem("page_size", "must be an integer from 1 to "+strconv.Itoa(maxPageSize))
 		}
 		pr.Size = n
+	}
+	// No list is long enough to reach such a page, and its offset would
+	// overflow: it is past the end like any other page beyond the last.
+	if pr.Number > math.MaxInt/pr.Size {
+		return pr, problem(http.StatusNotFound, "not_found", "invalid page: there is no page "+strconv.Itoa(pr.Number))
 	}
 	return pr, nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,7 +109,24 @@ func decode(w http.ResponseWriter, r *http.Request, dst any) error {
 
 // decodeJSON is decode's body parser, separate so it can be fuzzed.
 func decodeJSON(body io.Reader, dst any) error {
-	dec := json.NewDecoder(body)
+	// null decodes into a struct without error, leaving it empty; only an
+	// object is a request. Other errors are left to the decoder to report.
+	br := bufio.NewReader(body)
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			break
+		}
+		if c := b[0]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			_, _ = br.Discard(1)
+			continue
+		}
+		if b[0] != '{' {
+			return problem(http.StatusBadRequest, "parse_error", "expected a JSON object")
+		}
+		break
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return jsonProblem(err)

@@ -67,7 +67,13 @@ func New(cfg Config) (*Server, error) {
 		byPath[rt.Path] = append(byPath[rt.Path], rt)
 	}
 	for _, path := range order {
-		s.mux.Handle(path, s.dispatch(byPath[path]))
+		// A pattern ending in "/" matches every path below it as well; {$}
+		// anchors it, so /api/campaigns/1/bogus/ is a 404 and not campaign 1.
+		pattern := path
+		if strings.HasSuffix(pattern, "/") {
+			pattern += "{$}"
+		}
+		s.mux.Handle(pattern, s.dispatch(byPath[path]))
 	}
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, problem(http.StatusNotFound, "not_found", "no API endpoint at "+r.URL.Path))

@@ -80,9 +80,13 @@ func validUsername(s string) bool {
 func (p *Platform) Authenticate(ctx context.Context, username, password string) (User, error) {
 	var u User
 	var hash string
-	err := p.db.QueryRowContext(ctx,
-		"SELECT id, username, email, password_hash, created_at FROM users WHERE username_key = $1",
-		strings.ToLower(strings.TrimSpace(username))).Scan(&u.ID, &u.Username, &u.Email, &hash, &u.CreatedAt.Time)
+	key := strings.ToLower(strings.TrimSpace(username))
+	err := sql.ErrNoRows // no username holds a NUL, and PostgreSQL cannot even compare one
+	if !strings.ContainsRune(key, 0) {
+		err = p.db.QueryRowContext(ctx,
+			"SELECT id, username, email, password_hash, created_at FROM users WHERE username_key = $1",
+			key).Scan(&u.ID, &u.Username, &u.Email, &hash, &u.CreatedAt.Time)
+	}
 	bad := &Error{Kind: KindUnauthorized, Message: "no active account found with the given credentials"}
 	if errors.Is(err, sql.ErrNoRows) {
 		_, _ = p.hasher.Verify(p.dummyHash, password)
