@@ -282,3 +282,33 @@ func TestConcurrentContributionsSumExactly(t *testing.T) {
 		}
 	})
 }
+
+// Lowering a milestone's target to what is already raised reaches it, and
+// the event says so.
+func TestEditedMilestoneReaches(t *testing.T) {
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		p := open(t, dsn)
+		owner, fan := mustUser(t, p, "owner"), mustUser(t, p, "fan")
+		cid := activeCampaign(t, p, owner, "100.00")
+		m, err := p.CreateMilestone(ctx, owner, cid, platform.MilestoneInput{Title: ptr("Far"), TargetAmount: cents(t, "90.00")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Contribute(ctx, fan, cid, platform.ContributionInput{Amount: cents(t, "40.00")}); err != nil {
+			t.Fatal(err)
+		}
+		drain(t, p)
+		m2, err := p.EditMilestone(ctx, owner, cid, m.ID, platform.MilestoneInput{TargetAmount: cents(t, "40.00")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m2.Reached {
+			t.Fatal("milestone at the raised amount is not reached")
+		}
+		evs := drain(t, p)
+		if len(evs) != 1 || string(evs[0].Data) != jsonOf(t, m2) {
+			t.Errorf("events %+v; want the reached milestone", evs)
+		}
+	})
+}

@@ -445,6 +445,15 @@ func (p *Platform) EditMilestone(ctx context.Context, userID, campaignID, milest
 			if err := f.err(); err != nil {
 				return err
 			}
+			// A target lowered to what is already raised is reached now, as
+			// at creation, unless the owner explicitly says otherwise.
+			if in.Reached == nil && !m.Reached {
+				var raised money.Cents
+				if err := tx.QueryRowContext(ctx, "SELECT raised_cents FROM campaigns WHERE id = $1", campaignID).Scan(&raised); err != nil {
+					return err
+				}
+				m.Reached = raised >= m.TargetAmount
+			}
 			m.UpdatedAt = Time{p.now()}
 			_, err := tx.ExecContext(ctx, `UPDATE milestones SET title = $1, description = $2, target_cents = $3, reached = $4,
 				due_date = $5, updated_at = $6 WHERE id = $7`,

@@ -38,7 +38,7 @@ CREATE TABLE campaigns (
     owner_id     BIGINT  NOT NULL REFERENCES users(id),
     title        TEXT    NOT NULL,
     description  TEXT    NOT NULL DEFAULT '',
-    goal_cents   INTEGER NOT NULL CHECK (goal_cents > 0),
+    goal_cents   BIGINT  NOT NULL CHECK (goal_cents > 0),
     currency     TEXT    NOT NULL,
     raised_cents BIGINT NOT NULL DEFAULT 0 CHECK (raised_cents >= 0),
     status       TEXT    NOT NULL CHECK (status IN ('draft', 'active', 'closed')),
