@@ -56,7 +56,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // newEnv starts a hub, a transport server and an HTTP server whose handler
 // upgrades every request: ?v=2 selects protocol 2, ?join=a,b joins groups
 // after sending a snapshot message.
-func newEnv(t *testing.T, hubOpts realtime.HubOptions, opts Options) *testEnv {
+func newEnv(t testing.TB, hubOpts realtime.HubOptions, opts Options) *testEnv {
 	t.Helper()
 	hubOpts.Logger = quietLogger()
 	if opts.Logger == nil {
