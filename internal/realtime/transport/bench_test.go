@@ -61,4 +61,3 @@ func BenchmarkBroadcastLoopback(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/receiver")
 }
-

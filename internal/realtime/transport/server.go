@@ -91,7 +91,9 @@ type Options struct {
 	SendBuffer int
 	// Readers is the number of reader workers (default 8 per CPU, at least
 	// 16); OnMessage runs on them. Writers is the number of pool writers
-	// (default 1 per CPU). Pollers is the number of epoll loops (default 1).
+	// (default 1 per CPU). Pollers is the number of epoll loops (default 1;
+	// negative: no epoll, one reader goroutine per connection, as on other
+	// systems).
 	Readers, Writers, Pollers int
 	// Logger receives the transport's logs (default slog.Default()).
 	Logger *slog.Logger
@@ -127,7 +129,11 @@ func (o *Options) setDefaults() {
 	cpu := runtime.GOMAXPROCS(0)
 	def(&o.Readers, max(16, 8*cpu))
 	def(&o.Writers, cpu)
-	def(&o.Pollers, 1)
+	if o.Pollers == 0 {
+		o.Pollers = 1
+	} else if o.Pollers < 0 {
+		o.Pollers = 0 // reader goroutine per connection
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

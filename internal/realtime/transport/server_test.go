@@ -17,8 +17,10 @@ import (
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
-func TestJoinFanOutAndOrdering(t *testing.T) {
-	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: 4096}, Options{})
+func TestJoinFanOutAndOrdering(t *testing.T) { forEachMode(t, testJoinFanOutAndOrdering) }
+
+func testJoinFanOutAndOrdering(t *testing.T, mode Options) {
+	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: 4096}, withPollers(mode, Options{}))
 	ctx := context.Background()
 	both1 := dial(t, e.url+"?join=g,h")
 	both2 := dial(t, e.url+"?join=g,h&v=2")
@@ -99,8 +101,10 @@ func TestJoinFanOutAndOrdering(t *testing.T) {
 	}
 }
 
-func TestMessagesEchoAndFragments(t *testing.T) {
-	e := newEnv(t, realtime.HubOptions{}, Options{})
+func TestMessagesEchoAndFragments(t *testing.T) { forEachMode(t, testMessagesEchoAndFragments) }
+
+func testMessagesEchoAndFragments(t *testing.T, mode Options) {
+	e := newEnv(t, realtime.HubOptions{}, withPollers(mode, Options{}))
 	c := dial(t, e.url)
 	c.text() // snapshot
 	c.send(ws.OpText, []byte(`{"type":"comment","data":{"id":345}}`))
@@ -135,8 +139,10 @@ func TestMessagesEchoAndFragments(t *testing.T) {
 	eventually(t, "connection released", func() bool { return e.srv.Conns() == 0 && e.h.closed.Load() == 1 })
 }
 
-func TestBadInputCloses(t *testing.T) {
-	e := newEnv(t, realtime.HubOptions{}, Options{MaxMessageSize: 1024, CloseTimeout: 200 * time.Millisecond})
+func TestBadInputCloses(t *testing.T) { forEachMode(t, testBadInputCloses) }
+
+func testBadInputCloses(t *testing.T, mode Options) {
+	e := newEnv(t, realtime.HubOptions{}, withPollers(mode, Options{MaxMessageSize: 1024, CloseTimeout: 200 * time.Millisecond}))
 	cases := []struct {
 		name string
 		send func(c *client)
@@ -238,9 +244,11 @@ func writeClientText(c *client, p []byte) error {
 	return ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewTextFrame(p)))
 }
 
-func TestSlowConsumerQueueOverflow(t *testing.T) {
+func TestSlowConsumerQueueOverflow(t *testing.T) { forEachMode(t, testSlowConsumerQueueOverflow) }
+
+func testSlowConsumerQueueOverflow(t *testing.T, mode Options) {
 	const bound = 64
-	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: bound}, Options{SendBuffer: 4096, WriteTimeout: 20 * time.Second})
+	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: bound}, withPollers(mode, Options{SendBuffer: 4096, WriteTimeout: 20 * time.Second}))
 	ctx := context.Background()
 	slow := dialWith(t, smallBufDialer(), e.url+"?join=g")
 	slow.text()
@@ -278,8 +286,10 @@ func TestSlowConsumerQueueOverflow(t *testing.T) {
 	eventually(t, "connection released", func() bool { return e.srv.Conns() == 0 && e.hub.GroupSize("g") == 0 })
 }
 
-func TestSlowConsumerWriteTimeout(t *testing.T) {
-	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: 1 << 20, MaxQueueBytes: 1 << 30}, Options{SendBuffer: 4096, WriteTimeout: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+func TestSlowConsumerWriteTimeout(t *testing.T) { forEachMode(t, testSlowConsumerWriteTimeout) }
+
+func testSlowConsumerWriteTimeout(t *testing.T, mode Options) {
+	e := newEnv(t, realtime.HubOptions{MaxQueueFrames: 1 << 20, MaxQueueBytes: 1 << 30}, withPollers(mode, Options{SendBuffer: 4096, WriteTimeout: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond}))
 	ctx := context.Background()
 	slow := dialWith(t, smallBufDialer(), e.url+"?join=g")
 	slow.text()
@@ -362,9 +372,13 @@ func TestOriginCheck(t *testing.T) {
 }
 
 func TestShutdownClosesWith1012AndLeaksNoGoroutine(t *testing.T) {
+	forEachMode(t, testShutdownClosesWith1012AndLeaksNoGoroutine)
+}
+
+func testShutdownClosesWith1012AndLeaksNoGoroutine(t *testing.T, mode Options) {
 	before := runtime.NumGoroutine()
 	func() {
-		e := newEnv(t, realtime.HubOptions{}, Options{DrainPeriod: 200 * time.Millisecond})
+		e := newEnv(t, realtime.HubOptions{}, withPollers(mode, Options{DrainPeriod: 200 * time.Millisecond}))
 		const n = 30
 		codes := make(chan ws.StatusCode, n)
 		for range n {
@@ -438,4 +452,16 @@ func TestShutdownClosesWith1012AndLeaksNoGoroutine(t *testing.T) {
 
 func writeClose(c *client, code ws.StatusCode) error {
 	return ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))))
+}
+
+// forEachMode runs a test with epoll readers and with a reader goroutine per
+// connection (the portable path).
+func forEachMode(t *testing.T, f func(t *testing.T, mode Options)) {
+	t.Run("epoll", func(t *testing.T) { f(t, Options{}) })
+	t.Run("goroutines", func(t *testing.T) { f(t, Options{Pollers: -1}) })
+}
+
+func withPollers(mode, o Options) Options {
+	o.Pollers = mode.Pollers
+	return o
 }
