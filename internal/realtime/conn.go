@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"sync"
+
+	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
 // Errors returned by Conn.Send and Hub.Join.
@@ -13,6 +15,9 @@ var (
 	// ErrSlowConsumer means the frame did not fit the connection's send
 	// queue; the connection is being closed with CloseSlowConsumer.
 	ErrSlowConsumer = errors.New("realtime: slow consumer")
+	// ErrAlreadyJoined means JoinFrom was called for a group the
+	// connection is in.
+	ErrAlreadyJoined = errors.New("realtime: already in group")
 )
 
 // ConnConfig describes a connection to the hub. The consumer fills it after
@@ -70,6 +75,13 @@ type Conn struct {
 	qBytes     int    // bytes in q
 	q          *Batch // nil while nothing is queued
 	groups     []string
+	holds      []*hold // groups being joined by JoinFrom
+}
+
+// hold keeps the live events of a group aside while its history is replayed.
+type hold struct {
+	group string
+	msgs  []layer.Message
 }
 
 // UserID returns the authenticated user id, 0 for anonymous.
@@ -141,27 +153,44 @@ func (c *Conn) Closed() bool {
 }
 
 func (c *Conn) push(frame []byte) error {
+	return c.pushEvent(frame, nil)
+}
+
+// pushEvent queues frame, or keeps msg aside while a JoinFrom of its group
+// is replaying history.
+func (c *Conn) pushEvent(frame []byte, msg *layer.Message) error {
 	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	pending := int(c.queued + c.inflight)
-	if pending > 0 && (pending >= c.hub.maxFrames || c.qBytes+len(frame) > c.hub.maxBytes) {
-		wake := c.overflowLocked()
-		c.mu.Unlock()
-		c.hub.reportSlow(c, "send queue full", pending)
-		if wake {
-			c.transport.Wake()
+	if msg != nil && len(c.holds) > 0 {
+		for _, h := range c.holds {
+			if h.group == msg.Group {
+				h.msgs = append(h.msgs, *msg)
+				c.mu.Unlock()
+				return nil
+			}
 		}
-		return ErrSlowConsumer
 	}
-	wake := c.appendLocked(frame)
+	wake, err := c.pushLocked(frame)
 	c.mu.Unlock()
+	if err == ErrSlowConsumer {
+		c.hub.reportSlow(c, "send queue full", c.hub.maxFrames)
+	}
 	if wake {
 		c.transport.Wake()
 	}
-	return nil
+	return err
+}
+
+// pushLocked queues frame within the queue bounds; on overflow the queue is
+// replaced by the slow-consumer close frame.
+func (c *Conn) pushLocked(frame []byte) (wake bool, err error) {
+	if c.state != stateOpen {
+		return false, ErrClosed
+	}
+	pending := int(c.queued + c.inflight)
+	if pending > 0 && (pending >= c.hub.maxFrames || c.qBytes+len(frame) > c.hub.maxBytes) {
+		return c.overflowLocked(), ErrSlowConsumer
+	}
+	return c.appendLocked(frame), nil
 }
 
 // appendLocked queues frame and reports whether the transport must be woken.

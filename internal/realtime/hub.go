@@ -174,6 +174,74 @@ func (h *Hub) Join(ctx context.Context, c *Conn, group string) error {
 	return nil
 }
 
+// JoinFrom joins c to group and first replays the group's events after
+// offset since of epoch, so the client misses nothing and sees nothing twice:
+// events published meanwhile are held back and queued after the replay,
+// without the ones the replay already carried. recovered is false when the
+// position is outside the layer's window (or the epoch changed, or the
+// replay would not fit the send queue): the client must reload its state
+// (through REST) and only gets the live events. c must not be in group
+// already.
+func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64, epoch string) (recovered bool, err error) {
+	if c.InGroup(group) {
+		return false, fmt.Errorf("realtime: resume %q: %w", group, ErrAlreadyJoined)
+	}
+	hd := &hold{group: group}
+	c.mu.Lock()
+	c.holds = append(c.holds, hd)
+	c.mu.Unlock()
+	release := func(history []layer.Message, ok bool) {
+		c.mu.Lock()
+		c.holds = slices.DeleteFunc(c.holds, func(x *hold) bool { return x == hd })
+		if len(c.holds) == 0 {
+			c.holds = nil
+		}
+		pending := int(c.queued+c.inflight) + len(hd.msgs)
+		if ok && pending+len(history) > h.maxFrames {
+			ok = false // too far behind to catch up through the queue
+		}
+		last := since
+		var wake bool
+		var perr error
+		if ok {
+			for i := range history {
+				if m := &history[i]; m.Offset > last && perr == nil {
+					var w bool
+					w, perr = c.pushLocked(c.enc.Encode(m))
+					wake = wake || w
+					last = m.Offset
+				}
+			}
+		}
+		for i := range hd.msgs {
+			if m := &hd.msgs[i]; (!ok || m.Offset > last) && perr == nil {
+				var w bool
+				w, perr = c.pushLocked(c.enc.Encode(m))
+				wake = wake || w
+			}
+		}
+		c.mu.Unlock()
+		if perr == ErrSlowConsumer {
+			h.reportSlow(c, "send queue full", h.maxFrames)
+		}
+		if wake {
+			c.transport.Wake()
+		}
+		recovered = ok
+	}
+	if err := h.Join(ctx, c, group); err != nil {
+		release(nil, false)
+		return false, err
+	}
+	msgs, ok, err := h.layer.History(ctx, group, since, epoch)
+	if err != nil {
+		release(nil, false)
+		return false, fmt.Errorf("realtime: history of %q: %w", group, err)
+	}
+	release(msgs, ok)
+	return recovered, nil
+}
+
 // Leave removes c from group. The last local member unsubscribes this
 // process from the group.
 func (h *Hub) Leave(ctx context.Context, c *Conn, group string) error {
@@ -291,7 +359,7 @@ func (h *Hub) deliver(msg layer.Message) {
 			f = c.enc.Encode(&msg)
 			frames[c.enc] = f
 		}
-		if c.push(f) == nil {
+		if c.pushEvent(f, &msg) == nil {
 			sent++
 		} else {
 			dropped++

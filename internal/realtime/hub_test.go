@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -17,9 +18,9 @@ import (
 )
 
 // nopTransport counts wakes; tests drain the queue themselves.
-type nopTransport struct{ wakes int }
+type nopTransport struct{ wakes atomic.Int64 }
 
-func (t *nopTransport) Wake() { t.wakes++ }
+func (t *nopTransport) Wake() { t.wakes.Add(1) }
 
 // recLayer wraps a memory layer and records subscription changes.
 type recLayer struct {
@@ -301,10 +302,10 @@ func TestConnQueueBound(t *testing.T) {
 			"slow consumers = %d",
 			got)
 	}
-	if tr.wakes != 1 {
+	if tr.wakes.Load() != 1 {
 		t.Fatalf(
 			"wakes = %d, want 1 (drain in progress)",
-			tr.wakes)
+			tr.wakes.Load())
 	}
 	l.Release(inflight)
 	got := payloads(t, c)
@@ -431,5 +432,115 @@ func BenchmarkQueuePushTake(b *testing.B) {
 		batch := l.Take()
 		l.Release(batch)
 		l.Take()
+	}
+}
+
+func offsetsOf(t *testing.T, frames []string) []uint64 {
+	t.Helper()
+	var out []uint64
+	for _, f := range frames {
+		var m struct {
+			Offset uint64 `json:"offset"`
+			Epoch  string `json:"epoch"`
+		}
+		if err := json.Unmarshal([]byte(f), &m); err != nil {
+			t.Fatalf(
+				"%v in %s",
+				err, f)
+		}
+		out = append(out, m.Offset)
+	}
+	return out
+}
+
+func TestJoinFromReplaysWithoutGapsOrDuplicates(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{MaxQueueFrames: 100000})
+	var epoch string
+	for i := range 20 {
+		if _, err := h.Publish(ctx, "g", "t", fmt.Appendf(nil, `%d`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, ok, err := h.Layer().History(ctx, "g", 0, "")
+	if err != nil || !ok {
+		t.Fatal("history", err, ok)
+	}
+	epoch = hist[0].Epoch
+
+	for round := range 20 {
+		var tr nopTransport
+		c := h.Attach(ConnConfig{Version: 2}, &tr).Conn()
+		head, err := h.Publish(ctx, "g", "t", []byte(`1`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		since := head - uint64(round%15)
+		// Publishers race with the resume.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					if _, err := h.Publish(ctx, "g", "t", []byte(`1`)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		recovered, err := h.JoinFrom(ctx, c, "g", since, epoch)
+		wg.Wait()
+		if err != nil || !recovered {
+			t.Fatalf(
+				"JoinFrom: recovered=%v err=%v",
+				recovered, err)
+		}
+		offs := offsetsOf(t, payloads(t, c))
+		for i, off := range offs {
+			if off != since+uint64(i)+1 {
+				t.Fatalf(
+					"round %d: offsets %v: want consecutive from %d",
+					round, offs, since+1)
+			}
+		}
+		last, _ := h.Publish(ctx, "g", "t", []byte(`1`))
+		offs = append(offs, offsetsOf(t, payloads(t, c))...)
+		if offs[len(offs)-1] != last || len(offs) != int(last-since) {
+			t.Fatalf(
+				"round %d: got %d events up to %d, want %d up to %d",
+				round, len(offs), offs[len(offs)-1], last-since, last)
+		}
+		Link{c: c}.Finish()
+	}
+}
+
+func TestJoinFromOutsideWindow(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{})
+	var tr nopTransport
+	if _, err := h.Publish(ctx, "g", "t", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	c := h.Attach(ConnConfig{Version: 2}, &tr).Conn()
+	recovered, err := h.JoinFrom(ctx, c, "g", 1, "an-old-epoch")
+	if err != nil || recovered {
+		t.Fatalf(
+			"recovered=%v err=%v, want false, nil",
+			recovered, err)
+	}
+	if _, err := h.Publish(ctx, "g", "t", []byte(`2`)); err != nil {
+		t.Fatal(err)
+	}
+	if offs := offsetsOf(t, payloads(t, c)); len(offs) != 1 || offs[0] != 2 {
+		t.Fatalf(
+			"live events after a failed resume: %v",
+			offs)
+	}
+	if _, err := h.JoinFrom(ctx, c, "g", 0, ""); !errors.Is(err, ErrAlreadyJoined) {
+		t.Fatalf(
+			"second JoinFrom: %v",
+			err)
 	}
 }
