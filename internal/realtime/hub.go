@@ -35,6 +35,11 @@ type HubOptions struct {
 	MaxQueueBytes int
 	// Logger receives the hub's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Observe, if set, sees every layer message this process receives, once,
+	// before the fan-out; returning false keeps the message from the
+	// connections. It runs on the layer's delivery path: it must be quick
+	// and must not call Join, Leave or Publish synchronously.
+	Observe func(layer.Message) bool
 }
 
 // LayerFactory builds the hub's channel layer around the hub's delivery
@@ -48,6 +53,7 @@ const hubShards = 64
 type Hub struct {
 	layer     layer.Layer
 	log       *slog.Logger
+	observe   func(layer.Message) bool
 	maxFrames int
 	maxBytes  int
 	seed      maphash.Seed
@@ -92,6 +98,7 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 	}
 	h := &Hub{
 		log:       opts.Logger,
+		observe:   opts.Observe,
 		maxFrames: opts.MaxQueueFrames,
 		maxBytes:  opts.MaxQueueBytes,
 		seed:      maphash.MakeSeed(),
@@ -344,6 +351,9 @@ func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
 // encoding's frame is built at most once, on first need, and shared.
 func (h *Hub) deliver(msg layer.Message) {
 	h.eventsIn.Add(1)
+	if h.observe != nil && !h.observe(msg) {
+		return
+	}
 	sh := h.shard(msg.Group)
 	sh.mu.RLock()
 	g := sh.groups[msg.Group]
@@ -415,6 +425,17 @@ func (h *Hub) Stats() Stats {
 // SlowConsumers returns the number of connections closed because they did
 // not read fast enough.
 func (h *Hub) SlowConsumers() uint64 { return h.slowConsumers.Load() }
+
+// Members returns the local members of group (a copy).
+func (h *Hub) Members(name string) []*Conn {
+	sh := h.shard(name)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if g := sh.groups[name]; g != nil {
+		return slices.Clone(g.members)
+	}
+	return nil
+}
 
 // GroupSize returns the number of local members of group.
 func (h *Hub) GroupSize(name string) int {

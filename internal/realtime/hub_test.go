@@ -544,3 +544,37 @@ func TestJoinFromOutsideWindow(t *testing.T) {
 			err)
 	}
 }
+
+func TestHubObserveAndMembers(t *testing.T) {
+	ctx := context.Background()
+	var seen []string
+	h, _ := newTestHub(t, HubOptions{Observe: func(m layer.Message) bool {
+		seen = append(seen, m.Type)
+		return m.Type != "internal"
+	}})
+	var tr nopTransport
+	c := h.Attach(ConnConfig{}, &tr).Conn()
+	if err := h.Join(ctx, c, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.Members("g"); len(m) != 1 || m[0] != c {
+		t.Fatalf(
+			"members = %v",
+			m)
+	}
+	for _, typ := range []string{"internal", "comment"} {
+		if _, err := h.Publish(ctx, "g", typ, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := payloads(t, c); len(got) != 1 || got[0] != `{"type":"comment","data":{}}` {
+		t.Fatalf(
+			"delivered %q",
+			got)
+	}
+	if fmt.Sprint(seen) != "[internal comment]" {
+		t.Fatalf(
+			"observed %v",
+			seen)
+	}
+}
