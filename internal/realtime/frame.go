@@ -102,7 +102,7 @@ func (e Encoding) Encode(msg *layer.Message) []byte {
 	var dst []byte
 	switch e {
 	case EncodingWebSocketV2:
-		dst = newFrameBuf(60 + len(msg.Type) + len(msg.Data) + len(msg.Group) + len(msg.Epoch))
+		dst = newFrameBuf(80 + len(msg.Type) + len(msg.Data) + len(msg.Group) + len(msg.Epoch))
 		dst = append(dst, `{"type":`...)
 		dst = appendJSONString(dst, msg.Type)
 		dst = append(dst, `,"data":`...)
