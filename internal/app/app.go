@@ -15,8 +15,13 @@ import (
 	"github.com/heraldhq/herald/internal/api"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/layer"
+	"github.com/heraldhq/herald/internal/realtime/transport"
+	"github.com/heraldhq/herald/internal/relay"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -35,9 +40,13 @@ type App struct {
 	cfg      config.Config
 	log      *slog.Logger
 	db       *store.DB
-	platform *platform.Platform
-	api      *api.Server
-	handler  http.Handler
+	platform  *platform.Platform
+	api       *api.Server
+	hub       *realtime.Hub
+	ws        *transport.Server
+	consumers *consumers.Consumers
+	relay     *relay.Relay
+	handler   http.Handler
 }
 
 // New opens the database, migrates it, loads demo data when asked and builds
@@ -76,8 +85,14 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt issuer: %w", err)
 	}
-	a.platform, err = platform.New(a.db, platform.Options{Hasher: a.hasher, ValidatePassword: auth.ValidatePassword})
+	a.platform, err = platform.New(a.db, platform.Options{
+		Hasher: a.hasher, ValidatePassword: auth.ValidatePassword,
+		Committed: func() { a.relay.Notify() },
+	})
 	if err != nil {
+		return err
+	}
+	if err := a.initRealtime(tokens); err != nil {
 		return err
 	}
 	if a.cfg.Demo {
@@ -98,6 +113,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", a.api)
+	a.consumers.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -105,6 +121,29 @@ func (a *App) init(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.HandleFunc("GET /{$}", landing)
 	a.handler = chain(mux, a.log, a.cfg.AllowedOrigins)
+	return nil
+}
+
+// initRealtime builds the hub on the in-memory channel layer, the WebSocket
+// transport, the seeds' consumers and the outbox relay that feeds them.
+func (a *App) initRealtime(tokens *auth.Issuer) error {
+	var err error
+	a.hub, err = realtime.NewHub(realtime.HubOptions{
+		Logger:  a.log,
+		Observe: func(m layer.Message) bool { return a.consumers.Observe(m) },
+	}, func(deliver func(layer.Message)) (layer.Layer, error) {
+		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
+	})
+	if err != nil {
+		return err
+	}
+	a.ws, err = transport.NewServer(a.hub, transport.Options{AllowedOrigins: a.cfg.AllowedOrigins, Logger: a.log})
+	if err != nil {
+		a.hub.Close()
+		return fmt.Errorf("websocket server: %w", err)
+	}
+	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, Logger: a.log})
+	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log})
 	return nil
 }
 
@@ -144,6 +183,16 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		_ = a.relay.Run(relayCtx)
+	}()
+	defer func() {
+		stopRelay()
+		<-relayDone
+	}()
 	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
 	select {
 	case err := <-errc:
@@ -153,15 +202,39 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	// HTTP requests finish while real-time clients are told to reconnect
+	// elsewhere, spread over the grace period.
+	wsDone := make(chan error, 1)
+	go func() { wsDone <- a.ws.Shutdown(sctx) }()
+	err := srv.Shutdown(sctx)
+	<-errc
+	if wsErr := <-wsDone; wsErr != nil && !errors.Is(wsErr, context.DeadlineExceeded) {
+		a.log.Warn("real-time shutdown", "err", wsErr)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	<-errc
 	return nil
 }
 
-// Close releases the database.
-func (a *App) Close() error { return a.db.Close() }
+// Close releases the real-time machinery and the database.
+func (a *App) Close() error {
+	if a.ws != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = a.ws.Close(ctx)
+		cancel()
+	}
+	if a.hub != nil {
+		_ = a.hub.Close()
+	}
+	return a.db.Close()
+}
+
+// Hub is the real-time hub.
+func (a *App) Hub() *realtime.Hub { return a.hub }
+
+// Relay is the outbox relay (tests drive it directly).
+func (a *App) Relay() *relay.Relay { return a.relay }
 
 func landing(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

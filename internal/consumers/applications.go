@@ -1,0 +1,65 @@
+package consumers
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/transport"
+)
+
+// applications serves /ws/applications/: a signed-in user's own group and
+// the groups of every quest they created (joined live as they create more).
+func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
+	v, ok := version(r)
+	if !ok {
+		http.Error(w, "unsupported protocol version; use v=1 or v=2", http.StatusBadRequest)
+		return
+	}
+	uid, err := c.authenticate(r)
+	if errors.Is(err, errAuth) || (err == nil && uid == 0) {
+		refuse(w, "authentication required: pass ?token=<access token>, a ticket, or the session cookie")
+		return
+	}
+	if err != nil {
+		c.log.Error("realtime: authenticate", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	quests, err := c.p.QuestIDsByCreator(r.Context(), uid)
+	if err != nil {
+		c.log.Error("realtime: load quests", "user_id", uid, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}})
+	if err != nil {
+		return // Upgrade answered the request
+	}
+	groups := make([]string, 0, len(quests)+1)
+	groups = append(groups, platform.UserGroup(uid))
+	for _, q := range quests {
+		groups = append(groups, platform.QuestGroup(q))
+	}
+	c.joinAll(r.Context(), conn, groups...)
+}
+
+// applicationHandler answers what a client sends on /ws/applications/. The
+// seeds' consumer ignores client messages; herald tells the client it
+// expects none rather than dropping them silently.
+type applicationHandler struct{}
+
+func (applicationHandler) OnMessage(conn *realtime.Conn, data []byte) {
+	m, ok := parseMessage(conn, data)
+	if !ok {
+		return
+	}
+	typ, _ := json.Marshal(m.Type)
+	sendError(conn, CodeUnknownType, "this endpoint accepts no "+string(typ)+" messages; it only sends events")
+}
+
+func (applicationHandler) OnClose(*realtime.Conn) {}
+
+func (applicationHandler) OnRateLimited(conn *realtime.Conn) { rateLimited(conn) }

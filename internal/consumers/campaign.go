@@ -1,0 +1,165 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/maphash"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/transport"
+)
+
+// campaign serves /ws/campaign/<id>/: anyone who may see the campaign (its
+// owner only while it is a draft) joins its room and first receives
+// campaign_data, the REST detail JSON.
+func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		http.NotFound(w, r) // as Channels' URL router: only digits match
+		return
+	}
+	v, ok := version(r)
+	if !ok {
+		http.Error(w, "unsupported protocol version; use v=1 or v=2", http.StatusBadRequest)
+		return
+	}
+	uid, err := c.authenticate(r)
+	if errors.Is(err, errAuth) {
+		refuse(w, "invalid or expired credentials")
+		return
+	}
+	if err != nil {
+		c.log.Error("realtime: authenticate", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	detail, loadErr := c.p.CampaignDetail(r.Context(), uid, id)
+	if loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound {
+		c.log.Error("realtime: load campaign", "campaign_id", id, "err", loadErr)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
+	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room})
+	if err != nil {
+		return
+	}
+	if loadErr != nil {
+		// Accepted, then told why and closed, so a browser client can show
+		// the reason (a refused handshake tells it nothing).
+		sendError(conn, CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
+		conn.Close(realtime.CloseNotFound, "campaign not found")
+		return
+	}
+	snapshot, err := json.Marshal(struct {
+		Type string                  `json:"type"`
+		Data platform.CampaignDetail `json:"data"`
+	}{"campaign_data", detail})
+	if err != nil {
+		conn.Close(realtime.CloseInternalError, "cannot encode campaign")
+		return
+	}
+	if conn.SendJSON(snapshot) != nil {
+		return
+	}
+	c.joinAll(r.Context(), conn, room.group)
+}
+
+// campaignRoom is a connection's campaign; it handles the client's announces.
+type campaignRoom struct {
+	c     *Consumers
+	id    int64
+	group string
+}
+
+func (room *campaignRoom) OnClose(*realtime.Conn) {}
+
+func (room *campaignRoom) OnRateLimited(conn *realtime.Conn) { rateLimited(conn) }
+
+// OnMessage handles {"type": <one of the five>, "data": {"id": N}}: the seed
+// front end creates an object through REST and then announces it here. The
+// object is looked up, checked to belong to this campaign and to be visible
+// to the sender, and published unless this version of it was already
+// published (by the outbox relay or an earlier announce), so each change
+// reaches the room exactly once.
+func (room *campaignRoom) OnMessage(conn *realtime.Conn, raw []byte) {
+	m, ok := parseMessage(conn, raw)
+	if !ok {
+		return
+	}
+	if !slices.Contains(platform.AnnounceTypes, m.Type) {
+		typ, _ := json.Marshal(m.Type)
+		sendError(conn, CodeUnknownType, "unknown message type "+string(typ)+"; expected contribution, update, comment, release or milestone")
+		return
+	}
+	var ref struct {
+		ID json.Number `json:"id"`
+	}
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &ref) != nil || ref.ID == "" {
+		sendError(conn, CodeInvalidMessage, "\"data\" must be an object with the numeric \"id\" of the "+m.Type)
+		return
+	}
+	id, err := strconv.ParseInt(string(ref.ID), 10, 64)
+	if err != nil || id <= 0 {
+		sendError(conn, CodeInvalidMessage, "\"id\" must be a positive integer")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := room.c.announce(ctx, conn.UserID(), room.id, room.group, m.Type, id); err != nil {
+		switch platform.KindOf(err) {
+		case platform.KindNotFound:
+			sendError(conn, CodeNotFound, m.Type+" "+strconv.FormatInt(id, 10)+" is not in this campaign")
+		case platform.KindForbidden, platform.KindUnauthorized:
+			sendError(conn, CodeForbidden, "you may not announce this "+m.Type)
+		default:
+			room.c.log.Error("realtime: announce", "campaign_id", room.id, "type", m.Type, "id", id, "err", err)
+			sendError(conn, CodeInternal, "the announcement failed; try again")
+		}
+	}
+}
+
+// announce publishes an object's current JSON to its campaign's room unless
+// that exact version is already on its way or already published.
+func (c *Consumers) announce(ctx context.Context, userID, campaignID int64, group, typ string, id int64) error {
+	data, err := c.p.ObjectJSON(ctx, userID, campaignID, typ, id)
+	if err != nil {
+		return err
+	}
+	unlock := c.rooms.lock(group)
+	defer unlock()
+	// The outbox first, then the published versions: the relay records a
+	// version as published before it deletes the outbox row, so one of the
+	// two always sees it.
+	pending, err := c.p.EventPending(ctx, group, typ, data)
+	if err != nil || pending {
+		return err
+	}
+	if c.seen.has(group, typ, id, data) {
+		return nil
+	}
+	_, err = c.hub.Publish(ctx, group, typ, data)
+	return err
+}
+
+// announceLocks serializes announces per room, so two clients announcing the
+// same object at once publish it once.
+type announceLocks struct {
+	once sync.Once
+	seed maphash.Seed
+	mu   [64]sync.Mutex
+}
+
+func (l *announceLocks) lock(group string) func() {
+	l.once.Do(func() { l.seed = maphash.MakeSeed() })
+	m := &l.mu[maphash.String(l.seed, group)%uint64(len(l.mu))]
+	m.Lock()
+	return m.Unlock
+}

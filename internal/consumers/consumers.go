@@ -1,0 +1,174 @@
+// Package consumers serves the seeds' real-time endpoints on top of the hub:
+// who may connect, which groups a connection joins, the snapshot it gets on
+// connect and what it may send. It is the one place that knows both the
+// platform's domain and the real-time machinery.
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/transport"
+)
+
+// Config wires the consumers.
+type Config struct {
+	Platform  *platform.Platform
+	Tokens    *auth.Issuer
+	Hub       *realtime.Hub
+	WebSocket *transport.Server
+	Logger    *slog.Logger
+}
+
+// Consumers serves /ws/applications/ and /ws/campaign/<id>/.
+type Consumers struct {
+	p      *platform.Platform
+	tokens *auth.Issuer
+	hub    *realtime.Hub
+	ws     *transport.Server
+	log    *slog.Logger
+	rooms  announceLocks
+	seen   versions
+}
+
+// New returns the consumers.
+func New(cfg Config) *Consumers {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, log: log}
+}
+
+// Register adds the endpoints to mux.
+func (c *Consumers) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /ws/applications/{$}", c.applications)
+	mux.HandleFunc("GET /ws/campaign/{id}/{$}", c.campaign)
+}
+
+// errAuth is an authentication that was attempted and failed.
+var errAuth = errors.New("invalid credentials")
+
+// authenticate finds the user of a real-time request: a one-use ?ticket=,
+// then an access token from the Authorization header, the session cookie or
+// ?token= (the seeds' hook). No credentials at all is anonymous (0, nil).
+func (c *Consumers) authenticate(r *http.Request) (int64, error) {
+	if t := r.URL.Query().Get("ticket"); t != "" {
+		uid, err := c.p.RedeemTicket(r.Context(), t)
+		if err != nil {
+			if platform.KindOf(err) == platform.KindUnauthorized {
+				return 0, errAuth
+			}
+			return 0, err
+		}
+		return uid, nil
+	}
+	tok := auth.TokenFromRequest(r, true)
+	if tok == "" {
+		return 0, nil
+	}
+	uid, err := c.tokens.ParseAccess(tok)
+	if err != nil {
+		return 0, errAuth
+	}
+	return uid, nil
+}
+
+// refuse answers a handshake that will not be upgraded, as Channels does
+// when a consumer closes before accepting: HTTP 403.
+func refuse(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// version reads ?v=: 1 (the seeds' protocol, the default) or 2.
+func version(r *http.Request) (int, bool) {
+	switch r.URL.Query().Get("v") {
+	case "", "1":
+		return 1, true
+	case "2":
+		return 2, true
+	}
+	return 0, false
+}
+
+// Error codes of {"type":"error","data":{"code":…}} messages.
+const (
+	CodeInvalidJSON    = "invalid_json"
+	CodeInvalidMessage = "invalid_message"
+	CodeUnknownType    = "unknown_type"
+	CodeNotFound       = "not_found"
+	CodeForbidden      = "forbidden"
+	CodeRateLimited    = "rate_limited"
+	CodeInternal       = "internal_error"
+)
+
+// sendError tells the client what was wrong with what it sent.
+func sendError(conn *realtime.Conn, code, msg string) {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Data struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"data"`
+	}{Type: "error", Data: struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{code, msg}})
+	_ = conn.SendJSON(b)
+}
+
+// message is what a client may send: {"type": …, "data": {"id": N}}.
+type message struct {
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// parseMessage decodes a client message, answering the client itself when it
+// is not a JSON object with a string type.
+func parseMessage(conn *realtime.Conn, raw []byte) (message, bool) {
+	var m message
+	if err := json.Unmarshal(raw, &m); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			sendError(conn, CodeInvalidMessage, "a message is a JSON object {\"type\": string, \"data\": object}")
+		} else {
+			sendError(conn, CodeInvalidJSON, "the message is not valid JSON")
+		}
+		return m, false
+	}
+	if m.Type == "" {
+		sendError(conn, CodeInvalidMessage, "the message has no \"type\"")
+		return m, false
+	}
+	return m, true
+}
+
+// rateLimited answers a message the transport dropped for coming too fast.
+func rateLimited(conn *realtime.Conn) {
+	sendError(conn, CodeRateLimited, "too many messages; slow down or the connection will be closed")
+}
+
+// joinAll joins conn to groups, closing it if the hub refuses.
+func (c *Consumers) joinAll(ctx context.Context, conn *realtime.Conn, groups ...string) bool {
+	for _, g := range groups {
+		if err := c.hub.Join(ctx, conn, g); err != nil {
+			if !errors.Is(err, realtime.ErrClosed) {
+				c.log.Error("realtime: join group", "group", g, "err", err)
+				conn.Close(realtime.CloseInternalError, "cannot join "+g)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

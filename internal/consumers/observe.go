@@ -1,0 +1,125 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"hash/maphash"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/layer"
+)
+
+// Observe sees every event this process receives for its groups, once,
+// before the hub fans it out, and says whether clients get it. It keeps
+// which version of each campaign object was published (for announces), and
+// turns the internal quest_created event into joins: the creator's open
+// application connections start receiving the new quest's applications.
+func (c *Consumers) Observe(msg layer.Message) bool {
+	switch msg.Type {
+	case platform.EventQuestCreated:
+		var ev struct {
+			QuestID int64 `json:"quest_id"`
+		}
+		if json.Unmarshal(msg.Data, &ev) != nil || ev.QuestID <= 0 {
+			c.log.Warn("realtime: malformed quest_created event", "data", string(msg.Data))
+			return false
+		}
+		members := c.hub.Members(msg.Group)
+		if len(members) > 0 {
+			// Joining may subscribe through the layer, which must not be
+			// called back from its own delivery.
+			go c.joinQuest(members, platform.QuestGroup(ev.QuestID))
+		}
+		return false
+	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:
+		c.seen.add(msg.Group, msg.Type, msg.Data)
+	}
+	return true
+}
+
+func (c *Consumers) joinQuest(members []*realtime.Conn, group string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, conn := range members {
+		if _, ok := conn.Value.(applicationHandler); !ok {
+			continue // only application connections follow their quests
+		}
+		c.joinAll(ctx, conn, group)
+	}
+}
+
+// versions remembers, per campaign object, a hash of the last JSON published
+// for it. It is bounded: past maxVersions entries, arbitrary ones are
+// forgotten (an object announced again after that is published again, which
+// clients see as a repeated, identical event).
+type versions struct {
+	once sync.Once
+	seed maphash.Seed
+	mu   sync.Mutex
+	m    map[versionKey]uint64
+}
+
+type versionKey struct {
+	group, typ string
+	id         int64
+}
+
+const maxVersions = 100_000
+
+func (v *versions) init() {
+	v.once.Do(func() {
+		v.seed = maphash.MakeSeed()
+		v.m = make(map[versionKey]uint64)
+	})
+}
+
+func (v *versions) add(group, typ string, data []byte) {
+	id, ok := objectID(data)
+	if !ok {
+		return
+	}
+	v.init()
+	h := maphash.Bytes(v.seed, data)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.m) >= maxVersions {
+		n := 0
+		for k := range v.m {
+			delete(v.m, k)
+			if n++; n >= maxVersions/10 {
+				break
+			}
+		}
+	}
+	v.m[versionKey{group, typ, id}] = h
+}
+
+func (v *versions) has(group, typ string, id int64, data []byte) bool {
+	v.init()
+	h := maphash.Bytes(v.seed, data)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	got, ok := v.m[versionKey{group, typ, id}]
+	return ok && got == h
+}
+
+// objectID reads the leading "id" of an object's JSON ({"id":123,…}), which
+// every campaign object's serializer writes first.
+func objectID(data []byte) (int64, bool) {
+	const prefix = `{"id":`
+	if len(data) < len(prefix) || string(data[:len(prefix)]) != prefix {
+		return 0, false
+	}
+	rest := data[len(prefix):]
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	id, err := strconv.ParseInt(string(rest[:end]), 10, 64)
+	return id, err == nil
+}
+
