@@ -36,10 +36,10 @@ func WithPasswordParams(p auth.PasswordParams) Option {
 
 // App is a running herald's parts.
 type App struct {
-	hasher   auth.Hasher
-	cfg      config.Config
-	log      *slog.Logger
-	db       *store.DB
+	hasher    auth.Hasher
+	cfg       config.Config
+	log       *slog.Logger
+	db        *store.DB
 	platform  *platform.Platform
 	api       *api.Server
 	hub       *realtime.Hub

@@ -216,4 +216,3 @@ func TestApplicationsRejectsClientMessages(t *testing.T) {
 		}
 	}
 }
-

@@ -122,4 +122,3 @@ func objectID(data []byte) (int64, bool) {
 	id, err := strconv.ParseInt(string(rest[:end]), 10, 64)
 	return id, err == nil
 }
-
