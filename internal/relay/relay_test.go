@@ -1,0 +1,256 @@
+package relay_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/money"
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/testenv"
+)
+
+var cheap = auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("HERALD_RELAY_CHILD") == "writer" {
+		os.Exit(writerChild())
+	}
+	os.Exit(m.Run())
+}
+
+// writerChild commits contributions the way herald does, reports each
+// commit on stdout, and then hangs until it is killed: a herald process that
+// dies after committing and before its relay published anything.
+func writerChild() int {
+	ctx := context.Background()
+	db, err := store.Open(ctx, os.Getenv("HERALD_RELAY_DSN"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: cheap}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	user, _ := strconv.ParseInt(os.Getenv("HERALD_RELAY_USER"), 10, 64)
+	campaign, _ := strconv.ParseInt(os.Getenv("HERALD_RELAY_CAMPAIGN"), 10, 64)
+	n, _ := strconv.Atoi(os.Getenv("HERALD_RELAY_N"))
+	for i := 1; i <= n; i++ {
+		amount := money.Cents(i)
+		c, err := p.Contribute(ctx, user, campaign, platform.ContributionInput{Amount: &amount})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("committed %d\n", c.ID)
+	}
+	fmt.Println("done")
+	select {} // wait for SIGKILL
+}
+
+func newApp(t *testing.T, dsn string) *app.App {
+	t.Helper()
+	cfg := config.Config{DB: dsn, DataDir: t.TempDir(), AccessTTL: time.Hour, RefreshTTL: time.Hour, JWTSecret: strings.Repeat("r", 32)}
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(cheap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func setup(t *testing.T, a *app.App, campaigns int) (int64, []int64) {
+	t.Helper()
+	ctx := context.Background()
+	p := a.Platform()
+	u, err := p.Register(ctx, platform.Registration{Username: "owner", Password: "owner password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goal := money.Cents(1_000_000)
+	active := platform.CampaignActive
+	var ids []int64
+	for i := 0; i < campaigns; i++ {
+		title := fmt.Sprintf("Campaign %d", i)
+		c, err := p.CreateCampaign(ctx, u.ID, platform.CampaignInput{Title: &title, GoalAmount: &goal, Status: &active})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	return u.ID, ids
+}
+
+// contributionIDs reads n contribution events from a campaign room.
+func contributionIDs(t *testing.T, c *testenv.WSClient, n int) []int64 {
+	t.Helper()
+	var ids []int64
+	for len(ids) < n {
+		ev := c.NextEvent(10 * time.Second)
+		if ev.Type != "contribution" {
+			continue
+		}
+		var d struct{ ID int64 }
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
+
+// A process killed (SIGKILL) after committing writes and before publishing
+// their events loses none of them: the next relay publishes every one, in
+// commit order, exactly once.
+func TestKilledWriterLosesNoEvents(t *testing.T) {
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		a := newApp(t, dsn) // migrates; its relay is not running yet
+		user, campaigns := setup(t, a, 1)
+		const n = 40
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "HERALD_RELAY_CHILD=writer", "HERALD_RELAY_DSN="+dsn,
+			"HERALD_RELAY_USER="+strconv.FormatInt(user, 10), "HERALD_RELAY_CAMPAIGN="+strconv.FormatInt(campaigns[0], 10),
+			"HERALD_RELAY_N="+strconv.Itoa(n))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var committed []int64
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "done" {
+				break
+			}
+			id, err := strconv.ParseInt(strings.TrimPrefix(line, "committed "), 10, 64)
+			if err != nil {
+				t.Fatalf("child said %q", line)
+			}
+			committed = append(committed, id)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if len(committed) != n {
+			t.Fatalf("child committed %d of %d", len(committed), n)
+		}
+
+		srv := httptest.NewServer(a.Handler())
+		defer srv.Close()
+		room := testenv.MustDialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+fmt.Sprintf("/ws/campaign/%d/", campaigns[0]), nil)
+		if ev := room.NextEvent(5 * time.Second); ev.Type != "campaign_data" {
+			t.Fatalf("first message %s", ev.Type)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- a.Relay().Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		got := contributionIDs(t, room, n)
+		for i := range committed {
+			if got[i] != committed[i] {
+				t.Fatalf("published %v; want the committed %v in order", got, committed)
+			}
+		}
+		room.NoMessage(300 * time.Millisecond) // exactly once
+		if evs, _ := a.Platform().PendingEvents(context.Background(), 10); len(evs) != 0 {
+			t.Errorf("%d events left in the outbox", len(evs))
+		}
+	})
+}
+
+// Concurrent writers to several campaigns: each room receives its events in
+// commit order (contribution ids increase), none lost, none twice.
+func TestCommitOrderPerGroup(t *testing.T) {
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		a := newApp(t, dsn)
+		user, campaigns := setup(t, a, 3)
+		srv := httptest.NewServer(a.Handler())
+		defer srv.Close()
+		rooms := make([]*testenv.WSClient, len(campaigns))
+		for i, cid := range campaigns {
+			rooms[i] = testenv.MustDialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+fmt.Sprintf("/ws/campaign/%d/", cid), nil)
+			rooms[i].NextEvent(5 * time.Second)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- a.Relay().Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		const per = 30
+		var wg sync.WaitGroup
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per/2; i++ {
+					amount := money.Cents(100)
+					cid := campaigns[(w+i)%len(campaigns)]
+					if _, err := a.Platform().Contribute(context.Background(), user, cid, platform.ContributionInput{Amount: &amount}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for i, room := range rooms {
+			ids := contributionIDs(t, room, per)
+			for j := 1; j < len(ids); j++ {
+				if ids[j] <= ids[j-1] {
+					t.Fatalf("campaign %d: contribution %d after %d: out of commit order", campaigns[i], ids[j], ids[j-1])
+				}
+			}
+			room.NoMessage(100 * time.Millisecond)
+		}
+	})
+}
+
+// When the layer refuses events they stay in the outbox, in order, for the
+// next round.
+func TestFailedPublishKeepsEvents(t *testing.T) {
+	a := newApp(t, testenv.SQLite(t))
+	user, campaigns := setup(t, a, 1)
+	for i := 0; i < 3; i++ {
+		amount := money.Cents(5)
+		if _, err := a.Platform().Contribute(context.Background(), user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := a.Platform().PendingEvents(context.Background(), 100)
+	if len(before) != 3 {
+		t.Fatalf("%d pending events; want 3", len(before))
+	}
+	if err := a.Hub().Close(); err != nil { // the layer is gone
+		t.Fatal(err)
+	}
+	if n, err := a.Relay().Round(context.Background()); err == nil || n != 0 {
+		t.Fatalf("round on a closed layer: %d published, err %v", n, err)
+	}
+	after, _ := a.Platform().PendingEvents(context.Background(), 100)
+	if len(after) != 3 || after[0].ID != before[0].ID {
+		t.Errorf("outbox after a failed round: %+v", after)
+	}
+}
