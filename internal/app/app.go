@@ -137,12 +137,22 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	if err != nil {
 		return err
 	}
-	a.ws, err = transport.NewServer(a.hub, transport.Options{AllowedOrigins: a.cfg.AllowedOrigins, Logger: a.log})
+	burst := a.cfg.HandshakeRate * 2
+	if a.cfg.HandshakeRate < 0 {
+		burst = 0
+	}
+	a.ws, err = transport.NewServer(a.hub, transport.Options{
+		AllowedOrigins:  a.cfg.AllowedOrigins,
+		MaxConnsPerAddr: a.cfg.MaxConnsPerAddr,
+		HandshakeRate:   float64(a.cfg.HandshakeRate),
+		HandshakeBurst:  burst,
+		Logger:          a.log,
+	})
 	if err != nil {
 		a.hub.Close()
 		return fmt.Errorf("websocket server: %w", err)
 	}
-	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, Logger: a.log})
+	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log})
 	return nil
 }

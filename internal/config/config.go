@@ -31,6 +31,10 @@ type Config struct {
 	Demo           bool
 	TrustProxy     bool
 	ShutdownGrace  time.Duration
+	// Per client address: open real-time connections, and new ones per
+	// second (burst twice that). Negative disables.
+	MaxConnsPerAddr int
+	HandshakeRate   int
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -63,6 +67,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
 	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
+	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
+	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -109,6 +115,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		if c.LogFormat != "text" && c.LogFormat != "json" {
 			errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 		}
+		c.MaxConnsPerAddr = integer(&errs, "max-conns-per-addr", *maxConns)
+		c.HandshakeRate = integer(&errs, "handshake-rate", *handshakeRate)
 		c.Demo = boolean(&errs, "demo", *demo)
 		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
 		return c, errors.Join(errs...)
@@ -142,6 +150,14 @@ func duration(errs *[]error, name, v string, min, max time.Duration) time.Durati
 		*errs = append(*errs, fmt.Errorf("--%s %q: want a duration from %v to %v, like 15m", name, v, min, max))
 	}
 	return d
+}
+
+func integer(errs *[]error, name, v string) int {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < -1 || n == 0 {
+		*errs = append(*errs, fmt.Errorf("--%s %q: want a positive integer, or -1 for no limit", name, v))
+	}
+	return n
 }
 
 func boolean(errs *[]error, name, v string) bool {

@@ -34,7 +34,7 @@ func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}})
+	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
 	if err != nil {
 		return // Upgrade answered the request
 	}

@@ -47,7 +47,7 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
-	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room})
+	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
 	if err != nil {
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/heraldhq/herald/internal/auth"
@@ -25,6 +26,9 @@ type Config struct {
 	Hub       *realtime.Hub
 	WebSocket *transport.Server
 	Logger    *slog.Logger
+	// TrustProxy takes the client address from X-Forwarded-For for the
+	// per-address connection limits.
+	TrustProxy bool
 }
 
 // Consumers serves /ws/applications/ and /ws/campaign/<id>/.
@@ -34,6 +38,7 @@ type Consumers struct {
 	hub    *realtime.Hub
 	ws     *transport.Server
 	log    *slog.Logger
+	proxy  bool
 	rooms  announceLocks
 	seen   versions
 }
@@ -44,7 +49,7 @@ func New(cfg Config) *Consumers {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, log: log}
+	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, log: log, proxy: cfg.TrustProxy}
 }
 
 // Register adds the endpoints to mux.
@@ -169,6 +174,12 @@ func (c *Consumers) joinAll(ctx context.Context, conn *realtime.Conn, groups ...
 		}
 	}
 	return true
+}
+
+// clientAddr is the address the per-address limits count r against.
+func (c *Consumers) clientAddr(r *http.Request) netip.Addr {
+	a, _ := netip.ParseAddr(auth.ClientIP(r, c.proxy))
+	return a
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,14 +28,30 @@ type server struct {
 	base string // http://127.0.0.1:port
 	ws   string // ws://127.0.0.1:port
 	app  *app.App
+	stop context.CancelFunc
+	done chan error
+	once sync.Once
 }
 
-func start(t *testing.T, dsn string) *server {
+// Stop shuts the server down gracefully (as on SIGTERM) and waits for it.
+func (s *server) Stop() {
+	s.once.Do(func() {
+		s.stop()
+		if err := <-s.done; err != nil {
+			s.t.Errorf("serve: %v", err)
+		}
+	})
+}
+
+func start(t *testing.T, dsn string, tweak ...func(*config.Config)) *server {
 	t.Helper()
 	cfg := config.Config{
 		DB: dsn, DataDir: t.TempDir(), AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
 		JWTSecret: strings.Repeat("k", 32), ShutdownGrace: 2 * time.Second,
 		AllowedOrigins: []string{"http://localhost:8000"},
+	}
+	for _, f := range tweak {
+		f(&cfg)
 	}
 	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}))
 	if err != nil {
@@ -47,13 +64,14 @@ func start(t *testing.T, dsn string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
+	s := &server{t: t, app: a, stop: cancel, done: done}
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		s.Stop()
 		a.Close()
 	})
 	addr := ln.Addr().String()
-	return &server{t: t, base: "http://" + addr, ws: "ws://" + addr, app: a}
+	s.base, s.ws = "http://"+addr, "ws://"+addr
+	return s
 }
 
 // call sends a REST request and decodes the JSON answer into a map.

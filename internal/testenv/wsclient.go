@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -61,21 +62,47 @@ func MustDialWS(t testing.TB, url string, header http.Header) *WSClient {
 	return c
 }
 
-// Next reads the next text message within timeout. It returns an error when
-// the server closed the connection (see CloseCode) or nothing came.
+// ErrClosed is returned by Next once the server sent its close frame.
+var ErrClosed = errors.New("server closed the connection")
+
+// Next reads the next text message within timeout, answering pings. It
+// returns ErrClosed (and sets CloseCode) when the server closed the
+// connection. Frames are read by hand rather than with wsutil, which
+// refuses close codes it does not know, such as 1012.
 func (c *WSClient) Next(timeout time.Duration) ([]byte, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	var msg []byte
 	for {
-		msg, op, err := wsutil.ReadServerData(readWriter{c.br, c.conn})
+		h, err := ws.ReadHeader(c.br)
 		if err != nil {
-			var ce wsutil.ClosedError
-			if errors.As(err, &ce) {
-				c.CloseCode = ce.Code
-			}
 			return nil, err
 		}
-		if op == ws.OpText {
-			return msg, nil
+		if h.Length > 16<<20 {
+			return nil, fmt.Errorf("frame of %d bytes", h.Length)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.br, payload); err != nil {
+			return nil, err
+		}
+		if h.Masked {
+			ws.Cipher(payload, h.Mask, 0)
+		}
+		switch h.OpCode {
+		case ws.OpClose:
+			code, _ := ws.ParseCloseFrameData(payload)
+			c.CloseCode = code
+			_ = ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewCloseFrame(payload)))
+			return nil, ErrClosed
+		case ws.OpPing:
+			_ = ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewPongFrame(payload)))
+		case ws.OpPong:
+		case ws.OpText, ws.OpContinuation:
+			msg = append(msg, payload...)
+			if h.Fin {
+				return msg, nil
+			}
+		default:
+			return nil, fmt.Errorf("unexpected %v frame", h.OpCode)
 		}
 	}
 }
@@ -155,11 +182,3 @@ func (c *WSClient) Close() { c.conn.Close() }
 
 // String describes the client for messages.
 func (c *WSClient) String() string { return fmt.Sprintf("ws client %s", c.conn.LocalAddr()) }
-
-type readWriter struct {
-	r *bufio.Reader
-	w net.Conn
-}
-
-func (rw readWriter) Read(p []byte) (int, error)  { return rw.r.Read(p) }
-func (rw readWriter) Write(p []byte) (int, error) { return rw.w.Write(p) }

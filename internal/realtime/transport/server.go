@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -89,6 +90,14 @@ type Options struct {
 	// Kernel buffers are not in the process RSS but are per connection
 	// memory too.
 	SendBuffer int
+	// MaxConnsPerAddr bounds the open connections of one client address
+	// (IPv6: one /64); HandshakeRate and HandshakeBurst bound its new
+	// connections per second. Over a limit the handshake is refused with 429
+	// and Retry-After. Negative values disable a limit; zero takes the
+	// default.
+	MaxConnsPerAddr int
+	HandshakeRate   float64
+	HandshakeBurst  int
 	// Readers is the number of reader workers (default 8 per CPU, at least
 	// 16); OnMessage runs on them. Writers is the number of pool writers
 	// (default 1 per CPU). Pollers is the number of epoll loops (default 1;
@@ -111,6 +120,13 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.MaxMessageSize, DefaultMaxMessageSize)
+	if o.MaxConnsPerAddr == 0 {
+		o.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if o.HandshakeRate == 0 {
+		o.HandshakeRate = DefaultHandshakeRate
+	}
+	def(&o.HandshakeBurst, DefaultHandshakeBurst)
 	if o.RateLimit <= 0 {
 		o.RateLimit = DefaultRateLimit
 	}
@@ -171,12 +187,18 @@ type ConnConfig struct {
 	Value any
 	// Handler receives the connection's messages and its end.
 	Handler Handler
+	// Addr is the client's address for the per-address limits; the zero
+	// value means the request's RemoteAddr (set it from X-Forwarded-For
+	// behind a trusted proxy).
+	Addr netip.Addr
 }
 
 // Errors of Upgrade.
 var (
 	ErrServerClosed     = errors.New("transport: server closed")
 	ErrOriginNotAllowed = errors.New("transport: origin not allowed")
+	// ErrTooManyConnections means a per-address limit refused the handshake.
+	ErrTooManyConnections = errors.New("transport: too many connections from this address")
 )
 
 const regShards = 32
@@ -206,6 +228,8 @@ type Server struct {
 	pollers  []*poller
 
 	rateLimited atomic.Uint64
+	limits      *addrLimiter
+	refused     atomic.Uint64 // handshakes refused by the per-address limits
 }
 
 // NewServer starts the pollers and worker pools of a server for hub. Close or
@@ -220,6 +244,7 @@ func NewServer(hub *realtime.Hub, opts Options) (*Server, error) {
 		readq:  make(chan *wsConn, 1024),
 		writeq: make(chan *wsConn, 4096),
 		done:   make(chan struct{}),
+		limits: newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst),
 	}
 	for i := range s.reg {
 		s.reg[i].m = make(map[uint32]*wsConn)
@@ -248,6 +273,9 @@ func (s *Server) Hub() *realtime.Hub { return s.hub }
 // Conns returns the number of open connections.
 func (s *Server) Conns() int { return int(s.active.Load()) }
 
+// Refused returns the number of handshakes refused by the per-address limits.
+func (s *Server) Refused() uint64 { return s.refused.Load() }
+
 // RateLimited returns the number of client messages dropped by the rate
 // limit.
 func (s *Server) RateLimited() uint64 { return s.rateLimited.Load() }
@@ -263,10 +291,25 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil, ErrServerClosed
 	}
-	if o := r.Header.Get("Origin"); o != "" && !originAllowed(s.opts.AllowedOrigins, o) {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && !originAllowed(s.opts.AllowedOrigins, o) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil, ErrOriginNotAllowed
 	}
+	addr := cfg.Addr
+	if !addr.IsValid() {
+		addr = remoteAddr(r)
+	}
+	if ok, why, retry := s.limits.admit(addr, s.now()); !ok {
+		s.refused.Add(1)
+		tooMany(w, why, retry)
+		return nil, ErrTooManyConnections
+	}
+	admitted := true
+	defer func() {
+		if admitted {
+			s.limits.release(addr) // the upgrade failed before the connection existed
+		}
+	}()
 	u := ws.HTTPUpgrader{Timeout: s.opts.HandshakeTimeout}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
@@ -287,7 +330,8 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 			_ = tc.SetWriteBuffer(s.opts.SendBuffer)
 		}
 	}
-	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst)}
+	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst), addr: addr}
+	admitted = false // the slot is the connection's now, released by teardown
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
 	wc.lastRead.Store(s.now())
 	wc.rlLast = s.now()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type wsConn struct {
 	id   uint32
 	fd   int32 // raw descriptor when served by a poller, else -1
 	p    *poller
+	addr netip.Addr // the client's address, for the per-address limits
 
 	// rstate guards against two workers reading one connection: 0 idle,
 	// 1 being read, 2 being read and readable again.
@@ -477,6 +479,7 @@ func (w *wsConn) teardown() {
 	_ = w.nc.Close()
 	w.fdMu.Unlock()
 	w.srv.unregister(w)
+	w.srv.limits.release(w.addr)
 	w.link.Finish()
 	w.h.OnClose(w.link.Conn())
 }

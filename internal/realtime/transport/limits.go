@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Defaults of the per-address limits.
+const (
+	DefaultMaxConnsPerAddr = 1000
+	DefaultHandshakeRate   = 100
+	DefaultHandshakeBurst  = 200
+)
+
+// addrLimiter bounds, per client address, the open connections and the rate
+// of new handshakes, so one host cannot take all of the server's
+// descriptors or keep its workers busy with upgrades. IPv6 addresses count
+// per /64, the block one subscriber usually gets.
+type addrLimiter struct {
+	maxConns int     // <0: no limit
+	rate     float64 // handshakes per second; <0: no limit
+	burst    float64
+
+	mu sync.Mutex
+	m  map[netip.Addr]*addrState
+}
+
+type addrState struct {
+	conns  int
+	tokens float64
+	last   int64 // server clock of the last refill
+}
+
+// maxTracked bounds the limiter's memory; past it, idle entries are swept.
+const maxTracked = 100_000
+
+func newAddrLimiter(maxConns int, rate float64, burst int) *addrLimiter {
+	return &addrLimiter{maxConns: maxConns, rate: rate, burst: float64(burst), m: make(map[netip.Addr]*addrState)}
+}
+
+// addrKey is the unit a limit applies to.
+func addrKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// admit takes a handshake token and a connection slot for addr. On refusal
+// it returns why and how many seconds to wait.
+func (l *addrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, retry int) {
+	if !addr.IsValid() || (l.maxConns < 0 && l.rate < 0) {
+		return true, "", 0
+	}
+	key := addrKey(addr)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.m[key]
+	if st == nil {
+		if len(l.m) >= maxTracked {
+			l.sweep(now)
+		}
+		st = &addrState{tokens: l.burst, last: now}
+		l.m[key] = st
+	}
+	if l.rate >= 0 {
+		st.tokens = min(l.burst, st.tokens+float64(now-st.last)/1e9*l.rate)
+		st.last = now
+		if st.tokens < 1 {
+			return false, "too many new connections from this address", max(1, int((1-st.tokens)/l.rate)+1)
+		}
+	}
+	if l.maxConns >= 0 && st.conns >= l.maxConns {
+		return false, "too many open connections from this address", 5
+	}
+	if l.rate >= 0 {
+		st.tokens--
+	}
+	st.conns++
+	return true, "", 0
+}
+
+// release gives back addr's connection slot.
+func (l *addrLimiter) release(addr netip.Addr) {
+	if !addr.IsValid() || (l.maxConns < 0 && l.rate < 0) {
+		return
+	}
+	key := addrKey(addr)
+	l.mu.Lock()
+	if st := l.m[key]; st != nil && st.conns > 0 {
+		st.conns--
+	}
+	l.mu.Unlock()
+}
+
+// sweep forgets addresses with no connection whose bucket has refilled.
+func (l *addrLimiter) sweep(now int64) {
+	for k, st := range l.m {
+		if st.conns == 0 && (l.rate < 0 || st.tokens+float64(now-st.last)/1e9*l.rate >= l.burst) {
+			delete(l.m, k)
+		}
+	}
+}
+
+// remoteAddr is the client address of r as the server sees it.
+func remoteAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(strings.TrimSpace(host))
+	return a
+}
+
+// tooMany answers a refused handshake.
+func tooMany(w http.ResponseWriter, why string, retry int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
+	http.Error(w, why, http.StatusTooManyRequests)
+}
+
+// sameOrigin reports whether origin names the host the request was sent to:
+// a page served by herald itself may always connect.
+func sameOrigin(origin, host string) bool {
+	_, rest, ok := strings.Cut(origin, "://")
+	return ok && host != "" && strings.EqualFold(rest, host)
+}

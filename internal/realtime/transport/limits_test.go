@@ -1,0 +1,84 @@
+package transport
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestAddrLimiterConnections(t *testing.T) {
+	l := newAddrLimiter(2, -1, 0)
+	a := netip.MustParseAddr("192.0.2.1")
+	for i := 0; i < 2; i++ {
+		if ok, _, _ := l.admit(a, 0); !ok {
+			t.Fatalf("connection %d refused", i+1)
+		}
+	}
+	if ok, why, retry := l.admit(a, 0); ok || why == "" || retry <= 0 {
+		t.Fatalf("third connection: ok %v, %q, retry %d", ok, why, retry)
+	}
+	if ok, _, _ := l.admit(netip.MustParseAddr("192.0.2.2"), 0); !ok {
+		t.Fatal("another address was refused")
+	}
+	l.release(a)
+	if ok, _, _ := l.admit(a, 0); !ok {
+		t.Fatal("a released slot was not reusable")
+	}
+}
+
+func TestAddrLimiterHandshakeRate(t *testing.T) {
+	l := newAddrLimiter(-1, 10, 3) // 10/s, burst 3
+	a := netip.MustParseAddr("2001:db8::1")
+	sameNet := netip.MustParseAddr("2001:db8::ffff") // same /64
+	for i := 0; i < 3; i++ {
+		if ok, _, _ := l.admit(a, 0); !ok {
+			t.Fatalf("handshake %d of the burst refused", i+1)
+		}
+	}
+	if ok, _, _ := l.admit(sameNet, 0); ok {
+		t.Fatal("the same /64 got past the exhausted bucket")
+	}
+	if ok, _, _ := l.admit(netip.MustParseAddr("2001:db8:0:1::1"), 0); !ok {
+		t.Fatal("another /64 was refused")
+	}
+	if ok, _, _ := l.admit(a, 100e6); !ok { // 100 ms later: one token back
+		t.Fatal("the bucket did not refill")
+	}
+	if ok, _, _ := l.admit(a, 100e6); ok {
+		t.Fatal("two handshakes from one refilled token")
+	}
+}
+
+// The limiter's memory stays bounded by what is really open: idle entries
+// are swept once the table is full.
+func TestAddrLimiterBounded(t *testing.T) {
+	l := newAddrLimiter(10, 1000, 10)
+	for i := 0; i < maxTracked+5000; i++ {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		now := int64(i) * 1e9 // every entry has long refilled by the next
+		if ok, _, _ := l.admit(a, now); !ok {
+			t.Fatalf("address %d refused", i)
+		}
+		l.release(a)
+	}
+	if len(l.m) > maxTracked {
+		t.Fatalf("%d entries tracked; bound %d", len(l.m), maxTracked)
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, c := range []struct {
+		origin, host string
+		want         bool
+	}{
+		{"http://localhost:8000", "localhost:8000", true},
+		{"https://App.Example.com", "app.example.com", true},
+		{"http://localhost:3000", "localhost:8000", false},
+		{"http://evil.example", "localhost:8000", false},
+		{"null", "localhost:8000", false},
+		{"http://localhost:8000", "", false},
+	} {
+		if got := sameOrigin(c.origin, c.host); got != c.want {
+			t.Errorf("sameOrigin(%q, %q) = %v", c.origin, c.host, got)
+		}
+	}
+}
