@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/heraldhq/herald/internal/api"
@@ -17,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/demo"
+	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
@@ -46,6 +48,7 @@ type App struct {
 	ws        *transport.Server
 	consumers *consumers.Consumers
 	relay     *relay.Relay
+	metrics   *metrics.Metrics
 	handler   http.Handler
 }
 
@@ -119,8 +122,9 @@ func (a *App) init(ctx context.Context) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /{$}", landing)
-	a.handler = chain(mux, a.log, a.cfg.AllowedOrigins)
+	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins)
 	return nil
 }
 
@@ -153,18 +157,31 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		return fmt.Errorf("websocket server: %w", err)
 	}
 	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
-	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log})
+	a.metrics = metrics.New(metrics.Sources{Hub: a.hub, WebSocket: a.ws})
+	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Published: a.metrics.Published, Failed: a.metrics.PublishFailed})
 	return nil
 }
 
-// ready answers 200 when the database answers, 503 otherwise.
+// ready answers 200 when the database and the channel layer answer, 503
+// naming what does not otherwise: a load balancer then sends no new clients.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var failed []string
 	if err := a.db.PingContext(ctx); err != nil {
+		failed = append(failed, fmt.Sprintf("database: %v", err))
+	}
+	if p, ok := a.hub.Layer().(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(ctx); err != nil {
+			failed = append(failed, fmt.Sprintf("channel layer: %v", err))
+		}
+	}
+	if len(failed) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "database: %v\n", err)
+		for _, f := range failed {
+			_, _ = fmt.Fprintln(w, f)
+		}
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
@@ -193,6 +210,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if a.cfg.AdminAddr != "" {
+		stopAdmin, err := a.serveAdmin()
+		if err != nil {
+			_ = srv.Close()
+			<-errc
+			return err
+		}
+		defer stopAdmin()
+	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	relayDone := make(chan struct{})
 	go func() {
@@ -227,6 +253,33 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// serveAdmin starts the admin listener: pprof and metrics, for operators
+// only (bind it to a private address).
+func (a *App) serveAdmin() (stop func(), err error) {
+	ln, err := net.Listen("tcp", a.cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener on %s: %w", a.cfg.AdminAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	a.log.Info("admin listening", "addr", "http://"+ln.Addr().String())
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
+}
+
 // Close releases the real-time machinery and the database.
 func (a *App) Close() error {
 	if a.ws != nil {
@@ -239,6 +292,9 @@ func (a *App) Close() error {
 	}
 	return a.db.Close()
 }
+
+// Metrics is the app's metrics registry.
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 
 // Hub is the real-time hub.
 func (a *App) Hub() *realtime.Hub { return a.hub }

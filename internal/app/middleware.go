@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/heraldhq/herald/internal/metrics"
 )
 
 // chain wraps h with herald's HTTP middleware, outermost first: request id
 // and access log, panic recovery, CORS.
-func chain(h http.Handler, log *slog.Logger, origins []string) http.Handler {
-	return logRequests(log, recoverPanics(log, cors(origins, h)))
+func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string) http.Handler {
+	return logRequests(log, m, recoverPanics(log, cors(origins, h)))
 }
 
 type statusWriter struct {
@@ -40,7 +42,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {
@@ -52,12 +54,19 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		start := time.Now()
 		next.ServeHTTP(sw, r)
+		elapsed := time.Since(start)
+		if sw.status == 0 {
+			sw.status = http.StatusSwitchingProtocols // hijacked: a real-time upgrade
+		}
+		// ServeMux records the matched pattern on the request: a bounded
+		// label set, unlike raw paths.
+		m.ObserveHTTP(r.Pattern, r.Method, sw.status, elapsed)
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelError
 		}
 		log.Log(r.Context(), level, "http request", "id", id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "bytes", sw.bytes, "duration", time.Since(start), "remote", r.RemoteAddr)
+			"status", sw.status, "bytes", sw.bytes, "duration", elapsed, "remote", r.RemoteAddr)
 	})
 }
 

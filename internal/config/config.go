@@ -35,6 +35,8 @@ type Config struct {
 	// second (burst twice that). Negative disables.
 	MaxConnsPerAddr int
 	HandshakeRate   int
+	// AdminAddr serves pprof and metrics on a separate address; empty is off.
+	AdminAddr string
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -67,6 +69,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
 	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
+	adminAddr := str("admin-addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
 	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
 	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
 
@@ -84,6 +87,12 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		c := Config{Addr: *addr, DB: *db, DataDir: *dataDir, JWTSecret: *secret, LogFormat: *logFormat}
 		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("--addr %q: want host:port or :port", c.Addr))
+		}
+		c.AdminAddr = *adminAddr
+		if c.AdminAddr != "" {
+			if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" {
+				errs = append(errs, fmt.Errorf("--admin-addr %q: want host:port", c.AdminAddr))
+			}
 		}
 		if err := checkDB(c.DB); err != nil {
 			errs = append(errs, err)

@@ -99,16 +99,8 @@ func (room *campaignRoom) OnMessage(conn *realtime.Conn, raw []byte) {
 		sendError(conn, CodeUnknownType, "unknown message type "+string(typ)+"; expected contribution, update, comment, release or milestone")
 		return
 	}
-	var ref struct {
-		ID json.Number `json:"id"`
-	}
-	if len(m.Data) == 0 || json.Unmarshal(m.Data, &ref) != nil || ref.ID == "" {
-		sendError(conn, CodeInvalidMessage, "\"data\" must be an object with the numeric \"id\" of the "+m.Type)
-		return
-	}
-	id, err := strconv.ParseInt(string(ref.ID), 10, 64)
-	if err != nil || id <= 0 {
-		sendError(conn, CodeInvalidMessage, "\"id\" must be a positive integer")
+	id, ok := announceID(conn, m)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -124,6 +116,24 @@ func (room *campaignRoom) OnMessage(conn *realtime.Conn, raw []byte) {
 			sendError(conn, CodeInternal, "the announcement failed; try again")
 		}
 	}
+}
+
+// announceID reads the object id of an announce, answering the client when
+// there is none.
+func announceID(conn *realtime.Conn, m message) (int64, bool) {
+	var ref struct {
+		ID json.Number `json:"id"`
+	}
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &ref) != nil || ref.ID == "" {
+		sendError(conn, CodeInvalidMessage, "\"data\" must be an object with the numeric \"id\" of the "+m.Type)
+		return 0, false
+	}
+	id, err := strconv.ParseInt(string(ref.ID), 10, 64)
+	if err != nil || id <= 0 {
+		sendError(conn, CodeInvalidMessage, "\"id\" must be a positive integer")
+		return 0, false
+	}
+	return id, true
 }
 
 // announce publishes an object's current JSON to its campaign's room unless

@@ -34,6 +34,10 @@ type Options struct {
 	// (default 5s).
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
+	// Published, if set, is told of each published event and how long ago
+	// it was committed; Failed of each round that could not publish.
+	Published func(typ string, delay time.Duration)
+	Failed    func()
 }
 
 // Relay moves events from the outbox to a Publisher.
@@ -96,6 +100,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		n, err := r.Round(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
+			if r.opt.Failed != nil {
+				r.opt.Failed()
+			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), r.opt.MaxBackoff)
 			r.opt.Logger.Warn("outbox relay: publish failed; retrying", "err", err, "retry_in", backoff)
 			resetTimer(timer, backoff)
@@ -148,7 +155,7 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 				return nil
 			}
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT id, grp, type, data FROM outbox ORDER BY id LIMIT $1", r.opt.Batch)
+		rows, err := tx.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", r.opt.Batch)
 		if err != nil {
 			return fmt.Errorf("outbox relay: read: %w", err)
 		}
@@ -156,11 +163,12 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 			id         int64
 			group, typ string
 			data       string
+			created    time.Time
 		}
 		var evs []event
 		for rows.Next() {
 			var e event
-			if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data); err != nil {
+			if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created); err != nil {
 				rows.Close()
 				return fmt.Errorf("outbox relay: read: %w", err)
 			}
@@ -176,6 +184,9 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 				break
 			}
 			published++
+			if r.opt.Published != nil {
+				r.opt.Published(e.typ, time.Since(e.created))
+			}
 		}
 		if published > 0 {
 			// Delete what the layer has; what failed stays, in order, for the

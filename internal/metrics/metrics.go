@@ -1,0 +1,117 @@
+// Package metrics exposes herald's Prometheus metrics. Counters that the
+// real-time core already keeps (connections, groups, frames) are read from it
+// at scrape time, so the hot paths pay nothing for them; latencies are
+// observed where they happen.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// Sources are the live parts the metrics read at scrape time. Any may be nil.
+type Sources struct {
+	Hub *realtime.Hub
+	// WebSocket reports the WebSocket transport's counters.
+	WebSocket interface {
+		Conns() int
+		RateLimited() uint64
+		Refused() uint64
+	}
+}
+
+// Metrics holds herald's registry and the metrics observed directly.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	httpDuration   *prometheus.HistogramVec
+	publishDelay   *prometheus.HistogramVec
+	published      *prometheus.CounterVec
+	publishFailure prometheus.Counter
+}
+
+// latencyBuckets spans 100 µs to 10 s.
+var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
+
+// New registers herald's metrics, and the Go runtime's and process's, in a
+// registry of its own.
+func New(src Sources) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "herald_http_request_duration_seconds", Help: "HTTP requests by route pattern, method and status code.",
+		Buckets: latencyBuckets,
+	}, []string{"route", "method", "code"})
+	m.publishDelay = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "herald_event_publish_delay_seconds", Help: "Time from an event's commit to its publication to the channel layer.",
+		Buckets: latencyBuckets,
+	}, []string{"type"})
+	m.published = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_events_published_total", Help: "Events the outbox relay published, by type.",
+	}, []string{"type"})
+	m.publishFailure = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_event_publish_failures_total", Help: "Relay rounds that failed to publish (events stay in the outbox).",
+	})
+	m.reg.MustRegister(m.httpDuration, m.publishDelay, m.published, m.publishFailure)
+
+	if h := src.Hub; h != nil {
+		stat := func(f func(realtime.Stats) float64) func() float64 {
+			return func() float64 { return f(h.Stats()) }
+		}
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_realtime_groups", Help: "Groups with members on this process."},
+				stat(func(s realtime.Stats) float64 { return float64(s.Groups) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_events_received_total", Help: "Events received from the channel layer for local groups."},
+				stat(func(s realtime.Stats) float64 { return float64(s.EventsIn) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_deliveries_total", Help: "Event frames queued to connections (one per receiver)."},
+				stat(func(s realtime.Stats) float64 { return float64(s.FramesOut) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_dropped_total", Help: "Event frames not queued because the connection was closing or overflowing."},
+				stat(func(s realtime.Stats) float64 { return float64(s.Dropped) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_slow_consumers_total", Help: "Connections closed (4000) because their send queue overflowed or a write stalled."},
+				stat(func(s realtime.Stats) float64 { return float64(s.SlowConsumers) })),
+		)
+	}
+	if ws := src.WebSocket; ws != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_realtime_connections", Help: "Open real-time connections by transport.",
+				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.Conns()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_rate_limited_total", Help: "Client messages dropped by the per-connection rate limit.",
+				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.RateLimited()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_handshakes_refused_total", Help: "Handshakes refused by the per-address limits.",
+				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.Refused()) }),
+		)
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry is the registry (tests read it directly).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ObserveHTTP records one HTTP request.
+func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
+	if route == "" {
+		route = "other"
+	}
+	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// Published records an event the relay published, committed delay ago.
+func (m *Metrics) Published(typ string, delay time.Duration) {
+	m.published.WithLabelValues(typ).Inc()
+	m.publishDelay.WithLabelValues(typ).Observe(max(delay, 0).Seconds())
+}
+
+// PublishFailed records a failed relay round.
+func (m *Metrics) PublishFailed() { m.publishFailure.Inc() }
