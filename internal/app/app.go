@@ -133,8 +133,13 @@ func (a *App) init(ctx context.Context) error {
 func (a *App) initRealtime(tokens *auth.Issuer) error {
 	var err error
 	a.hub, err = realtime.NewHub(realtime.HubOptions{
-		Logger:  a.log,
-		Observe: func(m layer.Message) bool { return a.consumers.Observe(m) },
+		// A resume may replay a whole history window (1,000 events) on top
+		// of the live queue bound; a client cut off at the live bound can
+		// therefore always catch up on what it lost while it is in the window.
+		MaxReplayFrames: 2 * layer.DefaultHistorySize,
+		MaxReplayBytes:  16 << 20,
+		Logger:          a.log,
+		Observe:         func(m layer.Message) bool { return a.consumers.Observe(m) },
 	}, func(deliver func(layer.Message)) (layer.Layer, error) {
 		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
@@ -28,22 +29,68 @@ func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	resume, err := parseResume(r.URL.Query().Get("resume"))
+	if err != nil || (resume != nil && v != 2) {
+		if err == nil {
+			err = errors.New("resume needs protocol v2 (?v=2)")
+		}
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	quests, err := c.p.QuestIDsByCreator(r.Context(), uid)
 	if err != nil {
 		c.log.Error("realtime: load quests", "user_id", uid, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
-	if err != nil {
-		return // Upgrade answered the request
-	}
 	groups := make([]string, 0, len(quests)+1)
 	groups = append(groups, platform.UserGroup(uid))
 	for _, q := range quests {
 		groups = append(groups, platform.QuestGroup(q))
 	}
-	c.joinAll(r.Context(), conn, groups...)
+	// Positions are taken before the handshake completes: whatever is
+	// published from here on reaches the connection, even before its joins.
+	start := make([]position, len(groups))
+	for i, g := range groups {
+		if start[i], err = c.positionNow(r.Context(), g); err != nil {
+			c.log.Error("realtime: position", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+	}
+	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
+	if err != nil {
+		return // Upgrade answered the request
+	}
+	// Quests created from now on are announced on the control group; those
+	// created since the list above was read are found by reading it again.
+	if !c.joinAll(r.Context(), conn, platform.ControlGroup(uid)) {
+		return
+	}
+	for i, g := range groups {
+		if p, asked := resume[g]; asked {
+			recovered, ok := c.joinFrom(r.Context(), conn, g, p)
+			if !ok {
+				return
+			}
+			sendSubscribed(conn, g, recovered)
+			continue
+		}
+		if _, ok := c.joinFrom(r.Context(), conn, g, start[i]); !ok {
+			return
+		}
+	}
+	again, err := c.p.QuestIDsByCreator(r.Context(), uid)
+	if err != nil {
+		c.log.Error("realtime: load quests", "user_id", uid, "err", err)
+		conn.Close(realtime.CloseInternalError, "cannot load quests")
+		return
+	}
+	for _, q := range again {
+		if !slices.Contains(quests, q) {
+			c.followQuest(r.Context(), conn, q)
+		}
+	}
 }
 
 // applicationHandler answers what a client sends on /ws/applications/. The

@@ -40,13 +40,30 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	resume, err := parseResume(r.URL.Query().Get("resume"))
+	if err != nil || (resume != nil && v != 2) {
+		if err == nil {
+			err = errors.New("resume needs protocol v2 (?v=2)")
+		}
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
+	// The room's position is taken before the snapshot is read: every event
+	// after it is replayed behind the snapshot, so none falls in between
+	// (one already in the snapshot may come again; clients key by id).
+	start, err := c.positionNow(r.Context(), room.group)
+	if err != nil {
+		c.log.Error("realtime: position", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	detail, loadErr := c.p.CampaignDetail(r.Context(), uid, id)
 	if loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound {
 		c.log.Error("realtime: load campaign", "campaign_id", id, "err", loadErr)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
 	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
 	if err != nil {
 		return
@@ -58,18 +75,43 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 		conn.Close(realtime.CloseNotFound, "campaign not found")
 		return
 	}
+	// A v2 client resuming within the window gets exactly what it missed and
+	// no snapshot; otherwise the snapshot is its fresh state.
+	if p, asked := resume[room.group]; asked {
+		if _, inWindow, err := c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err == nil && inWindow {
+			recovered, ok := c.joinFrom(r.Context(), conn, room.group, p)
+			if !ok {
+				return
+			}
+			if recovered {
+				sendSubscribed(conn, room.group, true)
+				return
+			}
+			// The window moved on meanwhile: joined live; the snapshot
+			// below brings the state up to date.
+			sendSubscribed(conn, room.group, false)
+			sendSnapshot(conn, detail)
+			return
+		}
+		sendSubscribed(conn, room.group, false)
+	}
+	if !sendSnapshot(conn, detail) {
+		return
+	}
+	c.joinFrom(r.Context(), conn, room.group, start)
+}
+
+// sendSnapshot sends campaign_data, the REST detail JSON.
+func sendSnapshot(conn *realtime.Conn, detail platform.CampaignDetail) bool {
 	snapshot, err := json.Marshal(struct {
 		Type string                  `json:"type"`
 		Data platform.CampaignDetail `json:"data"`
 	}{"campaign_data", detail})
 	if err != nil {
 		conn.Close(realtime.CloseInternalError, "cannot encode campaign")
-		return
+		return false
 	}
-	if conn.SendJSON(snapshot) != nil {
-		return
-	}
-	c.joinAll(r.Context(), conn, room.group)
+	return conn.SendJSON(snapshot) == nil
 }
 
 // campaignRoom is a connection's campaign; it handles the client's announces.

@@ -34,6 +34,7 @@ func TestCampaignRoom(t *testing.T) {
 		c := s.call("POST", "/api/campaigns/", ownerTok, map[string]any{"title": "Kiosk", "goal_amount": "100.00", "status": "active"}, 201)
 		cp := fmt.Sprintf("/api/campaigns/%d/", id(c))
 		s.call("POST", cp+"milestones/", ownerTok, map[string]any{"title": "Half", "target_amount": "50.00"}, 201)
+		s.settle()
 
 		// The seeds' dashboard connects with no token at all.
 		room := testenv.MustDialWS(t, s.ws+fmt.Sprintf("/ws/campaign/%d/", id(c)), nil)

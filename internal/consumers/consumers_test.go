@@ -104,6 +104,26 @@ func (s *server) call(method, path, token string, body any, want int) map[string
 	return m
 }
 
+// settle waits until the relay has published every committed event, so a
+// client connecting next sees only what happens after it connected.
+func (s *server) settle() {
+	s.t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		evs, err := s.app.Platform().PendingEvents(context.Background(), 1)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatal("the relay did not drain the outbox")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (s *server) user(name string) (int64, string) {
 	s.t.Helper()
 	u := s.call("POST", "/api/auth/register/", "", map[string]string{"username": name, "password": "password of " + name}, 201)
@@ -145,7 +165,6 @@ func TestApplicationsFlow(t *testing.T) {
 		creator := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+creatorTok, nil)
 		applicant := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+applicantTok, nil)
 		other := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+otherTok, nil)
-		time.Sleep(50 * time.Millisecond) // joins happen right after the upgrade
 
 		a := s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", id(q)), applicantTok, map[string]string{"message": "me"}, 201)
 		ev := creator.NextEvent(wait)

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/maphash"
 	"strconv"
 	"sync"
@@ -32,7 +33,7 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		if len(members) > 0 {
 			// Joining may subscribe through the layer, which must not be
 			// called back from its own delivery.
-			go c.joinQuest(members, platform.QuestGroup(ev.QuestID))
+			go c.joinQuest(members, ev.QuestID)
 		}
 		return false
 	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:
@@ -41,14 +42,25 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 	return true
 }
 
-func (c *Consumers) joinQuest(members []*realtime.Conn, group string) {
+func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, conn := range members {
-		if _, ok := conn.Value.(applicationHandler); !ok {
-			continue // only application connections follow their quests
-		}
-		c.joinAll(ctx, conn, group)
+		c.followQuest(ctx, conn, questID)
+	}
+}
+
+// followQuest joins conn to a quest created after it connected, replaying
+// the quest's events from its first, so an application made before the join
+// still arrives. Joining twice is harmless.
+func (c *Consumers) followQuest(ctx context.Context, conn *realtime.Conn, questID int64) {
+	group := platform.QuestGroup(questID)
+	if conn.InGroup(group) {
+		return
+	}
+	if _, err := c.hub.JoinFrom(ctx, conn, group, 0, ""); err != nil &&
+		!errors.Is(err, realtime.ErrAlreadyJoined) && !errors.Is(err, realtime.ErrClosed) {
+		c.log.Error("realtime: follow new quest", "group", group, "err", err)
 	}
 }
 

@@ -98,7 +98,8 @@ const (
 	EventRelease           = "release"
 	EventMilestone         = "milestone"
 	// EventQuestCreated tells the creator's connections to join the new
-	// quest's group; it is internal and never sent to a client.
+	// quest's group. It goes to the creator's ControlGroup, never to a
+	// client.
 	EventQuestCreated = "quest_created"
 )
 
@@ -106,6 +107,11 @@ const (
 func UserGroup(id int64) string     { return "user_" + strconv.FormatInt(id, 10) }
 func QuestGroup(id int64) string    { return "quest_" + strconv.FormatInt(id, 10) }
 func CampaignGroup(id int64) string { return "campaign_" + strconv.FormatInt(id, 10) }
+
+// ControlGroup carries a user's internal events (quest_created). It is kept
+// apart from UserGroup so that the user group's offsets count only what
+// clients receive, and a replay of it never carries internal events.
+func ControlGroup(id int64) string { return "ctl_user_" + strconv.FormatInt(id, 10) }
 
 // record adds an event to the outbox inside tx. data is marshalled here, once;
 // the relay publishes these exact bytes.

@@ -168,7 +168,7 @@ func TestWritesRecordTheirEvents(t *testing.T) {
 		}
 		evs = drain(t, p)
 		wantQ := []struct{ group, typ, data string }{
-			{platform.UserGroup(creator), "quest_created", fmt.Sprintf(`{"quest_id":%d}`, q.ID)},
+			{platform.ControlGroup(creator), "quest_created", fmt.Sprintf(`{"quest_id":%d}`, q.ID)},
 			{platform.QuestGroup(q.ID), "new_application", fmt.Sprintf(`{"application_id":%d,"applicant":"applicant","quest_title":"Map the river","status":"pending"}`, a.ID)},
 			{platform.UserGroup(applicant), "application_update", fmt.Sprintf(`{"application_id":%d,"quest_title":"Map the river","status":"approved","updated_at":%s}`, a.ID, jsonOf(t, a2.UpdatedAt))},
 		}

@@ -92,7 +92,7 @@ func (p *Platform) CreateQuest(ctx context.Context, userID int64, in QuestInput)
 		if q, err = scanQuest(tx.QueryRowContext(ctx, questSelect+" WHERE q.id = $1", id)); err != nil {
 			return fmt.Errorf("create quest: reload: %w", err)
 		}
-		return p.record(ctx, tx, UserGroup(userID), EventQuestCreated, map[string]int64{"quest_id": id})
+		return p.record(ctx, tx, ControlGroup(userID), EventQuestCreated, map[string]int64{"quest_id": id})
 	})
 	return q, err
 }

@@ -76,6 +76,12 @@ type Conn struct {
 	q          *Batch // nil while nothing is queued
 	groups     []string
 	holds      []*hold // groups being joined by JoinFrom
+	// credit is how far a resume's replay may take the queue past its
+	// bounds: the frames and bytes of the replay not yet written. It lets a
+	// client catch up on a backlog larger than the live bounds without
+	// being cut off, and shrinks to nothing as the replay is written.
+	credit      int32
+	creditBytes int32
 }
 
 // hold keeps the live events of a group aside while its history is replayed.
@@ -187,7 +193,7 @@ func (c *Conn) pushLocked(frame []byte) (wake bool, err error) {
 		return false, ErrClosed
 	}
 	pending := int(c.queued + c.inflight)
-	if pending > 0 && (pending >= c.hub.maxFrames || c.qBytes+len(frame) > c.hub.maxBytes) {
+	if pending > 0 && (pending >= c.hub.maxFrames+int(c.credit) || c.qBytes+len(frame) > c.hub.maxBytes+int(c.creditBytes)) {
 		return c.overflowLocked(), ErrSlowConsumer
 	}
 	return c.appendLocked(frame), nil
@@ -283,6 +289,19 @@ func (l Link) Take() *Batch {
 func (l Link) Release(b *Batch) {
 	c := l.c
 	c.mu.Lock()
+	if c.credit > 0 {
+		// The replay is at the front of the queue: what was written spends
+		// its credit first.
+		c.credit -= min(c.credit, c.inflight)
+		written := 0
+		for _, f := range b.all {
+			written += len(f)
+		}
+		c.creditBytes -= min(c.creditBytes, int32(min(written, 1<<30)))
+		if c.credit == 0 {
+			c.creditBytes = 0
+		}
+	}
 	c.inflight = 0
 	c.mu.Unlock()
 	b.Frames = b.all

@@ -33,6 +33,13 @@ type HubOptions struct {
 	// A single frame larger than it is still accepted into an empty queue.
 	// Default DefaultMaxQueueBytes.
 	MaxQueueBytes int
+	// MaxReplayFrames and MaxReplayBytes bound what a resume (JoinFrom) may
+	// replay into a queue at once, beyond the live bounds above; a replay
+	// that does not fit is refused (recovered=false). They must exceed the
+	// live bounds, so a client cut off as a slow consumer can catch up.
+	// Defaults: 4× MaxQueueFrames and 4× MaxQueueBytes.
+	MaxReplayFrames int
+	MaxReplayBytes  int
 	// Logger receives the hub's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Observe, if set, sees every layer message this process receives, once,
@@ -56,8 +63,11 @@ type Hub struct {
 	observe   func(layer.Message) bool
 	maxFrames int
 	maxBytes  int
-	seed      maphash.Seed
-	shards    [hubShards]hubShard
+	// replay bounds of JoinFrom
+	maxReplayFrames int
+	maxReplayBytes  int
+	seed            maphash.Seed
+	shards          [hubShards]hubShard
 
 	conns         atomic.Int64
 	slowConsumers atomic.Uint64
@@ -93,6 +103,12 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 	if opts.MaxQueueBytes <= 0 {
 		opts.MaxQueueBytes = DefaultMaxQueueBytes
 	}
+	if opts.MaxReplayFrames <= 0 {
+		opts.MaxReplayFrames = 4 * opts.MaxQueueFrames
+	}
+	if opts.MaxReplayBytes <= 0 {
+		opts.MaxReplayBytes = 4 * opts.MaxQueueBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -101,7 +117,10 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 		observe:   opts.Observe,
 		maxFrames: opts.MaxQueueFrames,
 		maxBytes:  opts.MaxQueueBytes,
-		seed:      maphash.MakeSeed(),
+
+		maxReplayFrames: max(opts.MaxReplayFrames, opts.MaxQueueFrames),
+		maxReplayBytes:  max(opts.MaxReplayBytes, opts.MaxQueueBytes),
+		seed:            maphash.MakeSeed(),
 	}
 	for i := range h.shards {
 		h.shards[i].groups = make(map[string]*group)
@@ -186,7 +205,7 @@ func (h *Hub) Join(ctx context.Context, c *Conn, group string) error {
 // events published meanwhile are held back and queued after the replay,
 // without the ones the replay already carried. recovered is false when the
 // position is outside the layer's window (or the epoch changed, or the
-// replay would not fit the send queue): the client must reload its state
+// replay would not fit the send queue's frame or byte bound): the client must reload its state
 // (through REST) and only gets the live events. c must not be in group
 // already.
 func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64, epoch string) (recovered bool, err error) {
@@ -204,20 +223,37 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 			c.holds = nil
 		}
 		pending := int(c.queued+c.inflight) + len(hd.msgs)
-		if ok && pending+len(history) > h.maxFrames {
+		if ok && pending+len(history) > h.maxReplayFrames {
 			ok = false // too far behind to catch up through the queue
 		}
 		last := since
 		var wake bool
 		var perr error
+		var replay [][]byte
 		if ok {
+			size := 0
 			for i := range history {
-				if m := &history[i]; m.Offset > last && perr == nil {
-					var w bool
-					w, perr = c.pushLocked(c.enc.Encode(m))
-					wake = wake || w
+				if m := &history[i]; m.Offset > last {
+					f := c.enc.Encode(m)
+					replay = append(replay, f)
+					size += len(f)
 					last = m.Offset
 				}
+			}
+			if c.qBytes+size > h.maxReplayBytes {
+				// Too much to catch up on through the queue: better tell
+				// the client to reload.
+				ok, replay, last = false, nil, since
+			} else {
+				c.credit += int32(len(replay))
+				c.creditBytes += int32(size)
+			}
+		}
+		for _, f := range replay {
+			if perr == nil {
+				var w bool
+				w, perr = c.pushLocked(f)
+				wake = wake || w
 			}
 		}
 		for i := range hd.msgs {

@@ -49,6 +49,11 @@ type Layer interface {
 	// position is outside the window or epoch differs from the group's
 	// current epoch.
 	History(ctx context.Context, group string, since uint64, epoch string) (msgs []Message, ok bool, err error)
+	// Position returns the offset of the group's latest message and its
+	// epoch: where a client that has seen everything so far stands. A group
+	// with no messages yet is at (0, ""), which History reads as "from the
+	// start".
+	Position(ctx context.Context, group string) (offset uint64, epoch string, err error)
 	// Close releases the layer's resources. Calls after Close return
 	// ErrClosed.
 	Close() error

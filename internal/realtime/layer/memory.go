@@ -242,6 +242,25 @@ func (m *Memory) History(ctx context.Context, group string, since uint64, epoch 
 	return out, true, nil
 }
 
+// Position implements Layer.
+func (m *Memory) Position(ctx context.Context, group string) (uint64, string, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, "", fmt.Errorf("layer: position of %q: %w", group, err)
+	}
+	if m.closed.Load() {
+		return 0, "", ErrClosed
+	}
+	g := m.group(group, false)
+	if g == nil {
+		return 0, "", nil
+	}
+	defer g.mu.Unlock()
+	if g.last == 0 {
+		return 0, "", nil
+	}
+	return g.last, g.epoch, nil
+}
+
 // Close implements Layer. It stops the sweeper and waits for it.
 func (m *Memory) Close() error {
 	if m.closed.Swap(true) {

@@ -1,0 +1,110 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// position is where a client stands in a group: the offset of the last event
+// it has, in the group's epoch.
+type position struct {
+	Offset uint64
+	Epoch  string
+}
+
+// maxResume bounds the positions one connection may resume.
+const maxResume = 256
+
+// parseResume reads ?resume=group:epoch:offset[,group:epoch:offset…], the
+// compact form of a client's positions (v2). Groups and epochs never
+// contain ':' or ','.
+func parseResume(v string) (map[string]position, error) {
+	if v == "" {
+		return nil, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > maxResume {
+		return nil, fmt.Errorf("resume: at most %d positions", maxResume)
+	}
+	out := make(map[string]position, len(parts))
+	for _, p := range parts {
+		fields := strings.Split(p, ":")
+		if len(fields) != 3 || !validGroup(fields[0]) || len(fields[1]) > 64 {
+			return nil, fmt.Errorf("resume: %q is not group:epoch:offset", truncate(p))
+		}
+		off, err := strconv.ParseUint(fields[2], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("resume: offset in %q is not a number", truncate(p))
+		}
+		out[fields[0]] = position{Offset: off, Epoch: fields[1]}
+	}
+	return out, nil
+}
+
+// validGroup accepts herald's group names: lower-case letters, digits, '_'.
+func validGroup(g string) bool {
+	if g == "" || len(g) > 64 {
+		return false
+	}
+	for i := 0; i < len(g); i++ {
+		c := g[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// positionNow is where group stands now; a client joining from here misses
+// nothing published after this call.
+func (c *Consumers) positionNow(ctx context.Context, group string) (position, error) {
+	off, epoch, err := c.hub.Layer().Position(ctx, group)
+	if err != nil {
+		return position{}, fmt.Errorf("position of %s: %w", group, err)
+	}
+	return position{Offset: off, Epoch: epoch}, nil
+}
+
+// joinFrom joins conn to group and replays what it missed since p, so an
+// event published between the handshake and the join is never lost.
+func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group string, p position) (recovered bool, ok bool) {
+	recovered, err := c.hub.JoinFrom(ctx, conn, group, p.Offset, p.Epoch)
+	if err != nil {
+		if !errors.Is(err, realtime.ErrClosed) {
+			c.log.Error("realtime: join group", "group", group, "err", err)
+			conn.Close(realtime.CloseInternalError, "cannot join "+group)
+		}
+		return false, false
+	}
+	return recovered, true
+}
+
+// sendSubscribed tells a v2 client whether resuming group from its position
+// worked; recovered=false means events were lost for it: reload state
+// through REST (or use the campaign_data that follows).
+func sendSubscribed(conn *realtime.Conn, group string, recovered bool) {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Data struct {
+			Group     string `json:"group"`
+			Recovered bool   `json:"recovered"`
+		} `json:"data"`
+	}{Type: "subscribed", Data: struct {
+		Group     string `json:"group"`
+		Recovered bool   `json:"recovered"`
+	}{group, recovered}})
+	_ = conn.SendJSON(b)
+}
