@@ -1,5 +1,6 @@
 // Command herald is the herald real-time server: `herald serve` (the default)
-// runs it, `herald migrate` applies database migrations.
+// runs it, `herald migrate` applies database migrations, `herald bench`
+// load-tests a running server.
 package main
 
 import (
@@ -23,6 +24,8 @@ const usage = `herald — real-time campaigns and quests: REST API, WebSocket an
 Usage:
   herald [serve] [flags]   run the server (the default command)
   herald migrate [flags]   apply database migrations and exit
+  herald bench <scenario>  load-test a running herald over loopback (idle,
+                           fanout, personal, apps, resume)
   herald help [command]    show help for a command
 
 Every flag can also be set with an environment variable HERALD_<FLAG>, e.g.
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return serve(ctx, args, stdout, stderr, getenv)
 	case "migrate":
 		return migrate(ctx, args, stdout, stderr, getenv)
+	case "bench":
+		return benchCommand(ctx, args, stdout, stderr)
 	case "help":
 		if len(args) > 0 {
 			return run(ctx, []string{args[0], "--help"}, stdout, stderr, getenv)

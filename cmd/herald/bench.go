@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/bench"
+)
+
+const benchUsage = `Usage: herald bench <scenario> [flags]
+
+Drives a running herald over loopback (127.0.0.0/8 or ::1 only) with real
+WebSocket clients and REST writes, and reports what it measured. Client
+connections come from 127.0.0.2–127.0.0.254. With --spawn, a 'herald serve'
+child on a temporary SQLite database is started and stopped around the run.
+
+Scenarios:
+  idle      open --conns connections to /ws/campaign/<id>/ at --rate per
+            second (0: as fast as possible); connect rate, failures and the
+            server's RSS per idle connection (add --token to authenticate)
+  fanout    --conns subscribers in one campaign room; comments posted through
+            REST at --rate per second (or each of --steps for --duration);
+            deliveries/s, losses, latency from send to receipt
+  personal  --conns users on /ws/applications/; the quest's creator approves
+            and rejects their applications at --rate writes/s;
+            application_update latency
+  apps      the quest flow: --creators and --applicants on /ws/applications/,
+            applying and deciding at --rate writes/s; REST-to-WebSocket latency
+  resume    --conns clients drop at once and reconnect, --rounds times; time
+            until all have campaign_data again
+
+Examples:
+  herald bench idle --spawn --conns 10000
+  herald bench fanout --spawn --conns 1000 --steps 10,20,50,100,200,400
+  herald bench apps --target http://127.0.0.1:8000 --out results/apps
+
+Flags:
+`
+
+// benchCommand runs `herald bench`.
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		fs := benchFlags("idle", nil, stdout)
+		fmt.Fprint(stdout, benchUsage)
+		fs.PrintDefaults()
+		if len(args) == 0 {
+			return fmt.Errorf("bench: name a scenario: %s", strings.Join(bench.Scenarios, ", "))
+		}
+		return flag.ErrHelp
+	}
+	scenario := args[0]
+	known := false
+	for _, s := range bench.Scenarios {
+		known = known || s == scenario
+	}
+	if !known {
+		fmt.Fprint(stderr, benchUsage)
+		return fmt.Errorf("bench: unknown scenario %q; want one of %s", scenario, strings.Join(bench.Scenarios, ", "))
+	}
+	o := bench.Defaults(scenario)
+	fs := benchFlags(scenario, &o, stderr)
+	for _, a := range args[1:] {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench %s: unexpected argument %q", scenario, fs.Arg(0))
+	}
+	o.Stdout = stdout
+	o.Command = append([]string{os.Args[0], "bench"}, args...)
+	_, err := bench.Run(ctx, o)
+	return err
+}
+
+// benchFlags declares the flags of one scenario, bound to o (nil: for the
+// help text, bound to the idle defaults).
+func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet {
+	if o == nil {
+		d := bench.Defaults(scenario)
+		o = &d
+	}
+	fs := flag.NewFlagSet("herald bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: herald bench %s [flags]\n\nFlags (defaults are this scenario's):\n", scenario)
+		fs.PrintDefaults()
+	}
+	dur := func(p *bench.Duration, name, usage string) {
+		fs.Func(name, usage+" (default "+p.String()+")", func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			*p = bench.Duration(d)
+			return nil
+		})
+	}
+	fs.StringVar(&o.Target, "target", o.Target, "base URL of the herald to drive (loopback only)")
+	fs.BoolVar(&o.Spawn, "spawn", o.Spawn, "start 'herald serve' on a temporary SQLite database (no demo data) for the run, and stop it after")
+	fs.StringVar(&o.HeraldBin, "herald-bin", o.HeraldBin, "with --spawn: the herald binary to start (default: this one)")
+	fs.Func("serve-args", "with --spawn: extra flags for 'herald serve', space-separated", func(s string) error {
+		o.ServeArgs = append(o.ServeArgs, strings.Fields(s)...)
+		return nil
+	})
+	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
+	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
+	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout), users (personal)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout), REST writes/s (personal, apps)")
+	fs.Func("steps", "fanout: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
+		o.Steps = nil
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil {
+				return fmt.Errorf("%q is not a number", f)
+			}
+			o.Steps = append(o.Steps, v)
+		}
+		return nil
+	})
+	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume)")
+	fs.BoolVar(&o.Token, "token", o.Token, "campaign clients authenticate with ?token= (idle, fanout, resume)")
+	dur(&o.Settle, "settle", "idle: quiet time before reading the server's memory")
+	dur(&o.Hold, "hold", "idle: keep the connections open this much longer")
+	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "pad the campaign so campaign_data is about this size (0: no padding)")
+	fs.IntVar(&o.EventBytes, "event-bytes", o.EventBytes, "fanout: size of one comment event message")
+	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent REST writers (keep-alive connections)")
+	dur(&o.Drain, "drain", "after the writes, wait at most this long for the last events")
+	dur(&o.MaxP99, "max-p99", "fanout: a step passes with no loss and p99 latency at most this")
+	fs.BoolVar(&o.KeepGoing, "keep-going", o.KeepGoing, "fanout: run every step even after one fails")
+	fs.IntVar(&o.Creators, "creators", o.Creators, "apps: quest creators")
+	fs.IntVar(&o.Applicants, "applicants", o.Applicants, "apps: applicants")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "resume: drop-and-reconnect rounds")
+	dur(&o.Pause, "pause", "resume: wait between rounds")
+	fs.StringVar(&o.ResumeMode, "resume", o.ResumeMode, "resume: how clients come back; only 'reconnect' until herald serves protocol v2")
+	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "connections/s when connecting the clients a scenario needs (0 = as fast as possible)")
+	fs.IntVar(&o.DialConcurrency, "dial-concurrency", o.DialConcurrency, "connection attempts in flight at once")
+	fs.IntVar(&o.RegisterConcurrency, "register-concurrency", o.RegisterConcurrency, "account sign-ups in flight at once (each costs the server two argon2id hashes)")
+	dur(&o.Timeout, "timeout", "bound of one connection attempt or REST request")
+	fs.IntVar(&o.ReadBuffer, "read-buffer", o.ReadBuffer, "read buffer per client connection, bytes")
+	dur(&o.Progress, "progress", "interval of the progress line")
+	return fs
+}

@@ -1,0 +1,442 @@
+// Package bench is herald's load generator (`herald bench`): it drives a
+// running herald — a separate process, or one it spawns — over loopback
+// with real WebSocket clients and REST writes, and measures connection
+// cost, connect rate, fan-out throughput and latency, the quest flow's
+// REST-to-WebSocket latency and mass reconnects.
+//
+// Every run is bounded in time and in count, refuses any target that is not
+// on this machine's loopback interface, spreads its client connections over
+// the source addresses 127.0.0.2–127.0.0.254, and writes its figures as
+// results.json plus SVG charts.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scenarios are the workloads `herald bench` runs.
+var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume"}
+
+// Duration is a time.Duration written as "30s" in results.
+type Duration time.Duration
+
+// D is d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes d as "1m30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads "1m30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// Options configure one run. Zero fields take the scenario's defaults
+// (Defaults); results.json records them as run.
+type Options struct {
+	Scenario string `json:"scenario"`
+	// Target is the base URL of a running herald (loopback only). With
+	// Spawn, a `herald serve` child is started on a temporary SQLite
+	// database instead (HeraldBin, default this executable, with ServeArgs
+	// appended) and stopped at the end.
+	Target    string   `json:"target,omitempty"`
+	Spawn     bool     `json:"spawn"`
+	HeraldBin string   `json:"herald_bin,omitempty"`
+	ServeArgs []string `json:"serve_args,omitempty"`
+	// ServerPID is the process whose memory and CPU are reported; found from
+	// the listening socket when zero.
+	ServerPID int    `json:"server_pid,omitempty"`
+	Out       string `json:"out,omitempty"`
+
+	// Conns is the number of WebSocket clients: connections (idle, resume),
+	// subscribers (fanout), users (personal).
+	Conns int `json:"conns,omitempty"`
+	// Rate is connections per second (idle; 0: as fast as DialConcurrency
+	// allows), events per second (fanout) or REST writes per second
+	// (personal, apps).
+	Rate float64 `json:"rate"`
+	// Steps ramps the fanout's event rate, one Duration per step.
+	Steps []float64 `json:"steps,omitempty"`
+	// Duration bounds each phase: connecting (idle), each step (fanout),
+	// the writes (personal, apps), each reconnect round (resume).
+	Duration Duration `json:"duration"`
+
+	Token         bool     `json:"token,omitempty"`          // campaign clients authenticate with ?token=
+	Settle        Duration `json:"settle,omitempty"`         // idle: quiet time before reading RSS
+	Hold          Duration `json:"hold,omitempty"`           // idle: keep the connections open this much longer
+	SnapshotBytes int      `json:"snapshot_bytes,omitempty"` // campaign_data size the campaign is padded to
+	EventBytes    int      `json:"event_bytes,omitempty"`    // fanout: size of one comment event
+	Publishers    int      `json:"publishers,omitempty"`     // concurrent REST writers
+	Drain         Duration `json:"drain,omitempty"`          // wait for late deliveries after a step
+	MaxP99        Duration `json:"max_p99,omitempty"`        // fanout: a step passes with p99 at most this
+	KeepGoing     bool     `json:"keep_going,omitempty"`     // fanout: run every step even after one fails
+	Creators      int      `json:"creators,omitempty"`       // apps
+	Applicants    int      `json:"applicants,omitempty"`     // apps
+	Rounds        int      `json:"rounds,omitempty"`         // resume
+	Pause         Duration `json:"pause,omitempty"`          // resume: between rounds
+	ResumeMode    string   `json:"resume_mode,omitempty"`    // resume: how clients come back
+	// ConnectRate paces the clients a scenario connects before measuring
+	// (subscribers, users, resume clients); 0 is as fast as allowed.
+	ConnectRate         float64  `json:"connect_rate"`
+	DialConcurrency     int      `json:"dial_concurrency"`     // connection attempts in flight
+	RegisterConcurrency int      `json:"register_concurrency"` // account sign-ups in flight
+	Timeout             Duration `json:"timeout"`              // one connect, one request
+	ReadBuffer          int      `json:"read_buffer"`          // per-connection read buffer
+	Progress            Duration `json:"progress"`             // progress line interval
+
+	Stdout  io.Writer `json:"-"` // progress and summary (default os.Stdout)
+	Command []string  `json:"-"` // the command line, recorded in results
+}
+
+// Defaults are a scenario's options before flags.
+func Defaults(scenario string) Options {
+	o := Options{
+		Scenario: scenario, Target: "http://127.0.0.1:8000", Duration: Duration(30 * time.Second),
+		DialConcurrency: 512, RegisterConcurrency: max(2, runtime.NumCPU()), Timeout: Duration(10 * time.Second),
+		ReadBuffer: 1024, Progress: Duration(time.Second), ConnectRate: 5000, Publishers: 64,
+		Drain: Duration(5 * time.Second), SnapshotBytes: 4096,
+	}
+	switch scenario {
+	case "idle":
+		o.Conns, o.Rate, o.Duration, o.Settle = 1000, 0, Duration(60*time.Second), Duration(5*time.Second)
+	case "fanout":
+		o.Conns, o.Rate, o.EventBytes, o.MaxP99, o.ReadBuffer, o.SnapshotBytes = 1000, 20, 300, Duration(time.Second), 4096, 0
+	case "personal":
+		o.Conns, o.Rate, o.ReadBuffer = 200, 50, 2048
+	case "apps":
+		o.Creators, o.Applicants, o.Rate, o.ReadBuffer = 50, 50, 20, 2048
+	case "resume":
+		o.Conns, o.Rounds, o.Pause, o.ResumeMode = 1000, 3, Duration(2*time.Second), ResumeReconnect
+	}
+	return o
+}
+
+// Limits on a run, so that a typo cannot start an endless or unbounded one.
+const (
+	MaxDuration  = 10 * time.Minute // one phase
+	MaxTotal     = time.Hour        // all the steps of a fanout
+	reservedFDs  = 500              // descriptors kept for REST, the server child, files
+	MaxEventRate = 100_000
+)
+
+// check validates o against the limits; nofile is the descriptor limit.
+func (o *Options) check(nofile uint64) error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if !containsStr(Scenarios, o.Scenario) {
+		bad("unknown scenario %q; want one of %s", o.Scenario, strings.Join(Scenarios, ", "))
+	}
+	conns := o.Conns
+	if o.Scenario == "apps" {
+		conns = o.Creators + o.Applicants
+		if o.Creators < 1 || o.Applicants < 1 {
+			bad("--creators and --applicants must be at least 1")
+		}
+	} else if o.Conns < 1 {
+		bad("--conns must be at least 1")
+	}
+	if nofile > 0 && uint64(conns)+reservedFDs > nofile {
+		bad("%d connections need more descriptors than this process may open (%d, %d kept in reserve); lower --conns", conns, nofile, reservedFDs)
+	}
+	if o.Duration.D() <= 0 || o.Duration.D() > MaxDuration {
+		bad("--duration %v: want more than 0 and at most %v", o.Duration, MaxDuration)
+	}
+	if o.Rate < 0 || o.Rate > MaxEventRate {
+		bad("--rate %v: want 0 to %d", o.Rate, MaxEventRate)
+	}
+	if (o.Scenario == "fanout" || o.Scenario == "personal" || o.Scenario == "apps") && o.Rate <= 0 && len(o.Steps) == 0 {
+		bad("--rate must be positive for %s", o.Scenario)
+	}
+	for _, s := range o.Steps {
+		if s <= 0 || s > MaxEventRate {
+			bad("--steps: %v is not a rate from 0 to %d", s, MaxEventRate)
+		}
+	}
+	if n := max(len(o.Steps), 1); time.Duration(n)*o.Duration.D() > MaxTotal {
+		bad("%d steps of %v is longer than %v", n, o.Duration, MaxTotal)
+	}
+	if o.Scenario == "resume" {
+		if o.Rounds < 1 || o.Rounds > 100 {
+			bad("--rounds %d: want 1 to 100", o.Rounds)
+		}
+		if o.ResumeMode != ResumeReconnect {
+			bad("--resume %q: only %q is available; protocol v2 resume positions are not served by herald yet", o.ResumeMode, ResumeReconnect)
+		}
+	}
+	if o.DialConcurrency < 1 || o.Publishers < 1 || o.RegisterConcurrency < 1 {
+		bad("--dial-concurrency, --publishers and --register-concurrency must be at least 1")
+	}
+	if o.ReadBuffer < 512 || o.ReadBuffer > 1<<20 {
+		bad("--read-buffer %d: want 512 to 1048576 bytes", o.ReadBuffer)
+	}
+	if o.Timeout.D() <= 0 {
+		bad("--timeout must be positive")
+	}
+	if o.Spawn && o.ServerPID != 0 {
+		bad("--server-pid and --spawn exclude each other (--spawn measures its own child)")
+	}
+	return errors.Join(errs...)
+}
+
+func containsStr(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// env is one run's shared machinery.
+type env struct {
+	o      Options
+	t      Target
+	src    *Sources
+	rest   *restClient
+	dial   *dialer
+	out    io.Writer
+	res    *Results
+	runID  string
+	pid    int // server process, 0 when unknown
+	start  time.Time
+	nofile uint64
+
+	open       atomic.Int64  // open client connections
+	deliveries atomic.Uint64 // messages received that a scenario counts
+	events     atomic.Uint64 // REST writes that succeeded
+	connects   atomic.Uint64 // connections established
+
+	mu       sync.Mutex
+	status   func() string // progress line of the current phase
+	phase    string
+	timeline []TimelinePoint
+	tty      bool
+	printed  bool
+}
+
+// Run runs one scenario and returns its results; with o.Out set it also
+// writes them. On an error after the measurement started, the results so
+// far are returned with the error.
+func Run(ctx context.Context, o Options) (*Results, error) {
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	nofile, err := RaiseFileLimit()
+	if err != nil {
+		return nil, fmt.Errorf("raise the open-file limit: %w", err)
+	}
+	if err := o.check(nofile); err != nil {
+		return nil, err
+	}
+	e := &env{o: o, out: o.Stdout, start: time.Now(), nofile: nofile, tty: isTerminal(o.Stdout)}
+	var idb [4]byte
+	_, _ = rand.Read(idb[:])
+	e.runID = hex.EncodeToString(idb[:])
+	rev, modified := binaryRevision()
+	e.res = &Results{
+		Scenario: o.Scenario, Command: o.Command, CommandLine: ShellQuote(o.Command), Params: o,
+		Machine: ThisMachine(), HeraldCommit: gitHead(ctx), BinaryCommit: rev, BinaryModified: modified,
+		StartedAt: time.Now().UTC().Round(0),
+	}
+	e.res.Machine.FileLim = nofile
+	if e.res.HeraldCommit == "" {
+		e.res.HeraldCommit = rev // not run from a checkout: the binary's own revision
+	}
+
+	if o.Spawn {
+		srv, err := spawnServer(ctx, o.HeraldBin, o.ServeArgs, o.Timeout.D())
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := srv.stop(o.Out); err != nil {
+				fmt.Fprintf(e.out, "stopping the spawned server: %v\n", err)
+			}
+		}()
+		o.Target, e.pid = srv.base, srv.pid
+		e.res.Spawned = true
+		fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, database %s\n", srv.pid, srv.base, srv.db)
+	}
+	if e.t, err = ParseTarget(o.Target); err != nil {
+		return nil, err
+	}
+	e.res.Target = e.t.HTTP
+	e.res.Params.Target = e.t.HTTP
+	if e.pid == 0 {
+		e.pid = o.ServerPID
+	}
+	if e.pid == 0 {
+		if pid, err := FindListener(e.t.Addr); err == nil {
+			e.pid = pid
+		} else {
+			e.note("server process unknown (%v): no server memory or CPU figures", err)
+		}
+	}
+	e.res.ServerPID = e.pid
+	e.src = NewSources(e.t.Addr.Addr())
+	e.rest = newREST(e.t.HTTP, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())
+	defer e.rest.close()
+	e.dial = &dialer{t: e.t, src: e.src, timeout: o.Timeout.D(), bufSize: o.ReadBuffer, open: &e.open}
+	if err := e.rest.waitReady(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.out, "herald bench %s against %s (server pid %s, %d source addresses, open-file limit %d)\n",
+		o.Scenario, e.t.HTTP, pidText(e.pid), max(e.src.Len(), 1), nofile)
+
+	stopTicker := e.startTicker()
+	switch o.Scenario {
+	case "idle":
+		err = e.runIdle(ctx)
+	case "fanout":
+		err = e.runFanout(ctx)
+	case "personal":
+		err = e.runPersonal(ctx)
+	case "apps":
+		err = e.runApps(ctx)
+	case "resume":
+		err = e.runResume(ctx)
+	}
+	stopTicker()
+	e.res.FinishedAt = time.Now().UTC().Round(0)
+	e.mu.Lock()
+	e.res.Timeline = e.timeline
+	e.mu.Unlock()
+	if err != nil {
+		e.res.Error = err.Error()
+	}
+	e.summary()
+	if o.Out != "" {
+		files, werr := e.res.Write(o.Out)
+		if werr != nil {
+			return e.res, errors.Join(err, fmt.Errorf("write results: %w", werr))
+		}
+		fmt.Fprintf(e.out, "wrote %s\n", strings.Join(files, ", "))
+	}
+	return e.res, err
+}
+
+func pidText(pid int) string {
+	if pid == 0 {
+		return "unknown"
+	}
+	return fmt.Sprint(pid)
+}
+
+// note adds a line to the results' notes and prints it.
+func (e *env) note(format string, a ...any) {
+	s := fmt.Sprintf(format, a...)
+	e.mu.Lock()
+	e.res.Notes = append(e.res.Notes, s)
+	e.mu.Unlock()
+}
+
+// setPhase names the current phase and its progress line.
+func (e *env) setPhase(name string, status func() string) {
+	e.mu.Lock()
+	e.phase, e.status = name, status
+	e.mu.Unlock()
+}
+
+// startTicker samples the counters once a second into the timeline and
+// prints the progress line every Progress interval.
+func (e *env) startTicker() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var lastD, lastE, lastC uint64
+		lastPrint := time.Now()
+		for {
+			select {
+			case <-done:
+				e.endLine()
+				return
+			case now := <-tick.C:
+				d, ev, c := e.deliveries.Load(), e.events.Load(), e.connects.Load()
+				e.mu.Lock()
+				e.timeline = append(e.timeline, TimelinePoint{
+					T: round3(now.Sub(e.start).Seconds()), Phase: e.phase,
+					Deliveries: d - lastD, Events: ev - lastE, Connects: c - lastC, Conns: e.open.Load(),
+				})
+				status := e.status
+				e.mu.Unlock()
+				lastD, lastE, lastC = d, ev, c
+				if status != nil && now.Sub(lastPrint) >= e.o.Progress.D()-50*time.Millisecond {
+					lastPrint = now
+					e.progress(fmt.Sprintf("[%4.0fs] %s", now.Sub(e.start).Seconds(), status()))
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// progress shows a progress line: in place on a terminal, one line each
+// otherwise.
+func (e *env) progress(line string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tty {
+		fmt.Fprintf(e.out, "\r%s\x1b[K", line)
+		e.printed = true
+		return
+	}
+	fmt.Fprintln(e.out, line)
+}
+
+// endLine ends an in-place progress line before other output.
+func (e *env) endLine() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tty && e.printed {
+		fmt.Fprintln(e.out)
+		e.printed = false
+	}
+}
+
+// printf prints a line of the run's log (after ending a progress line).
+func (e *env) printf(format string, a ...any) {
+	e.endLine()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fmt.Fprintf(e.out, format, a...)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

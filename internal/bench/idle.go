@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// IdleFigures is the idle scenario's outcome: what connecting cost and what
+// an idle connection costs the server in memory.
+type IdleFigures struct {
+	CampaignID int64           `json:"campaign_id"`
+	Token      bool            `json:"token"`
+	Connect    *ConnectFigures `json:"connect"`
+	// Server VmRSS before connecting (after a warm-up batch was opened and
+	// closed), after all were connected and idle for Settle, and after they
+	// were closed again; RSSPerConnBytes is (after - before) / connected.
+	RSSBeforeKiB    int64   `json:"rss_before_kib,omitempty"`
+	RSSAfterKiB     int64   `json:"rss_after_kib,omitempty"`
+	RSSClosedKiB    int64   `json:"rss_closed_kib,omitempty"`
+	RSSPerConnBytes float64 `json:"rss_per_conn_bytes,omitempty"`
+	// RSSSamplesKiB is VmRSS once a second while idle.
+	RSSSamplesKiB []int64 `json:"rss_samples_kib,omitempty"`
+	ServerThreads int     `json:"server_threads,omitempty"`
+	SettleS       float64 `json:"settle_s"`
+	// ServerCPU is the server's CPU use while the connections were made.
+	ServerCPU *ProcessFigures `json:"server_cpu_connecting,omitempty"`
+	BenchCPU  *ProcessFigures `json:"bench_cpu_connecting,omitempty"`
+}
+
+// campaignPath is the campaign endpoint, with the token when asked for.
+func campaignPath(id int64, token string) string {
+	p := "/ws/campaign/" + strconv.FormatInt(id, 10) + "/"
+	if token != "" {
+		p += "?token=" + token
+	}
+	return p
+}
+
+// nopHandler ignores what idle connections receive (the server's pings are
+// answered by the reader itself).
+type nopHandler struct{}
+
+func (nopHandler) message(*client, []byte, int) {}
+func (nopHandler) closed(*client, int, error)   {}
+
+func (e *env) runIdle(ctx context.Context) error {
+	o := e.o
+	f := &IdleFigures{Token: o.Token, SettleS: o.Settle.D().Seconds()}
+	e.res.Idle = f
+	owner, err := e.newUser(ctx, "bench"+e.runID+"owner")
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	if f.CampaignID, err = e.newCampaign(ctx, owner, "bench idle "+e.runID, o.SnapshotBytes); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	tok := ""
+	if o.Token {
+		tok = owner.Token
+	}
+	path := func(int) string { return campaignPath(f.CampaignID, tok) }
+
+	// Warm up the server (pools, maps, the first goroutines) so the
+	// baseline is not its cold start.
+	warm, wf := e.connect(ctx, connectSpec{label: "warm-up", n: min(200, o.Conns), path: path, snapshot: true, h: nopHandler{},
+		id: func(i int) int { return i + 100 }})
+	if wf.Failed > 0 {
+		e.note("warm-up: %s", connectLine(wf))
+	}
+	e.closeAll(warm)
+	if err := sleep(ctx, time.Second); err != nil {
+		return err
+	}
+	if e.pid > 0 {
+		st, err := ReadProcStatus(e.pid)
+		if err != nil {
+			return fmt.Errorf("read the server's memory: %w", err)
+		}
+		f.RSSBeforeKiB = st.RSSKiB
+	}
+
+	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	clients, cf := e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
+	f.Connect = cf
+	if e.pid > 0 {
+		f.ServerCPU = srvCPU.stop()
+	}
+	f.BenchCPU = benchCPU.stop()
+	e.printf("%s\n", connectLine(cf))
+	defer e.closeAll(clients)
+
+	e.setPhase("idle", func() string {
+		return fmt.Sprintf("idle: %d connections open, waiting %v before reading the server's memory", e.open.Load(), o.Settle)
+	})
+	if e.pid > 0 {
+		deadline := time.Now().Add(o.Settle.D())
+		for {
+			step := min(time.Second, time.Until(deadline))
+			if step > 0 {
+				if err := sleep(ctx, step); err != nil {
+					return err
+				}
+			}
+			st, err := ReadProcStatus(e.pid)
+			if err != nil {
+				return fmt.Errorf("read the server's memory: %w", err)
+			}
+			f.RSSSamplesKiB = append(f.RSSSamplesKiB, st.RSSKiB)
+			f.RSSAfterKiB, f.ServerThreads = st.RSSKiB, st.Threads
+			if step <= 0 || !time.Now().Before(deadline) {
+				break
+			}
+		}
+		if cf.Connected > 0 {
+			f.RSSPerConnBytes = round3(float64(f.RSSAfterKiB-f.RSSBeforeKiB) * 1024 / float64(cf.Connected))
+		}
+	} else if err := sleep(ctx, o.Settle.D()); err != nil {
+		return err
+	}
+	if still := e.open.Load(); still < int64(cf.Connected) {
+		e.note("%d of %d connections were closed while idle", int64(cf.Connected)-still, cf.Connected)
+	}
+	if o.Hold > 0 {
+		e.setPhase("hold", func() string { return fmt.Sprintf("holding %d connections open for %v", e.open.Load(), o.Hold) })
+		if err := sleep(ctx, o.Hold.D()); err != nil {
+			return err
+		}
+	}
+	e.setPhase("closing", func() string { return fmt.Sprintf("closed; %d connections still open", e.open.Load()) })
+	e.closeAll(clients)
+	if e.pid > 0 {
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+		if st, err := ReadProcStatus(e.pid); err == nil {
+			f.RSSClosedKiB = st.RSSKiB
+		}
+	}
+
+	e.latencyChart("latency.svg", "Connect latency: TCP connect to complete campaign_data", cf.Latency)
+	e.timelineChart("throughput.svg", "New connections per second", "connections/s",
+		func(p TimelinePoint) float64 { return float64(p.Connects) })
+	return nil
+}
+
+// latencyChart adds latency.svg-style chart of l to the results.
+func (e *env) latencyChart(name, title string, l Latency) {
+	if len(l.Bins) == 0 {
+		return
+	}
+	sub := fmt.Sprintf("%d samples; p50 %s, p95 %s, p99 %s, max %s", l.Count, msText(l.P50Ms), msText(l.P95Ms), msText(l.P99Ms), msText(l.MaxMs))
+	marks := []Mark{{l.P50Ms, "p50"}, {l.P99Ms, "p99"}, {l.MaxMs, "max"}}
+	e.res.addChart(name, func(f *os.File) error { return WriteHistogramSVG(f, title, sub, l.Bins, marks) })
+}
+
+// timelineChart adds a per-second chart of the run's timeline.
+func (e *env) timelineChart(name, title, yLabel string, pick func(TimelinePoint) float64, marks ...Mark) {
+	e.res.addChart(name, func(f *os.File) error {
+		samples := make([]Sample, len(e.res.Timeline))
+		for i, p := range e.res.Timeline {
+			samples[i] = Sample{T: p.T, Value: pick(p)}
+		}
+		sub := fmt.Sprintf("herald bench %s, %s", e.o.Scenario, e.res.StartedAt.Format(time.RFC3339))
+		return WriteTimelineSVG(f, title, sub, yLabel, samples, marks)
+	})
+}

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProcStatus is what /proc/<pid>/status says about a process's memory.
+type ProcStatus struct {
+	RSSKiB  int64 // VmRSS
+	HWMKiB  int64 // VmHWM, the peak RSS
+	Threads int
+}
+
+// ReadProcStatus reads /proc/<pid>/status.
+func ReadProcStatus(pid int) (ProcStatus, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ProcStatus{}, err
+	}
+	var st ProcStatus
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "VmRSS":
+			st.RSSKiB, found = n, true
+		case "VmHWM":
+			st.HWMKiB = n
+		case "Threads":
+			st.Threads = int(n)
+		}
+	}
+	if !found {
+		return st, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+	}
+	return st, nil
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times; it is 100 on
+// every Linux architecture Go supports.
+const clockTick = 100
+
+// CPUTime is the user+system CPU time a process has used so far.
+func CPUTime(pid int) (time.Duration, error) {
+	name := "/proc/self/stat"
+	if pid > 0 {
+		name = fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bad " + name)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("short " + name)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad times in " + name)
+	}
+	return time.Duration(ut+st) * time.Second / clockTick, nil
+}
+
+// cpuMeter measures the CPU a process uses between start and stop.
+type cpuMeter struct {
+	pid   int // 0: this process
+	cpu0  time.Duration
+	wall0 time.Time
+	ok    bool
+}
+
+func startCPU(pid int) cpuMeter {
+	c, err := CPUTime(pid)
+	return cpuMeter{pid: pid, cpu0: c, wall0: time.Now(), ok: err == nil}
+}
+
+func (m cpuMeter) stop() *ProcessFigures {
+	if !m.ok {
+		return nil
+	}
+	c, err := CPUTime(m.pid)
+	if err != nil {
+		return nil
+	}
+	wall := time.Since(m.wall0).Seconds()
+	cpu := (c - m.cpu0).Seconds()
+	pf := &ProcessFigures{PID: m.pid, CPUSecs: round3(cpu), WallSecs: round3(wall)}
+	if wall > 0 {
+		pf.Cores = round3(cpu / wall)
+	}
+	pid := m.pid
+	if pid == 0 {
+		pid = os.Getpid()
+		pf.PID = pid
+	}
+	if st, err := ReadProcStatus(pid); err == nil {
+		pf.MaxRSS = st.HWMKiB
+	}
+	return pf
+}
+
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// FindListener returns the pid of the process (of this user) listening on
+// the TCP address ap, by matching the socket inode of /proc/net/tcp{,6}
+// against each process's descriptors.
+func FindListener(ap netip.AddrPort) (int, error) {
+	inodes := map[string]bool{}
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			// sl local_address rem_address st ... inode (field 10)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A = LISTEN
+				continue
+			}
+			_, portHex, ok := strings.Cut(fs[1], ":")
+			if !ok {
+				continue
+			}
+			port, err := strconv.ParseUint(portHex, 16, 16)
+			if err != nil || uint16(port) != ap.Port() {
+				continue
+			}
+			inodes["socket:["+fs[9]+"]"] = true
+		}
+		f.Close()
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("nothing listens on port %d", ap.Port())
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/fd")
+	for _, d := range dirs {
+		fds, err := os.ReadDir(d)
+		if err != nil {
+			continue // another user's process
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(d, fd.Name()))
+			if err == nil && inodes[link] {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("cannot tell which process listens on port %d (pass --server-pid)", ap.Port())
+}

@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// summary prints the run's human summary.
+func (e *env) summary() {
+	r := e.res
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	w("")
+	w("== herald bench %s — summary", r.Scenario)
+	w("command:  %s", r.CommandLine)
+	w("machine:  %d CPUs, %.1f GiB, Linux %s; herald commit %s", r.Machine.NProc, float64(r.Machine.MemBytes)/(1<<30), r.Machine.Kernel, orUnknown(r.HeraldCommit))
+	switch {
+	case r.Idle != nil:
+		f := r.Idle
+		if f.Connect != nil {
+			auth := "anonymous"
+			if f.Token {
+				auth = "with ?token="
+			}
+			w("connect (%s, campaign_data %d bytes): %s", auth, f.Connect.SnapshotBytes, connectLine(f.Connect))
+		}
+		if f.RSSAfterKiB > 0 {
+			w("server RSS: %d KiB before, %d KiB with %d idle connections after %.0fs, %d KiB after closing them",
+				f.RSSBeforeKiB, f.RSSAfterKiB, connected(f.Connect), f.SettleS, f.RSSClosedKiB)
+			w("server RSS per idle connection: %.0f bytes (%.2f KiB); %d server threads", f.RSSPerConnBytes, f.RSSPerConnBytes/1024, f.ServerThreads)
+		}
+		if f.ServerCPU != nil {
+			w("CPU while connecting: server %.2f cores, bench %.2f cores", f.ServerCPU.Cores, coresOf(f.BenchCPU))
+		}
+	case r.Fanout != nil:
+		f := r.Fanout
+		if f.Connect != nil {
+			w("subscribers: %s", connectLine(f.Connect))
+		}
+		w("event size: %d bytes on the wire (payload)", f.EventBytes)
+		for i, st := range f.Steps {
+			w("%s", stepLine(i, len(f.Steps), st))
+		}
+		if f.Best >= 0 {
+			w("highest passing rate: %.1f events/s = %.0f deliveries/s to %d subscribers (no loss, p99 %s ≤ %v)",
+				f.BestRate, f.BestDeliveriesPerS, f.Steps[f.Best].Subscribers, msText(f.Steps[f.Best].Latency.P99Ms), e.o.MaxP99)
+		} else if len(f.Steps) > 0 {
+			w("no step passed (no loss, no failed write, p99 ≤ %v)", e.o.MaxP99)
+		}
+		if len(f.CloseCodes) > 0 {
+			w("subscribers closed by the server, by close code: %v", f.CloseCodes)
+		}
+	case r.Personal != nil, r.Apps != nil:
+		f := r.Personal
+		if f == nil {
+			f = r.Apps
+			w("clients: %d creators + %d applicants on /ws/applications/", f.Creators, f.Applicants)
+		} else {
+			w("clients: %d users on /ws/applications/", f.Users)
+		}
+		w("setup: %.1fs (accounts are argon2id-hashed on the server)", f.SetupS)
+		if f.Connect != nil {
+			w("connect: %s", connectLine(f.Connect))
+		}
+		lim := ""
+		if f.RESTLimited {
+			lim = " — REST-limited"
+		}
+		w("writes: %d of %d planned at %g/s over %.0fs (%.1f/s achieved%s), %d failed", f.Writes, f.Planned, f.TargetRate, f.DurationS, f.AchievedRate, lim, f.Failed)
+		w("events: %d received of %d expected, %d lost, %d unexpected, %d on the wrong connection", f.Received, f.Expected, f.Lost, f.Unexpected, f.Misrouted)
+		w("latency REST send → WebSocket receipt: %s", latLine(f.Latency))
+		for _, t := range []string{evNew, evUpdate} {
+			if l, ok := f.ByType[t]; ok {
+				w("  %s: %s", t, latLine(l))
+			}
+		}
+		w("REST request time: %s", latLine(f.REST))
+		if f.ServerCPU != nil {
+			w("CPU during the writes: server %.2f cores, bench %.2f cores", f.ServerCPU.Cores, coresOf(f.BenchCPU))
+		}
+	case r.Resume != nil:
+		f := r.Resume
+		w("mode: %s (protocol v2 resume positions are not served yet: each client gets a full snapshot)", f.Mode)
+		if f.Connect != nil {
+			w("initial connect: %s", connectLine(f.Connect))
+		}
+		for i, rd := range f.Rounds {
+			back := fmt.Sprintf("all back in %.3fs", rd.AllBackS)
+			if rd.Connect.Connected < rd.Clients {
+				back = fmt.Sprintf("only %d of %d back", rd.Connect.Connected, rd.Clients)
+			}
+			w("round %d: %d clients dropped at once, %s; per client from the drop: %s", i+1, rd.Clients, back, latLine(rd.Connect.Latency))
+		}
+	}
+	for _, n := range r.Notes {
+		w("note: %s", n)
+	}
+	if r.Error != "" {
+		w("stopped early: %s", r.Error)
+	}
+	e.printf("%s", b.String())
+}
+
+func latLine(l Latency) string {
+	return fmt.Sprintf("n=%d p50 %s p95 %s p99 %s max %s", l.Count, msText(l.P50Ms), msText(l.P95Ms), msText(l.P99Ms), msText(l.MaxMs))
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func connected(f *ConnectFigures) int {
+	if f == nil {
+		return 0
+	}
+	return f.Connected
+}
+
+func coresOf(p *ProcessFigures) float64 {
+	if p == nil {
+		return 0
+	}
+	return p.Cores
+}
