@@ -1,0 +1,307 @@
+import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { formatMoney, type CampaignDetail, type ServerMessage } from '@herald/client';
+import { useCampaignRoom, usePresence } from '../../hooks';
+import { ApiError, get, post } from '../api';
+import { Link } from '../router';
+import { useSession } from '../session';
+import { useToast, type Severity } from '../components/Toasts';
+import { RealtimeIndicator, RealtimeWarning } from '../components/Realtime';
+import { Empty, Field, FormError, Loading, Progress, StatusBadge, TextArea, When, fieldError } from '../components/ui';
+
+const TOASTS: Partial<Record<ServerMessage['type'], [string, Severity]>> = {
+  contribution: ['New contribution received!', 'success'],
+  update: ['Campaign update added!', 'info'],
+  comment: ['New comment added!', 'info'],
+  release: ['New release published!', 'info'],
+  milestone: ['Milestone updated!', 'success'],
+};
+
+export function CampaignDashboard({ id }: { id: string }) {
+  const toast = useToast();
+  const { user } = useSession();
+  const room = useCampaignRoom(id, {
+    onMessage: (m) => {
+      const t = TOASTS[m.type];
+      if (t) toast(t[0], t[1]);
+    },
+  });
+  const watching = usePresence(id);
+  const [loadError, setLoadError] = useState<unknown>(null);
+  const { seed } = room;
+
+  // The first paint comes from REST (the socket's snapshot replaces it as
+  // soon as it arrives), so the page works even where WebSockets do not.
+  useEffect(() => {
+    let live = true;
+    get<CampaignDetail>(`/api/campaigns/${id}/`)
+      .then((d) => live && seed(d))
+      .catch((e: unknown) => live && setLoadError(e));
+    return () => {
+      live = false;
+    };
+  }, [id, user?.id, seed]);
+
+  const c = room.campaign;
+  const notFound = (loadError instanceof ApiError && loadError.status === 404) || room.error?.code === 'not_found';
+  if (!c && notFound) {
+    return (
+      <section className="card narrow">
+        <h1>Campaign not found</h1>
+        <p>It does not exist, or it is a draft you cannot see.</p>
+        <Link to="/campaigns/">All campaigns</Link>
+      </section>
+    );
+  }
+  if (!c) {
+    return (
+      <section>
+        <RealtimeIndicator state={room.state} />
+        <FormError error={loadError} />
+        <Loading />
+      </section>
+    );
+  }
+  const isOwner = user?.id === c.owner.id;
+  const active = c.status === 'active';
+  return (
+    <section className="dashboard">
+      <div className="page-head">
+        <div>
+          <h1>{c.title}</h1>
+          <p className="muted">
+            by {c.owner.username} · <StatusBadge status={c.status} />
+            {watching !== null && (
+              <>
+                {' '}
+                · <span data-testid="watching">{watching} watching</span>
+              </>
+            )}
+          </p>
+        </div>
+        <RealtimeIndicator state={room.state} />
+      </div>
+      <RealtimeWarning state={room.state} />
+      <p className="lead">{c.description}</p>
+      <div className="dash-grid">
+        <div className="dash-main">
+          <Panel title={`Updates (${c.updates_count})`}>
+            {isOwner && <PostUpdate campaign={c} onDone={(d) => room.apply({ type: 'update', data: d })} />}
+            {c.updates.length === 0 && <Empty>No updates yet.</Empty>}
+            <ul className="feed" data-testid="updates">
+              {c.updates.map((u) => (
+                <li key={u.id}>
+                  <h3>{u.title}</h3>
+                  <p className="meta">
+                    <When at={u.created_at} />
+                  </p>
+                  <p className="pre">{u.content}</p>
+                </li>
+              ))}
+            </ul>
+          </Panel>
+          <Panel title={`Comments (${c.comments_count})`}>
+            {c.comments.length === 0 && <Empty>No comments yet.</Empty>}
+            <ul className="feed" data-testid="comments">
+              {c.comments.map((m) => (
+                <li key={m.id}>
+                  <p className="meta">
+                    <strong>{m.user.username}</strong> · <When at={m.created_at} />
+                  </p>
+                  <p className="pre">{m.content}</p>
+                </li>
+              ))}
+            </ul>
+            {user ? (
+              <PostComment campaign={c} onDone={(d) => room.apply({ type: 'comment', data: d })} />
+            ) : (
+              <p className="muted">
+                <Link to={`/signin/?next=/campaigns/${c.id}/`}>Sign in</Link> to comment.
+              </p>
+            )}
+          </Panel>
+        </div>
+        <aside className="dash-side">
+          <div className="card">
+            <Progress raised={c.raised_amount} goal={c.goal_amount} currency={c.currency} />
+            <p className="muted" data-testid="contributions-count">
+              {c.contributions_count} contribution{c.contributions_count === 1 ? '' : 's'}
+            </p>
+            {active && user && <Contribute campaign={c} onDone={(d) => room.apply({ type: 'contribution', data: d })} />}
+            {active && !user && (
+              <p>
+                <Link to={`/signin/?next=/campaigns/${c.id}/`}>Sign in</Link> to contribute.
+              </p>
+            )}
+            {!active && <p className="muted">This campaign is {c.status}; it takes no contributions.</p>}
+          </div>
+          <Panel title="Milestones">
+            {isOwner && <AddMilestone campaign={c} onDone={(d) => room.apply({ type: 'milestone', data: d })} />}
+            {c.milestones.length === 0 && <Empty>No milestones yet.</Empty>}
+            <ul className="list" data-testid="milestones">
+              {[...c.milestones]
+                .sort((a, b) => Number(a.target_amount) - Number(b.target_amount))
+                .map((m) => (
+                  <li key={m.id} className={m.reached ? 'reached' : ''}>
+                    <span aria-hidden="true">{m.reached ? '✔' : '○'}</span> <strong>{m.title}</strong> —{' '}
+                    {formatMoney(m.target_amount, c.currency)}
+                    {m.reached && <span className="sr-only"> (reached)</span>}
+                    {m.description && <p className="muted small">{m.description}</p>}
+                  </li>
+                ))}
+            </ul>
+          </Panel>
+          <Panel title="Contributions">
+            {c.contributions.length === 0 && <Empty>No contributions yet.</Empty>}
+            <ul className="list" data-testid="contributions">
+              {c.contributions.map((x) => (
+                <li key={x.id}>
+                  <strong>{formatMoney(x.amount, x.currency)}</strong> from {x.user.username}{' '}
+                  <span className="muted small">
+                    <When at={x.created_at} />
+                  </span>
+                </li>
+              ))}
+            </ul>
+          </Panel>
+          <Panel title="Releases">
+            {isOwner && <AddRelease campaign={c} onDone={(d) => room.apply({ type: 'release', data: d })} />}
+            {c.releases.length === 0 && <Empty>No releases yet.</Empty>}
+            <ul className="list" data-testid="releases">
+              {c.releases.map((r) => (
+                <li key={r.id}>
+                  <strong>v{r.version}</strong> {r.title}
+                  {r.notes && <p className="muted small">{r.notes}</p>}
+                </li>
+              ))}
+            </ul>
+          </Panel>
+        </aside>
+      </div>
+    </section>
+  );
+}
+
+function Panel({ title, children }: { title: string; children: ReactNode }) {
+  return (
+    <section className="card panel" aria-label={title.replace(/ \(\d+\)$/, '')}>
+      <h2>{title}</h2>
+      {children}
+    </section>
+  );
+}
+
+/** A form that posts to one of the campaign's lists. */
+function usePost<T>(campaign: CampaignDetail, kind: string, onDone: (v: T) => void) {
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const toast = useToast();
+  const submit = async (e: FormEvent, body: unknown, reset: () => void) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const v = await post<T>(`/api/campaigns/${campaign.id}/${kind}/`, body);
+      onDone(v);
+      reset();
+    } catch (err) {
+      setError(err);
+      if (!(err instanceof ApiError && Object.keys(err.fields).length)) toast(err instanceof Error ? err.message : 'Failed', 'error');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { error, busy, submit };
+}
+
+function Contribute({ campaign, onDone }: { campaign: CampaignDetail; onDone: (v: never) => void }) {
+  const [amount, setAmount] = useState('');
+  const { error, busy, submit } = usePost(campaign, 'contributions', onDone);
+  return (
+    <form className="inline-form" onSubmit={(e) => submit(e, { amount: amount.trim() }, () => setAmount(''))} noValidate>
+      <Field label={`Amount (${campaign.currency})`} name="amount" inputMode="decimal" placeholder="25.00" required
+        value={amount} onChange={(e) => setAmount(e.target.value)} error={fieldError(error, 'amount')} />
+      <button className="btn btn-primary" type="submit" disabled={busy}>
+        Contribute
+      </button>
+    </form>
+  );
+}
+
+function PostComment({ campaign, onDone }: { campaign: CampaignDetail; onDone: (v: never) => void }) {
+  const [content, setContent] = useState('');
+  const { error, busy, submit } = usePost(campaign, 'comments', onDone);
+  return (
+    <form onSubmit={(e) => submit(e, { content }, () => setContent(''))} noValidate>
+      <TextArea label="Add a comment" name="comment" rows={3} required value={content}
+        onChange={(e) => setContent(e.target.value)} error={fieldError(error, 'content')} />
+      <button className="btn" type="submit" disabled={busy}>
+        Post comment
+      </button>
+    </form>
+  );
+}
+
+function PostUpdate({ campaign, onDone }: { campaign: CampaignDetail; onDone: (v: never) => void }) {
+  const [title, setTitle] = useState('');
+  const [content, setContent] = useState('');
+  const { error, busy, submit } = usePost(campaign, 'updates', onDone);
+  return (
+    <details className="owner-form">
+      <summary>Post an update</summary>
+      <form onSubmit={(e) => submit(e, { title, content }, () => (setTitle(''), setContent('')))} noValidate>
+        <Field label="Title" required value={title} onChange={(e) => setTitle(e.target.value)} error={fieldError(error, 'title')} />
+        <TextArea label="Content" rows={4} required value={content} onChange={(e) => setContent(e.target.value)}
+          error={fieldError(error, 'content')} />
+        <button className="btn btn-primary" type="submit" disabled={busy}>
+          Post update
+        </button>
+      </form>
+    </details>
+  );
+}
+
+function AddRelease({ campaign, onDone }: { campaign: CampaignDetail; onDone: (v: never) => void }) {
+  const [version, setVersion] = useState('');
+  const [title, setTitle] = useState('');
+  const [notes, setNotes] = useState('');
+  const { error, busy, submit } = usePost(campaign, 'releases', onDone);
+  return (
+    <details className="owner-form">
+      <summary>Publish a release</summary>
+      <form onSubmit={(e) => submit(e, { version, title, notes }, () => (setVersion(''), setTitle(''), setNotes('')))} noValidate>
+        <Field label="Version" required placeholder="1.0.0" value={version} onChange={(e) => setVersion(e.target.value)}
+          error={fieldError(error, 'version')} />
+        <Field label="Title" required value={title} onChange={(e) => setTitle(e.target.value)} error={fieldError(error, 'title')} />
+        <TextArea label="Notes" rows={3} value={notes} onChange={(e) => setNotes(e.target.value)} error={fieldError(error, 'notes')} />
+        <button className="btn btn-primary" type="submit" disabled={busy}>
+          Publish
+        </button>
+      </form>
+    </details>
+  );
+}
+
+function AddMilestone({ campaign, onDone }: { campaign: CampaignDetail; onDone: (v: never) => void }) {
+  const [title, setTitle] = useState('');
+  const [target, setTarget] = useState('');
+  const [description, setDescription] = useState('');
+  const { error, busy, submit } = usePost(campaign, 'milestones', onDone);
+  return (
+    <details className="owner-form">
+      <summary>Add a milestone</summary>
+      <form
+        onSubmit={(e) => submit(e, { title, target_amount: target.trim(), description }, () => (setTitle(''), setTarget(''), setDescription('')))}
+        noValidate
+      >
+        <Field label="Title" required value={title} onChange={(e) => setTitle(e.target.value)} error={fieldError(error, 'title')} />
+        <Field label={`Target (${campaign.currency})`} inputMode="decimal" required value={target}
+          onChange={(e) => setTarget(e.target.value)} error={fieldError(error, 'target_amount')} />
+        <TextArea label="Description" rows={2} value={description} onChange={(e) => setDescription(e.target.value)}
+          error={fieldError(error, 'description')} />
+        <button className="btn btn-primary" type="submit" disabled={busy}>
+          Add milestone
+        </button>
+      </form>
+    </details>
+  );
+}

@@ -1,0 +1,81 @@
+import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+import type { User } from '@herald/client';
+import { ApiError, api, get, onSignedOut, post, session } from './api';
+
+// Whether this browser has signed in: the cookies are HttpOnly, so the page
+// keeps this hint to avoid asking /api/auth/me/ (and getting 401) for
+// visitors who never signed in.
+const HINT = 'herald_signed_in';
+
+interface SessionValue {
+  user: User | null;
+  /** The session is being checked on load. */
+  loading: boolean;
+  signIn(username: string, password: string): Promise<User>;
+  signUp(username: string, email: string, password: string): Promise<User>;
+  signOut(): Promise<void>;
+}
+
+const Ctx = createContext<SessionValue | null>(null);
+
+export function SessionProvider({ children }: { children: ReactNode }) {
+  const [user, setUser] = useState<User | null>(null);
+  const [loading, setLoading] = useState(() => localStorage.getItem(HINT) === '1');
+
+  useEffect(() => {
+    if (localStorage.getItem(HINT) !== '1') return;
+    let live = true;
+    get<User>('/api/auth/me/')
+      .then((u) => live && setUser(u))
+      .catch((e: unknown) => {
+        if (e instanceof ApiError && e.status === 401) localStorage.removeItem(HINT);
+      })
+      .finally(() => live && setLoading(false));
+    return () => {
+      live = false;
+    };
+  }, []);
+
+  useEffect(
+    () =>
+      onSignedOut(() => {
+        localStorage.removeItem(HINT);
+        setUser(null);
+      }),
+    [],
+  );
+
+  const signIn = useCallback(async (username: string, password: string) => {
+    const s = await post<{ user: User }>('/api/auth/session/', { username, password });
+    localStorage.setItem(HINT, '1');
+    session.renewed();
+    setUser(s.user);
+    return s.user;
+  }, []);
+
+  const signUp = useCallback(
+    async (username: string, email: string, password: string) => {
+      await post<User>('/api/auth/register/', { username, email, password });
+      return signIn(username, password);
+    },
+    [signIn],
+  );
+
+  const signOut = useCallback(async () => {
+    try {
+      await api<void>('DELETE', '/api/auth/session/');
+    } finally {
+      localStorage.removeItem(HINT);
+      setUser(null);
+    }
+  }, []);
+
+  const value = useMemo(() => ({ user, loading, signIn, signUp, signOut }), [user, loading, signIn, signUp, signOut]);
+  return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
+}
+
+export function useSession(): SessionValue {
+  const v = useContext(Ctx);
+  if (!v) throw new Error('useSession outside SessionProvider');
+  return v;
+}

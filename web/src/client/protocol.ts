@@ -1,0 +1,263 @@
+// The wire protocol of herald's real-time endpoints, as TypeScript types.
+//
+// v1 is the seeds' protocol exactly: every frame is {"type": T, "data": D}.
+// v2 (?v=2) adds "group", "offset" and "epoch" to every event so a client can
+// tell where it is in each group's stream. The REST API and the events share
+// one serializer per object, so the object types below are also what the
+// REST endpoints return.
+
+/** A user as nested in other objects. */
+export interface UserRef {
+  id: number;
+  username: string;
+}
+
+/** The signed-in user's own account (GET /api/auth/me/). */
+export interface User {
+  id: number;
+  username: string;
+  email: string;
+  created_at: string;
+}
+
+/** Money is a decimal string such as "100.00", never a float. */
+export type Money = string;
+
+export type CampaignStatus = 'draft' | 'active' | 'closed';
+
+export interface Campaign {
+  id: number;
+  owner: UserRef;
+  title: string;
+  description: string;
+  goal_amount: Money;
+  raised_amount: Money;
+  currency: string;
+  status: CampaignStatus;
+  contributions_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Contribution {
+  id: number;
+  campaign: number;
+  user: UserRef;
+  amount: Money;
+  currency: string;
+  created_at: string;
+}
+
+export interface CampaignUpdate {
+  id: number;
+  campaign: number;
+  title: string;
+  content: string;
+  image: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Comment {
+  id: number;
+  campaign: number;
+  user: UserRef;
+  content: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Release {
+  id: number;
+  campaign: number;
+  version: string;
+  title: string;
+  notes: string;
+  released_at: string;
+  updated_at: string;
+}
+
+export interface Milestone {
+  id: number;
+  campaign: number;
+  title: string;
+  description: string;
+  target_amount: Money;
+  reached: boolean;
+  due_date: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A campaign with its relations nested, newest first (at most 50 of each). */
+export interface CampaignDetail extends Campaign {
+  updates_count: number;
+  comments_count: number;
+  contributions: Contribution[];
+  updates: CampaignUpdate[];
+  comments: Comment[];
+  releases: Release[];
+  milestones: Milestone[];
+}
+
+export type QuestStatus = 'open' | 'closed';
+
+export interface Quest {
+  id: number;
+  creator: UserRef;
+  title: string;
+  description: string;
+  status: QuestStatus;
+  applications_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export type ApplicationStatus = 'pending' | 'approved' | 'rejected' | 'withdrawn';
+
+export interface Application {
+  id: number;
+  quest: number;
+  quest_title: string;
+  applicant: UserRef;
+  message: string;
+  status: ApplicationStatus;
+  created_at: string;
+  updated_at: string;
+}
+
+// ---- Events of /ws/applications/ ----
+
+/** To a quest's creator when someone applies. */
+export interface NewApplicationData {
+  application_id: number;
+  applicant: string;
+  quest_title: string;
+  status: ApplicationStatus;
+}
+
+/** To the applicant when their application changes. */
+export interface ApplicationUpdateData {
+  application_id: number;
+  quest_title: string;
+  status: ApplicationStatus;
+  updated_at: string;
+}
+
+// ---- Other frames ----
+
+/** Codes of {"type":"error"} frames. */
+export type ErrorCode =
+  | 'invalid_json'
+  | 'invalid_message'
+  | 'unknown_type'
+  | 'not_found'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'internal_error'
+  | (string & {});
+
+export interface ErrorData {
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * How many are watching a campaign room. Planned server-side for v2; the
+ * shape is the one the design names ("presence counts for campaign rooms").
+ */
+export interface PresenceData {
+  count: number;
+}
+
+/** Every server message type and its data. */
+export interface ServerMessageMap {
+  campaign_data: CampaignDetail;
+  contribution: Contribution;
+  update: CampaignUpdate;
+  comment: Comment;
+  release: Release;
+  milestone: Milestone;
+  new_application: NewApplicationData;
+  application_update: ApplicationUpdateData;
+  presence: PresenceData;
+  error: ErrorData;
+}
+
+export type ServerMessageType = keyof ServerMessageMap;
+
+/** The position of an event in its group's stream (v2 frames only). */
+export interface StreamPosition {
+  group: string;
+  offset: number;
+  epoch: string;
+}
+
+/** One frame from the server: v1 fields always, v2 position when asked for. */
+export type ServerMessage<T extends ServerMessageType = ServerMessageType> = {
+  [K in T]: { type: K; data: ServerMessageMap[K] } & Partial<StreamPosition>;
+}[T];
+
+/** The object events of a campaign room, which a client may also announce. */
+export const ANNOUNCE_TYPES = ['contribution', 'update', 'comment', 'release', 'milestone'] as const;
+export type AnnounceType = (typeof ANNOUNCE_TYPES)[number];
+
+/** What a client may send to a campaign room: announce an object it created. */
+export interface AnnounceMessage {
+  type: AnnounceType;
+  data: { id: number };
+}
+
+/** Any client message: the announce above, or a future v2 control message. */
+export interface ClientMessage {
+  type: string;
+  data?: unknown;
+  [extra: string]: unknown;
+}
+
+/** WebSocket close codes herald uses (docs/realtime.md). */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  ProtocolError: 1002,
+  UnsupportedData: 1003,
+  Abnormal: 1006,
+  InvalidPayload: 1007,
+  PolicyViolation: 1008,
+  MessageTooBig: 1009,
+  InternalError: 1011,
+  ServiceRestart: 1012,
+  SlowConsumer: 4000,
+  AuthExpired: 4401,
+  Forbidden: 4403,
+  NotFound: 4404,
+  TooManyMessages: 4429,
+} as const;
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
+  'campaign_data',
+  'contribution',
+  'update',
+  'comment',
+  'release',
+  'milestone',
+  'new_application',
+  'application_update',
+  'presence',
+  'error',
+]);
+
+/** Whether a parsed frame is a message of a type this client knows. */
+export function isServerMessage(v: unknown): v is ServerMessage {
+  if (typeof v !== 'object' || v === null) return false;
+  const t = (v as { type?: unknown }).type;
+  return typeof t === 'string' && KNOWN_TYPES.has(t) && 'data' in v;
+}
+
+/** The stream position a v2 frame carries, or null for a v1 frame. */
+export function positionOf(m: Partial<StreamPosition>): StreamPosition | null {
+  if (typeof m.group === 'string' && typeof m.offset === 'number' && typeof m.epoch === 'string') {
+    return { group: m.group, offset: m.offset, epoch: m.epoch };
+  }
+  return null;
+}

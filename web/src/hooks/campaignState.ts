@@ -1,0 +1,55 @@
+import { addMoney, type CampaignDetail, type ServerMessage } from '@herald/client';
+
+/**
+ * Applies one campaign-room message to the campaign as shown. campaign_data
+ * replaces everything (it comes on every connect, so a reconnect shows what
+ * happened meanwhile); the five object events insert or replace by id, so an
+ * object seen twice (the REST answer and then its event, or an edit) is
+ * counted once. The raised total grows with each new contribution.
+ */
+export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage): CampaignDetail | null {
+  if (m.type === 'campaign_data') return m.data;
+  if (!c) return c;
+  switch (m.type) {
+    case 'contribution': {
+      if (m.data.campaign !== c.id) return c;
+      const [contributions, added] = upsert(c.contributions, m.data);
+      if (!added) return { ...c, contributions };
+      return {
+        ...c,
+        contributions,
+        raised_amount: addMoney(c.raised_amount, m.data.amount),
+        contributions_count: c.contributions_count + 1,
+      };
+    }
+    case 'update': {
+      if (m.data.campaign !== c.id) return c;
+      const [updates, added] = upsert(c.updates, m.data);
+      return { ...c, updates, updates_count: c.updates_count + (added ? 1 : 0) };
+    }
+    case 'comment': {
+      if (m.data.campaign !== c.id) return c;
+      const [comments, added] = upsert(c.comments, m.data);
+      return { ...c, comments, comments_count: c.comments_count + (added ? 1 : 0) };
+    }
+    case 'release': {
+      if (m.data.campaign !== c.id) return c;
+      return { ...c, releases: upsert(c.releases, m.data)[0] };
+    }
+    case 'milestone': {
+      if (m.data.campaign !== c.id) return c;
+      return { ...c, milestones: upsert(c.milestones, m.data)[0] };
+    }
+    default:
+      return c;
+  }
+}
+
+/** Replaces the item with v's id, or puts v first; reports whether it was new. */
+function upsert<T extends { id: number }>(list: T[], v: T): [T[], boolean] {
+  const i = list.findIndex((x) => x.id === v.id);
+  if (i < 0) return [[v, ...list], true];
+  const next = list.slice();
+  next[i] = v;
+  return [next, false];
+}

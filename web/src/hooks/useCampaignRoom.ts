@@ -1,0 +1,114 @@
+import { useCallback, useRef, useSyncExternalStore } from 'react';
+import {
+  ANNOUNCE_TYPES,
+  type AnnounceType,
+  type CampaignDetail,
+  type ConnectionState,
+  type ErrorData,
+  type HeraldClient,
+  type ServerMessage,
+} from '@herald/client';
+import { applyCampaignMessage } from './campaignState';
+import { useConnectionState, useHeraldClient } from './useHeraldClient';
+
+export interface RoomSnapshot {
+  campaign: CampaignDetail | null;
+  /** How many are watching; null until the server sends presence counts. */
+  presence: number | null;
+  /** The last error the server sent (e.g. not_found before closing 4404). */
+  error: ErrorData | null;
+}
+
+/** The room's state, kept for as long as its shared client lives. */
+export class RoomStore {
+  private snap: RoomSnapshot = { campaign: null, presence: null, error: null };
+  private readonly subs = new Set<() => void>();
+
+  constructor(client: HeraldClient) {
+    client.on('message', (m) => this.apply(m));
+  }
+
+  get snapshot(): RoomSnapshot {
+    return this.snap;
+  }
+
+  subscribe = (fn: () => void): (() => void) => {
+    this.subs.add(fn);
+    return () => this.subs.delete(fn);
+  };
+
+  /** Shows a campaign loaded through REST unless the socket already delivered one. */
+  seed(detail: CampaignDetail): void {
+    if (!this.snap.campaign) this.apply({ type: 'campaign_data', data: detail });
+  }
+
+  /** Applies a message: from the socket, or an object the page just created through REST. */
+  apply(m: ServerMessage): void {
+    let next = this.snap;
+    if (m.type === 'presence') next = { ...next, presence: m.data.count };
+    else if (m.type === 'error') next = { ...next, error: m.data };
+    else {
+      const campaign = applyCampaignMessage(next.campaign, m);
+      if (campaign !== next.campaign) next = { ...next, campaign, error: m.type === 'campaign_data' ? null : next.error };
+    }
+    if (next === this.snap) return;
+    this.snap = next;
+    for (const fn of this.subs) fn();
+  }
+}
+
+export function roomURL(id: number | string): string {
+  return `/ws/campaign/${id}/`;
+}
+
+/** The shared client and store of a campaign room (protocol v2). */
+export function useRoom(id: number | string | null | undefined, listen?: (client: HeraldClient) => () => void) {
+  return useHeraldClient(
+    { url: roomURL(id ?? 0), version: 2, enabled: id != null && id !== '', setup: (c) => new RoomStore(c) },
+    listen,
+  );
+}
+
+const EMPTY: RoomSnapshot = { campaign: null, presence: null, error: null };
+const noop = () => () => {};
+
+export interface CampaignRoom extends RoomSnapshot {
+  isConnected: boolean;
+  state: ConnectionState;
+  /** Shows an object the page created through REST at once (its event is then a no-op). */
+  apply: (m: ServerMessage) => void;
+  /** Shows a campaign loaded through REST until the socket's snapshot arrives. */
+  seed: (detail: CampaignDetail) => void;
+  /** Announces an object to the room, as the seeds' front end does (herald publishes each version once). */
+  announce: (type: AnnounceType, id: number) => boolean;
+  reconnect: () => void;
+}
+
+export interface CampaignRoomOptions {
+  /** Called for every message of the room as it arrives (toasts, sounds). */
+  onMessage?: (m: ServerMessage) => void;
+}
+
+/**
+ * A campaign's live state from /ws/campaign/<id>/: the snapshot on every
+ * connect, then each contribution, update, comment, release and milestone
+ * applied as it comes.
+ */
+export function useCampaignRoom(id: number | string | null | undefined, options: CampaignRoomOptions = {}): CampaignRoom {
+  const onMessage = useRef(options.onMessage);
+  onMessage.current = options.onMessage;
+  const attached = useRoom(id, (client) => client.on('message', (m) => onMessage.current?.(m)));
+  const store = (attached?.extra as RoomStore | undefined) ?? null;
+  const client = attached?.client ?? null;
+  const snap = useSyncExternalStore(store ? store.subscribe : noop, () => store?.snapshot ?? EMPTY, () => EMPTY);
+  const state = useConnectionState(client);
+  const apply = useCallback((m: ServerMessage) => store?.apply(m), [store]);
+  const seed = useCallback((d: CampaignDetail) => store?.seed(d), [store]);
+  const announce = useCallback(
+    (type: AnnounceType, objectId: number) =>
+      ANNOUNCE_TYPES.includes(type) && (client?.send({ type, data: { id: objectId } }) ?? false),
+    [client],
+  );
+  const reconnect = useCallback(() => client?.reconnect(), [client]);
+  return { ...snap, isConnected: state === 'open', state, apply, seed, announce, reconnect };
+}
