@@ -25,6 +25,7 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/transport"
 	"github.com/heraldhq/herald/internal/relay"
 	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/web"
 )
 
 // Option adjusts how New builds an App.
@@ -123,7 +124,8 @@ func (a *App) init(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.HandleFunc("GET /{$}", landing)
+	// Everything else is the web app (its pages route in the browser).
+	mux.Handle("/", web.Handler())
 	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins)
 	return nil
 }
@@ -306,11 +308,3 @@ func (a *App) Hub() *realtime.Hub { return a.hub }
 
 // Relay is the outbox relay (tests drive it directly).
 func (a *App) Relay() *relay.Relay { return a.relay }
-
-func landing(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><meta charset="utf-8"><title>herald</title>
-<body style="font-family:system-ui;max-width:40rem;margin:3rem auto;line-height:1.5">
-<h1>herald</h1><p>Real-time campaigns and quests. The REST API is under <a href="/api/campaigns/">/api/</a>;
-its OpenAPI document is at <a href="/api/schema/">/api/schema/</a>.</p></body></html>`))
-}
