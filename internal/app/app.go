@@ -47,6 +47,7 @@ type App struct {
 	api       *api.Server
 	hub       *realtime.Hub
 	ws        *transport.Server
+	sse       *transport.SSE
 	consumers *consumers.Consumers
 	relay     *relay.Relay
 	metrics   *metrics.Metrics
@@ -163,8 +164,15 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		a.hub.Close()
 		return fmt.Errorf("websocket server: %w", err)
 	}
-	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
-	a.metrics = metrics.New(metrics.Sources{Hub: a.hub, WebSocket: a.ws})
+	a.sse = transport.NewSSE(a.hub, transport.SSEOptions{
+		AllowedOrigins:  a.cfg.AllowedOrigins,
+		MaxConnsPerAddr: a.cfg.MaxConnsPerAddr,
+		HandshakeRate:   float64(a.cfg.HandshakeRate),
+		HandshakeBurst:  burst,
+		Logger:          a.log,
+	})
+	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
+	a.metrics = metrics.New(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Published: a.metrics.Published, Failed: a.metrics.PublishFailed})
 	return nil
 }
@@ -249,6 +257,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	// elsewhere, spread over the grace period.
 	wsDone := make(chan error, 1)
 	go func() { wsDone <- a.ws.Shutdown(sctx) }()
+	// Event streams are HTTP responses still being written: ending them
+	// lets srv.Shutdown finish.
+	go func() { _ = a.sse.Shutdown(sctx) }()
 	err := srv.Shutdown(sctx)
 	<-errc
 	if wsErr := <-wsDone; wsErr != nil && !errors.Is(wsErr, context.DeadlineExceeded) {

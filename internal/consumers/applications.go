@@ -11,12 +11,12 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/transport"
 )
 
-// applications serves /ws/applications/: a signed-in user's own group and
-// the groups of every quest they created (joined live as they create more).
-func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
-	v, ok := version(r)
+// applications serves /ws/applications/ and /sse/applications/: a signed-in
+// user's own group and the groups of every quest they created (joined live
+// as they create more).
+func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request) {
+	v, resume, ok := request(k, w, r)
 	if !ok {
-		http.Error(w, "unsupported protocol version; use v=1 or v=2", http.StatusBadRequest)
 		return
 	}
 	uid, err := c.authenticate(r)
@@ -27,14 +27,6 @@ func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		c.log.Error("realtime: authenticate", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	resume, err := parseResume(r.URL.Query().Get("resume"))
-	if err != nil || (resume != nil && v != 2) {
-		if err == nil {
-			err = errors.New("resume needs protocol v2 (?v=2)")
-		}
-		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	quests, err := c.p.QuestIDsByCreator(r.Context(), uid)
@@ -58,9 +50,13 @@ func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
-	if err != nil {
-		return // Upgrade answered the request
+	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
+	if !ok {
+		return // the transport answered the request
+	}
+	conn := acc.conn
+	if acc.serve != nil {
+		defer acc.serve()
 	}
 	// Quests created from now on are announced on the control group; those
 	// created since the list above was read are found by reading it again.
@@ -73,12 +69,16 @@ func (c *Consumers) applications(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			if recovered {
+				acc.position(g, p)
+			}
 			sendSubscribed(conn, g, recovered)
 			continue
 		}
 		if _, ok := c.joinFrom(r.Context(), conn, g, start[i]); !ok {
 			return
 		}
+		acc.position(g, start[i])
 	}
 	again, err := c.p.QuestIDsByCreator(r.Context(), uid)
 	if err != nil {

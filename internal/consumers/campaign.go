@@ -16,18 +16,17 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/transport"
 )
 
-// campaign serves /ws/campaign/<id>/: anyone who may see the campaign (its
-// owner only while it is a draft) joins its room and first receives
-// campaign_data, the REST detail JSON.
-func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
+// campaign serves /ws/campaign/<id>/ and /sse/campaign/<id>/: anyone who
+// may see the campaign (its owner only while it is a draft) joins its room
+// and first receives campaign_data, the REST detail JSON.
+func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		http.NotFound(w, r) // as Channels' URL router: only digits match
 		return
 	}
-	v, ok := version(r)
+	v, resume, ok := request(k, w, r)
 	if !ok {
-		http.Error(w, "unsupported protocol version; use v=1 or v=2", http.StatusBadRequest)
 		return
 	}
 	uid, err := c.authenticate(r)
@@ -38,14 +37,6 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		c.log.Error("realtime: authenticate", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	resume, err := parseResume(r.URL.Query().Get("resume"))
-	if err != nil || (resume != nil && v != 2) {
-		if err == nil {
-			err = errors.New("resume needs protocol v2 (?v=2)")
-		}
-		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
@@ -64,9 +55,19 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	conn, err := c.ws.Upgrade(w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
-	if err != nil {
+	if loadErr != nil && k == viaSSE {
+		// An event stream answered with an error status is not retried by
+		// the browser, which is right for a campaign that is not there.
+		http.Error(w, "campaign not found", http.StatusNotFound)
 		return
+	}
+	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
+	if !ok {
+		return
+	}
+	conn := acc.conn
+	if acc.serve != nil {
+		defer acc.serve()
 	}
 	if loadErr != nil {
 		// Accepted, then told why and closed, so a browser client can show
@@ -84,6 +85,7 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if recovered {
+				acc.position(room.group, p)
 				sendSubscribed(conn, room.group, true)
 				return
 			}
@@ -98,7 +100,9 @@ func (c *Consumers) campaign(w http.ResponseWriter, r *http.Request) {
 	if !sendSnapshot(conn, detail) {
 		return
 	}
-	c.joinFrom(r.Context(), conn, room.group, start)
+	if _, ok := c.joinFrom(r.Context(), conn, room.group, start); ok {
+		acc.position(room.group, start)
+	}
 }
 
 // sendSnapshot sends campaign_data, the REST detail JSON.

@@ -25,7 +25,9 @@ type Config struct {
 	Tokens    *auth.Issuer
 	Hub       *realtime.Hub
 	WebSocket *transport.Server
-	Logger    *slog.Logger
+	// SSE serves the /sse/ endpoints; nil leaves them out.
+	SSE    *transport.SSE
+	Logger *slog.Logger
 	// TrustProxy takes the client address from X-Forwarded-For for the
 	// per-address connection limits.
 	TrustProxy bool
@@ -37,6 +39,7 @@ type Consumers struct {
 	tokens *auth.Issuer
 	hub    *realtime.Hub
 	ws     *transport.Server
+	sse    *transport.SSE
 	log    *slog.Logger
 	proxy  bool
 	rooms  announceLocks
@@ -49,13 +52,17 @@ func New(cfg Config) *Consumers {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, log: log, proxy: cfg.TrustProxy}
+	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, proxy: cfg.TrustProxy}
 }
 
 // Register adds the endpoints to mux.
 func (c *Consumers) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /ws/applications/{$}", c.applications)
-	mux.HandleFunc("GET /ws/campaign/{id}/{$}", c.campaign)
+	mux.HandleFunc("GET /ws/applications/{$}", func(w http.ResponseWriter, r *http.Request) { c.applications(viaWebSocket, w, r) })
+	mux.HandleFunc("GET /ws/campaign/{id}/{$}", func(w http.ResponseWriter, r *http.Request) { c.campaign(viaWebSocket, w, r) })
+	if c.sse != nil {
+		mux.HandleFunc("GET /sse/applications/{$}", func(w http.ResponseWriter, r *http.Request) { c.applications(viaSSE, w, r) })
+		mux.HandleFunc("GET /sse/campaign/{id}/{$}", func(w http.ResponseWriter, r *http.Request) { c.campaign(viaSSE, w, r) })
+	}
 }
 
 // errAuth is an authentication that was attempted and failed.
@@ -94,8 +101,8 @@ func refuse(w http.ResponseWriter, msg string) {
 	_, _ = w.Write([]byte(msg + "\n"))
 }
 
-// version reads ?v=: 1 (the seeds' protocol, the default) or 2.
-func version(r *http.Request) (int, bool) {
+// versionOf reads ?v=: 1 (the seeds' protocol, the default) or 2.
+func versionOf(r *http.Request) (int, bool) {
 	switch r.URL.Query().Get("v") {
 	case "", "1":
 		return 1, true

@@ -25,6 +25,11 @@ type Sources struct {
 		RateLimited() uint64
 		Refused() uint64
 	}
+	// SSE reports the Server-Sent Events transport's counters.
+	SSE interface {
+		Conns() int
+		Refused() uint64
+	}
 }
 
 // Metrics holds herald's registry and the metrics observed directly.
@@ -86,6 +91,14 @@ func New(src Sources) *Metrics {
 				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.RateLimited()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_handshakes_refused_total", Help: "Handshakes refused by the per-address limits.",
 				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.Refused()) }),
+		)
+	}
+	if sse := src.SSE; sse != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_realtime_connections", Help: "Open real-time connections by transport.",
+				ConstLabels: prometheus.Labels{"transport": "sse"}}, func() float64 { return float64(sse.Conns()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_realtime_handshakes_refused_total", Help: "Handshakes refused by the per-address limits.",
+				ConstLabels: prometheus.Labels{"transport": "sse"}}, func() float64 { return float64(sse.Refused()) }),
 		)
 	}
 	return m

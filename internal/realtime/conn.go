@@ -27,6 +27,9 @@ type ConnConfig struct {
 	UserID int64
 	// Version is the protocol version, 1 (default) or 2.
 	Version int
+	// SSE selects the Server-Sent Events encoding (which always carries
+	// positions, like v2).
+	SSE bool
 	// Value is the consumer's per-connection state, available as Conn.Value.
 	Value any
 }
@@ -95,7 +98,7 @@ func (c *Conn) UserID() int64 { return c.userID }
 
 // Version returns the protocol version, 1 or 2.
 func (c *Conn) Version() int {
-	if c.enc == EncodingWebSocketV2 {
+	if c.enc == EncodingWebSocketV2 || c.enc == EncodingSSE {
 		return 2
 	}
 	return 1
@@ -129,6 +132,9 @@ func (c *Conn) Send(f Frame) error {
 // SendJSON queues payload, a complete JSON message, encoded for the
 // connection's wire format.
 func (c *Conn) SendJSON(payload []byte) error {
+	if c.enc == EncodingSSE {
+		return c.Send(NewSSEMessage(payload))
+	}
 	return c.Send(NewTextFrame(payload))
 }
 

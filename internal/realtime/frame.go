@@ -1,6 +1,8 @@
 package realtime
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 
@@ -70,6 +72,25 @@ func NewTextFrame(payload []byte) Frame {
 	return Frame{b: finishTextFrame(append(newFrameBuf(len(payload)), payload...))}
 }
 
+// NewSSEMessage returns a Server-Sent Events message without an id, for a
+// one-off JSON message {"type":T,"data":D} (a snapshot, an error): event T,
+// data D. Compact JSON never holds a raw newline, so data fits one line.
+func NewSSEMessage(payload []byte) Frame {
+	var m struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(payload, &m) != nil || m.Type == "" {
+		m.Type, m.Data = "message", payload
+	}
+	b := make([]byte, 0, 20+len(m.Type)+len(m.Data))
+	b = append(b, "event: "...)
+	b = append(b, m.Type...)
+	b = append(b, "\ndata: "...)
+	b = append(b, bytes.ReplaceAll(m.Data, []byte("\n"), nil)...)
+	return Frame{b: append(b, "\n\n"...)}
+}
+
 // NewCloseFrame returns a WebSocket close frame with code and reason; the
 // reason is cut to fit a control frame.
 func NewCloseFrame(code uint16, reason string) Frame {
@@ -87,13 +108,17 @@ func NewCloseFrame(code uint16, reason string) Frame {
 // most once per encoding, however many connections receive it.
 type Encoding uint8
 
-// Encodings. A future SSE transport adds its own here.
+// Encodings.
 const (
 	// EncodingWebSocketV1 is the seeds' protocol: {"type":T,"data":D}.
 	EncodingWebSocketV1 Encoding = iota
 	// EncodingWebSocketV2 adds the event's position:
 	// {"type":T,"data":D,"group":G,"offset":N,"epoch":E}.
 	EncodingWebSocketV2
+	// EncodingSSE is a Server-Sent Events message:
+	// "id: G:E:N\nevent: T\ndata: D\n\n". The SSE transport rewrites the id
+	// line into the connection's full position before writing it.
+	EncodingSSE
 	encodingCount
 )
 
@@ -113,6 +138,19 @@ func (e Encoding) Encode(msg *layer.Message) []byte {
 		dst = strconv.AppendUint(dst, msg.Offset, 10)
 		dst = append(dst, `,"epoch":`...)
 		dst = appendJSONString(dst, msg.Epoch)
+	case EncodingSSE:
+		dst = make([]byte, 0, 32+len(msg.Group)+len(msg.Epoch)+len(msg.Type)+len(msg.Data))
+		dst = append(dst, "id: "...)
+		dst = append(dst, msg.Group...)
+		dst = append(dst, ':')
+		dst = append(dst, msg.Epoch...)
+		dst = append(dst, ':')
+		dst = strconv.AppendUint(dst, msg.Offset, 10)
+		dst = append(dst, "\nevent: "...)
+		dst = append(dst, msg.Type...)
+		dst = append(dst, "\ndata: "...)
+		dst = append(dst, msg.Data...)
+		return append(dst, "\n\n"...)
 	default:
 		dst = newFrameBuf(20 + len(msg.Type) + len(msg.Data))
 		dst = append(dst, `{"type":`...)

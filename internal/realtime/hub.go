@@ -148,7 +148,10 @@ func (h *Hub) Close() error {
 // handle on it.
 func (h *Hub) Attach(cfg ConnConfig, t Transport) Link {
 	c := &Conn{Value: cfg.Value, hub: h, transport: t, userID: cfg.UserID}
-	if cfg.Version == 2 {
+	switch {
+	case cfg.SSE:
+		c.enc = EncodingSSE
+	case cfg.Version == 2:
 		c.enc = EncodingWebSocketV2
 	}
 	h.conns.Add(1)

@@ -1,0 +1,313 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// SSEOptions configures an SSE server. Zero values take the defaults.
+type SSEOptions struct {
+	// Heartbeat is how often a comment line is sent on a quiet stream, so
+	// proxies keep it open and dead clients are noticed (default 15 s).
+	Heartbeat time.Duration
+	// Retry is the reconnect delay advised to the browser (default 2 s).
+	Retry time.Duration
+	// WriteTimeout bounds one write; a client that does not read for that
+	// long is closed as a slow consumer (default DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// AllowedOrigins, MaxConnsPerAddr, HandshakeRate and HandshakeBurst
+	// work as in Options.
+	AllowedOrigins  []string
+	MaxConnsPerAddr int
+	HandshakeRate   float64
+	HandshakeBurst  int
+	Logger          *slog.Logger
+}
+
+// SSE serves Server-Sent Events streams for a hub: the fallback for clients
+// that cannot open a WebSocket. Each stream is one HTTP response held open,
+// so it has a goroutine (the request's); it has the same bounded queue,
+// limits and close reasons as a WebSocket connection.
+type SSE struct {
+	hub     *realtime.Hub
+	opts    SSEOptions
+	limits  *addrLimiter
+	start   time.Time
+	active  atomic.Int64
+	refused atomic.Uint64
+
+	mu      sync.Mutex
+	streams map[*SSEStream]struct{}
+	closing bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// NewSSE returns an SSE server for hub.
+func NewSSE(hub *realtime.Hub, opts SSEOptions) *SSE {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = 2 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxConnsPerAddr == 0 {
+		opts.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if opts.HandshakeRate == 0 {
+		opts.HandshakeRate = DefaultHandshakeRate
+	}
+	if opts.HandshakeBurst <= 0 {
+		opts.HandshakeBurst = DefaultHandshakeBurst
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &SSE{
+		hub: hub, opts: opts, start: time.Now(),
+		limits:  newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst),
+		streams: make(map[*SSEStream]struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// Conns returns the number of open streams.
+func (s *SSE) Conns() int { return int(s.active.Load()) }
+
+// Refused returns the number of streams refused by the per-address limits.
+func (s *SSE) Refused() uint64 { return s.refused.Load() }
+
+// SSEStream is one open event stream.
+type SSEStream struct {
+	srv  *SSE
+	link realtime.Link
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	cfg  ConnConfig
+	wake chan struct{}
+	// positions is the stream's place in each of its groups, written as
+	// every event's id so that the browser's Last-Event-ID resumes them all.
+	positions map[string]string
+	order     []string
+	id        []byte
+}
+
+// Accept answers r with the headers of an event stream and registers the
+// connection; the consumer then joins groups and sends its first messages,
+// and calls Serve, which holds the stream open until it ends. On error the
+// HTTP response has been written.
+func (s *SSE) Accept(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*SSEStream, error) {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && !originAllowed(s.opts.AllowedOrigins, o) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return nil, ErrOriginNotAllowed
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil, ErrServerClosed
+	}
+	addr := cfg.Addr
+	if !addr.IsValid() {
+		addr = remoteAddr(r)
+	}
+	cfg.Addr = addr
+	if ok, why, retry := s.limits.admit(addr, int64(time.Since(s.start))); !ok {
+		s.refused.Add(1)
+		tooMany(w, why, retry)
+		return nil, ErrTooManyConnections
+	}
+	rc := http.NewResponseController(w)
+	// The server's WriteTimeout is meant for ordinary responses; a stream
+	// sets a deadline per write instead.
+	_ = rc.SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	st := &SSEStream{srv: s, w: w, rc: rc, cfg: cfg, wake: make(chan struct{}, 1), positions: map[string]string{}}
+	st.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: 2, SSE: true, Value: cfg.Value}, st)
+	if _, err := w.Write([]byte("retry: " + strconv.FormatInt(s.opts.Retry.Milliseconds(), 10) + "\n\n")); err != nil || rc.Flush() != nil {
+		st.finish()
+		return nil, errors.New("transport: sse: client went away")
+	}
+	s.mu.Lock()
+	s.streams[st] = struct{}{}
+	s.mu.Unlock()
+	s.active.Add(1)
+	s.wg.Add(1)
+	return st, nil
+}
+
+// Conn is the stream's hub connection.
+func (st *SSEStream) Conn() *realtime.Conn { return st.link.Conn() }
+
+// Wake implements realtime.Transport.
+func (st *SSEStream) Wake() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Serve writes the stream until the client goes away, the connection is
+// closed (slow consumer, shutdown) or ctx ends.
+func (st *SSEStream) Serve(ctx context.Context) {
+	defer st.finish()
+	heartbeat := time.NewTicker(st.srv.opts.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.srv.done:
+			// Shutdown: what is queued goes out, then the stream ends and the
+			// browser reconnects (elsewhere) with its Last-Event-ID.
+			st.drain()
+			return
+		case <-heartbeat.C:
+			if !st.write([]byte(": ping\n\n")) {
+				return
+			}
+		case <-st.wake:
+			if !st.drain() {
+				return
+			}
+		}
+	}
+}
+
+// drain writes everything queued; false ends the stream.
+func (st *SSEStream) drain() bool {
+	for {
+		b := st.link.Take()
+		if b == nil {
+			return true
+		}
+		frames := b.Frames
+		final := b.Final
+		if final && len(frames) > 0 {
+			frames = frames[:len(frames)-1] // the WebSocket close frame: ending the response is SSE's close
+		}
+		var buf bytes.Buffer
+		for _, f := range frames {
+			st.appendFrame(&buf, f)
+		}
+		ok := buf.Len() == 0 || st.write(buf.Bytes())
+		st.link.Release(b)
+		if !ok || final {
+			return false
+		}
+	}
+}
+
+// appendFrame adds one message to buf, replacing an event's own position
+// ("id: group:epoch:offset") by the stream's position in all its groups.
+func (st *SSEStream) appendFrame(buf *bytes.Buffer, f []byte) {
+	if !bytes.HasPrefix(f, []byte("id: ")) {
+		buf.Write(f)
+		return
+	}
+	line, rest, _ := bytes.Cut(f[4:], []byte("\n"))
+	if group, pos, ok := bytes.Cut(line, []byte(":")); ok {
+		g := string(group)
+		if _, seen := st.positions[g]; !seen {
+			st.order = append(st.order, g)
+		}
+		st.positions[g] = string(pos)
+	}
+	st.id = st.id[:0]
+	for i, g := range st.order {
+		if i > 0 {
+			st.id = append(st.id, ',')
+		}
+		st.id = append(st.id, g...)
+		st.id = append(st.id, ':')
+		st.id = append(st.id, st.positions[g]...)
+	}
+	buf.WriteString("id: ")
+	buf.Write(st.id)
+	buf.WriteByte('\n')
+	buf.Write(rest)
+}
+
+// SetPosition records where the stream stands in a group it resumed, so
+// the ids it writes carry that group even before its next event.
+func (st *SSEStream) SetPosition(group, epoch string, offset uint64) {
+	if epoch == "" {
+		return
+	}
+	if _, seen := st.positions[group]; !seen {
+		st.order = append(st.order, group)
+	}
+	st.positions[group] = epoch + ":" + strconv.FormatUint(offset, 10)
+}
+
+func (st *SSEStream) write(p []byte) bool {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.srv.opts.WriteTimeout))
+	if _, err := st.w.Write(p); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			st.link.WriteTimedOut()
+		}
+		return false
+	}
+	return st.rc.Flush() == nil
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func (st *SSEStream) finish() {
+	st.link.Finish()
+	if st.cfg.Handler != nil {
+		st.cfg.Handler.OnClose(st.link.Conn())
+	}
+	st.srv.limits.release(st.cfg.Addr)
+	st.srv.mu.Lock()
+	_, registered := st.srv.streams[st]
+	delete(st.srv.streams, st)
+	st.srv.mu.Unlock()
+	if registered {
+		st.srv.active.Add(-1)
+		st.srv.wg.Done()
+	}
+}
+
+// Shutdown ends every stream (each writes what it has queued first; the
+// browsers reconnect with their Last-Event-ID) and waits for them, or for
+// ctx.
+func (s *SSE) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
