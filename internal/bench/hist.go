@@ -22,9 +22,9 @@ type Histogram struct {
 
 const (
 	histSubBits = 6
-	histSub     = 1 << histSubBits // sub-buckets per power of two
-	histExact   = 2 * histSub      // values below this have a bucket each
-	histBuckets = histExact + (63-histSubBits)*histSub
+	histSub     = 1 << histSubBits                     // sub-buckets per power of two
+	histExact   = 2 * histSub                          // values below this have a bucket each
+	histBuckets = histExact + (62-histSubBits)*histSub // int64 values are below 2^63
 )
 
 // bucketOf is the index of v's bucket.
