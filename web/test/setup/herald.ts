@@ -1,0 +1,199 @@
+// Builds and runs real herald servers for the tests: `go build` once per
+// run (or HERALD_BIN, as scripts/test passes the binary it built), then one
+// server per test file on a free loopback port with its own SQLite
+// database and the demo data (alice, bob, carol, dave / herald-demo).
+
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+export const DEMO_PASSWORD = 'herald-demo';
+
+/** The herald binary: HERALD_BIN, or built from this checkout into dir. */
+export function buildHerald(dir: string): string {
+  const given = process.env.HERALD_BIN;
+  if (given) {
+    if (!existsSync(given)) throw new Error(`HERALD_BIN=${given} does not exist`);
+    return resolve(given);
+  }
+  const out = join(dir, 'herald');
+  execFileSync('go', ['build', '-o', out, './cmd/herald'], { cwd: REPO, stdio: 'inherit' });
+  return out;
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
+    });
+  });
+}
+
+/** Whether port can be listened on at 127.0.0.1. */
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+export interface HeraldOptions {
+  bin: string;
+  port?: number;
+  /** Directory of the database and the JWT secret (default: a new temp dir). */
+  dir?: string;
+  args?: string[];
+}
+
+export class Herald {
+  readonly bin: string;
+  readonly dir: string;
+  readonly port: number;
+  readonly args: string[];
+  private proc: ChildProcess | null = null;
+  private log: string[] = [];
+  private readonly ownDir: boolean;
+
+  private constructor(o: HeraldOptions & { port: number; dir: string }, ownDir: boolean) {
+    this.bin = o.bin;
+    this.port = o.port;
+    this.dir = o.dir;
+    this.args = o.args ?? [];
+    this.ownDir = ownDir;
+  }
+
+  static async start(o: HeraldOptions): Promise<Herald> {
+    const own = !o.dir;
+    const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'herald-web-'));
+    const h = new Herald({ ...o, dir, port: o.port ?? (await freePort()) }, own);
+    await h.start();
+    return h;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsURL(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.proc !== null;
+  }
+
+  /** Starts the server (again: same port, same database) and waits until it answers. */
+  async start(): Promise<void> {
+    if (this.proc) return;
+    const args = [
+      'serve',
+      '--addr', `127.0.0.1:${this.port}`,
+      '--db', `sqlite:${join(this.dir, 'herald.db')}`,
+      '--data-dir', this.dir,
+      '--log-level', 'warn',
+      '--shutdown-grace', '2s',
+      '--handshake-rate', '-1',
+      '--max-conns-per-addr', '-1',
+      ...this.args,
+    ];
+    const p = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = p;
+    const keep = (b: Buffer) => {
+      this.log.push(b.toString());
+      if (this.log.length > 200) this.log.shift();
+    };
+    p.stdout?.on('data', keep);
+    p.stderr?.on('data', keep);
+    let exited = false;
+    p.once('exit', () => {
+      exited = true;
+      if (this.proc === p) this.proc = null;
+    });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) throw new Error(`herald exited on start:\n${this.log.join('')}`);
+      try {
+        const r = await fetch(`${this.url}/readyz`);
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`herald did not start:\n${this.log.join('')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops the server (SIGTERM: clients get 1012) and waits for it to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.proc;
+    if (!p) return;
+    const done = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill(signal);
+    const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    await done;
+    clearTimeout(t);
+    this.proc = null;
+  }
+
+  /** Stops the server and removes its files. */
+  async dispose(): Promise<void> {
+    await this.stop();
+    if (this.ownDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  output(): string {
+    return this.log.join('');
+  }
+}
+
+/** REST calls as a user, with bearer tokens. */
+export class ApiUser {
+  constructor(
+    readonly base: string,
+    readonly username: string,
+    public access: string,
+    readonly refresh: string,
+    readonly id: number,
+  ) {}
+
+  static async signIn(base: string, username: string, password = DEMO_PASSWORD): Promise<ApiUser> {
+    const r = await fetch(`${base}/api/auth/token/`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password }),
+    });
+    if (!r.ok) throw new Error(`sign in ${username}: ${r.status} ${await r.text()}`);
+    const t = (await r.json()) as { access: string; refresh: string };
+    const me = (await (await fetch(`${base}/api/auth/me/`, { headers: { Authorization: `Bearer ${t.access}` } })).json()) as { id: number };
+    return new ApiUser(base, username, t.access, t.refresh, me.id);
+  }
+
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const r = await fetch(`${this.base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.access}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`${method} ${path} as ${this.username}: ${r.status} ${await r.text()}`);
+    return (r.status === 204 ? undefined : await r.json()) as T;
+  }
+
+  get<T>(path: string) {
+    return this.call<T>('GET', path);
+  }
+  post<T>(path: string, body: unknown) {
+    return this.call<T>('POST', path, body);
+  }
+  patch<T>(path: string, body: unknown) {
+    return this.call<T>('PATCH', path, body);
+  }
+}

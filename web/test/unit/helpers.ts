@@ -1,0 +1,51 @@
+import { WebSocket } from 'ws';
+import {
+  HeraldClient,
+  webSocketTransport,
+  type ClientEventMap,
+  type HeraldClientOptions,
+  type WebSocketConstructor,
+} from '@herald/client';
+
+/** The `ws` package as the client's WebSocket (Node 20 has none built in). */
+export const nodeTransport = webSocketTransport(WebSocket as unknown as WebSocketConstructor);
+
+export function client(base: string, o: Partial<HeraldClientOptions> & { url: string }): HeraldClient {
+  return new HeraldClient({ base, transport: nodeTransport, ...o });
+}
+
+/** Resolves with the next event of `type` that satisfies pred. */
+export function next<K extends keyof ClientEventMap>(
+  c: HeraldClient,
+  type: K,
+  pred: (ev: ClientEventMap[K]) => boolean = () => true,
+  timeoutMs = 10_000,
+): Promise<ClientEventMap[K]> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      off();
+      reject(new Error(`no ${String(type)} event within ${timeoutMs} ms (state ${c.state})`));
+    }, timeoutMs);
+    const off = c.on(type, (ev) => {
+      if (!pred(ev)) return;
+      clearTimeout(t);
+      off();
+      resolve(ev);
+    });
+  });
+}
+
+/** Records every event of the given types, in order. */
+export function record(c: HeraldClient, ...types: (keyof ClientEventMap)[]) {
+  const seen: { type: string; ev: unknown }[] = [];
+  for (const t of types) c.on(t, (ev) => seen.push({ type: t, ev }));
+  return seen;
+}
+
+export async function until(cond: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

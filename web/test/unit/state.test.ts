@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { addMoney, formatMoney, fromCents, toCents, type CampaignDetail, type Contribution } from '@herald/client';
+import { applyCampaignMessage } from '../../src/hooks/campaignState';
+
+describe('money', () => {
+  it('adds decimal strings exactly', () => {
+    expect(toCents('1200.50')).toBe(120050);
+    expect(toCents('7')).toBe(700);
+    expect(toCents('0.1')).toBe(10);
+    expect(toCents('abc')).toBeNaN();
+    expect(fromCents(5)).toBe('0.05');
+    expect(addMoney('0.10', '0.20')).toBe('0.30');
+    expect(addMoney('1525.50', '74.50')).toBe('1600.00');
+    expect(formatMoney('1234.5', 'USD', 'en-US')).toBe('$1,234.50');
+  });
+});
+
+const campaign = (): CampaignDetail => ({
+  id: 1,
+  owner: { id: 1, username: 'alice' },
+  title: 't',
+  description: '',
+  goal_amount: '100.00',
+  raised_amount: '10.00',
+  currency: 'USD',
+  status: 'active',
+  contributions_count: 1,
+  created_at: '2026-01-01T00:00:00Z',
+  updated_at: '2026-01-01T00:00:00Z',
+  updates_count: 0,
+  comments_count: 0,
+  contributions: [],
+  updates: [],
+  comments: [],
+  releases: [],
+  milestones: [],
+});
+
+const contribution = (id: number, amount: string, campaignId = 1): Contribution => ({
+  id,
+  campaign: campaignId,
+  user: { id: 2, username: 'bob' },
+  amount,
+  currency: 'USD',
+  created_at: '2026-01-01T00:00:00Z',
+});
+
+describe('applyCampaignMessage', () => {
+  it('adds a new contribution to the raised total once', () => {
+    let c = applyCampaignMessage(null, { type: 'campaign_data', data: campaign() });
+    c = applyCampaignMessage(c, { type: 'contribution', data: contribution(7, '2.50') });
+    c = applyCampaignMessage(c, { type: 'contribution', data: contribution(7, '2.50') }); // its event after the REST answer
+    expect(c?.raised_amount).toBe('12.50');
+    expect(c?.contributions_count).toBe(2);
+    expect(c?.contributions.map((x) => x.id)).toEqual([7]);
+  });
+
+  it('ignores events for other campaigns and before the snapshot', () => {
+    expect(applyCampaignMessage(null, { type: 'contribution', data: contribution(1, '1.00') })).toBeNull();
+    const c = campaign();
+    expect(applyCampaignMessage(c, { type: 'contribution', data: contribution(1, '1.00', 2) })).toBe(c);
+  });
+
+  it('replaces edited objects and counts new ones', () => {
+    let c = applyCampaignMessage(campaign(), {
+      type: 'comment',
+      data: { id: 3, campaign: 1, user: { id: 2, username: 'bob' }, content: 'a', created_at: '', updated_at: '' },
+    });
+    c = applyCampaignMessage(c, {
+      type: 'comment',
+      data: { id: 3, campaign: 1, user: { id: 2, username: 'bob' }, content: 'edited', created_at: '', updated_at: '' },
+    });
+    expect(c?.comments_count).toBe(1);
+    expect(c?.comments[0]?.content).toBe('edited');
+    c = applyCampaignMessage(c, { type: 'campaign_data', data: campaign() });
+    expect(c?.comments).toEqual([]);
+  });
+});
