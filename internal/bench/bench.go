@@ -98,6 +98,13 @@ type Options struct {
 	Timeout             Duration `json:"timeout"`              // one connect, one request
 	ReadBuffer          int      `json:"read_buffer"`          // per-connection read buffer
 	Progress            Duration `json:"progress"`             // progress line interval
+	// Profile takes CPU profiles of the server (net/http/pprof on its admin
+	// address: AdminAddr, or one --spawn sets up) during each measured
+	// phase, into Out; ProfileFor is their length where a phase has no
+	// fixed one (connecting, reconnecting).
+	Profile    bool     `json:"profile,omitempty"`
+	AdminAddr  string   `json:"admin_addr,omitempty"`
+	ProfileFor Duration `json:"profile_for,omitempty"`
 
 	Stdout  io.Writer `json:"-"` // progress and summary (default os.Stdout)
 	Command []string  `json:"-"` // the command line, recorded in results
@@ -109,7 +116,7 @@ func Defaults(scenario string) Options {
 		Scenario: scenario, Target: "http://127.0.0.1:8000", Duration: Duration(30 * time.Second),
 		DialConcurrency: 512, RegisterConcurrency: max(2, runtime.NumCPU()), Timeout: Duration(10 * time.Second),
 		ReadBuffer: 1024, Progress: Duration(time.Second), ConnectRate: 5000, Publishers: 64,
-		Drain: Duration(5 * time.Second), SnapshotBytes: 4096,
+		Drain: Duration(5 * time.Second), SnapshotBytes: 4096, ProfileFor: Duration(10 * time.Second),
 	}
 	switch scenario {
 	case "idle":
@@ -187,6 +194,12 @@ func (o *Options) check(nofile uint64) error {
 	if o.Timeout.D() <= 0 {
 		bad("--timeout must be positive")
 	}
+	if o.Profile && o.Out == "" {
+		bad("--profile needs --out for the profiles")
+	}
+	if o.Profile && !o.Spawn && o.AdminAddr == "" {
+		bad("--profile needs the server's --admin-addr (pprof), or --spawn")
+	}
 	if o.Spawn && o.ServerPID != 0 {
 		bad("--server-pid and --spawn exclude each other (--spawn measures its own child)")
 	}
@@ -215,6 +228,7 @@ type env struct {
 	pid    int // server process, 0 when unknown
 	start  time.Time
 	nofile uint64
+	prof   *profiler
 
 	open       atomic.Int64  // open client connections
 	deliveries atomic.Uint64 // messages received that a scenario counts
@@ -259,7 +273,17 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	if o.Spawn {
-		srv, err := spawnServer(ctx, o.HeraldBin, o.ServeArgs, o.Timeout.D())
+		serveArgs := o.ServeArgs
+		if o.Profile && o.AdminAddr == "" {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			o.AdminAddr = fmt.Sprintf("127.0.0.1:%d", port)
+			e.res.Params.AdminAddr = o.AdminAddr
+			serveArgs = append(append([]string(nil), serveArgs...), "--admin-addr", o.AdminAddr)
+		}
+		srv, err := spawnServer(ctx, o.HeraldBin, serveArgs, o.Timeout.D())
 		if err != nil {
 			return nil, err
 		}
@@ -288,6 +312,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	e.res.ServerPID = e.pid
+	if o.Profile {
+		admin, err := ParseTarget(o.AdminAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-addr: %w", err)
+		}
+		e.prof = &profiler{e: e, admin: admin.HTTP, done: make(chan struct{})}
+	}
 	e.src = NewSources(e.t.Addr.Addr())
 	e.rest = newREST(e.t.HTTP, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())
 	defer e.rest.close()
@@ -312,6 +343,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		err = e.runResume(ctx)
 	}
 	stopTicker()
+	if e.prof != nil && e.prof.n > 0 {
+		fmt.Fprintf(e.out, "waiting for %d CPU profile(s) of the server\n", e.prof.n)
+		e.prof.wait()
+	}
 	e.res.FinishedAt = time.Now().UTC().Round(0)
 	e.mu.Lock()
 	e.res.Timeline = e.timeline

@@ -311,6 +311,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 	padding := fillText(pad)
 	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
 
+	e.profile(ctx, fmt.Sprintf("cpu-step%d-%gps.pprof", si+1, rate), dur)
 	start := time.Now()
 	var sent atomic.Int64
 	lastD, lastT := e.deliveries.Load(), time.Now()

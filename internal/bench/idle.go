@@ -83,6 +83,7 @@ func (e *env) runIdle(ctx context.Context) error {
 	}
 
 	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	e.profile(ctx, "cpu-connect.pprof", o.ProfileFor.D())
 	clients, cf := e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
 	f.Connect = cf
 	if e.pid > 0 {

@@ -368,6 +368,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	status := make([]string, len(users)) // last status set
 	next := 0
 	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		for tries := 0; tries < len(users); tries++ {
 			i := next
@@ -469,6 +470,7 @@ func (e *env) runApps(ctx context.Context) error {
 	)
 	rng := rand.New(rand.NewPCG(1, 2))
 	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		mu.Lock()
 		defer mu.Unlock()

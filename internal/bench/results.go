@@ -37,8 +37,11 @@ type Results struct {
 	FinishedAt     time.Time `json:"finished_at"`
 	// Error is set when the run stopped early; the figures are what was
 	// measured until then.
-	Error string   `json:"error,omitempty"`
-	Notes []string `json:"notes,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Profiles are the server CPU profiles taken (files in the out
+	// directory; `go tool pprof -top <file>`).
+	Profiles []string `json:"profiles,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
 
 	Idle     *IdleFigures    `json:"idle,omitempty"`
 	Fanout   *FanoutFigures  `json:"fanout,omitempty"`

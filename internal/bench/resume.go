@@ -99,6 +99,9 @@ func (e *env) runResume(ctx context.Context) error {
 		}
 		srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
 		marks = append(marks, Mark{At: time.Since(e.start).Seconds(), Label: fmt.Sprintf("round %d", r+1)})
+		if r == o.Rounds-1 {
+			e.profile(ctx, "cpu-reconnect.pprof", o.ProfileFor.D())
+		}
 		dropped := time.Now()
 		e.closeAll(clients)
 		rctx, cancel := context.WithTimeout(ctx, o.Duration.D())
