@@ -240,9 +240,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(relayDone)
 		_ = a.relay.Run(relayCtx)
 	}()
+	presenceDone := make(chan struct{})
+	go func() {
+		defer close(presenceDone)
+		a.consumers.Run(relayCtx)
+	}()
 	defer func() {
 		stopRelay()
 		<-relayDone
+		<-presenceDone
 	}()
 	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
 	select {

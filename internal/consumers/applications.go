@@ -50,7 +50,7 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 			return
 		}
 	}
-	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{}, Handler: applicationHandler{}, Addr: c.clientAddr(r)})
+	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{c}, Handler: applicationHandler{c}, Addr: c.clientAddr(r)})
 	if !ok {
 		return // the transport answered the request
 	}
@@ -95,16 +95,21 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 
 // applicationHandler answers what a client sends on /ws/applications/. The
 // seeds' consumer ignores client messages; herald tells the client it
-// expects none rather than dropping them silently.
-type applicationHandler struct{}
+// expects none rather than dropping them silently (v2 clients may
+// subscribe and unsubscribe).
+type applicationHandler struct{ c *Consumers }
 
-func (applicationHandler) OnMessage(conn *realtime.Conn, data []byte) {
+func (h applicationHandler) OnMessage(conn *realtime.Conn, data []byte) {
 	m, ok := parseMessage(conn, data)
 	if !ok {
 		return
 	}
+	rep := newReply(conn, m)
+	if h.c.handleV2(conn, m, rep) {
+		return
+	}
 	typ, _ := json.Marshal(m.Type)
-	sendError(conn, CodeUnknownType, "this endpoint accepts no "+string(typ)+" messages; it only sends events")
+	rep.error(CodeUnknownType, "this endpoint accepts no "+string(typ)+" messages; it only sends events")
 }
 
 func (applicationHandler) OnClose(*realtime.Conn) {}

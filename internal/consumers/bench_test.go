@@ -27,7 +27,7 @@ func BenchmarkDecodeClientMessage(b *testing.B) {
 		if !ok {
 			b.Fatal("rejected")
 		}
-		if _, ok := announceID(conn, m); !ok {
+		if _, ok := announceID(newReply(conn, m), m); !ok {
 			b.Fatal("no id")
 		}
 	}

@@ -84,6 +84,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			c.presence.watch(room.group)
 			if recovered {
 				acc.position(room.group, p)
 				sendSubscribed(conn, room.group, true)
@@ -102,6 +103,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := c.joinFrom(r.Context(), conn, room.group, start); ok {
 		acc.position(room.group, start)
+		c.presence.watch(room.group)
 	}
 }
 
@@ -140,12 +142,16 @@ func (room *campaignRoom) OnMessage(conn *realtime.Conn, raw []byte) {
 	if !ok {
 		return
 	}
-	if !slices.Contains(platform.AnnounceTypes, m.Type) {
-		typ, _ := json.Marshal(m.Type)
-		sendError(conn, CodeUnknownType, "unknown message type "+string(typ)+"; expected contribution, update, comment, release or milestone")
+	rep := newReply(conn, m)
+	if room.c.handleV2(conn, m, rep) {
 		return
 	}
-	id, ok := announceID(conn, m)
+	if !slices.Contains(platform.AnnounceTypes, m.Type) {
+		typ, _ := json.Marshal(m.Type)
+		rep.error(CodeUnknownType, "unknown message type "+string(typ)+"; expected contribution, update, comment, release or milestone")
+		return
+	}
+	id, ok := announceID(rep, m)
 	if !ok {
 		return
 	}
@@ -154,29 +160,31 @@ func (room *campaignRoom) OnMessage(conn *realtime.Conn, raw []byte) {
 	if err := room.c.announce(ctx, conn.UserID(), room.id, room.group, m.Type, id); err != nil {
 		switch platform.KindOf(err) {
 		case platform.KindNotFound:
-			sendError(conn, CodeNotFound, m.Type+" "+strconv.FormatInt(id, 10)+" is not in this campaign")
+			rep.error(CodeNotFound, m.Type+" "+strconv.FormatInt(id, 10)+" is not in this campaign")
 		case platform.KindForbidden, platform.KindUnauthorized:
-			sendError(conn, CodeForbidden, "you may not announce this "+m.Type)
+			rep.error(CodeForbidden, "you may not announce this "+m.Type)
 		default:
 			room.c.log.Error("realtime: announce", "campaign_id", room.id, "type", m.Type, "id", id, "err", err)
-			sendError(conn, CodeInternal, "the announcement failed; try again")
+			rep.error(CodeInternal, "the announcement failed; try again")
 		}
+		return
 	}
+	rep.ack()
 }
 
 // announceID reads the object id of an announce, answering the client when
 // there is none.
-func announceID(conn *realtime.Conn, m message) (int64, bool) {
+func announceID(rep reply, m message) (int64, bool) {
 	var ref struct {
 		ID json.Number `json:"id"`
 	}
 	if len(m.Data) == 0 || json.Unmarshal(m.Data, &ref) != nil || ref.ID == "" {
-		sendError(conn, CodeInvalidMessage, "\"data\" must be an object with the numeric \"id\" of the "+m.Type)
+		rep.error(CodeInvalidMessage, "\"data\" must be an object with the numeric \"id\" of the "+m.Type)
 		return 0, false
 	}
 	id, err := strconv.ParseInt(string(ref.ID), 10, 64)
 	if err != nil || id <= 0 {
-		sendError(conn, CodeInvalidMessage, "\"id\" must be a positive integer")
+		rep.error(CodeInvalidMessage, "\"id\" must be a positive integer")
 		return 0, false
 	}
 	return id, true

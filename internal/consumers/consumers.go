@@ -35,15 +35,16 @@ type Config struct {
 
 // Consumers serves /ws/applications/ and /ws/campaign/<id>/.
 type Consumers struct {
-	p      *platform.Platform
-	tokens *auth.Issuer
-	hub    *realtime.Hub
-	ws     *transport.Server
-	sse    *transport.SSE
-	log    *slog.Logger
-	proxy  bool
-	rooms  announceLocks
-	seen   versions
+	p        *platform.Platform
+	tokens   *auth.Issuer
+	hub      *realtime.Hub
+	ws       *transport.Server
+	sse      *transport.SSE
+	log      *slog.Logger
+	proxy    bool
+	rooms    announceLocks
+	seen     versions
+	presence presence
 }
 
 // New returns the consumers.
@@ -142,6 +143,8 @@ func sendError(conn *realtime.Conn, code, msg string) {
 type message struct {
 	Type string          `json:"type"`
 	Data json.RawMessage `json:"data"`
+	// ID is a v2 client's own id for the message, echoed in the answer.
+	ID json.RawMessage `json:"id"`
 }
 
 // parseMessage decodes a client message, answering the client itself when it

@@ -65,7 +65,7 @@ func FuzzClientMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		for _, h := range []interface {
 			OnMessage(*realtime.Conn, []byte)
-		}{room, applicationHandler{}} {
+		}{room, applicationHandler{c}} {
 			link := hub.Attach(realtime.ConnConfig{UserID: u.ID}, nopTransport{})
 			conn := link.Conn()
 			h.OnMessage(conn, msg)

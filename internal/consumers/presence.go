@@ -1,0 +1,99 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// presenceInterval is the most often a room's count is sent.
+const presenceInterval = time.Second
+
+// presence tells v2 members of campaign rooms how many are watching: once a
+// second at most, and only when the count changed.
+type presence struct {
+	mu    sync.Mutex
+	rooms map[string]int // room → count last sent (-1: never)
+}
+
+// watch notes a room whose membership may have changed.
+func (p *presence) watch(group string) {
+	if !strings.HasPrefix(group, "campaign_") {
+		return
+	}
+	p.mu.Lock()
+	if p.rooms == nil {
+		p.rooms = make(map[string]int)
+	}
+	if _, ok := p.rooms[group]; !ok {
+		p.rooms[group] = -1
+	}
+	p.mu.Unlock()
+}
+
+// Run sends presence counts until ctx ends.
+func (c *Consumers) Run(ctx context.Context) {
+	t := time.NewTicker(presenceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.sendPresence()
+		}
+	}
+}
+
+// sendPresence sends each room whose count changed its new count, and
+// forgets rooms that emptied.
+func (c *Consumers) sendPresence() {
+	type change struct {
+		group string
+		count int
+	}
+	var changes []change
+	c.presence.mu.Lock()
+	for g, last := range c.presence.rooms {
+		n := c.hub.GroupSize(g)
+		if n == last {
+			continue
+		}
+		if n == 0 {
+			delete(c.presence.rooms, g)
+		} else {
+			c.presence.rooms[g] = n
+		}
+		changes = append(changes, change{g, n})
+	}
+	c.presence.mu.Unlock()
+	for _, ch := range changes {
+		if ch.count == 0 {
+			continue
+		}
+		payload, _ := json.Marshal(struct {
+			Type string `json:"type"`
+			Data struct {
+				Group string `json:"group"`
+				Count int    `json:"count"`
+			} `json:"data"`
+		}{Type: "presence", Data: struct {
+			Group string `json:"group"`
+			Count int    `json:"count"`
+		}{ch.group, ch.count}})
+		// One frame per wire format, shared by every receiver.
+		ws, sse := realtime.NewTextFrame(payload), realtime.NewSSEMessage(payload)
+		for _, conn := range c.hub.Members(ch.group) {
+			switch conn.Encoding() {
+			case realtime.EncodingWebSocketV2:
+				_ = conn.Send(ws)
+			case realtime.EncodingSSE:
+				_ = conn.Send(sse)
+			}
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
+)
+
+// reply answers one client message. A v2 client that gave its message an
+// "id" gets an ack, or errors carrying that id, so it can match answers to
+// what it sent; v1 clients get the seeds' plain errors and no acks.
+type reply struct {
+	conn *realtime.Conn
+	id   json.RawMessage
+}
+
+func newReply(conn *realtime.Conn, m message) reply {
+	if conn.Version() < 2 || len(m.ID) == 0 || len(m.ID) > 128 {
+		return reply{conn: conn}
+	}
+	return reply{conn: conn, id: m.ID}
+}
+
+func (r reply) error(code, msg string) {
+	if r.id == nil {
+		sendError(r.conn, code, msg)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Data struct {
+			Code    string          `json:"code"`
+			Message string          `json:"message"`
+			ID      json.RawMessage `json:"id"`
+		} `json:"data"`
+	}{Type: "error", Data: struct {
+		Code    string          `json:"code"`
+		Message string          `json:"message"`
+		ID      json.RawMessage `json:"id"`
+	}{code, msg, r.id}})
+	_ = r.conn.SendJSON(b)
+}
+
+func (r reply) ack() {
+	if r.id == nil {
+		return
+	}
+	b := make([]byte, 0, 40+len(r.id))
+	b = append(b, `{"type":"ack","data":{"id":`...)
+	b = append(b, r.id...)
+	b = append(b, "}}"...)
+	_ = r.conn.SendJSON(b)
+}
+
+// subscription is the data of subscribe and unsubscribe: a group, and for
+// subscribe optionally the position to resume it from.
+type subscription struct {
+	Group  string `json:"group"`
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// handleV2 handles the messages only v2 clients may send; it reports false
+// for any other type.
+func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
+	if conn.Version() < 2 || (m.Type != "subscribe" && m.Type != "unsubscribe") {
+		return false
+	}
+	var sub subscription
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validGroup(sub.Group) {
+		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if m.Type == "unsubscribe" {
+		if err := c.hub.Leave(ctx, conn, sub.Group); err != nil {
+			rep.error(CodeInternal, "could not leave "+sub.Group)
+			return true
+		}
+		rep.ack()
+		return true
+	}
+	if err := c.mayWatch(ctx, conn.UserID(), sub.Group); err != nil {
+		switch platform.KindOf(err) {
+		case platform.KindNotFound:
+			rep.error(CodeNotFound, err.Error())
+		case platform.KindForbidden, platform.KindUnauthorized:
+			rep.error(CodeForbidden, err.Error())
+		default:
+			c.log.Error("realtime: subscribe", "group", sub.Group, "err", err)
+			rep.error(CodeInternal, "could not subscribe; try again")
+		}
+		return true
+	}
+	if conn.InGroup(sub.Group) {
+		rep.ack()
+		return true
+	}
+	from := position{Offset: sub.Offset, Epoch: sub.Epoch}
+	resuming := sub.Epoch != ""
+	if !resuming {
+		var err error
+		if from, err = c.positionNow(ctx, sub.Group); err != nil {
+			rep.error(CodeInternal, "could not subscribe; try again")
+			return true
+		}
+	}
+	recovered, ok := c.joinFrom(ctx, conn, sub.Group, from)
+	if !ok {
+		return true
+	}
+	c.presence.watch(sub.Group)
+	rep.ack()
+	sendSubscribed(conn, sub.Group, recovered || !resuming)
+	return true
+}
+
+// mayWatch says whether userID may receive a group's events: a campaign's
+// room if they may see the campaign, a quest's group if they created it,
+// their own user group.
+func (c *Consumers) mayWatch(ctx context.Context, userID int64, group string) error {
+	kind, num, _ := strings.Cut(group, "_")
+	id, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || id <= 0 {
+		return &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
+	}
+	switch kind {
+	case "campaign":
+		_, err := c.p.Campaign(ctx, userID, id)
+		return err
+	case "quest":
+		q, err := c.p.Quest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if q.Creator.ID != userID {
+			return &platform.Error{Kind: platform.KindForbidden, Message: "only the quest's creator follows its applications"}
+		}
+		return nil
+	case "user":
+		if id != userID {
+			return &platform.Error{Kind: platform.KindForbidden, Message: "a user group is its user's alone"}
+		}
+		return nil
+	}
+	return &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
+}
