@@ -5,12 +5,13 @@
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEMO_PASSWORD = 'herald-demo';
 
 /** The herald binary: HERALD_BIN, or built from this checkout into dir. */
@@ -43,6 +44,18 @@ export function portIsFree(port: number): Promise<boolean> {
     const s = createServer();
     s.once('error', () => res(false));
     s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+/** GET url answers 200 (node:http: a DOM test environment's fetch logs refused connections). */
+function ready(url: string): Promise<boolean> {
+  return new Promise((res) => {
+    const req = httpGet(url, (r) => {
+      r.resume();
+      res(r.statusCode === 200);
+    });
+    req.on('error', () => res(false));
+    req.setTimeout(2000, () => req.destroy());
   });
 }
 
@@ -121,12 +134,7 @@ export class Herald {
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (exited) throw new Error(`herald exited on start:\n${this.log.join('')}`);
-      try {
-        const r = await fetch(`${this.url}/readyz`);
-        if (r.ok) return;
-      } catch {
-        // not listening yet
-      }
+      if (await ready(`${this.url}/readyz`)) return;
       if (Date.now() > deadline) throw new Error(`herald did not start:\n${this.log.join('')}`);
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -18,7 +18,12 @@ let alice: ApiUser, bob: ApiUser, carol: ApiUser, dave: ApiUser;
 
 beforeAll(async () => {
   h = await Herald.start({ bin: inject('heraldBin') });
-  [alice, bob, carol, dave] = await Promise.all(['alice', 'bob', 'carol', 'dave'].map((u) => ApiUser.signIn(h.url, u)));
+  [alice, bob, carol, dave] = (await Promise.all(['alice', 'bob', 'carol', 'dave'].map((u) => ApiUser.signIn(h.url, u)))) as [
+    ApiUser,
+    ApiUser,
+    ApiUser,
+    ApiUser,
+  ];
 });
 afterAll(() => h?.dispose());
 
