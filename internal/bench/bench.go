@@ -229,6 +229,8 @@ type env struct {
 	start  time.Time
 	nofile uint64
 	prof   *profiler
+	// adminHTTP is the server's admin address (pprof), when known.
+	adminHTTP string
 
 	open       atomic.Int64  // open client connections
 	deliveries atomic.Uint64 // messages received that a scenario counts
@@ -274,7 +276,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 	if o.Spawn {
 		serveArgs := o.ServeArgs
-		if o.Profile && o.AdminAddr == "" {
+		if o.AdminAddr == "" { // pprof for --profile and for a forced GC before reading memory
 			port, err := freePort()
 			if err != nil {
 				return nil, err
@@ -312,12 +314,15 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	e.res.ServerPID = e.pid
-	if o.Profile {
+	if o.AdminAddr != "" {
 		admin, err := ParseTarget(o.AdminAddr)
 		if err != nil {
 			return nil, fmt.Errorf("--admin-addr: %w", err)
 		}
-		e.prof = &profiler{e: e, admin: admin.HTTP, done: make(chan struct{})}
+		e.adminHTTP = admin.HTTP
+	}
+	if o.Profile {
+		e.prof = &profiler{e: e, admin: e.adminHTTP, done: make(chan struct{})}
 	}
 	e.src = NewSources(e.t.Addr.Addr())
 	e.rest = newREST(e.t.HTTP, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())

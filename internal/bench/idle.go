@@ -24,7 +24,20 @@ type IdleFigures struct {
 	// RSSSamplesKiB is VmRSS once a second while idle.
 	RSSSamplesKiB []int64 `json:"rss_samples_kib,omitempty"`
 	ServerThreads int     `json:"server_threads,omitempty"`
-	SettleS       float64 `json:"settle_s"`
+	// With the server's admin address known, the same after forcing two
+	// garbage collections in it (before and after): what the connections
+	// hold, without the garbage their handshakes left behind.
+	RSSBeforeGCKiB         int64   `json:"rss_before_gc_kib,omitempty"`
+	RSSAfterGCKiB          int64   `json:"rss_after_gc_kib,omitempty"`
+	RSSPerConnAfterGCBytes float64 `json:"rss_per_conn_after_gc_bytes,omitempty"`
+	// The server's own metrics (/metrics) before connecting and with the
+	// connections idle (after the forced GC when there was one), and the
+	// Go heap in use per connection from them.
+	MetricsBefore     map[string]float64 `json:"server_metrics_before,omitempty"`
+	MetricsAfter      map[string]float64 `json:"server_metrics_after,omitempty"`
+	HeapPerConnBytes  float64            `json:"heap_inuse_per_conn_bytes,omitempty"`
+	GoroutinesPerConn float64            `json:"goroutines_per_conn,omitempty"`
+	SettleS           float64            `json:"settle_s"`
 	// ServerCPU is the server's CPU use while the connections were made.
 	ServerCPU *ProcessFigures `json:"server_cpu_connecting,omitempty"`
 	BenchCPU  *ProcessFigures `json:"bench_cpu_connecting,omitempty"`
@@ -81,6 +94,16 @@ func (e *env) runIdle(ctx context.Context) error {
 		}
 		f.RSSBeforeKiB = st.RSSKiB
 	}
+	gc := e.gcServer(ctx)
+	if gc && e.pid > 0 {
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+		if st, err := ReadProcStatus(e.pid); err == nil {
+			f.RSSBeforeGCKiB = st.RSSKiB
+		}
+	}
+	f.MetricsBefore = e.metrics(ctx)
 
 	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
 	e.profile(ctx, "cpu-connect.pprof", o.ProfileFor.D())
@@ -120,6 +143,20 @@ func (e *env) runIdle(ctx context.Context) error {
 		}
 	} else if err := sleep(ctx, o.Settle.D()); err != nil {
 		return err
+	}
+	if gc && e.gcServer(ctx) && e.pid > 0 {
+		if err := sleep(ctx, time.Second); err != nil {
+			return err
+		}
+		if st, err := ReadProcStatus(e.pid); err == nil && cf.Connected > 0 {
+			f.RSSAfterGCKiB = st.RSSKiB
+			f.RSSPerConnAfterGCBytes = round3(float64(f.RSSAfterGCKiB-f.RSSBeforeGCKiB) * 1024 / float64(cf.Connected))
+		}
+	}
+	f.MetricsAfter = e.metrics(ctx)
+	if cf.Connected > 0 && f.MetricsBefore != nil && f.MetricsAfter != nil {
+		f.HeapPerConnBytes = round3(delta(f.MetricsBefore, f.MetricsAfter, "go_memstats_heap_inuse_bytes") / float64(cf.Connected))
+		f.GoroutinesPerConn = round3(delta(f.MetricsBefore, f.MetricsAfter, "go_goroutines") / float64(cf.Connected))
 	}
 	if still := e.open.Load(); still < int64(cf.Connected) {
 		e.note("%d of %d connections were closed while idle", int64(cf.Connected)-still, cf.Connected)

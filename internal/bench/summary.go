@@ -29,6 +29,14 @@ func (e *env) summary() {
 				f.RSSBeforeKiB, f.RSSAfterKiB, connected(f.Connect), f.SettleS, f.RSSClosedKiB)
 			w("server RSS per idle connection: %.0f bytes (%.2f KiB); %d server threads", f.RSSPerConnBytes, f.RSSPerConnBytes/1024, f.ServerThreads)
 		}
+		if f.RSSAfterGCKiB > 0 {
+			w("after forcing GC in the server: RSS %d KiB before, %d KiB with the connections: %.0f bytes (%.2f KiB) per connection",
+				f.RSSBeforeGCKiB, f.RSSAfterGCKiB, f.RSSPerConnAfterGCBytes, f.RSSPerConnAfterGCBytes/1024)
+		}
+		if f.MetricsAfter != nil {
+			w("server's own metrics: Go heap in use %.0f bytes per connection, %.3f goroutines per connection, %s connections open",
+				f.HeapPerConnBytes, f.GoroutinesPerConn, metricText(f.MetricsAfter, "herald_realtime_connections"))
+		}
 		if f.ServerCPU != nil {
 			w("CPU while connecting: server %.2f cores, bench %.2f cores", f.ServerCPU.Cores, coresOf(f.BenchCPU))
 		}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// serverMetrics are the figures read from the server's Prometheus /metrics
+// page beside the ones measured from outside: its own view of memory,
+// goroutines, connections and deliveries. Series of one name are summed
+// over their labels.
+var serverMetrics = []string{
+	"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes",
+	"go_memstats_sys_bytes", "go_memstats_heap_released_bytes", "go_goroutines", "go_gc_duration_seconds_count",
+	"herald_realtime_connections", "herald_realtime_deliveries_total", "herald_realtime_dropped_total",
+	"herald_realtime_slow_consumers_total", "herald_realtime_handshakes_refused_total",
+}
+
+// scrape reads the wanted series from base+"/metrics"; nil when the server
+// has no metrics page.
+func scrape(ctx context.Context, hc *http.Client, url string) map[string]float64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, res.Body)
+		return nil
+	}
+	return parseMetrics(res.Body, serverMetrics)
+}
+
+// parseMetrics sums, per wanted name, the samples of the Prometheus text
+// format in r.
+func parseMetrics(r io.Reader, names []string) map[string]float64 {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, " ")
+		if i := strings.IndexByte(line, '{'); i >= 0 && i < len(name) {
+			name = line[:i]
+			j := strings.LastIndexByte(line, '}')
+			if j < 0 {
+				continue
+			}
+			rest = strings.TrimSpace(line[j+1:])
+			ok = true
+		}
+		if !ok || !want[name] {
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				out[name] += v
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// metrics reads the server's metrics page.
+func (e *env) metrics(ctx context.Context) map[string]float64 {
+	return scrape(ctx, e.rest.hc, e.t.HTTP+"/metrics")
+}
+
+// gcServer asks the server for a heap profile with gc=1 — the one way to
+// make a running Go server collect from outside — through its admin
+// address; false when there is none.
+func (e *env) gcServer(ctx context.Context) bool {
+	if e.adminHTTP == "" {
+		return false
+	}
+	for range 2 { // sync.Pool caches survive one cycle
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.adminHTTP+"/debug/pprof/heap?gc=1", nil)
+		res, err := e.rest.hc.Do(req)
+		if err != nil {
+			cancel()
+			e.note("forcing a GC in the server: %v", err)
+			return false
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		cancel()
+	}
+	return true
+}
+
+// delta is after-before of one metric, 0 when either is missing.
+func delta(before, after map[string]float64, name string) float64 {
+	a, ok1 := after[name]
+	b, ok2 := before[name]
+	if !ok1 || !ok2 {
+		return 0
+	}
+	return a - b
+}
+
+func metricText(m map[string]float64, name string) string {
+	v, ok := m[name]
+	if !ok {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
