@@ -28,6 +28,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 	q := s.call("POST", "/api/quests/", r.tok, map[string]string{"title": "Q"}, 201)
 	s.settle()
 	c := testenv.MustDialWS(t, s.ws+"/ws/applications/?v=2&token="+otherTok, nil)
+	c.Ignore = []string{"presence"}
 
 	c.Send(map[string]any{"type": "subscribe", "id": "s1", "data": map[string]any{"group": r.group}})
 	if id := ackID(t, c.NextEvent(wait)); id != `"s1"` {
@@ -80,7 +81,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 func TestAnnounceAck(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
 	r := newRoom(t, s)
-	c := testenv.MustDialWS(t, r.url(""), nil)
+	c := dialV2(t, r.url(""))
 	c.NextEvent(wait)
 	ids := r.comment(t, 1)
 	c.NextEvent(wait) // the relayed comment

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ type SSEClient struct {
 	LastID string
 	// Retry is the retry: advice, in milliseconds.
 	Retry string
+	// Ignore lists event types Next passes over (by default "presence").
+	Ignore []string
 }
 
 // SSEEvent is one dispatched event.
@@ -53,7 +56,7 @@ func DialSSE(t testing.TB, url string, header http.Header) (*SSEClient, int, err
 		cancel()
 		return nil, res.StatusCode, fmt.Errorf("status %d", res.StatusCode)
 	}
-	c := &SSEClient{t: t, res: res, cancel: cancel, events: make(chan SSEEvent, 4096)}
+	c := &SSEClient{t: t, res: res, cancel: cancel, events: make(chan SSEEvent, 4096), Ignore: []string{"presence"}}
 	t.Cleanup(c.Close)
 	go c.read()
 	return c, res.StatusCode, nil
@@ -98,14 +101,20 @@ func (c *SSEClient) read() {
 // Next returns the next event within timeout; ok is false when the stream
 // ended or nothing came.
 func (c *SSEClient) Next(timeout time.Duration) (SSEEvent, bool) {
-	select {
-	case ev, ok := <-c.events:
-		if ok && ev.ID != "" {
-			c.LastID = ev.ID
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if ok && ev.ID != "" {
+				c.LastID = ev.ID
+			}
+			if ok && slices.Contains(c.Ignore, ev.Event) {
+				continue
+			}
+			return ev, ok
+		case <-deadline:
+			return SSEEvent{}, false
 		}
-		return ev, ok
-	case <-time.After(timeout):
-		return SSEEvent{}, false
 	}
 }
 
