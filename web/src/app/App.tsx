@@ -1,4 +1,5 @@
 import { useEffect } from 'react';
+import { sseTransport } from '@herald/client';
 import { HeraldProvider, type HeraldConfig } from '../hooks';
 import { session } from './api';
 import { Link, match, navigate, usePath } from './router';
@@ -10,7 +11,9 @@ import { CampaignDashboard } from './pages/CampaignDashboard';
 import { NewQuest, QuestPage, Quests } from './pages/Quests';
 import { ApplicationManager, MyApplications } from './pages/Applications';
 
-const realtime: HeraldConfig = { auth: session };
+// The cookie session authenticates the sockets; where WebSockets cannot
+// connect (some proxies), the same endpoints are read as Server-Sent Events.
+const realtime: HeraldConfig = { auth: session, fallback: sseTransport() };
 
 export function App() {
   return (

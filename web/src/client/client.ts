@@ -15,7 +15,9 @@ import { Backoff, type BackoffOptions } from './backoff';
 import type { AuthProvider } from './auth';
 import {
   CloseCode,
+  formatPositions,
   isServerMessage,
+  parsePositions,
   positionOf,
   type ClientMessage,
   type ErrorData,
@@ -61,6 +63,14 @@ export interface CloseInfo {
  */
 export interface ResyncInfo {
   recovered: boolean;
+  /**
+   * The groups the client resumed and whether each was recovered. Only
+   * groups the client had seen an event of can be resumed (the server does
+   * not tell a group's position before its first event), so on an endpoint
+   * with several groups (/ws/applications/) a group that was quiet before
+   * the disconnect is not covered: reload there after every reconnect.
+   */
+  groups: Record<string, boolean>;
 }
 
 /** A frame with a type this client does not know (future v2 messages). */
@@ -85,28 +95,38 @@ export type ClientEventMap = { [K in ServerMessageType]: ServerMessage<K> } & {
 export type Positions = ReadonlyMap<string, StreamPosition>;
 
 /**
- * How a reconnecting client asks to resume from its last v2 positions.
- * herald's design names `?resume=` or a first `resume` message and an
- * answer saying whether everything missed could be replayed; the server
- * side is not there yet, so no strategy is the default and every reconnect
- * resyncs through REST. A strategy plugs in here when it lands.
+ * How a reconnecting client asks to resume from its last positions, and
+ * how it recognizes the server's answers. herald's (v2 and SSE):
+ * `?resume=group:epoch:offset,…`, answered per group by
+ * {"type":"subscribed","data":{"group","recovered"}} after the replay.
  */
 export interface ResumeStrategy {
   /** Query parameters to add to a reconnect's URL. */
   query?(positions: Positions): Record<string, string>;
   /** A message to send as soon as a reconnect opens. */
   message?(positions: Positions): ClientMessage | null;
-  /**
-   * Reads a frame: true/false when it is the server's resume answer
-   * (recovered or not), undefined for any other frame.
-   */
-  answer(frame: UnknownFrame): boolean | undefined;
+  /** The groups whose answers to wait for. */
+  groups(positions: Positions): string[];
+  /** The resume answer a frame carries, or undefined. */
+  answer(frame: UnknownFrame): { group: string; recovered: boolean } | undefined;
 }
 
+/** herald's resume: ?resume= with every known position, `subscribed` answers. */
+export const heraldResume: ResumeStrategy = {
+  query: (ps) => ({ resume: formatPositions(ps.values()) }),
+  groups: (ps) => [...ps.keys()],
+  answer(f) {
+    if (f.type !== 'subscribed' || typeof f.data !== 'object' || f.data === null) return undefined;
+    const d = f.data as { group?: unknown; recovered?: unknown };
+    return typeof d.group === 'string' ? { group: d.group, recovered: d.recovered === true } : undefined;
+  },
+};
+
 /**
- * How acknowledgements of client messages look on the wire. Planned for v2
- * and not yet sent by herald: without a codec sendWithAck() rejects with
- * AckUnsupportedError instead of pretending.
+ * How acknowledgements of client messages look on the wire. herald v2: a
+ * message with an "id" is answered by {"type":"ack","data":{"id"}} or by an
+ * error whose data carries that id. v1 has none: sendWithAck() then rejects
+ * with AckUnsupportedError rather than pretending.
  */
 export interface AckCodec {
   /** The message to send, carrying correlation id `id`. */
@@ -114,6 +134,17 @@ export interface AckCodec {
   /** The acknowledgement a frame carries, or null if it carries none. */
   match(frame: UnknownFrame): { id: string; ok: boolean; error?: ErrorData } | null;
 }
+
+export const heraldAcks: AckCodec = {
+  tag: (msg, id) => ({ ...msg, id }),
+  match(f) {
+    const d = f.data as { id?: unknown } | undefined;
+    if (!d || typeof d !== 'object' || typeof d.id !== 'string') return null;
+    if (f.type === 'ack') return { id: d.id, ok: true };
+    if (f.type === 'error') return { id: d.id, ok: false, error: d as ErrorData };
+    return null;
+  },
+};
 
 export class AckUnsupportedError extends Error {
   constructor() {
@@ -153,7 +184,9 @@ export interface HeraldClientOptions {
   /** Used after `fallbackAfter` WebSocket attempts in a row failed to open (e.g. sseTransport()). */
   fallback?: Transport | null;
   fallbackAfter?: number;
+  /** Default: heraldResume for v2 (and SSE), none for v1. null: never resume. */
   resume?: ResumeStrategy | null;
+  /** Default: heraldAcks for v2, none for v1. */
   acks?: AckCodec | null;
   /** A connection that stayed open this long resets the backoff (default 2 000 ms). */
   stableAfterMs?: number;
@@ -194,14 +227,22 @@ export class HeraldClient {
   private everOpened = false;
   private suspectExpired = false;
   private wsFailures = 0;
+  private fallbackRounds = 0;
   private ackSeq = 0;
-  private awaitingResume = false;
+  private awaitingResume: { groups: Map<string, boolean>; left: Set<string>; timer: ReturnType<typeof setTimeout> } | null =
+    null;
+  private resumeGroups: string[] = [];
+  private readonly extraGroups = new Set<string>();
   private lastCloseValue: CloseInfo | null = null;
   private readonly onOnline = () => {
     if (this.stateValue === 'reconnecting' && this.retryTimer) this.retryNow();
   };
 
   constructor(opts: HeraldClientOptions) {
+    const v2 = opts.version === 2;
+    opts = { ...opts };
+    if (opts.resume === undefined) opts.resume = v2 ? heraldResume : null;
+    if (opts.acks === undefined) opts.acks = v2 ? heraldAcks : null;
     this.opts = opts;
     this.backoff = new Backoff(opts.backoff);
     this.primary = opts.transport ?? webSocketTransport();
@@ -356,11 +397,10 @@ export class HeraldClient {
 
   private chooseTransport(): Transport {
     const fb = this.opts.fallback;
-    if (fb && this.wsFailures >= (this.opts.fallbackAfter ?? 2)) {
-      // Give WebSocket another chance every few fallback rounds.
-      if (this.wsFailures % 4 !== 3) return fb;
-    }
-    return this.primary;
+    if (!fb || this.wsFailures < (this.opts.fallbackAfter ?? 2)) return this.primary;
+    // On the fallback; every fourth attempt gives WebSocket another chance.
+    this.fallbackRounds++;
+    return this.fallbackRounds % 4 === 0 ? this.primary : fb;
   }
 
   private async attempt(): Promise<void> {
@@ -376,17 +416,21 @@ export class HeraldClient {
     const url = transport.endpoint(endpointURL(this.opts.url, this.opts.base));
     if (this.opts.version === 2) url.searchParams.set('v', '2');
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
-    const resume = this.opts.resume;
-    if (this.everOpened && resume?.query) {
-      for (const [k, v] of Object.entries(resume.query(this.positionsMap))) url.searchParams.set(k, v);
+    // Resume with every known position: v2 WebSocket frames and SSE ids
+    // carry them (an event stream is always v2).
+    const resume = this.opts.resume ?? (transport.kind === 'sse' ? heraldResume : null);
+    this.resumeGroups = [];
+    if (this.everOpened && resume && this.positionsMap.size > 0) {
+      if (resume.query) for (const [k, v] of Object.entries(resume.query(this.positionsMap))) url.searchParams.set(k, v);
+      this.resumeGroups = resume.groups(this.positionsMap);
     }
     this.connTransport = transport;
     this.conn = transport.connect(url, {
       onOpen: () => {
         if (gen === this.generation) this.handleOpen(transport);
       },
-      onMessage: (text) => {
-        if (gen === this.generation) this.handleMessage(text);
+      onMessage: (text, lastEventId) => {
+        if (gen === this.generation) this.handleMessage(text, lastEventId);
       },
       onClose: (code, reason, opened) => {
         if (gen === this.generation) this.handleClose(transport, code, reason, opened);
@@ -412,19 +456,55 @@ export class HeraldClient {
     this.suspectExpired = false;
     if (transport.kind === 'websocket') this.wsFailures = 0;
     this.setState('open');
-    const resume = reconnect ? this.opts.resume : null;
-    if (resume?.message) {
+    const resume = this.opts.resume ?? (transport.kind === 'sse' ? heraldResume : null);
+    if (reconnect && resume?.message && this.resumeGroups.length) {
       const m = resume.message(this.positionsMap);
       if (m) this.send(m);
     }
     this.emit('open', { reconnect, transport: transport.kind });
     if (reconnect) {
-      if (resume) this.awaitingResume = true;
-      else this.emit('resync', { recovered: false });
+      if (this.resumeGroups.length) {
+        const timer = setTimeout(() => this.finishResume(false), 10_000);
+        this.awaitingResume = { groups: new Map(), left: new Set(this.resumeGroups), timer };
+      } else {
+        this.emit('resync', { recovered: false, groups: {} });
+      }
+      // Groups joined with subscribe() are joined again, from their positions.
+      for (const g of this.extraGroups) void this.subscribe(g).catch(() => {});
     }
   }
 
-  private handleMessage(text: string): void {
+  private finishResume(timedOut: boolean): void {
+    const a = this.awaitingResume;
+    if (!a) return;
+    clearTimeout(a.timer);
+    this.awaitingResume = null;
+    const groups = Object.fromEntries(a.groups);
+    for (const g of a.left) groups[g] = false;
+    const recovered = !timedOut && a.left.size === 0 && [...a.groups.values()].every(Boolean);
+    this.emit('resync', { recovered, groups });
+  }
+
+  /**
+   * v2: joins one more group the user may see (its events then arrive on
+   * this connection), resuming from the group's last known position; the
+   * server acknowledges, then answers with `subscribed`. Joined again after
+   * every reconnect until unsubscribe().
+   */
+  subscribe(group: string, timeoutMs = 10_000): Promise<void> {
+    this.extraGroups.add(group);
+    const p = this.positionsMap.get(group);
+    return this.sendWithAck({ type: 'subscribe', data: p ? { group, epoch: p.epoch, offset: p.offset } : { group } }, timeoutMs);
+  }
+
+  /** v2: leaves a group joined with subscribe(). */
+  unsubscribe(group: string, timeoutMs = 10_000): Promise<void> {
+    this.extraGroups.delete(group);
+    return this.sendWithAck({ type: 'unsubscribe', data: { group } }, timeoutMs);
+  }
+
+  private handleMessage(text: string, lastEventId?: string): void {
+    if (lastEventId) for (const p of parsePositions(lastEventId)) this.positionsMap.set(p.group, p);
     this.emit('raw', text);
     let frame: unknown;
     try {
@@ -439,12 +519,11 @@ export class HeraldClient {
       const prev = this.positionsMap.get(pos.group);
       if (!prev || prev.epoch !== pos.epoch || pos.offset > prev.offset) this.positionsMap.set(pos.group, pos);
     }
-    if (this.awaitingResume && this.opts.resume) {
-      const recovered = this.opts.resume.answer(f);
-      if (recovered !== undefined) {
-        this.awaitingResume = false;
-        this.emit('resync', { recovered });
-        if (recovered) return;
+    if (this.awaitingResume) {
+      const ans = heraldResumeAnswer(this.opts.resume, f);
+      if (ans && this.awaitingResume.left.delete(ans.group)) {
+        this.awaitingResume.groups.set(ans.group, ans.recovered);
+        if (this.awaitingResume.left.size === 0) this.finishResume(false);
       }
     }
     if (this.opts.acks) {
@@ -472,7 +551,8 @@ export class HeraldClient {
     this.clearTimers();
     this.conn = null;
     this.failAcks('connection lost');
-    this.awaitingResume = false;
+    if (this.awaitingResume) clearTimeout(this.awaitingResume.timer);
+    this.awaitingResume = null;
     if (opened && Date.now() - this.openedAt >= (this.opts.stableAfterMs ?? 2_000)) this.backoff.reset();
     if (!opened && transport.kind === 'websocket') this.wsFailures++;
     this.suspectExpired = !opened || code === CloseCode.AuthExpired;
@@ -494,4 +574,8 @@ export class HeraldClient {
       if (gen === this.generation) void this.attempt();
     }, delay);
   }
+}
+
+function heraldResumeAnswer(r: ResumeStrategy | null | undefined, f: UnknownFrame) {
+  return (r ?? heraldResume).answer(f);
 }

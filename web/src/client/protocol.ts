@@ -160,14 +160,28 @@ export type ErrorCode =
 export interface ErrorData {
   code: ErrorCode;
   message: string;
+  /** v2: the id of the client message this error answers. */
+  id?: unknown;
+}
+
+/** v2: how many are watching a campaign room (at most once a second, on change). */
+export interface PresenceData {
+  group: string;
+  count: number;
 }
 
 /**
- * How many are watching a campaign room. Planned server-side for v2; the
- * shape is the one the design names ("presence counts for campaign rooms").
+ * v2: the answer to a resume (?resume= or a subscribe with a position):
+ * recovered false means events of the group were lost; reload it.
  */
-export interface PresenceData {
-  count: number;
+export interface SubscribedData {
+  group: string;
+  recovered: boolean;
+}
+
+/** v2: a client message with an "id" was accepted. */
+export interface AckData {
+  id: unknown;
 }
 
 /** Every server message type and its data. */
@@ -181,10 +195,28 @@ export interface ServerMessageMap {
   new_application: NewApplicationData;
   application_update: ApplicationUpdateData;
   presence: PresenceData;
+  subscribed: SubscribedData;
+  ack: AckData;
   error: ErrorData;
 }
 
 export type ServerMessageType = keyof ServerMessageMap;
+
+/** A resume list: "group:epoch:offset,…" (the ?resume= parameter and SSE ids). */
+export function formatPositions(ps: Iterable<StreamPosition>): string {
+  return [...ps].map((p) => `${p.group}:${p.epoch}:${p.offset}`).join(',');
+}
+
+/** Reads a resume list ("group:epoch:offset,…"); malformed entries are skipped. */
+export function parsePositions(s: string): StreamPosition[] {
+  const out: StreamPosition[] = [];
+  for (const part of s.split(',')) {
+    const f = part.trim().split(':');
+    if (f.length !== 3 || !f[0] || !/^\d+$/.test(f[2] ?? '')) continue;
+    out.push({ group: f[0], epoch: f[1] ?? '', offset: Number(f[2]) });
+  }
+  return out;
+}
 
 /** The position of an event in its group's stream (v2 frames only). */
 export interface StreamPosition {
@@ -208,7 +240,13 @@ export interface AnnounceMessage {
   data: { id: number };
 }
 
-/** Any client message: the announce above, or a future v2 control message. */
+/** v2: join (or resume) one more group the user may see, or leave one. */
+export interface SubscribeMessage {
+  type: 'subscribe' | 'unsubscribe';
+  data: { group: string; epoch?: string; offset?: number };
+}
+
+/** Any client message: an announce, a subscribe, … (v2: with an optional "id" to be acknowledged). */
 export interface ClientMessage {
   type: string;
   data?: unknown;
@@ -244,8 +282,13 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
   'new_application',
   'application_update',
   'presence',
+  'subscribed',
+  'ack',
   'error',
 ]);
+
+/** Every message type the server sends (the SSE transport listens for each). */
+export const SERVER_MESSAGE_TYPES: readonly ServerMessageType[] = [...KNOWN_TYPES] as ServerMessageType[];
 
 /** Whether a parsed frame is a message of a type this client knows. */
 export function isServerMessage(v: unknown): v is ServerMessage {

@@ -1,3 +1,5 @@
+import { SERVER_MESSAGE_TYPES } from './protocol';
+
 // Transports carry frames between the client and one endpoint. The client
 // speaks to them through this small interface so that WebSocket and
 // Server-Sent Events (the fallback for networks that break WebSockets) are
@@ -104,14 +106,17 @@ export interface EventSourceLike {
 export type EventSourceConstructor = new (url: string, init?: { withCredentials?: boolean }) => EventSourceLike;
 
 /**
- * Server-Sent Events: receive-only, for networks where WebSockets cannot
- * connect. Maps /ws/<endpoint> to /sse/<endpoint> (herald's planned SSE
- * endpoints). Each event's `data:` line is either the whole frame
- * ({"type","data",…}) or just its data with the type in `event:`; both are
- * accepted. The browser's EventSource resumes by itself with Last-Event-ID;
- * the client only restarts it after it gave up (readyState CLOSED).
+ * Server-Sent Events, for networks where WebSockets cannot connect:
+ * /ws/<endpoint> becomes /sse/<endpoint> (docs/protocol.md §4b). Receive
+ * only: announces and other client messages need the WebSocket (create
+ * through REST, which publishes anyway). Each `event:` is a message type
+ * and its `data:` the message's data; `id:` is the stream's position in
+ * every group, which the client keeps and sends back as ?resume= when it
+ * reconnects. The client, not the browser, decides when to reconnect: an
+ * error closes the stream and reports it, so backoff, credentials and the
+ * choice of transport stay in one place.
  */
-export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly string[] = []): Transport {
+export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly string[] = SERVER_MESSAGE_TYPES): Transport {
   return {
     kind: 'sse',
     canSend: false,
@@ -119,52 +124,40 @@ export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly
       const e = new URL(u.href);
       e.protocol = e.protocol === 'wss:' ? 'https:' : 'http:';
       e.pathname = e.pathname.replace(/^\/ws\//, '/sse/');
+      e.searchParams.delete('v'); // event streams always carry v2 positions
       return e;
     },
     connect(url, h) {
       const Ctor = Impl ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource;
       let opened = false;
       let done = false;
+      let es: EventSourceLike | null = null;
       const finish = (code: number, reason: string) => {
         if (done) return;
         done = true;
+        es?.close();
         h.onClose(code, reason, opened);
       };
       if (!Ctor) {
         queueMicrotask(() => finish(1006, 'no EventSource'));
         return { send: () => false, close: () => finish(1000, '') };
       }
-      const es = new Ctor(url.href, { withCredentials: true });
+      es = new Ctor(url.href, { withCredentials: true });
       es.onopen = () => {
-        if (!opened) {
-          opened = true;
-          h.onOpen();
-        }
+        if (opened) return;
+        opened = true;
+        h.onOpen();
       };
-      es.onerror = () => {
-        // CLOSED (2): EventSource gave up (HTTP error, wrong type); otherwise
-        // it is reconnecting by itself with Last-Event-ID.
-        if (es.readyState === 2) finish(1006, 'event stream failed');
-      };
-      const forward = (type: string) => (ev: { data: string; lastEventId?: string }) => {
-        let frame: string = ev.data;
-        try {
-          const parsed = JSON.parse(ev.data) as unknown;
-          const whole = typeof parsed === 'object' && parsed !== null && 'type' in parsed && 'data' in parsed;
-          if (!whole && type !== 'message') frame = JSON.stringify({ type, data: parsed });
-        } catch {
-          return; // not JSON: not a herald frame
-        }
-        h.onMessage(frame, ev.lastEventId);
-      };
-      es.addEventListener('message', forward('message'));
-      for (const t of eventTypes) es.addEventListener(t, forward(t));
+      es.onerror = () => finish(1006, 'event stream failed');
+      for (const type of eventTypes) {
+        const prefix = `{"type":${JSON.stringify(type)},"data":`;
+        // The frame as a WebSocket would carry it; the client parses (and
+        // drops anything that is not JSON).
+        es.addEventListener(type, (ev) => h.onMessage(`${prefix}${ev.data}}`, ev.lastEventId || undefined));
+      }
       return {
         send: () => false,
-        close() {
-          es.close();
-          finish(1000, '');
-        },
+        close: () => finish(1000, ''),
       };
     },
   };

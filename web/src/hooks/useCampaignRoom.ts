@@ -13,7 +13,7 @@ import { useConnectionState, useHeraldClient } from './useHeraldClient';
 
 export interface RoomSnapshot {
   campaign: CampaignDetail | null;
-  /** How many are watching; null until the server sends presence counts. */
+  /** How many are watching; null until the server's first presence count. */
   presence: number | null;
   /** The last error the server sent (e.g. not_found before closing 4404). */
   error: ErrorData | null;
@@ -90,9 +90,11 @@ export interface CampaignRoomOptions {
 }
 
 /**
- * A campaign's live state from /ws/campaign/<id>/: the snapshot on every
- * connect, then each contribution, update, comment, release and milestone
- * applied as it comes.
+ * A campaign's live state from /ws/campaign/<id>/ (protocol v2): the
+ * snapshot on connect, then each contribution, update, comment, release and
+ * milestone applied as it comes. After a lost connection the client resumes
+ * from its last position (the missed events are replayed), or, when the
+ * server's history no longer reaches back, gets a fresh snapshot.
  */
 export function useCampaignRoom(id: number | string | null | undefined, options: CampaignRoomOptions = {}): CampaignRoom {
   const onMessage = useRef(options.onMessage);

@@ -4,9 +4,10 @@ import { useRoom, type RoomStore } from './useCampaignRoom';
 const noop = () => () => {};
 
 /**
- * How many are watching a campaign: the count of the room's `presence`
- * messages (protocol v2). herald does not send them yet, so this is null
- * until it does. Shares the room's connection with useCampaignRoom.
+ * How many are watching a campaign: the count of the room's latest
+ * `presence` message (protocol v2; sent at most once a second, when it
+ * changes), null until the first arrives. Shares the room's connection
+ * with useCampaignRoom.
  */
 export function usePresence(campaignId: number | string | null | undefined): number | null {
   const attached = useRoom(campaignId);

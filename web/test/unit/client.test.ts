@@ -109,7 +109,7 @@ describe('campaign room', () => {
     const opened = next(c, 'open');
     c.reconnect();
     expect(await opened).toMatchObject({ reconnect: true, transport: 'websocket' });
-    expect(await resync).toEqual({ recovered: false });
+    expect(await resync).toEqual({ recovered: false, groups: {} });
     expect((await again).data.id).toBe(1);
     c.close();
   });
@@ -212,7 +212,7 @@ describe('reconnection', () => {
       }
       await own.start();
       await until(() => c.state === 'open' && snaps.length === 2, 10_000, 'the reconnect');
-      expect(resyncs).toEqual([{ type: 'resync', ev: { recovered: false } }]);
+      expect(resyncs).toEqual([{ type: 'resync', ev: { recovered: false, groups: {} } }]);
       const snap = snaps[1]?.ev as { data: { contributions: Contribution[] } };
       expect(snap.data.contributions.some((x) => x.amount === '99.00')).toBe(true);
 

@@ -4,11 +4,29 @@ import {
   webSocketTransport,
   type ClientEventMap,
   type HeraldClientOptions,
+  type Transport,
+  type TransportConn,
   type WebSocketConstructor,
 } from '@herald/client';
 
 /** The `ws` package as the client's WebSocket (Node 20 has none built in). */
 export const nodeTransport = webSocketTransport(WebSocket as unknown as WebSocketConstructor);
+
+/**
+ * nodeTransport whose current connection the test can cut, as a network
+ * failure would (the client sees an unexpected close and reconnects).
+ */
+export function cuttableTransport() {
+  let current: TransportConn | null = null;
+  const t: Transport = {
+    ...nodeTransport,
+    connect(url, h) {
+      current = nodeTransport.connect(url, h);
+      return current;
+    },
+  };
+  return { transport: t, cut: (code = 4000) => current?.close(code, 'cut by the test') };
+}
 
 export function client(base: string, o: Partial<HeraldClientOptions> & { url: string }): HeraldClient {
   return new HeraldClient({ base, transport: nodeTransport, ...o });
