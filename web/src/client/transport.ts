@@ -74,9 +74,17 @@ export function webSocketTransport(Impl?: WebSocketConstructor): Transport {
         else if (ev.data != null) h.onMessage(String(ev.data));
       };
       ws.onclose = (ev) => finish(ev.code, ev.reason);
-      // An error is always followed by close; nothing to do here but keep
-      // the browser from reporting an unhandled error event.
-      ws.onerror = () => {};
+      // Usually a close follows; but a socket that never opened (refused,
+      // blocked by a Content Security Policy) may report nothing more.
+      ws.onerror = () => {
+        if (opened) return;
+        finish(1006, 'connection failed');
+        try {
+          ws.close();
+        } catch {
+          // already closing
+        }
+      };
       return {
         send(text) {
           if (ws.readyState !== OPEN) return false;

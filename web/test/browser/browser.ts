@@ -44,7 +44,9 @@ export async function openAs(browser: Browser, base: string, username?: string):
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('console', (m: ConsoleMessage) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    const at = m.location().url;
+    errors.push(`console: ${m.text()}${at ? ` (${new URL(at).pathname})` : ''}`);
   });
   page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
   return { context, page, errors };

@@ -134,7 +134,7 @@ export function ApplicationManager() {
                   </td>
                   <td className="actions">
                     {a.status === 'pending' && (
-                      <>
+                      <div className="actions-inner">
                         <button type="button" className="btn btn-primary btn-sm" disabled={busy === a.id}
                           aria-label={`Approve ${a.applicant.username}'s application to ${a.quest_title}`}
                           onClick={() => void decide(a, 'approved')}>
@@ -145,7 +145,7 @@ export function ApplicationManager() {
                           onClick={() => void decide(a, 'rejected')}>
                           Reject
                         </button>
-                      </>
+                      </div>
                     )}
                   </td>
                 </tr>
