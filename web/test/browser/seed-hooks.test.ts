@@ -1,0 +1,142 @@
+// The seeds' own hooks (copied verbatim into test/fixtures/seed/), bundled
+// into a page served from herald's origin, receive herald's events.
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import type { Application, Quest } from '@herald/client';
+import { ApiUser, Herald, REPO, freePort, portIsFree } from '../setup/herald';
+import { launch, openAs, shot, type UserPage } from './browser';
+
+const FIXTURE = join(REPO, 'web', 'test', 'fixtures', 'seed');
+const SEEDS = join(REPO, '..', 'shared', 'seeds');
+const SEED_HOST = 'ws://localhost:8000';
+
+let h: Herald;
+let browser: Browser;
+let page: UserPage;
+let carol: ApiUser;
+
+/** The fenced code block that follows heading in a seed document. */
+function seedBlock(file: string, heading: string, lang: string): string {
+  const s = readFileSync(join(SEEDS, file), 'utf8');
+  const start = s.indexOf('```' + lang + '\n', s.indexOf(heading)) + lang.length + 4;
+  return s.slice(start, s.indexOf('```', start));
+}
+
+async function bundle(port: number): Promise<string> {
+  const out = await build({
+    entryPoints: [join(FIXTURE, 'harness.tsx')],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    jsx: 'automatic',
+    minify: true,
+    define: { 'process.env.NODE_ENV': '"production"' },
+    nodePaths: [join(REPO, 'web', 'node_modules')],
+    plugins:
+      port === 8000
+        ? []
+        : [
+            {
+              // Port 8000 is taken: point the seeds' hard-coded host at this herald instead.
+              name: 'seed-host',
+              setup(b) {
+                b.onLoad({ filter: /fixtures[\\/]seed[\\/].*\.(tsx?|js)$/ }, (args) => ({
+                  contents: readFileSync(args.path, 'utf8').replaceAll(SEED_HOST, `ws://localhost:${port}`),
+                  loader: args.path.endsWith('.js') ? 'jsx' : args.path.endsWith('.tsx') ? 'tsx' : 'ts',
+                }));
+              },
+            },
+          ],
+  });
+  return out.outputFiles[0]!.text;
+}
+
+let site: Server | null = null;
+
+/** Serves the harness page on 127.0.0.1:port, as the seeds' React dev server would. */
+function serveHarness(port: number, js: string): Promise<Server> {
+  const html =
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>seed hooks</title><div id="root"></div><script src="/harness.js"></script></html>';
+  const srv = createServer((req, res) => {
+    const isJS = req.url === '/harness.js';
+    res.writeHead(200, { 'Content-Type': isJS ? 'text/javascript' : 'text/html; charset=utf-8' });
+    res.end(isJS ? js : html);
+  });
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+beforeAll(async () => {
+  const port = (await portIsFree(8000)) ? 8000 : await freePort();
+  if (port !== 8000) console.log(`port 8000 is taken: herald runs on ${port} and the seeds' "${SEED_HOST}" is rewritten to ws://localhost:${port}`);
+  // The page comes from localhost:3000 (the seeds' dev server, in herald's
+  // default allowed origins) when that port is free.
+  const sitePort = (await portIsFree(3000)) ? 3000 : await freePort();
+  const args = sitePort === 3000 ? [] : ['--allowed-origins', `http://localhost:${sitePort}`];
+  const [herald, b, js] = await Promise.all([Herald.start({ bin: inject('heraldBin'), port, args }), launch(), bundle(port)]);
+  h = herald;
+  browser = b;
+  site = await serveHarness(sitePort, js);
+  carol = await ApiUser.signIn(h.url, 'carol');
+  page = await openAs(browser, `http://localhost:${sitePort}`);
+  // The seeds keep the access token in localStorage.
+  await page.context.addInitScript((token) => localStorage.setItem('access_token', token), carol.access);
+});
+afterAll(async () => {
+  site?.close();
+  await browser?.close();
+  await h?.dispose();
+});
+
+it('uses the seeds’ hooks verbatim', () => {
+  if (!existsSync(SEEDS)) return; // shared/ is not beside this checkout
+  expect(readFileSync(join(FIXTURE, 'useApplicationWebSocket.ts'), 'utf8')).toBe(seedBlock('000_416cc4bbf49c69c7.txt', '### 1. WebSocket Hook', 'typescript'));
+  expect(readFileSync(join(FIXTURE, 'useWebSocket.js'), 'utf8')).toBe(seedBlock('001_0713ea022d613810.txt', '### WebSocket Hook', 'javascript'));
+});
+
+const seen = (p: Page) => p.evaluate(() => (window as unknown as { seed: { apps: unknown[]; room: unknown[] } }).seed);
+
+it('receive herald’s events', async () => {
+  const p = page.page;
+  await p.goto('/');
+  await p.waitForFunction(() => {
+    const s = (window as unknown as { seed?: { appsConnected: boolean; roomConnected: boolean } }).seed;
+    return s?.appsConnected && s.roomConnected;
+  }, null, { timeout: 10_000 });
+  await p.waitForFunction(() => (window as unknown as { seed: { room: unknown[] } }).seed.room.length >= 1, null, { timeout: 5000 });
+  expect((await seen(p)).room[0]).toMatchObject({ type: 'campaign_data', data: { id: 1 } });
+
+  // useApplicationWebSocket: new_application (carol created this quest) …
+  const [alice, bob, dave] = await Promise.all(['alice', 'bob', 'dave'].map((u) => ApiUser.signIn(h.url, u)));
+  const quests = await carol.get<{ results: Quest[] }>(`/api/quests/?creator=${carol.id}`);
+  const mine = quests.results[0]!;
+  const applied = await alice!.post<Application>(`/api/quests/${mine.id}/applications/`, { message: 'Count me in' });
+  await p.waitForFunction(() => (window as unknown as { seed: { apps: unknown[] } }).seed.apps.length >= 1, null, { timeout: 2000 });
+  // … and application_update (carol's own application to bob's quest).
+  const carolsApps = await carol.get<{ results: Application[] }>('/api/applications/');
+  const pending = carolsApps.results.find((a) => a.status === 'pending')!;
+  await bob!.patch(`/api/applications/${pending.id}/`, { status: 'approved' });
+  await p.waitForFunction(() => (window as unknown as { seed: { apps: unknown[] } }).seed.apps.length >= 2, null, { timeout: 2000 });
+
+  // useWebSocket: a contribution in the campaign room.
+  const contribution = await dave!.post<{ id: number }>('/api/campaigns/1/contributions/', { amount: '5.00' });
+  await p.waitForFunction(() => (window as unknown as { seed: { room: unknown[] } }).seed.room.length >= 2, null, { timeout: 2000 });
+
+  const s = await seen(p);
+  expect(s.apps).toEqual([
+    { type: 'new_application', data: { application_id: applied.id, applicant: 'alice', quest_title: mine.title, status: 'pending' } },
+    {
+      type: 'application_update',
+      data: { application_id: pending.id, quest_title: pending.quest_title, status: 'approved', updated_at: expect.any(String) },
+    },
+  ]);
+  expect(s.room[1]).toMatchObject({ type: 'contribution', data: { id: contribution.id, amount: '5.00', user: { username: 'dave' } } });
+  await shot(p, 'seed-hooks');
+  expect(page.errors).toEqual([]);
+});
