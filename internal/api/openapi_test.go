@@ -124,6 +124,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(201, "POST", "/api/ws-ticket/", ownerTok, nil)
 		call(401, "POST", "/api/ws-ticket/", "", nil)
 		call(200, "GET", "/api/auth/me/", ownerTok, nil)
+		call(403, "GET", "/api/ops/", ownerTok, nil) // no administrators configured
 		call(401, "GET", "/api/auth/me/", "", nil)
 
 		c := call(201, "POST", "/api/campaigns/", ownerTok, map[string]any{"title": "Kiosk", "goal_amount": "500.00", "status": "active"})

@@ -142,6 +142,8 @@ func (s *Server) routeTable() []Route {
 		{Method: "PATCH", Path: "/api/applications/{id}/", Summary: "Approve or reject (creator) or withdraw (applicant)", Tag: "quests", Auth: AuthRequired,
 			Body: statusChange{}, Result: platform.Application{}, Status: read, Errors: []int{bad, unauth, forb, nf, confl}, handle: s.setApplicationStatus},
 
+		{Method: "GET", Path: "/api/ops/", Summary: "A snapshot of the running server for the operations page (administrators)", Tag: "meta", Auth: AuthRequired,
+			Result: OpsStats{}, Status: read, Errors: []int{unauth, forb, nf}, handle: s.ops},
 		{Method: "GET", Path: "/api/schema/", Summary: "This OpenAPI 3.1 document", Tag: "meta",
 			Status: read, handle: s.schema},
 	}

@@ -26,6 +26,10 @@ type Config struct {
 	// TrustProxy takes the client address and scheme from X-Forwarded-For
 	// and X-Forwarded-Proto (only behind a proxy that sets them).
 	TrustProxy bool
+	// Admins are the usernames allowed to read /api/ops/.
+	Admins []string
+	// OpsStats reports the running server for /api/ops/.
+	OpsStats func(context.Context) OpsStats
 }
 
 // Server serves the REST API.
@@ -35,6 +39,8 @@ type Server struct {
 	throttle   *auth.Throttle
 	log        *slog.Logger
 	trustProxy bool
+	admins     []string
+	opsStats   func(context.Context) OpsStats
 	mux        *http.ServeMux
 	routes     []Route
 
@@ -49,7 +55,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
-		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(),
+		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
 	}
 	if s.throttle == nil {
 		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})

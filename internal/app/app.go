@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/api"
@@ -51,6 +52,8 @@ type App struct {
 	consumers *consumers.Consumers
 	relay     *relay.Relay
 	metrics   *metrics.Metrics
+	started   time.Time
+	published atomic.Uint64
 	handler   http.Handler
 }
 
@@ -112,6 +115,7 @@ func (a *App) init(ctx context.Context) error {
 	a.api, err = api.New(api.Config{
 		Platform: a.platform, Tokens: tokens, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{}),
+		Admins:   a.cfg.Admins, OpsStats: a.opsStats,
 	})
 	if err != nil {
 		return err
@@ -173,8 +177,32 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	})
 	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
 	a.metrics = metrics.New(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
-	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Published: a.metrics.Published, Failed: a.metrics.PublishFailed})
+	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed,
+		Published: func(typ string, delay time.Duration) {
+			a.published.Add(1)
+			a.metrics.Published(typ, delay)
+		}})
+	a.started = time.Now()
 	return nil
+}
+
+// opsStats is the snapshot behind the operations page.
+func (a *App) opsStats(ctx context.Context) api.OpsStats {
+	hs := a.hub.Stats()
+	st := api.OpsStats{
+		UptimeSeconds:     time.Since(a.started).Seconds(),
+		Connections:       map[string]int{"websocket": a.ws.Conns(), "sse": a.sse.Conns()},
+		Groups:            hs.Groups,
+		EventsPublished:   a.published.Load(),
+		EventsReceived:    hs.EventsIn,
+		Deliveries:        hs.FramesOut,
+		Dropped:           hs.Dropped,
+		SlowConsumers:     hs.SlowConsumers,
+		RateLimited:       a.ws.RateLimited(),
+		HandshakesRefused: a.ws.Refused() + a.sse.Refused(),
+	}
+	_ = a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&st.OutboxPending)
+	return st
 }
 
 // ready answers 200 when the database and the channel layer answer, 503

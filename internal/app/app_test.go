@@ -133,6 +133,45 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 }
 
+// The operations snapshot is for the configured administrators only, and
+// counts what happens.
+func TestOpsSnapshot(t *testing.T) {
+	base := serve(t, testenv.SQLite(t), func(c *config.Config) { c.Admins = []string{"boss"} })
+	tokens := map[string]string{}
+	for _, name := range []string{"boss", "worker"} {
+		post(t, base+"/api/auth/register/", "", map[string]string{"username": name, "password": "password of " + name})
+		tokens[name] = post(t, base+"/api/auth/token/", "", map[string]string{"username": name, "password": "password of " + name})["access"].(string)
+	}
+	getAs := func(tok string) (int, map[string]any) {
+		req, _ := http.NewRequest("GET", base+"/api/ops/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&m)
+		return res.StatusCode, m
+	}
+	if code, _ := getAs(tokens["worker"]); code != http.StatusForbidden {
+		t.Fatalf("non-admin: %d", code)
+	}
+	c := post(t, base+"/api/campaigns/", tokens["boss"], map[string]any{"title": "Ops", "goal_amount": "1.00", "status": "active"})
+	room := testenv.MustDialWS(t, "ws"+strings.TrimPrefix(base, "http")+fmt.Sprintf("/ws/campaign/%d/", int64(c["id"].(float64))), nil)
+	room.NextEvent(5 * time.Second)
+	post(t, base+fmt.Sprintf("/api/campaigns/%d/comments/", int64(c["id"].(float64))), tokens["worker"], map[string]any{"content": "hi"})
+	room.NextEvent(5 * time.Second)
+	code, st := getAs(tokens["boss"])
+	if code != 200 {
+		t.Fatalf("admin: %d %v", code, st)
+	}
+	conns, _ := st["connections"].(map[string]any)
+	if conns["websocket"] != float64(1) || st["deliveries"].(float64) < 1 || st["events_published"].(float64) < 1 {
+		t.Fatalf("snapshot %v", st)
+	}
+}
+
 // readyz fails, naming the database, when PostgreSQL goes away; healthz
 // (the process is alive) still answers.
 func TestReadyzFailsWithoutDatabase(t *testing.T) {

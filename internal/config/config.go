@@ -37,6 +37,8 @@ type Config struct {
 	HandshakeRate   int
 	// AdminAddr serves pprof and metrics on a separate address; empty is off.
 	AdminAddr string
+	// Admins are the usernames who may see the operations page.
+	Admins []string
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -69,6 +71,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
 	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
+	admins := str("admins", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
 	adminAddr := str("admin-addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
 	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
 	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
@@ -87,6 +90,11 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		c := Config{Addr: *addr, DB: *db, DataDir: *dataDir, JWTSecret: *secret, LogFormat: *logFormat}
 		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("--addr %q: want host:port or :port", c.Addr))
+		}
+		for _, a := range strings.Split(*admins, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.Admins = append(c.Admins, a)
+			}
 		}
 		c.AdminAddr = *adminAddr
 		if c.AdminAddr != "" {
