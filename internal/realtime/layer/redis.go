@@ -1,0 +1,600 @@
+package layer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// RedisOptions configures NewRedis.
+type RedisOptions struct {
+	// Prefix starts every key and channel name the layer uses (default
+	// "herald:"). Deployments (or tests) sharing one Redis use distinct
+	// prefixes; channels ignore the database number, so the prefix is what
+	// keeps them apart.
+	Prefix string
+	// Sharded uses Redis Cluster: the URL names one or more seed nodes
+	// (redis://host:port?addr=host2:port2), events go out with SPUBLISH and
+	// each process keeps one SSUBSCRIBE connection per master node that owns
+	// a group it has members in.
+	Sharded bool
+	// HistorySize and HistoryAge bound the window of each group's events
+	// kept for resume, as in MemoryOptions (defaults DefaultHistorySize and
+	// DefaultHistoryAge). A negative HistorySize keeps none.
+	HistorySize int
+	HistoryAge  time.Duration
+	// StateTTL is how long a group's offset counter and epoch outlive its
+	// last event (default 24h). Processes with members in the group keep it
+	// alive meanwhile. A group whose state expired starts a new epoch.
+	StateTTL time.Duration
+	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm
+	// a subscription (default 5s).
+	SubscribeTimeout time.Duration
+	// PingInterval is how long a subscriber connection may stay silent
+	// before it is pinged, and PingTimeout how long the answer may take
+	// before the connection is dropped and made again (defaults 1s, 3s).
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// MaxBackoff caps the delay between attempts to reconnect a subscriber
+	// connection (default 5s; attempts start at 100ms and double).
+	MaxBackoff time.Duration
+	// OnLost, if set, is called with a subscribed group when this process
+	// finds it cannot deliver some of the group's events: its history was
+	// reset (Redis lost its data) or the events it missed while cut off
+	// from Redis are no longer in the window. Local members should then
+	// reconnect and resume, which tells them recovered=false. It is called
+	// on the delivery path before any later event of the group is handed to
+	// the handler; it must be quick and must not call Subscribe,
+	// Unsubscribe or Publish synchronously.
+	OnLost func(group string)
+	// Logger receives connection state changes (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Redis is a channel layer shared by every herald process connected to the
+// same Redis (or Redis Cluster). Offsets, epochs and history live in Redis,
+// so a client can resume on any process.
+//
+// Per group, three keys and one channel share the hash tag {group}, so they
+// live in one cluster slot:
+//
+//	<prefix>{<group>}:m  hash: epoch, last (the last assigned offset)
+//	<prefix>{<group>}:h  list: the window, oldest first, "ms\noffset\nepoch\ntype\ndata"
+//	<prefix>{<group>}:d  sorted set: publish keys (WithPublishKey) → offset, for deduplication
+//	<prefix>{<group>}:c  the channel, carrying "offset\nepoch\ntype\ndata"
+//
+// Publish runs one Lua script that mints the epoch if the group has none,
+// assigns the next offset, appends to and trims the window and publishes,
+// so offsets are gap-free across processes and the channel carries each
+// group's events in offset order.
+//
+// A process subscribes to a group's channel only while it has local
+// members. Each subscriber connection is read by one goroutine that hands
+// events to the handler in order; it drops an event it already delivered
+// and fills a gap (an offset beyond the next expected one) from the history
+// before delivering. After a reconnect every subscribed group is caught up
+// from the history the same way, and if that is impossible (the window was
+// exceeded, or the epoch changed because Redis lost its data) OnLost is
+// called.
+type Redis struct {
+	handler func(Message)
+	opt     RedisOptions
+	log     *slog.Logger
+
+	// cmd runs reads and bookkeeping (retries on network errors); pub runs
+	// the publish script without retries, since a retried script could
+	// publish an event twice.
+	cmd     redis.UniversalClient
+	pub     redis.UniversalClient
+	cluster *redis.ClusterClient // cmd, in sharded mode
+
+	id      string // random; with seq it makes the epochs this process mints unique
+	seq     atomic.Uint64
+	publish *redis.Script
+	history *redis.Script
+
+	mu     sync.Mutex
+	groups map[string]*rsub       // subscribed groups
+	nodes  map[string]*subscriber // subscriber connections by node address ("" unsharded)
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	stats redisCounters
+}
+
+type redisCounters struct {
+	published, delivered, duplicates, gapFills, lost, reconnects atomic.Uint64
+}
+
+// RedisStats are the layer's counters.
+type RedisStats struct {
+	Published  uint64 // events this process published
+	Delivered  uint64 // events handed to the handler
+	Duplicates uint64 // events received again and dropped (after a catch-up)
+	GapFills   uint64 // reads of the history to fill a gap or catch up
+	Lost       uint64 // OnLost calls
+	Reconnects uint64 // subscriber connections made again after a failure
+	Groups     int    // subscribed groups
+}
+
+var _ Layer = (*Redis)(nil)
+
+type publishKey struct{}
+
+// WithPublishKey returns a context under which a Redis layer's Publish
+// publishes an event at most once per key while the event is in its
+// group's window: publishing again with the same key returns the offset the
+// event got the first time and publishes nothing. The outbox relay uses the
+// outbox row's identity, so a row published again after a failed commit
+// does not reach clients twice. Other layers ignore it.
+func WithPublishKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, publishKey{}, key)
+}
+
+// PublishKey returns the key set by WithPublishKey, or "".
+func PublishKey(ctx context.Context) string {
+	k, _ := ctx.Value(publishKey{}).(string)
+	return k
+}
+
+// NewRedis returns a layer on the Redis at url (redis://[user:pass@]host:port/db,
+// or rediss:// for TLS) that delivers the events of subscribed groups to
+// handler. A Redis that is not reachable yet is not an error: the layer
+// connects when it can (Ping reports it meanwhile); a URL or option that
+// cannot work is. Close releases the connections.
+func NewRedis(ctx context.Context, url string, handler func(Message), opts RedisOptions) (*Redis, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "herald:"
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("layer: redis prefix %q must not contain braces", opts.Prefix)
+	}
+	if opts.HistorySize == 0 {
+		opts.HistorySize = DefaultHistorySize
+	}
+	if opts.HistorySize < 0 {
+		opts.HistorySize = 0
+	}
+	if opts.HistoryAge <= 0 {
+		opts.HistoryAge = DefaultHistoryAge
+	}
+	if opts.StateTTL <= 0 {
+		opts.StateTTL = 24 * time.Hour
+	}
+	opts.StateTTL = max(opts.StateTTL, opts.HistoryAge)
+	if opts.SubscribeTimeout <= 0 {
+		opts.SubscribeTimeout = 5 * time.Second
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = time.Second
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = 3 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r := &Redis{
+		handler: handler,
+		opt:     opts,
+		log:     opts.Logger,
+		id:      hex.EncodeToString(b[:]),
+		publish: redis.NewScript(publishScript),
+		history: redis.NewScript(historyScript),
+		groups:  make(map[string]*rsub),
+		nodes:   make(map[string]*subscriber),
+		stop:    make(chan struct{}),
+	}
+	if opts.Sharded {
+		co, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("layer: redis cluster URL: %w", err)
+		}
+		tuneCluster(co)
+		r.cluster = redis.NewClusterClient(co)
+		r.cmd = r.cluster
+		po := *co
+		po.MaxRetries = -1
+		r.pub = redis.NewClusterClient(&po)
+	} else {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("layer: redis URL: %w", err)
+		}
+		tune(o)
+		r.cmd = redis.NewClient(o)
+		po := *o
+		po.MaxRetries = -1
+		r.pub = redis.NewClient(&po)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := r.cmd.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		r.log.Warn("channel layer: redis not reachable yet; will keep trying", "err", err)
+	}
+	if !opts.Sharded {
+		// One subscriber connection for every group, made now so that the
+		// first Subscribe does not wait for it.
+		r.mu.Lock()
+		r.subscriberLocked("")
+		r.mu.Unlock()
+	}
+	r.wg.Add(1)
+	go r.keeper()
+	return r, nil
+}
+
+func tune(o *redis.Options) {
+	if o.Protocol == 0 {
+		o.Protocol = 2 // plain RESP2: pub/sub replies are ordinary arrays
+	}
+	o.DisableIdentity = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 2 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 3 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 3 * time.Second
+	}
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+}
+
+func tuneCluster(o *redis.ClusterOptions) {
+	if o.Protocol == 0 {
+		o.Protocol = 2
+	}
+	o.DisableIdentity = true
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 2 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 3 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 3 * time.Second
+	}
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+}
+
+// Key names; all of a group's share the hash tag {group}.
+func (r *Redis) key(group, kind string) string {
+	return r.opt.Prefix + "{" + group + "}:" + kind
+}
+
+func (r *Redis) channel(group string) string { return r.key(group, "c") }
+
+// publishScript assigns the next offset of a group, keeps the event in the
+// group's window and publishes it, atomically.
+//
+// KEYS: state hash, history list, publish-key set.
+// ARGV: channel, type, data, history size, history age (ms), state TTL (ms),
+// epoch to mint if the group has none, publish key or "", publish command.
+// Returns {offset, epoch, 1 if the key was seen before (nothing published)}.
+const publishScript = `
+local meta, hist, seen = KEYS[1], KEYS[2], KEYS[3]
+local size, age = tonumber(ARGV[4]), tonumber(ARGV[5])
+local key = ARGV[8]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('DEL', hist, seen)
+  redis.call('HSET', meta, 'epoch', epoch, 'last', 0)
+end
+if key ~= '' then
+  local prev = redis.call('ZSCORE', seen, key)
+  if prev then
+    return {tonumber(prev), epoch, 1}
+  end
+end
+local off = redis.call('HINCRBY', meta, 'last', 1)
+local payload = off .. '\n' .. epoch .. '\n' .. ARGV[2] .. '\n' .. ARGV[3]
+if size > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('RPUSH', hist, now .. '\n' .. payload)
+  redis.call('LTRIM', hist, -size, -1)
+  local cutoff = now - age
+  for _ = 1, 64 do
+    local e = redis.call('LINDEX', hist, 0)
+    if (not e) or tonumber(string.match(e, '^%d+')) >= cutoff then break end
+    redis.call('LPOP', hist)
+  end
+  redis.call('PEXPIRE', hist, age)
+  if key ~= '' then
+    redis.call('ZADD', seen, off, key)
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (off - redis.call('LLEN', hist) + 1))
+    redis.call('PEXPIRE', seen, age)
+  end
+end
+redis.call('PEXPIRE', meta, ARGV[6])
+redis.call(ARGV[9], ARGV[1], payload)
+return {off, epoch, 0}
+`
+
+// historyScript reads the events of a group after an offset, if they are all
+// in the window.
+//
+// KEYS: state hash, history list. ARGV: since, epoch ("" with since 0 = from
+// the start), history age (ms).
+// Returns {1, entries...} or {0} when the position is outside the window.
+const historyScript = `
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'last')
+local since = tonumber(ARGV[1])
+if not m[1] then
+  if ARGV[2] == '' and since == 0 then return {1} end
+  return {0}
+end
+local last = tonumber(m[2])
+if ARGV[2] == '' then
+  if since ~= 0 then return {0} end
+elseif ARGV[2] ~= m[1] then
+  return {0}
+end
+if since > last then return {0} end
+if since == last then return {1} end
+local first = last - redis.call('LLEN', KEYS[2]) + 1
+if since + 1 < first then return {0} end
+local entries = redis.call('LRANGE', KEYS[2], since + 1 - first, -1)
+if #entries == 0 then return {0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(string.match(entries[1], '^%d+')) < now - tonumber(ARGV[3]) then return {0} end
+table.insert(entries, 1, 1)
+return entries
+`
+
+// Publish implements Layer. It returns an error when Redis cannot be reached
+// or did not answer; the event may or may not have been published then
+// (publish it again with the same WithPublishKey to be sure it is published
+// once).
+func (r *Redis) Publish(ctx context.Context, msg Message) (uint64, error) {
+	if r.isClosed() {
+		return 0, ErrClosed
+	}
+	if strings.IndexByte(msg.Type, '\n') >= 0 {
+		return 0, fmt.Errorf("layer: publish to %q: type %q contains a newline", msg.Group, msg.Type)
+	}
+	cmd := "PUBLISH"
+	if r.opt.Sharded {
+		cmd = "SPUBLISH"
+	}
+	epoch := r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
+	res, err := r.publish.Run(ctx, r.pub,
+		[]string{r.key(msg.Group, "m"), r.key(msg.Group, "h"), r.key(msg.Group, "d")},
+		r.channel(msg.Group), msg.Type, msg.Data, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
+		r.opt.StateTTL.Milliseconds(), epoch, PublishKey(ctx), cmd,
+	).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("layer: publish to %q: %w", msg.Group, err)
+	}
+	if len(res) != 3 {
+		return 0, fmt.Errorf("layer: publish to %q: unexpected reply %v", msg.Group, res)
+	}
+	off, _ := res[0].(int64)
+	if dup, _ := res[2].(int64); dup == 0 {
+		r.stats.published.Add(1)
+	}
+	return uint64(off), nil
+}
+
+// History implements Layer, with the semantics of Memory.History.
+func (r *Redis) History(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
+	if r.isClosed() {
+		return nil, false, ErrClosed
+	}
+	res, err := r.history.Run(ctx, r.cmd, []string{r.key(group, "m"), r.key(group, "h")},
+		since, epoch, r.opt.HistoryAge.Milliseconds()).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
+	}
+	if len(res) == 0 {
+		return nil, false, fmt.Errorf("layer: history of %q: empty reply", group)
+	}
+	if ok, _ := res[0].(int64); ok != 1 {
+		return nil, false, nil
+	}
+	if len(res) == 1 {
+		return nil, true, nil
+	}
+	out := make([]Message, 0, len(res)-1)
+	want := since + 1
+	for _, v := range res[1:] {
+		s, _ := v.(string)
+		_, rest, found := strings.Cut(s, "\n") // publish time
+		m, perr := decodePayload(group, rest)
+		if !found || perr != nil {
+			return nil, false, fmt.Errorf("layer: history of %q: bad entry %.60q", group, s)
+		}
+		if m.Offset != want {
+			return nil, false, fmt.Errorf("layer: history of %q: offset %d where %d was expected", group, m.Offset, want)
+		}
+		want++
+		out = append(out, m)
+	}
+	return out, true, nil
+}
+
+// Position implements Layer.
+func (r *Redis) Position(ctx context.Context, group string) (uint64, string, error) {
+	if r.isClosed() {
+		return 0, "", ErrClosed
+	}
+	vals, err := r.cmd.HMGet(ctx, r.key(group, "m"), "epoch", "last").Result()
+	if err != nil {
+		return 0, "", fmt.Errorf("layer: position of %q: %w", group, err)
+	}
+	return parsePosition(vals)
+}
+
+func parsePosition(vals []any) (uint64, string, error) {
+	epoch, _ := vals[0].(string)
+	last, _ := vals[1].(string)
+	if epoch == "" || last == "" {
+		return 0, "", nil
+	}
+	off, err := strconv.ParseUint(last, 10, 64)
+	if err != nil {
+		return 0, "", fmt.Errorf("layer: bad offset %q in redis", last)
+	}
+	if off == 0 {
+		return 0, "", nil
+	}
+	return off, epoch, nil
+}
+
+// Ping reports whether Redis answers and every subscriber connection is up;
+// readiness checks call it.
+func (r *Redis) Ping(ctx context.Context) error {
+	if r.isClosed() {
+		return ErrClosed
+	}
+	if err := r.cmd.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for addr, sb := range r.nodes {
+		if !sb.up() {
+			if addr == "" {
+				return errors.New("redis: subscriber connection is reconnecting")
+			}
+			return fmt.Errorf("redis: subscriber connection to %s is reconnecting", addr)
+		}
+	}
+	return nil
+}
+
+// Stats returns the layer's counters.
+func (r *Redis) Stats() RedisStats {
+	r.mu.Lock()
+	n := len(r.groups)
+	r.mu.Unlock()
+	return RedisStats{
+		Published:  r.stats.published.Load(),
+		Delivered:  r.stats.delivered.Load(),
+		Duplicates: r.stats.duplicates.Load(),
+		GapFills:   r.stats.gapFills.Load(),
+		Lost:       r.stats.lost.Load(),
+		Reconnects: r.stats.reconnects.Load(),
+		Groups:     n,
+	}
+}
+
+func (r *Redis) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// Close implements Layer: it closes the subscriber connections and the
+// clients and waits for the layer's goroutines.
+func (r *Redis) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.stop)
+	nodes := make([]*subscriber, 0, len(r.nodes))
+	for _, sb := range r.nodes {
+		nodes = append(nodes, sb)
+	}
+	r.mu.Unlock()
+	for _, sb := range nodes {
+		sb.close()
+	}
+	r.wg.Wait()
+	return errors.Join(r.cmd.Close(), r.pub.Close())
+}
+
+// keeper refreshes the state TTL of subscribed groups, so a quiet group
+// with members keeps its epoch, and in sharded mode moves groups whose slot
+// moved to another node.
+func (r *Redis) keeper() {
+	defer r.wg.Done()
+	refresh := max(r.opt.StateTTL/4, time.Second)
+	lastRefresh := time.Now()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		if r.opt.Sharded {
+			r.rebalance()
+		}
+		if time.Since(lastRefresh) >= refresh {
+			lastRefresh = time.Now()
+			r.refreshState()
+		}
+	}
+}
+
+func (r *Redis) refreshState() {
+	r.mu.Lock()
+	groups := make([]string, 0, len(r.groups))
+	for g := range r.groups {
+		groups = append(groups, g)
+	}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(groups) > 0 {
+		n := min(len(groups), 512)
+		pipe := r.cmd.Pipeline()
+		for _, g := range groups[:n] {
+			pipe.PExpire(ctx, r.key(g, "m"), r.opt.StateTTL)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			r.log.Debug("channel layer: refresh group state TTL", "err", err)
+			return
+		}
+		groups = groups[n:]
+	}
+}
+
+// encodePayload is the channel message of an event (the same text follows
+// the publish time in the history list; the Lua script builds both).
+func decodePayload(group, s string) (Message, error) {
+	offs, rest, ok1 := strings.Cut(s, "\n")
+	epoch, rest, ok2 := strings.Cut(rest, "\n")
+	typ, data, ok3 := strings.Cut(rest, "\n")
+	if !ok1 || !ok2 || !ok3 {
+		return Message{}, errors.New("layer: malformed event")
+	}
+	off, err := strconv.ParseUint(offs, 10, 64)
+	if err != nil || off == 0 || epoch == "" {
+		return Message{}, errors.New("layer: malformed event")
+	}
+	return Message{Group: group, Type: typ, Data: []byte(data), Offset: off, Epoch: epoch}, nil
+}

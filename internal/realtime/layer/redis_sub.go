@@ -1,0 +1,755 @@
+package layer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// rsub is a group this process is subscribed to, and where its delivery
+// stands.
+type rsub struct {
+	group, channel string
+
+	ready    chan struct{} // closed once the subscription is confirmed (or failed)
+	readyErr error
+
+	// ctl serializes moving the subscription between subscriber
+	// connections (sharded mode) with Unsubscribe. sb and gone are guarded
+	// by it.
+	ctl  sync.Mutex
+	sb   *subscriber
+	gone bool
+	// orphan is set when the server dropped the subscription (its slot
+	// moved); the keeper subscribes it again where the slot now lives.
+	orphan atomic.Bool
+
+	// mu is held while the group's events are handed to the handler: the
+	// delivery state below and the order of deliveries.
+	mu    sync.Mutex
+	known bool   // epoch and last are established
+	epoch string // "" with last 0: the group had no events yet
+	last  uint64 // offset of the last event delivered (or known to precede the subscription)
+}
+
+// Subscribe implements Layer. It returns once Redis confirmed the
+// subscription, so every event published afterwards reaches the handler;
+// it fails if Redis cannot be reached.
+func (r *Redis) Subscribe(ctx context.Context, group string) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	s := r.groups[group]
+	fresh := s == nil
+	if fresh {
+		s = &rsub{group: group, channel: r.channel(group), ready: make(chan struct{})}
+		r.groups[group] = s
+	}
+	r.mu.Unlock()
+	if fresh {
+		if err := r.attach(ctx, s); err != nil {
+			r.detach(s)
+			return fmt.Errorf("layer: subscribe %q: %w", group, err)
+		}
+	}
+	timer := time.NewTimer(r.opt.SubscribeTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-s.ready:
+		if err = s.readyErr; err == nil {
+			return nil
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = errors.New("redis did not confirm the subscription in time")
+	case <-r.stop:
+		err = ErrClosed
+	}
+	if fresh {
+		r.detach(s)
+	}
+	return fmt.Errorf("layer: subscribe %q: %w", group, err)
+}
+
+// Unsubscribe implements Layer.
+func (r *Redis) Unsubscribe(ctx context.Context, group string) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	s := r.groups[group]
+	r.mu.Unlock()
+	if s != nil {
+		r.detach(s)
+	}
+	return nil
+}
+
+// attach subscribes s on the connection to the node that serves its
+// channel.
+func (r *Redis) attach(ctx context.Context, s *rsub) error {
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
+	if s.gone {
+		return ErrClosed
+	}
+	sb, err := r.subscriberFor(ctx, s.channel)
+	if err != nil {
+		return err
+	}
+	if err := sb.add(s); err != nil {
+		return err
+	}
+	s.sb = sb
+	return nil
+}
+
+// detach forgets s and unsubscribes its channel.
+func (r *Redis) detach(s *rsub) {
+	r.mu.Lock()
+	if r.groups[s.group] == s {
+		delete(r.groups, s.group)
+	}
+	r.mu.Unlock()
+	s.ctl.Lock()
+	s.gone = true
+	if s.sb != nil {
+		s.sb.remove(s)
+		s.sb = nil
+	}
+	s.ctl.Unlock()
+}
+
+// subscriberFor returns the subscriber connection for channel, creating it
+// if needed.
+func (r *Redis) subscriberFor(ctx context.Context, channel string) (*subscriber, error) {
+	if !r.opt.Sharded {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrClosed
+		}
+		sb := r.subscriberLocked("")
+		r.mu.Unlock()
+		return sb, sb.started(ctx)
+	}
+	node, err := r.cluster.MasterForKey(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	addr := node.Options().Addr
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	sb := r.nodes[addr]
+	if sb == nil {
+		sb = r.newSubscriber(addr, func() *redis.PubSub { return node.SSubscribe(context.Background()) })
+	}
+	r.mu.Unlock()
+	return sb, sb.started(ctx)
+}
+
+// started waits for the subscriber's first connection attempt.
+func (sb *subscriber) started(ctx context.Context) error {
+	select {
+	case <-sb.firstTry:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subscriberLocked returns the one subscriber of unsharded mode.
+func (r *Redis) subscriberLocked(addr string) *subscriber {
+	if sb := r.nodes[addr]; sb != nil {
+		return sb
+	}
+	c := r.cmd.(*redis.Client)
+	return r.newSubscriber(addr, func() *redis.PubSub { return c.Subscribe(context.Background()) })
+}
+
+func (r *Redis) newSubscriber(addr string, newPS func() *redis.PubSub) *subscriber {
+	sb := &subscriber{
+		r:       r,
+		addr:    addr,
+		sharded: r.opt.Sharded,
+		newPS:   newPS,
+		subs:    make(map[string]*rsub),
+		acks:    make(map[string][]*rsub),
+		firstTry: make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	r.nodes[addr] = sb
+	r.wg.Add(2)
+	go sb.run()
+	go sb.health()
+	return sb
+}
+
+// rebalance (sharded mode) moves subscriptions whose slot is now served by
+// another master, and closes subscriber connections nothing uses.
+func (r *Redis) rebalance() {
+	r.mu.Lock()
+	subs := make([]*rsub, 0, len(r.groups))
+	for _, s := range r.groups {
+		subs = append(subs, s)
+	}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reload := false
+	for _, s := range subs {
+		if s.orphan.Load() {
+			reload = true
+		}
+	}
+	if reload {
+		r.cluster.ReloadState(ctx)
+		time.Sleep(50 * time.Millisecond) // the reload is lazy
+	}
+	for _, s := range subs {
+		node, err := r.cluster.MasterForKey(ctx, s.channel)
+		if err != nil {
+			continue
+		}
+		addr := node.Options().Addr
+		s.ctl.Lock()
+		if !s.gone && (s.sb == nil || s.orphan.Load() || s.sb.addr != addr) {
+			if s.sb != nil {
+				s.sb.remove(s)
+				s.sb = nil
+			}
+			s.orphan.Store(false)
+			sb, err := r.subscriberFor(ctx, s.channel)
+			if err == nil {
+				err = sb.add(s)
+			}
+			if err != nil {
+				s.orphan.Store(true) // try again next time
+				r.log.Warn("channel layer: move subscription", "group", s.group, "node", addr, "err", err)
+			} else {
+				s.sb = sb
+				r.log.Info("channel layer: subscription moved", "group", s.group, "node", addr)
+			}
+		}
+		s.ctl.Unlock()
+	}
+	var idle []*subscriber
+	r.mu.Lock()
+	for addr, sb := range r.nodes {
+		if sb.idle() {
+			delete(r.nodes, addr)
+			idle = append(idle, sb)
+		}
+	}
+	r.mu.Unlock()
+	for _, sb := range idle {
+		sb.close()
+	}
+}
+
+// subscriber is one pub/sub connection (unsharded: the only one; sharded:
+// one per master node) and the goroutine that reads it. It is made again,
+// with every subscription, whenever it fails.
+type subscriber struct {
+	r       *Redis
+	addr    string
+	sharded bool
+	newPS   func() *redis.PubSub
+
+	mu   sync.Mutex
+	ps   *redis.PubSub // nil while disconnected
+	gen  uint64        // incremented with each connection
+	subs map[string]*rsub
+	// acks lists, per channel, the confirmations expected on the current
+	// connection in the order the commands were sent: a subscription's rsub
+	// for SUBSCRIBE, nil for UNSUBSCRIBE. Redis answers in order, so the
+	// front entry says what a confirmation is for.
+	acks    map[string][]*rsub
+	closing bool
+	wasUp   bool
+	downLog bool
+
+	waiting  atomic.Bool  // the reader is blocked in Receive
+	lastRecv atomic.Int64 // unix ns of the last thing read (or of connecting)
+	pingSent atomic.Int64 // unix ns of an unanswered ping, 0 if none
+
+	firstTry chan struct{} // closed after the first connection attempt
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func (sb *subscriber) up() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.ps != nil
+}
+
+func (sb *subscriber) idle() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return len(sb.subs) == 0
+}
+
+func (sb *subscriber) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 3*time.Second)
+}
+
+func (sb *subscriber) subscribeCmd(ps *redis.PubSub, channels ...string) error {
+	ctx, cancel := sb.ctx()
+	defer cancel()
+	if sb.sharded {
+		return ps.SSubscribe(ctx, channels...)
+	}
+	return ps.Subscribe(ctx, channels...)
+}
+
+func (sb *subscriber) unsubscribeCmd(ps *redis.PubSub, channel string) error {
+	ctx, cancel := sb.ctx()
+	defer cancel()
+	if sb.sharded {
+		return ps.SUnsubscribe(ctx, channel)
+	}
+	return ps.Unsubscribe(ctx, channel)
+}
+
+// add subscribes s's channel on this connection; the reader confirms it
+// when Redis does.
+func (sb *subscriber) add(s *rsub) error {
+	sb.mu.Lock()
+	if sb.closing {
+		sb.mu.Unlock()
+		return ErrClosed
+	}
+	if sb.ps == nil {
+		sb.mu.Unlock()
+		return errors.New("redis is not reachable")
+	}
+	sb.subs[s.channel] = s
+	sb.acks[s.channel] = append(sb.acks[s.channel], s)
+	err := sb.subscribeCmd(sb.ps, s.channel)
+	var broken *redis.PubSub
+	if err != nil {
+		delete(sb.subs, s.channel)
+		broken = sb.dropLocked(sb.gen)
+	}
+	sb.mu.Unlock()
+	if broken != nil {
+		_ = broken.Close()
+	}
+	return err
+}
+
+// remove unsubscribes s's channel.
+func (sb *subscriber) remove(s *rsub) {
+	sb.mu.Lock()
+	if sb.subs[s.channel] != s {
+		sb.mu.Unlock()
+		return
+	}
+	delete(sb.subs, s.channel)
+	var broken *redis.PubSub
+	if sb.ps != nil {
+		sb.acks[s.channel] = append(sb.acks[s.channel], nil)
+		if err := sb.unsubscribeCmd(sb.ps, s.channel); err != nil {
+			broken = sb.dropLocked(sb.gen)
+		}
+	}
+	sb.mu.Unlock()
+	if broken != nil {
+		_ = broken.Close()
+	}
+}
+
+// dropLocked marks the connection of generation gen as gone and returns it
+// for the caller to close (outside the lock); the reader then makes a new
+// one.
+func (sb *subscriber) dropLocked(gen uint64) *redis.PubSub {
+	if sb.gen != gen || sb.ps == nil {
+		return nil
+	}
+	ps := sb.ps
+	sb.ps = nil
+	return ps
+}
+
+func (sb *subscriber) drop(gen uint64) {
+	sb.mu.Lock()
+	ps := sb.dropLocked(gen)
+	sb.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+}
+
+func (sb *subscriber) close() {
+	sb.mu.Lock()
+	if sb.closing {
+		sb.mu.Unlock()
+		<-sb.done
+		return
+	}
+	sb.closing = true
+	close(sb.stop)
+	ps := sb.ps
+	sb.ps = nil
+	sb.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+	<-sb.done
+}
+
+// connect makes a new connection and subscribes every channel of the
+// subscriber on it.
+func (sb *subscriber) connect() bool {
+	ps := sb.newPS()
+	sb.mu.Lock()
+	if sb.closing {
+		sb.mu.Unlock()
+		_ = ps.Close()
+		return false
+	}
+	sb.gen++
+	channels := make([]string, 0, len(sb.subs))
+	clear(sb.acks)
+	for ch, s := range sb.subs {
+		channels = append(channels, ch)
+		sb.acks[ch] = []*rsub{s}
+	}
+	var err error
+	if len(channels) > 0 {
+		err = sb.subscribeCmd(ps, channels...)
+	} else {
+		ctx, cancel := sb.ctx()
+		err = ps.Ping(ctx) // connects
+		cancel()
+	}
+	if err != nil {
+		logIt := !sb.downLog
+		sb.downLog = true
+		sb.mu.Unlock()
+		_ = ps.Close()
+		if logIt {
+			sb.r.log.Warn("channel layer: cannot reach redis; retrying with backoff", "node", sb.addr, "err", err)
+		}
+		return false
+	}
+	sb.ps = ps
+	again := sb.wasUp
+	sb.wasUp = true
+	sb.downLog = false
+	sb.lastRecv.Store(time.Now().UnixNano())
+	sb.pingSent.Store(0)
+	sb.mu.Unlock()
+	if again {
+		sb.r.stats.reconnects.Add(1)
+		sb.r.log.Info("channel layer: redis subscriber reconnected", "node", sb.addr, "groups", len(channels))
+	}
+	return true
+}
+
+// run reads the connection, reconnecting with backoff when it fails.
+func (sb *subscriber) run() {
+	defer sb.r.wg.Done()
+	defer close(sb.done)
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	tried := false
+	defer func() {
+		if !tried {
+			close(sb.firstTry)
+		}
+	}()
+	for {
+		sb.mu.Lock()
+		closing, ps, gen := sb.closing, sb.ps, sb.gen
+		sb.mu.Unlock()
+		if closing {
+			return
+		}
+		if ps == nil {
+			ok := sb.connect()
+			if !tried {
+				tried = true
+				close(sb.firstTry)
+			}
+			if ok {
+				backoff = minBackoff
+				continue
+			}
+			// Full jitter keeps many processes from reconnecting in step.
+			wait := backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, sb.r.opt.MaxBackoff)
+			select {
+			case <-sb.stop:
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		sb.waiting.Store(true)
+		v, err := ps.Receive(context.Background())
+		sb.waiting.Store(false)
+		if err != nil {
+			sb.mu.Lock()
+			closing = sb.closing
+			broken := sb.dropLocked(gen)
+			sb.mu.Unlock()
+			if broken != nil {
+				_ = broken.Close()
+			}
+			if !closing && broken != nil {
+				sb.r.log.Warn("channel layer: redis subscriber connection lost", "node", sb.addr, "err", err)
+			}
+			continue
+		}
+		sb.lastRecv.Store(time.Now().UnixNano())
+		sb.pingSent.Store(0)
+		switch m := v.(type) {
+		case *redis.Message:
+			sb.onMessage(m)
+		case *redis.Subscription:
+			sb.onAck(gen, m.Kind, m.Channel)
+		}
+	}
+}
+
+// health pings a silent connection and drops it when the answer does not
+// come, which a half-open TCP connection would otherwise hide.
+func (sb *subscriber) health() {
+	defer sb.r.wg.Done()
+	every := sb.r.opt.PingInterval
+	t := time.NewTicker(max(every/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-sb.stop:
+			return
+		case <-t.C:
+		}
+		if !sb.waiting.Load() {
+			continue // busy delivering, or reconnecting
+		}
+		sb.mu.Lock()
+		ps, gen := sb.ps, sb.gen
+		sb.mu.Unlock()
+		if ps == nil {
+			continue
+		}
+		now := time.Now().UnixNano()
+		if time.Duration(now-sb.lastRecv.Load()) < every {
+			continue
+		}
+		sent := sb.pingSent.Load()
+		if sent == 0 {
+			sb.pingSent.Store(now)
+			ctx, cancel := sb.ctx()
+			err := ps.Ping(ctx)
+			cancel()
+			if err != nil {
+				sb.drop(gen)
+			}
+			continue
+		}
+		if time.Duration(now-sent) > sb.r.opt.PingTimeout {
+			sb.r.log.Warn("channel layer: redis subscriber connection does not answer; reconnecting", "node", sb.addr)
+			sb.drop(gen)
+		}
+	}
+}
+
+// onAck handles Redis's confirmation of a (un)subscription.
+func (sb *subscriber) onAck(gen uint64, kind, channel string) {
+	subscribe := kind == "subscribe" || kind == "ssubscribe"
+	sb.mu.Lock()
+	if gen != sb.gen {
+		sb.mu.Unlock()
+		return
+	}
+	q := sb.acks[channel]
+	var confirmed *rsub
+	switch {
+	case len(q) > 0 && (q[0] != nil) == subscribe:
+		if subscribe && sb.subs[channel] == q[0] {
+			confirmed = q[0]
+		}
+		if len(q) == 1 {
+			delete(sb.acks, channel)
+		} else {
+			sb.acks[channel] = q[1:]
+		}
+	case !subscribe && sb.subs[channel] != nil:
+		// Not asked for: the server dropped the subscription, as Redis
+		// Cluster does when the channel's slot moves. The keeper
+		// subscribes it again where the slot is now served.
+		s := sb.subs[channel]
+		delete(sb.subs, channel)
+		s.orphan.Store(true)
+		sb.r.log.Info("channel layer: redis dropped a subscription; moving it", "group", s.group, "node", sb.addr)
+	}
+	sb.mu.Unlock()
+	if confirmed != nil {
+		sb.r.confirmed(confirmed)
+	}
+}
+
+func (sb *subscriber) onMessage(m *redis.Message) {
+	sb.mu.Lock()
+	s := sb.subs[m.Channel]
+	sb.mu.Unlock()
+	if s == nil {
+		return // unsubscribed meanwhile
+	}
+	msg, err := decodePayload(s.group, m.Payload)
+	if err != nil {
+		sb.r.log.Error("channel layer: malformed event on redis channel", "channel", m.Channel, "err", err)
+		return
+	}
+	sb.r.deliver(s, msg)
+}
+
+// confirmed runs when Redis confirmed s's subscription on a connection: the
+// first time it establishes where the group stands (everything published
+// from now on arrives on the channel; what came before is the joining
+// members' to read from the history), after a reconnect it catches up on
+// what the connection missed.
+func (r *Redis) confirmed(s *rsub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known {
+		r.catchUpLocked(s)
+		return
+	}
+	var off uint64
+	var epoch string
+	var err error
+	for attempt := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		off, epoch, err = r.Position(ctx, s.group)
+		cancel()
+		if err == nil || attempt == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-s.ready:
+		return // already settled
+	default:
+	}
+	if err != nil {
+		s.readyErr = err
+	} else {
+		s.known, s.epoch, s.last = true, epoch, off
+	}
+	close(s.ready)
+}
+
+// deliver hands msg, received on s's channel, to the handler if it is the
+// next event of the group; a gap is filled from the history first, an
+// event already delivered is dropped.
+func (r *Redis) deliver(s *rsub, msg Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.known {
+		return // before the subscription was confirmed: the history has it
+	}
+	switch {
+	case msg.Epoch == s.epoch:
+		if msg.Offset <= s.last {
+			r.stats.duplicates.Add(1)
+			return
+		}
+	case s.epoch == "" && s.last == 0:
+		// The group had no events when this process subscribed.
+	default:
+		// The group's history started over: what this process had not yet
+		// received of the old epoch is gone.
+		r.lostLocked(s, "epoch changed")
+		s.epoch, s.last = msg.Epoch, 0
+	}
+	if msg.Offset == s.last+1 {
+		s.epoch, s.last = msg.Epoch, msg.Offset
+		r.stats.delivered.Add(1)
+		r.handler(msg)
+		return
+	}
+	r.fillLocked(s, &msg)
+}
+
+// fillLocked delivers the events after s.last from the history, and msg
+// (which should be among them) if the history cannot be read.
+func (r *Redis) fillLocked(s *rsub, msg *Message) {
+	r.stats.gapFills.Add(1)
+	var msgs []Message
+	var ok bool
+	var err error
+	for attempt := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		msgs, ok, err = r.History(ctx, s.group, s.last, s.epoch)
+		cancel()
+		if err == nil || attempt == 2 || r.isClosed() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err == nil && ok {
+		for _, m := range msgs {
+			if m.Offset > s.last || m.Epoch != s.epoch {
+				s.epoch, s.last = m.Epoch, m.Offset
+				r.stats.delivered.Add(1)
+				r.handler(m)
+			}
+		}
+	} else {
+		why := "missed events are no longer in the history"
+		if err != nil {
+			why = "history unreadable: " + err.Error()
+		}
+		r.lostLocked(s, why)
+		if msg == nil {
+			// A catch-up: continue from where the group stands now.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			off, epoch, perr := r.Position(ctx, s.group)
+			cancel()
+			if perr == nil {
+				s.epoch, s.last = epoch, off
+			}
+			return
+		}
+	}
+	if msg != nil && (msg.Epoch != s.epoch || msg.Offset > s.last) {
+		s.epoch, s.last = msg.Epoch, msg.Offset
+		r.stats.delivered.Add(1)
+		r.handler(*msg)
+	}
+}
+
+// catchUpLocked delivers what s's group published while the subscription
+// was down.
+func (r *Redis) catchUpLocked(s *rsub) {
+	r.fillLocked(s, nil)
+}
+
+func (r *Redis) lostLocked(s *rsub, why string) {
+	r.stats.lost.Add(1)
+	r.log.Warn("channel layer: events of a group could not be delivered; its members must resume", "group", s.group, "reason", why)
+	if r.opt.OnLost != nil {
+		r.opt.OnLost(s.group)
+	}
+}

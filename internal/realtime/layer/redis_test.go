@@ -1,0 +1,445 @@
+package layer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+)
+
+// sink collects what a layer delivers.
+type sink struct {
+	mu   sync.Mutex
+	msgs map[string][]Message
+	lost []string
+	cond *sync.Cond
+}
+
+func newSink() *sink {
+	s := &sink{msgs: map[string][]Message{}}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+func (s *sink) handle(m Message) {
+	s.mu.Lock()
+	s.msgs[m.Group] = append(s.msgs[m.Group], m)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+func (s *sink) onLost(g string) {
+	s.mu.Lock()
+	s.lost = append(s.lost, g)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+func (s *sink) lostGroups() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lost)
+}
+
+// wait returns the group's messages once there are at least n, failing the
+// test after timeout.
+func (s *sink) wait(t *testing.T, group string, n int, timeout time.Duration) []Message {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	stop := time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.msgs[group]) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: got %d messages within %v, want %d", group, len(s.msgs[group]), timeout, n)
+		}
+		s.cond.Wait()
+	}
+	return slices.Clone(s.msgs[group])
+}
+
+func (s *sink) get(group string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.msgs[group])
+}
+
+// checkOffsets fails unless msgs are offsets from..from+len-1 of one epoch,
+// in order.
+func checkOffsets(t *testing.T, what string, msgs []Message, from uint64) {
+	t.Helper()
+	for i, m := range msgs {
+		if m.Offset != from+uint64(i) {
+			t.Fatalf("%s: message %d has offset %d, want %d (all: %v)", what, i, m.Offset, from+uint64(i), offsets(msgs))
+		}
+		if m.Epoch != msgs[0].Epoch {
+			t.Fatalf("%s: message %d has epoch %q, first had %q", what, i, m.Epoch, msgs[0].Epoch)
+		}
+	}
+}
+
+func offsets(msgs []Message) []uint64 {
+	out := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Offset
+	}
+	return out
+}
+
+func newTestRedis(t *testing.T, url string, s *sink, opts RedisOptions) *Redis {
+	t.Helper()
+	if opts.OnLost == nil {
+		opts.OnLost = s.onLost
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = 500 * time.Millisecond
+	}
+	r, err := NewRedis(context.Background(), url, s.handle, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func publishN(t *testing.T, r *Redis, group string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := r.Publish(context.Background(), Message{Group: group, Type: "t", Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRedisDeliversAcrossLayersOnlyToSubscribers(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	url := redistest.SharedURL()
+	sa, sb := newSink(), newSink()
+	a := newTestRedis(t, url, sa, RedisOptions{Prefix: prefix})
+	b := newTestRedis(t, url, sb, RedisOptions{Prefix: prefix})
+
+	if off, epoch, err := b.Position(ctx, "g"); err != nil || off != 0 || epoch != "" {
+		t.Fatalf("position of an unused group = %d %q %v, want 0 \"\"", off, epoch, err)
+	}
+	if err := b.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	// Published right after Subscribe returned: must arrive.
+	for i := 1; i <= 5; i++ {
+		off, err := a.Publish(ctx, Message{Group: "g", Type: "comment", Data: []byte(`{"id":` + strconv.Itoa(i) + `}`)})
+		if err != nil || off != uint64(i) {
+			t.Fatalf("publish %d: offset %d, %v", i, off, err)
+		}
+	}
+	publishN(t, a, "other", 3)
+	got := sb.wait(t, "g", 5, 5*time.Second)
+	checkOffsets(t, "b", got, 1)
+	if got[0].Type != "comment" || string(got[4].Data) != `{"id":5}` {
+		t.Fatalf("message = %+v", got[4])
+	}
+	if off, epoch, err := a.Position(ctx, "g"); err != nil || off != 5 || epoch != got[0].Epoch {
+		t.Fatalf("position = %d %q %v, want 5 %q", off, epoch, err, got[0].Epoch)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(sa.get("g")); n != 0 {
+		t.Fatalf("unsubscribed layer received %d messages", n)
+	}
+	if n := len(sb.get("other")); n != 0 {
+		t.Fatalf("layer received %d messages of a group it did not subscribe to", n)
+	}
+
+	if err := b.Unsubscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, a, "g", 1)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(sb.get("g")); n != 5 {
+		t.Fatalf("after unsubscribe: %d messages, want 5", n)
+	}
+	// Subscribing again delivers from the next event on.
+	if err := b.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, a, "g", 1)
+	got = sb.wait(t, "g", 6, 5*time.Second)
+	if got[5].Offset != 7 {
+		t.Fatalf("after resubscribing got offset %d, want 7", got[5].Offset)
+	}
+}
+
+func TestRedisOffsetsGapFreeAcrossConcurrentPublishers(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	url := redistest.SharedURL()
+	const layers, perLayer = 3, 300
+	groups := []string{"g0", "g1", "g2"}
+	sinks := make([]*sink, layers)
+	rs := make([]*Redis, layers)
+	for i := range layers {
+		sinks[i] = newSink()
+		rs[i] = newTestRedis(t, url, sinks[i], RedisOptions{Prefix: prefix, HistorySize: 10000})
+		for _, g := range groups {
+			if err := rs[i].Subscribe(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range layers {
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range perLayer / 2 {
+					g := groups[(i+w+j)%len(groups)]
+					if _, err := rs[i].Publish(ctx, Message{Group: g, Type: "t", Data: []byte(`1`)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	total := 0
+	for _, g := range groups {
+		want, _, err := rs[0].Position(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += int(want)
+		for i := range layers {
+			got := sinks[i].wait(t, g, int(want), 10*time.Second)
+			if len(got) != int(want) {
+				t.Fatalf("layer %d group %s: %d messages, want %d", i, g, len(got), want)
+			}
+			checkOffsets(t, fmt.Sprintf("layer %d group %s", i, g), got, 1)
+		}
+		h, ok, err := rs[1].History(ctx, g, 0, "")
+		if err != nil || !ok || len(h) != int(want) {
+			t.Fatalf("history of %s: %d msgs, ok=%v, err=%v; want %d", g, len(h), ok, err, want)
+		}
+		checkOffsets(t, "history "+g, h, 1)
+	}
+	if total != layers*perLayer {
+		t.Fatalf("published %d, want %d", total, layers*perLayer)
+	}
+}
+
+func TestRedisHistoryWindow(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix, HistorySize: 5, HistoryAge: 600 * time.Millisecond})
+
+	if msgs, ok, err := r.History(ctx, "g", 0, ""); err != nil || !ok || len(msgs) != 0 {
+		t.Fatalf("history of an unused group from the start: %v %v %v", msgs, ok, err)
+	}
+	if _, ok, _ := r.History(ctx, "g", 3, "x"); ok {
+		t.Fatal("history of an unused group with a position must not be ok")
+	}
+	publishN(t, r, "g", 12)
+	_, epoch, _ := r.Position(ctx, "g")
+	cases := []struct {
+		since uint64
+		epoch string
+		ok    bool
+		n     int
+	}{
+		{12, epoch, true, 0},
+		{11, epoch, true, 1},
+		{7, epoch, true, 5},
+		{6, epoch, false, 0}, // offset 7 is the oldest kept
+		{13, epoch, false, 0},
+		{11, "other", false, 0},
+		{0, "", false, 0}, // offset 1 is gone
+		{11, "", false, 0},
+	}
+	for _, c := range cases {
+		msgs, ok, err := r.History(ctx, "g", c.since, c.epoch)
+		if err != nil || ok != c.ok || len(msgs) != c.n {
+			t.Errorf("History(%d, %q) = %d msgs, ok=%v, err=%v; want %d, %v", c.since, c.epoch, len(msgs), ok, err, c.n, c.ok)
+			continue
+		}
+		if c.n > 0 {
+			checkOffsets(t, "history", msgs, c.since+1)
+			if msgs[0].Epoch != epoch || string(msgs[len(msgs)-1].Data) != `{"i":11}` {
+				t.Errorf("History(%d) = %+v", c.since, msgs)
+			}
+		}
+	}
+	// By age: everything expires; the position stays, so a client that saw
+	// everything still resumes, one that did not is told it cannot.
+	time.Sleep(700 * time.Millisecond)
+	if msgs, ok, err := r.History(ctx, "g", 12, epoch); err != nil || !ok || len(msgs) != 0 {
+		t.Fatalf("history at the head after expiry: %v %v %v", msgs, ok, err)
+	}
+	if _, ok, _ := r.History(ctx, "g", 11, epoch); ok {
+		t.Fatal("an expired event was still served")
+	}
+	// A publish trims expired entries; the new one is served.
+	publishN(t, r, "g", 1)
+	if msgs, ok, err := r.History(ctx, "g", 12, epoch); err != nil || !ok || len(msgs) != 1 || msgs[0].Offset != 13 {
+		t.Fatalf("history after a new event: %v %v %v", msgs, ok, err)
+	}
+	if off, e, _ := r.Position(ctx, "g"); off != 13 || e != epoch {
+		t.Fatalf("position = %d %q, want 13 %q", off, e, epoch)
+	}
+}
+
+func TestRedisPublishKeyPublishesOnce(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	kctx := WithPublishKey(ctx, "outbox:41")
+	o1, err := r.Publish(kctx, Message{Group: "g", Type: "t", Data: []byte(`"a"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2, err := r.Publish(kctx, Message{Group: "g", Type: "t", Data: []byte(`"a"`)})
+	if err != nil || o2 != o1 {
+		t.Fatalf("publish again with the same key: offset %d, %v; want %d", o2, err, o1)
+	}
+	o3, err := r.Publish(WithPublishKey(ctx, "outbox:42"), Message{Group: "g", Type: "t", Data: []byte(`"b"`)})
+	if err != nil || o3 != o1+1 {
+		t.Fatalf("next key: offset %d, %v", o3, err)
+	}
+	got := s.wait(t, "g", 2, 5*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	if got = s.get("g"); len(got) != 2 || string(got[1].Data) != `"b"` {
+		t.Fatalf("delivered %+v, want a then b", got)
+	}
+	if st := r.Stats(); st.Published != 2 {
+		t.Fatalf("stats: published %d, want 2", st.Published)
+	}
+}
+
+// silentPublish records an event in the group's state and history without
+// publishing it, as if this process had missed it on the channel.
+func silentPublish(t *testing.T, r *Redis, group string) {
+	t.Helper()
+	_, err := r.publish.Run(context.Background(), r.pub,
+		[]string{r.key(group, "m"), r.key(group, "h"), r.key(group, "d")},
+		r.channel(group), "t", `"silent"`, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
+		r.opt.StateTTL.Milliseconds(), "x.1", "", "EXISTS").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedisFillsGapsFromHistory(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r, "g", 2)
+	silentPublish(t, r, "g")
+	silentPublish(t, r, "g")
+	publishN(t, r, "g", 1)
+	got := s.wait(t, "g", 5, 5*time.Second)
+	checkOffsets(t, "with a gap", got, 1)
+	if string(got[2].Data) != `"silent"` || string(got[3].Data) != `"silent"` {
+		t.Fatalf("filled messages = %+v", got[2:4])
+	}
+	if st := r.Stats(); st.GapFills != 1 || st.Lost != 0 {
+		t.Fatalf("stats = %+v, want one gap fill and nothing lost", st)
+	}
+
+	// A gap beyond the window cannot be filled: OnLost, then delivery goes on.
+	small := newSink()
+	r2 := newTestRedis(t, redistest.SharedURL(), small, RedisOptions{Prefix: prefix, HistorySize: 2})
+	if err := r2.Subscribe(ctx, "h"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r2, "h", 1)
+	for range 3 {
+		silentPublish(t, r2, "h")
+	}
+	publishN(t, r2, "h", 1)
+	got = small.wait(t, "h", 2, 5*time.Second)
+	if got[0].Offset != 1 || got[1].Offset != 5 {
+		t.Fatalf("offsets %v, want 1 then 5", offsets(got))
+	}
+	if l := small.lostGroups(); !slices.Equal(l, []string{"h"}) {
+		t.Fatalf("OnLost calls = %v, want [h]", l)
+	}
+}
+
+func TestRedisNewEpochWhenStateIsLost(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r, "g", 3)
+	first := s.wait(t, "g", 3, 5*time.Second)
+	// What a FLUSHALL or a restart without persistence does to the group.
+	opt, _ := redis.ParseURL(redistest.SharedURL())
+	c := redis.NewClient(opt)
+	defer c.Close()
+	if err := c.Del(ctx, r.key("g", "m"), r.key("g", "h"), r.key("g", "d")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if off, epoch, _ := r.Position(ctx, "g"); off != 0 || epoch != "" {
+		t.Fatalf("position after the loss = %d %q", off, epoch)
+	}
+	if _, ok, _ := r.History(ctx, "g", 3, first[0].Epoch); ok {
+		t.Fatal("history of the lost epoch must not be ok")
+	}
+	publishN(t, r, "g", 2)
+	got := s.wait(t, "g", 5, 5*time.Second)
+	if got[3].Offset != 1 || got[4].Offset != 2 || got[3].Epoch == first[0].Epoch || got[3].Epoch != got[4].Epoch {
+		t.Fatalf("after the loss: %+v", got[3:])
+	}
+	if l := s.lostGroups(); !slices.Equal(l, []string{"g"}) {
+		t.Fatalf("OnLost calls = %v, want [g]", l)
+	}
+	if _, ok, _ := r.History(ctx, "g", 3, first[0].Epoch); ok {
+		t.Fatal("an old position must not resume in the new epoch")
+	}
+	if msgs, ok, _ := r.History(ctx, "g", 0, ""); !ok || len(msgs) != 2 {
+		t.Fatalf("new epoch from the start: %d msgs, ok=%v", len(msgs), ok)
+	}
+}
+
+func TestRedisRejectsBadInput(t *testing.T) {
+	if _, err := NewRedis(context.Background(), "http://x", func(Message) {}, RedisOptions{}); err == nil {
+		t.Fatal("a non-redis URL was accepted")
+	}
+	if _, err := NewRedis(context.Background(), redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: "a{b}"}); err == nil {
+		t.Fatal("a prefix with braces was accepted")
+	}
+	r := newTestRedis(t, redistest.SharedURL(), newSink(), RedisOptions{Prefix: redistest.Prefix(t)})
+	if _, err := r.Publish(context.Background(), Message{Group: "g", Type: "a\nb"}); err == nil {
+		t.Fatal("a type with a newline was accepted")
+	}
+	r.Close()
+	if _, err := r.Publish(context.Background(), Message{Group: "g", Type: "t"}); err != ErrClosed {
+		t.Fatalf("publish after close: %v", err)
+	}
+	if err := r.Subscribe(context.Background(), "g"); err != ErrClosed {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+}
