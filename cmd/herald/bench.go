@@ -33,7 +33,8 @@ Scenarios:
   apps      the quest flow: --creators and --applicants on /ws/applications/,
             applying and deciding at --rate writes/s; REST-to-WebSocket latency
   resume    --conns clients drop at once and reconnect, --rounds times; time
-            until all have campaign_data again
+            until all have campaign_data again (--resume v2: until all have
+            the missed events replayed through protocol v2 resume)
 
 Examples:
   herald bench idle --spawn --conns 10000
@@ -143,7 +144,8 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.IntVar(&o.Applicants, "applicants", o.Applicants, "apps: applicants")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "resume: drop-and-reconnect rounds")
 	dur(&o.Pause, "pause", "resume: wait between rounds")
-	fs.StringVar(&o.ResumeMode, "resume", o.ResumeMode, "resume: how clients come back; only 'reconnect' until herald serves protocol v2")
+	fs.StringVar(&o.ResumeMode, "resume", o.ResumeMode, "resume: how clients come back: 'reconnect' (v1, a fresh campaign_data) or 'v2' (protocol v2 resume positions, missed events replayed)")
+	fs.IntVar(&o.Missed, "missed", o.Missed, "resume v2: comments published while the clients are away, replayed on resume")
 	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "connections/s when connecting the clients a scenario needs (0 = as fast as possible)")
 	fs.IntVar(&o.DialConcurrency, "dial-concurrency", o.DialConcurrency, "connection attempts in flight at once")
 	fs.IntVar(&o.RegisterConcurrency, "register-concurrency", o.RegisterConcurrency, "account sign-ups in flight at once (each costs the server two argon2id hashes)")

@@ -90,6 +90,7 @@ type Options struct {
 	Rounds        int      `json:"rounds,omitempty"`         // resume
 	Pause         Duration `json:"pause,omitempty"`          // resume: between rounds
 	ResumeMode    string   `json:"resume_mode,omitempty"`    // resume: how clients come back
+	Missed        int      `json:"missed,omitempty"`         // resume v2: events published while the clients are away
 	// ConnectRate paces the clients a scenario connects before measuring
 	// (subscribers, users, resume clients); 0 is as fast as allowed.
 	ConnectRate         float64  `json:"connect_rate"`
@@ -128,7 +129,7 @@ func Defaults(scenario string) Options {
 	case "apps":
 		o.Creators, o.Applicants, o.Rate, o.ReadBuffer = 50, 50, 20, 2048
 	case "resume":
-		o.Conns, o.Rounds, o.Pause, o.ResumeMode = 1000, 3, Duration(2*time.Second), ResumeReconnect
+		o.Conns, o.Rounds, o.Pause, o.ResumeMode, o.Missed = 1000, 3, Duration(2*time.Second), ResumeReconnect, 10
 	}
 	return o
 }
@@ -181,8 +182,11 @@ func (o *Options) check(nofile uint64) error {
 		if o.Rounds < 1 || o.Rounds > 100 {
 			bad("--rounds %d: want 1 to 100", o.Rounds)
 		}
-		if o.ResumeMode != ResumeReconnect {
-			bad("--resume %q: only %q is available; protocol v2 resume positions are not served by herald yet", o.ResumeMode, ResumeReconnect)
+		if o.ResumeMode != ResumeReconnect && o.ResumeMode != ResumeV2 {
+			bad("--resume %q: want %q or %q", o.ResumeMode, ResumeReconnect, ResumeV2)
+		}
+		if o.Missed < 0 || o.Missed > 500 {
+			bad("--missed %d: want 0 to 500 (the server keeps 1,000 events of history per group)", o.Missed)
 		}
 	}
 	if o.DialConcurrency < 1 || o.Publishers < 1 || o.RegisterConcurrency < 1 {

@@ -185,6 +185,24 @@ func TestScenariosEndToEnd(t *testing.T) {
 			}
 		}
 	})
+	t.Run("resume-v2", func(t *testing.T) {
+		o := Defaults("resume")
+		o.Conns, o.Rounds, o.Pause, o.ResumeMode, o.Missed = 20, 2, Duration(100*time.Millisecond), ResumeV2, 5
+		res, _ := runTiny(t, base, o, "latency.svg")
+		f := res.Resume
+		checkConnect(t, f.Connect, 20)
+		if len(f.Rounds) != 2 || f.Mode != ResumeV2 {
+			t.Fatalf("%+v", f)
+		}
+		for _, r := range f.Rounds {
+			// Every client gets the 5 events it missed replayed, then
+			// subscribed with recovered:true, and no snapshot.
+			if r.Clients != 20 || r.AllBackS <= 0 || r.Missed != 5 || r.Replayed != 100 || r.ReplayLost != 0 ||
+				r.Recovered != 20 || r.NotRecovered != 0 || r.Snapshots != 0 || r.Connect.Latency.Count != 20 {
+				t.Errorf("round %+v", r)
+			}
+		}
+	})
 }
 
 // A target off the loopback interface is refused before anything is sent.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -468,7 +469,7 @@ func stepLine(si, n int, st FanoutStep) string {
 		s += fmt.Sprintf("; server %.2f cores", st.ServerCPU.Cores)
 	}
 	if st.BenchCPU != nil {
-		s += fmt.Sprintf(", bench %.2f cores", st.BenchCPU.Cores)
+		s += fmt.Sprintf(", bench %.2f cores, machine %.2f of %d cores busy", st.BenchCPU.Cores, st.BenchCPU.MachineCores, runtime.NumCPU())
 	}
 	return s
 }

@@ -82,17 +82,49 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
 
-// cpuMeter measures the CPU a process uses between start and stop.
+// cpuMeter measures the CPU a process uses between start and stop, and
+// how busy the whole machine was (which also counts the kernel's loopback
+// network work that is charged to no process).
 type cpuMeter struct {
 	pid   int // 0: this process
 	cpu0  time.Duration
+	busy0 time.Duration
 	wall0 time.Time
 	ok    bool
 }
 
 func startCPU(pid int) cpuMeter {
 	c, err := CPUTime(pid)
-	return cpuMeter{pid: pid, cpu0: c, wall0: time.Now(), ok: err == nil}
+	busy, _ := machineBusy()
+	return cpuMeter{pid: pid, cpu0: c, busy0: busy, wall0: time.Now(), ok: err == nil}
+}
+
+// machineBusy is the CPU time all cores spent not idle (nor waiting for
+// I/O) since boot, from /proc/stat.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("bad /proc/stat")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("bad /proc/stat")
+		}
+		// user nice system idle iowait irq softirq steal guest guest_nice;
+		// guest time is already in user.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTick, nil
 }
 
 func (m cpuMeter) stop() *ProcessFigures {
@@ -108,6 +140,9 @@ func (m cpuMeter) stop() *ProcessFigures {
 	pf := &ProcessFigures{PID: m.pid, CPUSecs: round3(cpu), WallSecs: round3(wall)}
 	if wall > 0 {
 		pf.Cores = round3(cpu / wall)
+		if busy, err := machineBusy(); err == nil && m.busy0 > 0 {
+			pf.MachineCores = round3((busy - m.busy0).Seconds() / wall)
+		}
 	}
 	pid := m.pid
 	if pid == 0 {

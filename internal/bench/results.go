@@ -70,8 +70,11 @@ type ProcessFigures struct {
 	CPUSecs  float64 `json:"cpu_s"`
 	WallSecs float64 `json:"wall_s"`
 	// Cores is CPU time over wall time: 1.0 is one core fully busy.
-	Cores  float64 `json:"cores"`
-	MaxRSS int64   `json:"max_rss_kib,omitempty"`
+	Cores float64 `json:"cores"`
+	// MachineCores is how many cores the whole machine kept busy meanwhile
+	// (both processes, the kernel's loopback work, anything else running).
+	MachineCores float64 `json:"machine_cores,omitempty"`
+	MaxRSS       int64   `json:"max_rss_kib,omitempty"`
 }
 
 // Machine describes where the run happened.

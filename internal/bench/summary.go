@@ -38,7 +38,7 @@ func (e *env) summary() {
 				f.HeapPerConnBytes, f.GoroutinesPerConn, metricText(f.MetricsAfter, "herald_realtime_connections"))
 		}
 		if f.ServerCPU != nil {
-			w("CPU while connecting: server %.2f cores, bench %.2f cores", f.ServerCPU.Cores, coresOf(f.BenchCPU))
+			w("CPU while connecting: server %.2f cores, bench %.2f cores, machine %.2f cores busy", f.ServerCPU.Cores, coresOf(f.BenchCPU), machineOf(f.BenchCPU))
 		}
 	case r.Fanout != nil:
 		f := r.Fanout
@@ -84,20 +84,16 @@ func (e *env) summary() {
 		}
 		w("REST request time: %s", latLine(f.REST))
 		if f.ServerCPU != nil {
-			w("CPU during the writes: server %.2f cores, bench %.2f cores", f.ServerCPU.Cores, coresOf(f.BenchCPU))
+			w("CPU during the writes: server %.2f cores, bench %.2f cores, machine %.2f cores busy", f.ServerCPU.Cores, coresOf(f.BenchCPU), machineOf(f.BenchCPU))
 		}
 	case r.Resume != nil:
 		f := r.Resume
-		w("mode: %s (protocol v2 resume positions are not served yet: each client gets a full snapshot)", f.Mode)
+		w("mode: %s", f.Mode)
 		if f.Connect != nil {
 			w("initial connect: %s", connectLine(f.Connect))
 		}
 		for i, rd := range f.Rounds {
-			back := fmt.Sprintf("all back in %.3fs", rd.AllBackS)
-			if rd.Connect.Connected < rd.Clients {
-				back = fmt.Sprintf("only %d of %d back", rd.Connect.Connected, rd.Clients)
-			}
-			w("round %d: %d clients dropped at once, %s; per client from the drop: %s", i+1, rd.Clients, back, latLine(rd.Connect.Latency))
+			w("round %d: %d clients dropped and reconnected at once: %s", i+1, rd.Clients, roundLine(rd))
 		}
 	}
 	for _, n := range r.Notes {
@@ -125,6 +121,13 @@ func connected(f *ConnectFigures) int {
 		return 0
 	}
 	return f.Connected
+}
+
+func machineOf(p *ProcessFigures) float64 {
+	if p == nil {
+		return 0
+	}
+	return p.MachineCores
 }
 
 func coresOf(p *ProcessFigures) float64 {

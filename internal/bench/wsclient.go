@@ -205,11 +205,17 @@ func (c *client) write(f ws.Frame) {
 
 // first reads the first message within timeout (the campaign_data
 // snapshot) and returns its type and length.
+// A protocol v2 presence count may come before it and is skipped.
 func (c *client) first(timeout time.Duration) (typ string, n int, err error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
-	err = c.next(func(head []byte, size int) {
-		typ, n = msgType(head), size
-	})
+	for range 10 {
+		err = c.next(func(head []byte, size int) {
+			typ, n = msgType(head), size
+		})
+		if err != nil || typ != "presence" {
+			break
+		}
+	}
 	_ = c.conn.SetReadDeadline(time.Time{})
 	return typ, n, err
 }
