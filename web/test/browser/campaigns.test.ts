@@ -53,6 +53,9 @@ it('a contribution in one browser updates the raised total in the others within 
   expect(await visitor.page.getByTestId('contributions-count').textContent()).toBe('4 contributions');
   expect(await visitor.page.getByTestId('contributions').getByRole('listitem').first().textContent()).toContain('$24.50 from carol');
   await shot(visitor.page, 'campaign-dashboard');
+  await visitor.page.setViewportSize({ width: 390, height: 844 });
+  await shot(visitor.page, 'campaign-dashboard-phone');
+  await visitor.page.setViewportSize({ width: 1280, height: 860 });
 });
 
 it('comments and the owner’s updates, releases and milestones appear live', async () => {

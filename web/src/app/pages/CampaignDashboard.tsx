@@ -70,7 +70,7 @@ export function CampaignDashboard({ id }: { id: string }) {
           <h1>{c.title}</h1>
           <p className="muted">
             by {c.owner.username} · <StatusBadge status={c.status} />
-            {watching !== null && (
+            {watching !== null && room.isConnected && (
               <>
                 {' '}
                 · <span data-testid="watching">{watching} watching</span>
