@@ -31,7 +31,9 @@ function Shell() {
   const { user, loading, signOut } = useSession();
   const path = usePath();
   useEffect(() => {
+    // Every page's path ends in a slash, as herald's API paths do.
     if (path === '/') navigate('/campaigns/', true);
+    else if (!path.endsWith('/')) navigate(`${path}/${window.location.search}`, true);
   }, [path]);
   return (
     <>
