@@ -39,8 +39,19 @@ export function onSignedOut(fn: SignedOut): () => void {
   return () => signedOutListeners.delete(fn);
 }
 
+/**
+ * Whether this browser has signed in: the cookies are HttpOnly, so the page
+ * keeps this hint to avoid asking for a session (and being refused) for
+ * visitors who never signed in.
+ */
+export const SIGNED_IN_HINT = 'herald_signed_in';
+export const hasSessionHint = () => localStorage.getItem(SIGNED_IN_HINT) === '1';
+
 /** The real-time endpoints' credentials: the same cookie session. */
-export const session = sessionAuth({ onSignedOut: () => signedOutListeners.forEach((fn) => fn()) });
+export const session = sessionAuth({
+  signedIn: hasSessionHint,
+  onSignedOut: () => signedOutListeners.forEach((fn) => fn()),
+});
 
 let refreshing: Promise<boolean> | null = null;
 
@@ -84,7 +95,7 @@ export async function api<T>(method: string, path: string, body?: unknown, retri
   } catch {
     throw new ApiError(0, 'network', 'herald cannot be reached; check your connection and try again');
   }
-  if (res.status === 401 && !retried && !path.startsWith('/api/auth/session')) {
+  if (res.status === 401 && !retried && hasSessionHint() && !path.startsWith('/api/auth/session')) {
     const p = await toError(res.clone());
     if (p.code === 'token_not_valid' || p.code === 'not_authenticated') {
       if (await refreshSession()) return api<T>(method, path, body, true);

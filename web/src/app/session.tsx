@@ -1,11 +1,6 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 import type { User } from '@herald/client';
-import { ApiError, api, get, onSignedOut, post, session } from './api';
-
-// Whether this browser has signed in: the cookies are HttpOnly, so the page
-// keeps this hint to avoid asking /api/auth/me/ (and getting 401) for
-// visitors who never signed in.
-const HINT = 'herald_signed_in';
+import { ApiError, SIGNED_IN_HINT as HINT, api, get, onSignedOut, post, session } from './api';
 
 interface SessionValue {
   user: User | null;

@@ -124,6 +124,11 @@ export interface SessionAuthOptions {
    * older than this (default 5 minutes; herald's access tokens live 15).
    */
   maxAgeMs?: number;
+  /**
+   * Whether there is a session to renew (default: assume there is). A page
+   * that knows its visitor never signed in saves the refused renewals.
+   */
+  signedIn?: () => boolean;
   onSignedOut?: SignedOutListener;
   now?: () => number;
 }
@@ -161,6 +166,7 @@ export function sessionAuth(opts: SessionAuthOptions = {}): AuthProvider & { ren
       last = now();
     },
     async prepare(ctx) {
+      if (opts.signedIn && !opts.signedIn()) return {};
       if (ctx.reconnect && (ctx.suspectExpired || now() - last >= maxAge)) await refresh();
       return {};
     },

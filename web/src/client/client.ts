@@ -409,7 +409,11 @@ export class HeraldClient {
     this.setState(reconnect ? 'reconnecting' : 'connecting');
     let params: Record<string, string> = {};
     if (this.opts.auth) {
-      params = await this.opts.auth.prepare({ reconnect, suspectExpired: this.suspectExpired });
+      try {
+        params = await this.opts.auth.prepare({ reconnect, suspectExpired: this.suspectExpired });
+      } catch {
+        params = {}; // try without; a refusal then backs off like any failure
+      }
       if (gen !== this.generation) return; // closed or restarted meanwhile
     }
     const transport = this.chooseTransport();
