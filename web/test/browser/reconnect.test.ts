@@ -10,11 +10,11 @@ const QUEST = 'Test the notebook beta'; // carol's; dave's application to it is 
 
 let h: Herald;
 let browser: Browser;
-let dave: UserPage, watcher: UserPage;
+let dave: UserPage, watcher: UserPage, visitor: UserPage;
 
 beforeAll(async () => {
   [h, browser] = await Promise.all([Herald.start({ bin: inject('heraldBin') }), launch()]);
-  [dave, watcher] = await Promise.all([openAs(browser, h.url, 'dave'), openAs(browser, h.url, 'carol')]);
+  [dave, watcher, visitor] = await Promise.all([openAs(browser, h.url, 'dave'), openAs(browser, h.url, 'carol'), openAs(browser, h.url)]);
 });
 afterAll(async () => {
   await browser?.close();
@@ -22,9 +22,14 @@ afterAll(async () => {
 });
 
 it('reconnects after a restart and shows what happened while it was away', async () => {
+  const renewals: string[] = [];
+  visitor.page.on('request', (r) => {
+    if (r.url().includes('/api/auth/session/refresh/')) renewals.push(r.url());
+  });
   await dave.page.goto('/applications/');
   await watcher.page.goto('/campaigns/1/');
-  await Promise.all([indicator(dave.page, 'open'), indicator(watcher.page, 'open')]);
+  await visitor.page.goto('/campaigns/1/');
+  await Promise.all([indicator(dave.page, 'open'), indicator(watcher.page, 'open'), indicator(visitor.page, 'open')]);
   const mine = dave.page.locator('[data-testid="my-applications"] li', { hasText: QUEST });
   expect(await mine.locator('.badge').textContent()).toBe('pending');
   expect(await watcher.page.getByTestId('raised').textContent()).toBe('$1,525.50');
@@ -54,13 +59,17 @@ it('reconnects after a restart and shows what happened while it was away', async
 
   const back = Date.now();
   await h.start();
-  await Promise.all([indicator(dave.page, 'open', 40_000), indicator(watcher.page, 'open', 40_000)]);
+  await Promise.all([indicator(dave.page, 'open', 40_000), indicator(watcher.page, 'open', 40_000), indicator(visitor.page, 'open', 40_000)]);
   console.log(`pages reconnected ${((Date.now() - back) / 1000).toFixed(1)} s after herald came back`);
   await mine.locator('.badge', { hasText: 'approved' }).waitFor({ timeout: 5000 });
   await watcher.page.waitForFunction(() => document.querySelector('[data-testid="raised"]')?.textContent === '$1,602.50', null, {
     timeout: 5000,
   });
   expect(await watcher.page.getByTestId('realtime-warning').count()).toBe(0);
+  await visitor.page.waitForFunction(() => document.querySelector('[data-testid="raised"]')?.textContent === '$1,602.50', null, {
+    timeout: 5000,
+  });
+  expect(renewals).toEqual([]); // a visitor who never signed in has no session to renew
   await shot(dave.page, 'my-applications-after-reconnect');
 
   // And live again.
@@ -74,4 +83,5 @@ it('reconnects after a restart and shows what happened while it was away', async
 it('logged no errors but the refused connections while herald was down', () => {
   expect(unexpected(dave.errors, true)).toEqual([]);
   expect(unexpected(watcher.errors, true)).toEqual([]);
+  expect(unexpected(visitor.errors, true)).toEqual([]);
 });
