@@ -147,9 +147,7 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		MaxReplayBytes:  16 << 20,
 		Logger:          a.log,
 		Observe:         func(m layer.Message) bool { return a.consumers.Observe(m) },
-	}, func(deliver func(layer.Message)) (layer.Layer, error) {
-		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
-	})
+	}, a.newLayer)
 	if err != nil {
 		return err
 	}
@@ -203,6 +201,29 @@ func (a *App) opsStats(ctx context.Context) api.OpsStats {
 	}
 	_ = a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&st.OutboxPending)
 	return st
+}
+
+// newLayer builds the configured channel layer around the hub's delivery
+// function.
+func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
+	if a.cfg.Layer == "" || a.cfg.Layer == "memory" {
+		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return layer.NewRedis(ctx, a.cfg.Layer, deliver, layer.RedisOptions{
+		Prefix:  a.cfg.RedisPrefix,
+		Sharded: a.cfg.RedisSharded,
+		Logger:  a.log,
+		// Events this process could not receive are gone for its members:
+		// they reconnect (1012, after a random delay) and resume, which
+		// tells them recovered=false where they missed something.
+		OnLost: func(group string) {
+			for _, c := range a.hub.Members(group) {
+				c.Close(realtime.CloseServiceRestart, "event history lost; reconnect and resume")
+			}
+		},
+	})
 }
 
 // ready answers 200 when the database and the channel layer answer, 503

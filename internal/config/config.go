@@ -39,6 +39,13 @@ type Config struct {
 	AdminAddr string
 	// Admins are the usernames who may see the operations page.
 	Admins []string
+	// Layer is the channel layer: "memory" (one process) or a redis:// or
+	// rediss:// URL (many processes sharing that Redis).
+	Layer string
+	// RedisSharded makes the Redis layer use Redis Cluster with sharded
+	// pub/sub; RedisPrefix starts its key and channel names.
+	RedisSharded bool
+	RedisPrefix  string
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -72,6 +79,9 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
 	admins := str("admins", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
+	layerURL := str("layer", "memory", "channel layer: memory (one process) or redis://host:port/db to run several processes as one")
+	redisSharded := str("redis-sharded", "false", "with a redis layer: the URL names Redis Cluster nodes (redis://host:port?addr=host2:port2); use sharded pub/sub")
+	redisPrefix := str("redis-prefix", "herald:", "with a redis layer: prefix of its keys and channels (deployments sharing one Redis need distinct ones)")
 	adminAddr := str("admin-addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
 	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
 	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
@@ -103,6 +113,11 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			}
 		}
 		if err := checkDB(c.DB); err != nil {
+			errs = append(errs, err)
+		}
+		c.Layer, c.RedisPrefix = *layerURL, *redisPrefix
+		c.RedisSharded = boolean(&errs, "redis-sharded", *redisSharded)
+		if err := checkLayer(c); err != nil {
 			errs = append(errs, err)
 		}
 		for _, o := range strings.Split(*origins, ",") {
@@ -157,6 +172,26 @@ func checkDB(dsn string) error {
 		}
 	default:
 		return errors.New("--db: want sqlite:PATH or postgres://…")
+	}
+	return nil
+}
+
+func checkLayer(c Config) error {
+	if c.Layer == "memory" {
+		if c.RedisSharded {
+			return errors.New("--redis-sharded needs a redis:// --layer")
+		}
+		return nil
+	}
+	u, err := url.Parse(c.Layer)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return fmt.Errorf("--layer %q: want memory or redis://host:port/db", c.Layer)
+	}
+	if c.RedisSharded && strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0" {
+		return errors.New("--layer: Redis Cluster has only database 0")
+	}
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, "{}") {
+		return fmt.Errorf("--redis-prefix %q: want a non-empty prefix without braces", c.RedisPrefix)
 	}
 	return nil
 }

@@ -190,6 +190,7 @@ func NewRedis(ctx context.Context, url string, handler func(Message), opts Redis
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	clientLogOnce.Do(func() { redis.SetLogger(clientLog{opts.Logger}) })
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r := &Redis{
@@ -242,6 +243,18 @@ func NewRedis(ctx context.Context, url string, handler func(Message), opts Redis
 	go r.keeper()
 	return r, nil
 }
+
+// clientLog sends the Redis client's own messages (every failed dial while
+// Redis is down, for one) to debug level: the layer logs the state changes
+// that matter once each.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+// The client's logger is global to the process; the first layer sets it.
+var clientLogOnce sync.Once
 
 func tune(o *redis.Options) {
 	if o.Protocol == 0 {
@@ -583,8 +596,9 @@ func (r *Redis) refreshState() {
 	}
 }
 
-// encodePayload is the channel message of an event (the same text follows
-// the publish time in the history list; the Lua script builds both).
+// decodePayload parses an event as the channel carries it (the history
+// list holds the same text after the publish time; the Lua script builds
+// both): "offset\nepoch\ntype\ndata".
 func decodePayload(group, s string) (Message, error) {
 	offs, rest, ok1 := strings.Cut(s, "\n")
 	epoch, rest, ok2 := strings.Cut(rest, "\n")

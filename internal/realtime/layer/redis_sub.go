@@ -183,12 +183,12 @@ func (r *Redis) subscriberLocked(addr string) *subscriber {
 
 func (r *Redis) newSubscriber(addr string, newPS func() *redis.PubSub) *subscriber {
 	sb := &subscriber{
-		r:       r,
-		addr:    addr,
-		sharded: r.opt.Sharded,
-		newPS:   newPS,
-		subs:    make(map[string]*rsub),
-		acks:    make(map[string][]*rsub),
+		r:        r,
+		addr:     addr,
+		sharded:  r.opt.Sharded,
+		newPS:    newPS,
+		subs:     make(map[string]*rsub),
+		acks:     make(map[string][]*rsub),
 		firstTry: make(chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),

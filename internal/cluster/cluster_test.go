@@ -1,0 +1,439 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+)
+
+// metric sums the samples of a Prometheus counter or gauge on p's /metrics.
+func metric(t *testing.T, p *proc, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(p.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// fixed picks p first, then the other running processes in turn.
+func (d *deployment) fixed(p *proc) func(int) *proc {
+	i := slices.Index(d.procs, p)
+	return func(attempt int) *proc {
+		for k := range len(d.procs) {
+			q := d.procs[(i+attempt+k)%len(d.procs)]
+			if q.running() {
+				return q
+			}
+		}
+		return p
+	}
+}
+
+func outage() time.Duration {
+	if v := os.Getenv("HERALD_TEST_OUTAGE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return 5 * time.Second
+}
+
+// A write through process A reaches clients on B and C (and A) once each,
+// with offsets 1..n, and each event crosses Redis once per process.
+func TestCrossProcessDelivery(t *testing.T) {
+	d := deploy(t, 3, "")
+	a, b, c := d.procs[0], d.procs[1], d.procs[2]
+	tok := d.user(a, "alice")
+	camp := d.campaign(a, tok)
+	fs := []*follower{
+		newFollower(t, "on C", camp, d.fixed(c)),
+		newFollower(t, "on B", camp, d.fixed(b)),
+		newFollower(t, "on A", camp, d.fixed(a)),
+	}
+	stop := startFollowers(t, fs)
+	defer stop()
+	const n = 60
+	var w writer
+	for i := range n {
+		id, err := comment(a, tok, camp, fmt.Sprintf("comment %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.add(id)
+	}
+	awaitAll(t, fs, w.written(), 15*time.Second)
+	time.Sleep(200 * time.Millisecond) // anything extra would arrive now
+	stop()
+	for _, f := range fs {
+		st := f.stats()
+		if st.events != n || st.last != n || st.reconnects != 0 || st.notRecovered != 0 {
+			t.Errorf("%s: %+v, want %d events, offsets 1..%d on one connection", f.name, st, n, n)
+		}
+	}
+	var published float64
+	for _, p := range d.procs {
+		if got := metric(t, p, "herald_realtime_events_received_total"); got != n {
+			t.Errorf("process %s received %v events from the layer, want %d (once each)", p.name, got, n)
+		}
+		published += metric(t, p, "herald_events_published_total")
+	}
+	if published != n {
+		t.Errorf("the relays published %v events, want %d", published, n)
+	}
+}
+
+// Three processes write concurrently; their three relays compete for the
+// outbox. Every event is published once: each client sees offsets 1..n of
+// its campaign with no gap and no comment twice.
+func TestRelaysPublishEachEventOnce(t *testing.T) {
+	d := deploy(t, 3, "")
+	toks := make([]string, 3)
+	for i, p := range d.procs {
+		toks[i] = d.user(p, "writer"+strconv.Itoa(i))
+	}
+	camps := []int64{d.campaign(d.procs[0], toks[0]), d.campaign(d.procs[1], toks[1])}
+	var fs []*follower
+	for ci, camp := range camps {
+		for _, p := range d.procs {
+			fs = append(fs, newFollower(t, fmt.Sprintf("campaign %d on %s", ci, p.name), camp, d.fixed(p)))
+		}
+	}
+	stop := startFollowers(t, fs)
+	defer stop()
+	const perWriter = 80
+	writers := make([]writer, len(camps))
+	var wg sync.WaitGroup
+	for i, p := range d.procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perWriter {
+				ci := (i + j) % len(camps)
+				id, err := comment(p, toks[i], camps[ci], fmt.Sprintf("w%d-%d", i, j))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				writers[ci].add(id)
+			}
+		}()
+	}
+	wg.Wait()
+	for ci := range camps {
+		awaitAll(t, fs[ci*3:ci*3+3], writers[ci].written(), 20*time.Second)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	total := 0
+	for ci := range camps {
+		n := len(writers[ci].written())
+		total += n
+		for _, f := range fs[ci*3 : ci*3+3] {
+			if st := f.stats(); st.events != n || st.last != uint64(n) {
+				t.Errorf("%s: %d events, last offset %d; want %d and %d", f.name, st.events, st.last, n, n)
+			}
+		}
+	}
+	if n := d.outbox(); n != 0 {
+		t.Errorf("%d events left in the outbox", n)
+	}
+	var published float64
+	relays := 0
+	for _, p := range d.procs {
+		v := metric(t, p, "herald_events_published_total")
+		published += v
+		if v > 0 {
+			relays++
+		}
+		t.Logf("process %s published %v events", p.name, v)
+	}
+	if published != float64(total) {
+		t.Errorf("the relays published %v events in all, want %d", published, total)
+	}
+}
+
+// Redis goes away for a while and comes back with its data (AOF). The
+// processes keep serving, committed events wait in the outbox, and then
+// everything is delivered in order; a client that lost its connection
+// meanwhile resumes on another process without loss.
+func TestRedisOutageWithPersistence(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	d := deploy(t, 3, srv.URL())
+	a, b, c := d.procs[0], d.procs[1], d.procs[2]
+	tok := d.user(a, "alice")
+	camp := d.campaign(a, tok)
+	fs := []*follower{
+		newFollower(t, "on A", camp, d.fixed(a)),
+		newFollower(t, "on B", camp, d.fixed(b)),
+		newFollower(t, "on C, cut off during the outage", camp, d.fixed(c)),
+	}
+	stop := startFollowers(t, fs)
+	defer stop()
+	var w writer
+	write := func(p *proc, n int, tag string) {
+		t.Helper()
+		for i := range n {
+			id, err := comment(p, tok, camp, fmt.Sprintf("%s %d", tag, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.add(id)
+		}
+	}
+	write(a, 10, "before")
+	awaitAll(t, fs, w.written(), 10*time.Second)
+
+	srv.Kill()
+	down := time.Now()
+	fs[2].dropConn()
+	// Writes go on: the REST API only needs PostgreSQL.
+	for time.Since(down) < outage() {
+		write(b, 1, "during")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := d.outbox(); n == 0 {
+		t.Error("no events waiting in the outbox during the outage")
+	}
+	for _, p := range d.procs {
+		if code := p.ready(); code != http.StatusServiceUnavailable {
+			t.Errorf("process %s /readyz = %d during the outage, want 503", p.name, code)
+		}
+	}
+	if got := fs[0].stats().events; got != 10 {
+		t.Errorf("a client got %d events during the outage, want the 10 from before", got)
+	}
+	srv.Restart()
+	t.Logf("redis was down for %v; %d comments written meanwhile", time.Since(down).Round(time.Millisecond), len(w.written())-10)
+	write(c, 10, "after")
+	awaitAll(t, fs, w.written(), 30*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	n := len(w.written())
+	for i, f := range fs {
+		st := f.stats()
+		if st.events != n || st.last != uint64(n) || st.notRecovered != 0 {
+			t.Errorf("%s: %+v; want all %d events once, without recovered=false", f.name, st, n)
+		}
+		if i == 2 && st.recovered < 1 {
+			t.Errorf("%s did not resume (stats %+v)", f.name, st)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d.outbox() != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := d.outbox(); n != 0 {
+		t.Errorf("%d events left in the outbox", n)
+	}
+	for _, p := range d.procs {
+		if code := p.ready(); code != http.StatusOK {
+			t.Errorf("process %s /readyz = %d after the outage", p.name, code)
+		}
+	}
+}
+
+// Redis restarts empty (no persistence): the history is gone. Every client
+// is told (close 1012, then recovered=false on resume) and reloads; none
+// silently misses an event.
+func TestRedisRestartWithoutPersistence(t *testing.T) {
+	srv := redistest.Start(t)
+	d := deploy(t, 3, srv.URL())
+	a, b, c := d.procs[0], d.procs[1], d.procs[2]
+	tok := d.user(a, "alice")
+	camp := d.campaign(a, tok)
+	fs := []*follower{
+		newFollower(t, "on A", camp, d.fixed(a)),
+		newFollower(t, "on B", camp, d.fixed(b)),
+		newFollower(t, "on C", camp, d.fixed(c)),
+	}
+	stop := startFollowers(t, fs)
+	defer stop()
+	var w writer
+	for i := range 10 {
+		id, err := comment(a, tok, camp, fmt.Sprintf("before %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.add(id)
+	}
+	awaitAll(t, fs, w.written(), 10*time.Second)
+	srv.Kill()
+	for i := range 10 {
+		id, err := comment(b, tok, camp, fmt.Sprintf("during %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.add(id)
+	}
+	time.Sleep(time.Second)
+	srv.Restart()
+	for i := range 10 {
+		id, err := comment(c, tok, camp, fmt.Sprintf("after %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.add(id)
+		time.Sleep(20 * time.Millisecond)
+	}
+	awaitAll(t, fs, w.written(), 30*time.Second)
+	stop()
+	for _, f := range fs {
+		st := f.stats()
+		if st.notRecovered < 1 {
+			t.Errorf("%s was not told that events were lost: %+v", f.name, st)
+		}
+		if !slices.Contains(st.closeCodes, 1012) {
+			t.Errorf("%s: close codes %v, want 1012 when the history was lost", f.name, st.closeCodes)
+		}
+	}
+}
+
+// A process is killed with SIGKILL: its clients reconnect to the others
+// and resume without loss, and the other relays take over.
+func TestKilledProcess(t *testing.T) {
+	d := deploy(t, 3, "")
+	a, b := d.procs[0], d.procs[1]
+	tok := d.user(b, "alice")
+	camp := d.campaign(b, tok)
+	var fs []*follower
+	for i := range 4 {
+		fs = append(fs, newFollower(t, "client "+strconv.Itoa(i)+" of A", camp, d.fixed(a)))
+	}
+	fs = append(fs, newFollower(t, "client of C", camp, d.fixed(d.procs[2])))
+	stop := startFollowers(t, fs)
+	defer stop()
+	var w writer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			id, err := comment(b, tok, camp, fmt.Sprintf("steady %d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.add(id)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Second)
+	a.kill()
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	ids := w.written()
+	awaitAll(t, fs, ids, 20*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	for i, f := range fs {
+		st := f.stats()
+		if st.events != len(ids) || st.last != uint64(len(ids)) || st.notRecovered != 0 {
+			t.Errorf("%s: %+v; want all %d events once", f.name, st, len(ids))
+		}
+		if i < 4 && st.recovered < 1 {
+			t.Errorf("%s did not resume elsewhere: %+v", f.name, st)
+		}
+	}
+	t.Logf("%d events; process A killed after about a second", len(ids))
+}
+
+// All three processes are restarted one after the other (SIGTERM, start)
+// while comments keep coming: no client misses or repeats an event.
+func TestRollingRestart(t *testing.T) {
+	d := deploy(t, 3, "")
+	tok := d.user(d.procs[0], "alice")
+	camp := d.campaign(d.procs[0], tok)
+	var fs []*follower
+	for i := range 6 {
+		p := d.procs[i%3]
+		fs = append(fs, newFollower(t, fmt.Sprintf("client %d (starts on %s)", i, p.name), camp, d.fixed(p)))
+	}
+	stop := startFollowers(t, fs)
+	defer stop()
+	var w writer
+	var failed sync.Map
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			content := fmt.Sprintf("steady %d", i)
+			for k := 0; ; k++ {
+				p := d.procs[(i+k)%3]
+				if !p.running() {
+					continue
+				}
+				id, err := comment(p, tok, camp, content)
+				if err == nil {
+					w.add(id)
+					break
+				}
+				failed.Store(content, err.Error())
+				if k > 30 {
+					t.Errorf("cannot write %q: %v", content, err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(15 * time.Millisecond)
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range d.procs {
+		p.stop()
+		p.start()
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	ids := w.written()
+	awaitAll(t, fs, ids, 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	for _, f := range fs {
+		st := f.stats()
+		if st.events != len(ids) || st.last != uint64(len(ids)) || st.notRecovered != 0 {
+			t.Errorf("%s: %+v; want all %d events once", f.name, st, len(ids))
+		}
+		if st.reconnects < 1 {
+			t.Errorf("%s never reconnected: %+v", f.name, st)
+		}
+	}
+	failed.Range(func(k, v any) bool {
+		t.Logf("a write was retried: %v: %v", k, v)
+		return true
+	})
+	t.Logf("%d events during the rolling restart", len(ids))
+}
