@@ -2,10 +2,10 @@ import { addMoney, type CampaignDetail, type ServerMessage } from '@herald/clien
 
 /**
  * Applies one campaign-room message to the campaign as shown. campaign_data
- * replaces everything (it comes on every connect, so a reconnect shows what
- * happened meanwhile); the five object events insert or replace by id, so an
- * object seen twice (the REST answer and then its event, or an edit) is
- * counted once. The raised total grows with each new contribution.
+ * replaces everything; the five object events insert or replace by id, so an
+ * object seen twice (the REST answer and then its event, a replay, an edit)
+ * is counted once. The raised total grows with each new contribution (the
+ * events do not carry the campaign's totals).
  */
 export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage): CampaignDetail | null {
   if (m.type === 'campaign_data') return m.data;
@@ -13,6 +13,13 @@ export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage)
   switch (m.type) {
     case 'contribution': {
       if (m.data.campaign !== c.id) return c;
+      // The snapshot nests only the newest contributions. One older than all
+      // of them (a repeated announce of an old object) is already in the
+      // raised total: counting it again would inflate it.
+      const oldest = c.contributions.reduce((min, x) => Math.min(min, x.id), Number.POSITIVE_INFINITY);
+      const known = c.contributions.some((x) => x.id === m.data.id);
+      const truncated = c.contributions.length > 0 && c.contributions.length < c.contributions_count;
+      if (!known && truncated && m.data.id < oldest) return c;
       const [contributions, added] = upsert(c.contributions, m.data);
       if (!added) return { ...c, contributions };
       return {

@@ -55,6 +55,13 @@ describe('applyCampaignMessage', () => {
     expect(c?.contributions.map((x) => x.id)).toEqual([7]);
   });
 
+  it('does not count again an old contribution the snapshot no longer nests', () => {
+    const c = { ...campaign(), contributions: [contribution(60, '5.00'), contribution(51, '5.00')], contributions_count: 60 };
+    expect(applyCampaignMessage(c, { type: 'contribution', data: contribution(7, '100.00') })).toBe(c);
+    const next = applyCampaignMessage(c, { type: 'contribution', data: contribution(61, '1.00') });
+    expect(next?.raised_amount).toBe('11.00');
+  });
+
   it('ignores events for other campaigns and before the snapshot', () => {
     expect(applyCampaignMessage(null, { type: 'contribution', data: contribution(1, '1.00') })).toBeNull();
     const c = campaign();
