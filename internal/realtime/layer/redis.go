@@ -417,11 +417,86 @@ func (r *Redis) Publish(ctx context.Context, msg Message) (uint64, error) {
 	return uint64(off), nil
 }
 
-// History implements Layer, with the semantics of Memory.History.
+// History implements Layer, with the semantics of Memory.History. For a
+// group this process is subscribed to, it is consistent with what the
+// handler received, as the memory layer's is: it waits (up to
+// historyWait) until the subscription has delivered the event at since,
+// and returns nothing beyond the last event delivered so far, since those
+// still reach the handler. Hub.JoinFrom relies on that to replay each event
+// exactly once. If the subscription does not get there in time, ok is
+// false.
 func (r *Redis) History(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
 	if r.isClosed() {
 		return nil, false, ErrClosed
 	}
+	r.mu.Lock()
+	s := r.groups[group]
+	r.mu.Unlock()
+	if s == nil {
+		return r.readHistory(ctx, group, since, epoch)
+	}
+	fromStart := epoch == "" && since == 0
+	deadline := time.Now().Add(historyWait)
+	checked := false
+	for {
+		known, se, sl := s.position()
+		if known && (fromStart || (se == epoch && sl >= since)) {
+			break
+		}
+		if !known {
+			// Another member's Subscribe is still waiting for Redis.
+			select {
+			case <-s.ready:
+				if s.readyErr != nil {
+					return nil, false, fmt.Errorf("layer: history of %q: %w", group, s.readyErr)
+				}
+			default:
+			}
+		} else if !checked {
+			// Not worth waiting for a position Redis cannot serve.
+			if _, ok, err := r.readHistory(ctx, group, since, epoch); err != nil || !ok {
+				return nil, false, err
+			}
+			checked = true
+		}
+		if time.Now().After(deadline) {
+			r.log.Warn("channel layer: subscription did not reach a resumed position in time", "group", group, "since", since, "delivered", sl)
+			return nil, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("layer: history of %q: %w", group, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	msgs, ok, err := r.readHistory(ctx, group, since, epoch)
+	if err != nil || !ok {
+		return msgs, ok, err
+	}
+	_, se, sl := s.position()
+	if se == "" && sl == 0 {
+		// Nothing delivered yet: all of it still comes through the handler.
+		return nil, true, nil
+	}
+	for i, m := range msgs {
+		if m.Epoch != se {
+			// The group's history started over and this process has not
+			// caught up with that yet (it will call OnLost when it does).
+			return nil, false, nil
+		}
+		if m.Offset > sl {
+			return msgs[:i], true, nil
+		}
+	}
+	return msgs, true, nil
+}
+
+// historyWait bounds how long History waits for a subscription to deliver
+// the event a client resumes from.
+const historyWait = 3 * time.Second
+
+// readHistory reads the group's window from Redis.
+func (r *Redis) readHistory(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
 	res, err := r.history.Run(ctx, r.cmd, []string{r.key(group, "m"), r.key(group, "h")},
 		since, epoch, r.opt.HistoryAge.Milliseconds()).Slice()
 	if err != nil {

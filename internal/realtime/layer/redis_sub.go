@@ -38,6 +38,13 @@ type rsub struct {
 	last  uint64 // offset of the last event delivered (or known to precede the subscription)
 }
 
+// position returns where the delivery of s stands.
+func (s *rsub) position() (known bool, epoch string, last uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.known, s.epoch, s.last
+}
+
 // Subscribe implements Layer. It returns once Redis confirmed the
 // subscription, so every event published afterwards reaches the handler;
 // it fails if Redis cannot be reached.
@@ -701,7 +708,7 @@ func (r *Redis) fillLocked(s *rsub, msg *Message) {
 	var err error
 	for attempt := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		msgs, ok, err = r.History(ctx, s.group, s.last, s.epoch)
+		msgs, ok, err = r.readHistory(ctx, s.group, s.last, s.epoch)
 		cancel()
 		if err == nil || attempt == 2 || r.isClosed() {
 			break

@@ -443,3 +443,48 @@ func TestRedisRejectsBadInput(t *testing.T) {
 		t.Fatalf("subscribe after close: %v", err)
 	}
 }
+
+// History on a process subscribed to the group never runs ahead of what
+// the subscription delivered, and waits for it to reach the position asked
+// for: a resume replays each event once, whatever is still in flight.
+func TestRedisHistoryFollowsLocalDelivery(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix})
+	other := newTestRedis(t, redistest.SharedURL(), newSink(), RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r, "g", 3)
+	epoch := s.wait(t, "g", 3, 5*time.Second)[0].Epoch
+	silentPublish(t, r, "g") // 4 and 5: in Redis, not yet delivered here
+	silentPublish(t, r, "g")
+	if msgs, ok, err := r.History(ctx, "g", 1, epoch); err != nil || !ok || len(msgs) != 2 || msgs[1].Offset != 3 {
+		t.Fatalf("History(1) = %v %v %v, want offsets 2 and 3 only", offsets(msgs), ok, err)
+	}
+	if msgs, ok, _ := other.History(ctx, "g", 1, epoch); !ok || len(msgs) != 4 {
+		t.Fatalf("a process not subscribed reads all of Redis: %v %v", offsets(msgs), ok)
+	}
+	type result struct {
+		msgs []Message
+		ok   bool
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msgs, ok, err := r.History(ctx, "g", 5, epoch)
+		done <- result{msgs, ok, err}
+	}()
+	select {
+	case res := <-done:
+		t.Fatalf("History(5) answered before offset 5 was delivered: %+v", res)
+	case <-time.After(100 * time.Millisecond):
+	}
+	publishN(t, other, "g", 1) // 6: fills 4 and 5 here
+	res := <-done
+	if res.err != nil || !res.ok || len(res.msgs) > 1 || (len(res.msgs) == 1 && res.msgs[0].Offset != 6) {
+		t.Fatalf("History(5) = %v %v %v", offsets(res.msgs), res.ok, res.err)
+	}
+	checkOffsets(t, "delivered", s.wait(t, "g", 6, 5*time.Second), 1)
+}
