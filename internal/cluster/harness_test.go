@@ -61,6 +61,7 @@ type deployment struct {
 	layer  string
 	prefix string
 	secret string
+	extra  []string // more serve flags
 	procs  []*proc
 }
 
@@ -78,12 +79,12 @@ type proc struct {
 }
 
 // deploy starts n processes on a fresh database, with layerURL as their
-// channel layer (the shared Redis when empty).
-func deploy(t *testing.T, n int, layerURL string) *deployment {
+// channel layer (the shared Redis when empty) and extra serve flags.
+func deploy(t *testing.T, n int, layerURL string, extra ...string) *deployment {
 	t.Helper()
 	var b [24]byte
 	_, _ = rand.Read(b[:])
-	d := &deployment{t: t, dsn: testenv.Postgres(t), layer: layerURL, secret: hex.EncodeToString(b[:])}
+	d := &deployment{t: t, dsn: testenv.Postgres(t), layer: layerURL, secret: hex.EncodeToString(b[:]), extra: extra}
 	if d.layer == "" {
 		d.layer = redistest.SharedURL()
 		d.prefix = redistest.Prefix(t)
@@ -147,6 +148,7 @@ func (p *proc) start() {
 		"--shutdown-grace", "3s",
 		"--log-level", "info",
 	}
+	args = append(args, d.extra...)
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		d.t.Error(err)
