@@ -1,0 +1,75 @@
+package layer
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+)
+
+// BenchmarkRedisCrossLayer measures an event's trip from Publish on one
+// Redis layer to the handler of another (separate connections, as two
+// processes have): one event at a time, so ns/op is the latency, with p50
+// and p99 reported.
+func BenchmarkRedisCrossLayer(b *testing.B) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(b)
+	got := make(chan Message, 1)
+	recv, err := NewRedis(ctx, redistest.SharedURL(), func(m Message) { got <- m }, RedisOptions{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recv.Close()
+	send, err := NewRedis(ctx, redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer send.Close()
+	if err := recv.Subscribe(ctx, "g"); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 300)
+	for i := range data {
+		data[i] = 'x'
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if _, err := send.Publish(ctx, Message{Group: "g", Type: "comment", Data: data}); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkRedisPublish measures Publish throughput with concurrent
+// publishers (the script: offset, history, PUBLISH) to groups nobody
+// subscribes to.
+func BenchmarkRedisPublish(b *testing.B) {
+	ctx := context.Background()
+	r, err := NewRedis(ctx, redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: redistest.Prefix(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	data := make([]byte, 300)
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := r.Publish(ctx, Message{Group: "g" + string(rune('a'+i%16)), Type: "t", Data: data}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
