@@ -87,6 +87,9 @@ type Machine struct {
 	Arch     string `json:"arch"`
 	Go       string `json:"go"`
 	FileLim  uint64 `json:"nofile_limit,omitempty"`
+	// LoadAvg is /proc/loadavg when the run started: other work on the
+	// machine skews every figure.
+	LoadAvg string `json:"loadavg_at_start,omitempty"`
 }
 
 // ThisMachine reads the machine's description from /proc.
@@ -102,6 +105,9 @@ func ThisMachine() Machine {
 				m.MemBytes = kb * 1024
 			}
 		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.TrimSpace(string(b))
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
