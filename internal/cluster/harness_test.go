@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 	if _, err := os.Stat(gobin); err != nil {
 		gobin = "go"
 	}
-	out, err := exec.Command(gobin, "build", "-o", heraldBin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput()
+	args := []string{"build", "-o", heraldBin}
+	if os.Getenv("HERALD_CLUSTER_RACE") != "" {
+		args = append(args, "-race") // the processes under the race detector (slower)
+	}
+	out, err := exec.Command(gobin, append(args, "github.com/heraldhq/herald/cmd/herald")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build herald: %v\n%s", err, out)
 		os.RemoveAll(dir)
@@ -99,6 +103,9 @@ func deploy(t *testing.T, n int, layerURL string, extra ...string) *deployment {
 	t.Cleanup(func() {
 		for _, p := range d.procs {
 			p.kill()
+			if races := p.lines("DATA RACE"); len(races) > 0 {
+				t.Errorf("process %s: the race detector reported %d races", p.name, len(races))
+			}
 		}
 		if t.Failed() {
 			for _, p := range d.procs {
