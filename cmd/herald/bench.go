@@ -41,15 +41,13 @@ Examples:
   herald bench fanout --spawn --conns 1000 --steps 10,20,50,100,200,400
   herald bench apps --target http://127.0.0.1:8000 --out results/apps
 
-Flags:
+Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `
 
 // benchCommand runs `herald bench`.
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
-		fs := benchFlags("idle", nil, stdout)
 		fmt.Fprint(stdout, benchUsage)
-		fs.PrintDefaults()
 		if len(args) == 0 {
 			return fmt.Errorf("bench: name a scenario: %s", strings.Join(bench.Scenarios, ", "))
 		}
@@ -85,13 +83,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return err
 }
 
-// benchFlags declares the flags of one scenario, bound to o (nil: for the
-// help text, bound to the idle defaults).
+// benchFlags declares the flags of one scenario, bound to o.
 func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet {
-	if o == nil {
-		d := bench.Defaults(scenario)
-		o = &d
-	}
 	fs := flag.NewFlagSet("herald bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
