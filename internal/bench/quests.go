@@ -151,22 +151,23 @@ func (q *questFlow) message(c *client, head []byte, n int) {
 	}
 	q.mu.Lock()
 	p, ok := q.pending[key]
-	if ok {
-		delete(q.pending, key)
-	}
-	q.mu.Unlock()
 	if !ok {
+		q.mu.Unlock()
 		q.unexp.Add(1)
 		return
 	}
 	if p.conn != c.id {
 		q.misrout.Add(1)
 	}
+	// Counted before the entry leaves pending, so a reader that sees
+	// nothing outstanding sees every receipt counted.
 	d := time.Duration(now - p.sent)
 	q.hist.Record(d)
 	q.types[typ].Record(d)
 	q.recv.Add(1)
 	q.e.deliveries.Add(1)
+	delete(q.pending, key)
+	q.mu.Unlock()
 	if q.onReceipt != nil {
 		q.onReceipt(p.conn)
 	}
