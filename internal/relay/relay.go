@@ -139,68 +139,50 @@ func (r *Relay) Flush(ctx context.Context) error {
 }
 
 // Round publishes one batch of the oldest events and deletes those the
-// publisher accepted, all in one transaction. It returns how many it
-// published. On PostgreSQL a round that finds another process's relay busy
-// publishes nothing and returns 0.
+// publisher accepted. It returns how many it published.
+//
+// On PostgreSQL it all happens in one transaction holding the relay lock, so
+// relays of several processes never interleave; a round that finds another
+// process's relay busy publishes nothing and returns 0. SQLite serves one
+// process, whose single relay needs no lock: it reads, publishes and then
+// deletes without holding the database's write lock while the hub fans the
+// events out, which would stall every write behind a large room.
 func (r *Relay) Round(ctx context.Context) (int, error) {
+	if r.db.Dialect != store.Postgres {
+		evs, err := readBatch(ctx, r.db, r.opt.Batch)
+		if err != nil {
+			return 0, err
+		}
+		published, pubErr := r.publish(ctx, evs)
+		if published > 0 {
+			if _, err := r.db.ExecContext(ctx, deleteQuery(evs[:published])); err != nil {
+				return published, errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
+			}
+		}
+		return published, pubErr
+	}
 	published := 0
 	var pubErr error
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		if r.db.Dialect == store.Postgres {
-			var got bool
-			if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1)", relayLockID).Scan(&got); err != nil {
-				return fmt.Errorf("outbox relay: take lock: %w", err)
-			}
-			if !got {
-				return nil
-			}
+		var got bool
+		if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1)", relayLockID).Scan(&got); err != nil {
+			return fmt.Errorf("outbox relay: take lock: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", r.opt.Batch)
+		if !got {
+			return nil
+		}
+		evs, err := readBatch(ctx, tx, r.opt.Batch)
 		if err != nil {
-			return fmt.Errorf("outbox relay: read: %w", err)
+			return err
 		}
-		type event struct {
-			id         int64
-			group, typ string
-			data       string
-			created    time.Time
-		}
-		var evs []event
-		for rows.Next() {
-			var e event
-			if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created); err != nil {
-				rows.Close()
-				return fmt.Errorf("outbox relay: read: %w", err)
-			}
-			evs = append(evs, e)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("outbox relay: read: %w", err)
-		}
-		for _, e := range evs {
-			if _, err := r.pub.Publish(ctx, e.group, e.typ, []byte(e.data)); err != nil {
-				pubErr = fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
-				break
-			}
-			published++
-			if r.opt.Published != nil {
-				r.opt.Published(e.typ, time.Since(e.created))
-			}
-		}
-		if published > 0 {
-			// Delete what the layer has; what failed stays, in order, for the
-			// next round.
-			ids := make([]string, published)
-			for i, e := range evs[:published] {
-				ids[i] = strconv.FormatInt(e.id, 10)
-			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE id IN ("+strings.Join(ids, ",")+")"); err != nil {
-				return errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
-			}
-		}
+		published, pubErr = r.publish(ctx, evs)
 		if published == 0 {
 			return pubErr // nothing to keep; roll back
+		}
+		// Delete what the layer has; what failed stays, in order, for the
+		// next round.
+		if _, err := tx.ExecContext(ctx, deleteQuery(evs[:published])); err != nil {
+			return errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
 		}
 		return nil
 	})
@@ -208,4 +190,57 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		err = pubErr // some published and committed, the rest failed
 	}
 	return published, err
+}
+
+type event struct {
+	id         int64
+	group, typ string
+	data       string
+	created    time.Time
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// readBatch reads up to n of the oldest outbox events.
+func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", n)
+	if err != nil {
+		return nil, fmt.Errorf("outbox relay: read: %w", err)
+	}
+	defer rows.Close()
+	var evs []event
+	for rows.Next() {
+		var e event
+		if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created); err != nil {
+			return nil, fmt.Errorf("outbox relay: read: %w", err)
+		}
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox relay: read: %w", err)
+	}
+	return evs, nil
+}
+
+// publish publishes evs in order until one fails; it returns how many went.
+func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
+	for i, e := range evs {
+		if _, err := r.pub.Publish(ctx, e.group, e.typ, []byte(e.data)); err != nil {
+			return i, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
+		}
+		if r.opt.Published != nil {
+			r.opt.Published(e.typ, time.Since(e.created))
+		}
+	}
+	return len(evs), nil
+}
+
+func deleteQuery(evs []event) string {
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = strconv.FormatInt(e.id, 10)
+	}
+	return "DELETE FROM outbox WHERE id IN (" + strings.Join(ids, ",") + ")"
 }
