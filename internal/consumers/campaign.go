@@ -49,7 +49,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	detail, loadErr := c.p.CampaignDetail(r.Context(), uid, id)
+	detail, loadErr := c.snapshot(r.Context(), uid, id, start)
 	if loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound {
 		c.log.Error("realtime: load campaign", "campaign_id", id, "err", loadErr)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -107,16 +107,8 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sendSnapshot sends campaign_data, the REST detail JSON.
-func sendSnapshot(conn *realtime.Conn, detail platform.CampaignDetail) bool {
-	snapshot, err := json.Marshal(struct {
-		Type string                  `json:"type"`
-		Data platform.CampaignDetail `json:"data"`
-	}{"campaign_data", detail})
-	if err != nil {
-		conn.Close(realtime.CloseInternalError, "cannot encode campaign")
-		return false
-	}
+// sendSnapshot sends campaign_data, the REST detail JSON, already encoded.
+func sendSnapshot(conn *realtime.Conn, snapshot []byte) bool {
 	return conn.SendJSON(snapshot) == nil
 }
 

@@ -191,3 +191,24 @@ func TestCampaignRoomNotFound(t *testing.T) {
 		t.Errorf("bad token: status %d", status)
 	}
 }
+
+// Snapshots are shared between clients joining a room at the same position,
+// and never outlive an event: a client joining after a change sees it.
+func TestSnapshotFollowsChanges(t *testing.T) {
+	s := start(t, testenv.SQLite(t))
+	r := newRoom(t, s)
+	url := s.ws + fmt.Sprintf("/ws/campaign/%d/", r.id)
+	first := testenv.MustDialWS(t, url, nil).NextEvent(wait)
+	second := testenv.MustDialWS(t, url, nil).NextEvent(wait)
+	if string(first.Data) != string(second.Data) {
+		t.Fatal("two clients at one position got different snapshots")
+	}
+	ids := r.comment(t, 1)
+	third := testenv.MustDialWS(t, url, nil).NextEvent(wait)
+	var d struct {
+		Comments []struct{ ID int64 }
+	}
+	if err := json.Unmarshal(third.Data, &d); err != nil || len(d.Comments) != 1 || d.Comments[0].ID != ids[0] {
+		t.Fatalf("snapshot after a comment: %s", third.Data)
+	}
+}

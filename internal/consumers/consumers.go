@@ -45,6 +45,7 @@ type Consumers struct {
 	rooms    announceLocks
 	seen     versions
 	presence presence
+	snaps    snapshots
 }
 
 // New returns the consumers.
