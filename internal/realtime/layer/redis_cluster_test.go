@@ -228,3 +228,43 @@ func TestRedisShardedSlotMigration(t *testing.T) {
 	}
 	t.Logf("%d events published during the move; stats %+v", published, b.Stats())
 }
+
+// Every master drops its pub/sub clients while events are published: each
+// per-master subscriber connection is made again, its groups subscribed one
+// by one (SSUBSCRIBE takes one slot's channels) and caught up.
+func TestRedisShardedReconnect(t *testing.T) {
+	ctx := context.Background()
+	cl := startCluster(t)
+	sa, sb := newSink(), newSink()
+	a := newTestRedis(t, cl.URL(), sa, RedisOptions{Sharded: true})
+	b := newTestRedis(t, cl.URL(), sb, RedisOptions{Sharded: true})
+	groups := make([]string, 12)
+	for i := range groups {
+		groups[i] = fmt.Sprintf("user_%d", i)
+		if err := b.Subscribe(ctx, groups[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 1; round <= 3; round++ {
+		for _, n := range cl.Nodes {
+			if err := n.Client().Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, g := range groups {
+			publishN(t, a, g, 5)
+		}
+		for _, g := range groups {
+			checkOffsets(t, g, sb.wait(t, g, 5*round, 10*time.Second), 1)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, g := range groups {
+		if n := len(sb.get(g)); n != 15 {
+			t.Fatalf("%s: %d events, want 15", g, n)
+		}
+	}
+	if st := b.Stats(); st.Reconnects < 3 || st.Lost != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}

@@ -28,7 +28,8 @@ type rsub struct {
 	gone bool
 	// orphan is set when the server dropped the subscription (its slot
 	// moved); the keeper subscribes it again where the slot now lives.
-	orphan atomic.Bool
+	orphan   atomic.Bool
+	orphaned atomic.Int64 // unix ns
 
 	// mu is held while the group's events are handed to the handler: the
 	// delivery state below and the order of deliveries.
@@ -36,6 +37,11 @@ type rsub struct {
 	known bool   // epoch and last are established
 	epoch string // "" with last 0: the group had no events yet
 	last  uint64 // offset of the last event delivered (or known to precede the subscription)
+}
+
+func (s *rsub) setOrphan() {
+	s.orphaned.Store(time.Now().UnixNano())
+	s.orphan.Store(true)
 }
 
 // position returns where the delivery of s stands.
@@ -225,8 +231,7 @@ func (r *Redis) rebalance() {
 		}
 	}
 	if reload {
-		r.cluster.ReloadState(ctx)
-		time.Sleep(50 * time.Millisecond) // the reload is lazy
+		r.cluster.ReloadState(ctx) // lazily: the next rounds see the new slots
 	}
 	for _, s := range subs {
 		node, err := r.cluster.MasterForKey(ctx, s.channel)
@@ -235,6 +240,12 @@ func (r *Redis) rebalance() {
 		}
 		addr := node.Options().Addr
 		s.ctl.Lock()
+		if s.orphan.Load() && s.sb != nil && s.sb.addr == addr && time.Since(time.Unix(0, s.orphaned.Load())) < 2*time.Second {
+			// Dropped by its node, which the slot map still names: wait
+			// for the map to catch up before subscribing there again.
+			s.ctl.Unlock()
+			continue
+		}
 		if !s.gone && (s.sb == nil || s.orphan.Load() || s.sb.addr != addr) {
 			if s.sb != nil {
 				s.sb.remove(s)
@@ -246,7 +257,7 @@ func (r *Redis) rebalance() {
 				err = sb.add(s)
 			}
 			if err != nil {
-				s.orphan.Store(true) // try again next time
+				s.setOrphan() // try again next time
 				r.log.Warn("channel layer: move subscription", "group", s.group, "node", addr, "err", err)
 			} else {
 				s.sb = sb
@@ -432,6 +443,16 @@ func (sb *subscriber) connect() bool {
 		return false
 	}
 	sb.gen++
+	if sb.sharded {
+		// Groups whose slot another master serves now are the keeper's
+		// to move.
+		for ch, s := range sb.subs {
+			if node, err := sb.r.cluster.MasterForKey(context.Background(), ch); err == nil && node.Options().Addr != sb.addr {
+				delete(sb.subs, ch)
+				s.setOrphan()
+			}
+		}
+	}
 	channels := make([]string, 0, len(sb.subs))
 	clear(sb.acks)
 	for ch, s := range sb.subs {
@@ -439,9 +460,17 @@ func (sb *subscriber) connect() bool {
 		sb.acks[ch] = []*rsub{s}
 	}
 	var err error
-	if len(channels) > 0 {
+	switch {
+	case sb.sharded:
+		// SSUBSCRIBE takes channels of one slot only.
+		for _, ch := range channels {
+			if err = sb.subscribeCmd(ps, ch); err != nil {
+				break
+			}
+		}
+	case len(channels) > 0:
 		err = sb.subscribeCmd(ps, channels...)
-	} else {
+	default:
 		ctx, cancel := sb.ctx()
 		err = ps.Ping(ctx) // connects
 		cancel()
@@ -482,6 +511,10 @@ func (sb *subscriber) run() {
 			close(sb.firstTry)
 		}
 	}()
+	// A connection that fails soon after it was made waits before the
+	// next attempt, so a server that keeps refusing is not hammered.
+	var upSince time.Time
+	wait := false
 	for {
 		sb.mu.Lock()
 		closing, ps, gen := sb.closing, sb.ps, sb.gen
@@ -490,23 +523,25 @@ func (sb *subscriber) run() {
 			return
 		}
 		if ps == nil {
+			if wait {
+				// Full jitter keeps many processes from reconnecting in step.
+				d := backoff/2 + rand.N(backoff/2+1)
+				backoff = min(2*backoff, sb.r.opt.MaxBackoff)
+				select {
+				case <-sb.stop:
+					return
+				case <-time.After(d):
+				}
+			}
 			ok := sb.connect()
 			if !tried {
 				tried = true
 				close(sb.firstTry)
 			}
 			if ok {
-				backoff = minBackoff
-				continue
+				upSince = time.Now()
 			}
-			// Full jitter keeps many processes from reconnecting in step.
-			wait := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, sb.r.opt.MaxBackoff)
-			select {
-			case <-sb.stop:
-				return
-			case <-time.After(wait):
-			}
+			wait = !ok
 			continue
 		}
 		sb.waiting.Store(true)
@@ -520,8 +555,24 @@ func (sb *subscriber) run() {
 			if broken != nil {
 				_ = broken.Close()
 			}
-			if !closing && broken != nil {
+			if closing || broken == nil {
+				continue
+			}
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				// Redis refused a command on the connection (a MOVED for a
+				// slot that moved, say): make it again from fresh slots.
+				sb.r.log.Warn("channel layer: redis refused a subscription; reconnecting", "node", sb.addr, "err", err)
+				if sb.r.cluster != nil {
+					sb.r.cluster.ReloadState(context.Background())
+				}
+			} else {
 				sb.r.log.Warn("channel layer: redis subscriber connection lost", "node", sb.addr, "err", err)
+			}
+			if time.Since(upSince) < 5*time.Second {
+				wait = true
+			} else {
+				backoff, wait = minBackoff, false
 			}
 			continue
 		}
@@ -600,14 +651,24 @@ func (sb *subscriber) onAck(gen uint64, kind, channel string) {
 		} else {
 			sb.acks[channel] = q[1:]
 		}
-	case !subscribe && sb.subs[channel] != nil:
+	case !subscribe && sb.subs[channel] != nil && sb.sharded:
 		// Not asked for: the server dropped the subscription, as Redis
 		// Cluster does when the channel's slot moves. The keeper
 		// subscribes it again where the slot is now served.
 		s := sb.subs[channel]
 		delete(sb.subs, channel)
-		s.orphan.Store(true)
+		s.setOrphan()
 		sb.r.log.Info("channel layer: redis dropped a subscription; moving it", "group", s.group, "node", sb.addr)
+	default:
+		// A confirmation nothing was waiting for: the connection's state is
+		// no longer what this side believes; make it again.
+		sb.r.log.Warn("channel layer: unexpected subscription confirmation; reconnecting", "kind", kind, "channel", channel)
+		broken := sb.dropLocked(gen)
+		sb.mu.Unlock()
+		if broken != nil {
+			_ = broken.Close()
+		}
+		return
 	}
 	sb.mu.Unlock()
 	if confirmed != nil {
