@@ -135,7 +135,7 @@ func (a *App) init(ctx context.Context) error {
 	return nil
 }
 
-// initRealtime builds the hub on the in-memory channel layer, the WebSocket
+// initRealtime builds the hub on the configured channel layer, the WebSocket
 // transport, the seeds' consumers and the outbox relay that feeds them.
 func (a *App) initRealtime(tokens *auth.Issuer) error {
 	var err error
