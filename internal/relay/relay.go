@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/realtime/layer"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -227,7 +228,12 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 // publish publishes evs in order until one fails; it returns how many went.
 func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 	for i, e := range evs {
-		if _, err := r.pub.Publish(ctx, e.group, e.typ, []byte(e.data)); err != nil {
+		// The outbox row's identity is the publish key: a relay that dies
+		// after publishing and before deleting the row makes the next one
+		// publish it again, and a layer that keeps keys (Redis) returns the
+		// first offset instead of publishing twice.
+		kctx := layer.WithPublishKey(ctx, "outbox:"+strconv.FormatInt(e.id, 10)+":"+strconv.FormatInt(e.created.UnixMicro(), 10))
+		if _, err := r.pub.Publish(kctx, e.group, e.typ, []byte(e.data)); err != nil {
 			return i, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
 		}
 		if r.opt.Published != nil {

@@ -1,0 +1,39 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/layer"
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+)
+
+// An outbox row published twice (its relay died before deleting it) reaches
+// the Redis layer once: the second publish returns the first offset.
+func TestRepublishedRowIsPublishedOnce(t *testing.T) {
+	ctx := context.Background()
+	hub, err := realtime.NewHub(realtime.HubOptions{Logger: slog.New(slog.DiscardHandler)}, func(d func(layer.Message)) (layer.Layer, error) {
+		return layer.NewRedis(ctx, redistest.SharedURL(), d, layer.RedisOptions{Prefix: redistest.Prefix(t)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	r := New(nil, hub, Options{})
+	evs := []event{
+		{id: 41, group: "campaign_9", typ: "comment", data: `{"id":1}`, created: time.Now()},
+		{id: 42, group: "campaign_9", typ: "comment", data: `{"id":2}`, created: time.Now()},
+	}
+	for round := 0; round < 2; round++ {
+		if n, err := r.publish(ctx, evs); err != nil || n != 2 {
+			t.Fatalf("round %d: %d published, %v", round, n, err)
+		}
+	}
+	off, _, err := hub.Layer().Position(ctx, "campaign_9")
+	if err != nil || off != 2 {
+		t.Fatalf("group at offset %d (%v); want 2: the second round published again", off, err)
+	}
+}
