@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
 // presenceInterval is the most often a room's count is sent.
 const presenceInterval = time.Second
 
-// presence tells v2 members of campaign rooms how many are watching: once a
-// second at most, and only when the count changed.
+// presence tells v2 members of campaign rooms how many are watching, over
+// every process when the layer counts across them: once a second at most,
+// and only when the count changed.
 type presence struct {
 	mu    sync.Mutex
 	rooms map[string]int // room → count last sent (-1: never)
@@ -57,10 +59,35 @@ func (c *Consumers) sendPresence() {
 		count int
 	}
 	var changes []change
+	// With a layer spanning several processes every room is counted there
+	// each tick (that also renews this process's share); otherwise locally.
+	counter, _ := c.hub.Layer().(layer.PresenceCounter)
 	c.presence.mu.Lock()
-	for g, last := range c.presence.rooms {
+	rooms := make([]string, 0, len(c.presence.rooms))
+	for g := range c.presence.rooms {
+		rooms = append(rooms, g)
+	}
+	c.presence.mu.Unlock()
+	counts := make(map[string]int, len(rooms))
+	for _, g := range rooms {
 		n := c.hub.GroupSize(g)
-		if n == last {
+		if counter != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			total, err := counter.Presence(ctx, g, n)
+			cancel()
+			if err != nil {
+				continue // keep the last count; the next tick tries again
+			}
+			if n > 0 {
+				n = total
+			}
+		}
+		counts[g] = n
+	}
+	c.presence.mu.Lock()
+	for g, n := range counts {
+		last, ok := c.presence.rooms[g]
+		if !ok || n == last {
 			continue
 		}
 		if n == 0 {
