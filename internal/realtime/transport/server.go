@@ -242,7 +242,10 @@ func NewServer(hub *realtime.Hub, opts Options) (*Server, error) {
 		log:    opts.Logger,
 		start:  time.Now(),
 		readq:  make(chan *wsConn, 1024),
-		writeq: make(chan *wsConn, 4096),
+		// Wakes of a whole room arrive at once; a queue holding one per
+		// connection of a big room keeps them on the pool writers instead of
+		// a goroutine each (8 bytes a slot).
+		writeq: make(chan *wsConn, 1<<16),
 		done:   make(chan struct{}),
 		limits: newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst),
 	}
