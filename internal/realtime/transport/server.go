@@ -237,11 +237,11 @@ type Server struct {
 func NewServer(hub *realtime.Hub, opts Options) (*Server, error) {
 	opts.setDefaults()
 	s := &Server{
-		hub:    hub,
-		opts:   opts,
-		log:    opts.Logger,
-		start:  time.Now(),
-		readq:  make(chan *wsConn, 1024),
+		hub:   hub,
+		opts:  opts,
+		log:   opts.Logger,
+		start: time.Now(),
+		readq: make(chan *wsConn, 1024),
 		// Wakes of a whole room arrive at once; a queue holding one per
 		// connection of a big room keeps them on the pool writers instead of
 		// a goroutine each (8 bytes a slot).
