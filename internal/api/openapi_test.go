@@ -118,6 +118,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(401, "POST", "/api/auth/token/", "", map[string]string{"username": "third", "password": "wrong password"})
 		call(200, "POST", "/api/auth/token/refresh/", "", map[string]string{"refresh": tok.JSON["refresh"].(string)})
 		call(401, "POST", "/api/auth/token/refresh/", "", map[string]string{"refresh": "nope"})
+		call(200, "GET", "/api/auth/session/", "", nil)
+		call(200, "GET", "/api/auth/session/", ownerTok, nil)
 		call(200, "POST", "/api/auth/session/", "", map[string]string{"username": "third", "password": "a long password"})
 		call(401, "POST", "/api/auth/session/refresh/", "", nil)
 		call(204, "DELETE", "/api/auth/session/", "", nil)

@@ -50,6 +50,8 @@ func (s *Server) routeTable() []Route {
 			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests}, handle: s.token},
 		{Method: "POST", Path: "/api/auth/token/refresh/", Summary: "Get a new access token for a refresh token", Tag: "auth",
 			Body: refreshRequest{}, Result: accessToken{}, Status: read, Errors: []int{bad, unauth}, handle: s.refresh},
+		{Method: "GET", Path: "/api/auth/session/", Summary: "Who is signed in: {\"user\": null} for visitors", Tag: "auth",
+			Result: currentSession{}, Status: read, handle: s.getSession},
 		{Method: "POST", Path: "/api/auth/session/", Summary: "Sign in with HttpOnly cookies (the web app's session)", Tag: "auth",
 			Body: credentials{}, Result: session{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests}, handle: s.createSession},
 		{Method: "POST", Path: "/api/auth/session/refresh/", Summary: "Renew the session's access cookie", Tag: "auth",

@@ -21,6 +21,29 @@ type session struct {
 	User platform.User `json:"user"`
 }
 
+// currentSession is who is signed in, if anyone.
+type currentSession struct {
+	User *platform.User `json:"user"`
+}
+
+// getSession tells a page who is signed in without an error status for
+// visitors: {"user": null} when nobody is (a 401 from /api/auth/me/ would
+// show in the browser's console on every page load).
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
+	var out currentSession
+	if uid := userID(r); uid > 0 {
+		u, err := s.p.UserByID(r.Context(), uid)
+		if err != nil && platform.KindOf(err) != platform.KindNotFound {
+			return err
+		}
+		if err == nil {
+			out.User = &u
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // wsTicket issues a one-use ticket for ?ticket= on a real-time endpoint.
 func (s *Server) wsTicket(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.p.IssueTicket(r.Context(), userID(r))

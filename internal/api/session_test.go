@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -43,6 +44,23 @@ func TestCookieSession(t *testing.T) {
 		if get("/api/auth/me/") != http.StatusUnauthorized {
 			t.Fatal("me without a session should be 401")
 		}
+		who := func() string {
+			t.Helper()
+			res, err := client.Get(e.srv.URL + "/api/auth/session/")
+			if err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("GET session: %v %v", res, err)
+			}
+			defer res.Body.Close()
+			var m struct{ User *struct{ Username string } }
+			_ = json.NewDecoder(res.Body).Decode(&m)
+			if m.User == nil {
+				return ""
+			}
+			return m.User.Username
+		}
+		if u := who(); u != "" {
+			t.Fatalf("visitor's session names %q", u)
+		}
 		res := post("/api/auth/session/", `{"username":"web","password":"correct horse web"}`)
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("sign in: %d", res.StatusCode)
@@ -61,6 +79,9 @@ func TestCookieSession(t *testing.T) {
 		}
 		if get("/api/auth/me/") != http.StatusOK {
 			t.Fatal("the access cookie does not authenticate")
+		}
+		if u := who(); u != "web" {
+			t.Fatalf("session names %q; want web", u)
 		}
 		if res := post("/api/auth/session/refresh/", ""); res.StatusCode != http.StatusOK {
 			t.Fatalf("refresh: %d", res.StatusCode)
