@@ -10,6 +10,7 @@ import { Campaigns, NewCampaign } from './pages/Campaigns';
 import { CampaignDashboard } from './pages/CampaignDashboard';
 import { NewQuest, QuestPage, Quests } from './pages/Quests';
 import { ApplicationManager, MyApplications } from './pages/Applications';
+import { Operations } from './pages/Operations';
 
 // The cookie session authenticates the sockets; where WebSockets cannot
 // connect (some proxies), the same endpoints are read as Server-Sent Events.
@@ -49,6 +50,7 @@ function Shell() {
           <Link to="/quests/">Quests</Link>
           {user && <Link to="/manage/">Manage applications</Link>}
           {user && <Link to="/applications/">My applications</Link>}
+          {user && <Link to="/ops/">Operations</Link>}
         </nav>
         <div className="account">
           {loading ? null : user ? (
@@ -87,6 +89,7 @@ function Page({ path }: { path: string }) {
   if ((m = match('/quests/:id/', path))) return <QuestPage key={m.id} id={m.id!} />;
   if (path === '/manage/') return <ApplicationManager />;
   if (path === '/applications/') return <MyApplications />;
+  if (path === '/ops/') return <Operations />;
   if (path === '/signin/') return <SignIn />;
   if (path === '/signup/') return <SignUp />;
   return (
