@@ -14,8 +14,9 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
-// Observe sees every event this process receives for its groups, once,
-// before the hub fans it out, and says whether clients get it. It keeps
+// Observe sees every event this process receives for its groups before the
+// hub fans it out (and again when one is replayed to a joining connection;
+// what it does is idempotent), and says whether clients get it. It keeps
 // which version of each campaign object was published (for announces), and
 // turns the internal quest_created event into joins: the creator's open
 // application connections start receiving the new quest's applications.

@@ -1,8 +1,10 @@
 package consumers_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,10 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 		if ev.Type != "error" || d.Code != tc.code || d.ID != "x" {
 			t.Errorf("subscribe %s: %s %s; want error %s with id", tc.group, ev.Type, ev.Data, tc.code)
 		}
+	}
+	c.Send(map[string]any{"type": "subscribe", "id": "long", "data": map[string]any{"group": r.group, "epoch": strings.Repeat("e", 100), "offset": 1}})
+	if code := errorCode(t, c.NextEvent(wait)); code != "invalid_message" {
+		t.Errorf("an oversized epoch: %s; want invalid_message", code)
 	}
 	// v1 connections know nothing of subscribe.
 	v1 := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+otherTok, nil)
@@ -138,4 +144,26 @@ func TestPresence(t *testing.T) {
 	if raw, err := v1.Next(1500 * time.Millisecond); err == nil {
 		t.Fatalf("v1 client got %s", raw)
 	}
+}
+
+// An event this process only replayed (published before it had members in
+// the room) counts as published: announcing it adds nothing.
+func TestAnnounceAfterReplayIsDeduplicated(t *testing.T) {
+	s := start(t, testenv.SQLite(t))
+	r := newRoom(t, s)
+	ids := r.comment(t, 1) // published with nobody in the room
+	_, epoch, err := s.app.Hub().Layer().Position(context.Background(), r.group)
+	if err != nil || epoch == "" {
+		t.Fatalf("position: %q, %v", epoch, err)
+	}
+	c := dialV2(t, r.url(resumeQuery(r.group, epoch, 0)))
+	if got := commentID(t, c.NextEvent(wait)); got != ids[0] {
+		t.Fatalf("replayed comment %d; want %d", got, ids[0])
+	}
+	subscribed(t, c.NextEvent(wait), r.group)
+	c.Send(map[string]any{"type": "comment", "id": "again", "data": map[string]any{"id": ids[0]}})
+	if id := ackID(t, c.NextEvent(wait)); id != `"again"` {
+		t.Fatalf("ack id %s", id)
+	}
+	c.NoMessage(300 * time.Millisecond)
 }

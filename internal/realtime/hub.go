@@ -42,10 +42,12 @@ type HubOptions struct {
 	MaxReplayBytes  int
 	// Logger receives the hub's logs (default slog.Default()).
 	Logger *slog.Logger
-	// Observe, if set, sees every layer message this process receives, once,
-	// before the fan-out; returning false keeps the message from the
-	// connections. It runs on the layer's delivery path: it must be quick
-	// and must not call Join, Leave or Publish synchronously.
+	// Observe, if set, sees every layer message this process receives
+	// before the fan-out, and the messages a JoinFrom replays from history;
+	// returning false keeps the message from the connections. It may see a
+	// message more than once (live, then replayed to a joining connection),
+	// so it must be idempotent. It runs on the delivery path: it must be
+	// quick and must not call Join, Leave or Publish synchronously.
 	Observe func(layer.Message) bool
 }
 
@@ -283,6 +285,13 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 	if err != nil {
 		release(nil, false)
 		return false, fmt.Errorf("realtime: history of %q: %w", group, err)
+	}
+	if ok && h.observe != nil {
+		// A replayed event may never have reached this process live (it
+		// was published before the group was subscribed here), so Observe
+		// sees it now; what Observe keeps from connections stays out of
+		// the replay too.
+		msgs = slices.DeleteFunc(msgs, func(m layer.Message) bool { return !h.observe(m) })
 	}
 	release(msgs, ok)
 	return recovered, nil
