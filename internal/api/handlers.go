@@ -35,19 +35,6 @@ type statusChange struct {
 	Status string `json:"status"`
 }
 
-func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	var in platform.Registration
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	u, err := s.p.Register(r.Context(), in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, u)
-	return nil
-}
-
 // token signs a user in. Failed attempts are throttled per account and per
 // client address before the password is even checked.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
@@ -161,49 +148,6 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-func (s *Server) createCampaign(w http.ResponseWriter, r *http.Request) error {
-	var in platform.CampaignInput
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	c, err := s.p.CreateCampaign(r.Context(), userID(r), in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, c)
-	return nil
-}
-
-func (s *Server) getCampaign(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	c, err := s.p.CampaignDetail(r.Context(), userID(r), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, c)
-	return nil
-}
-
-func (s *Server) updateCampaign(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	var in platform.CampaignInput
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	c, err := s.p.UpdateCampaign(r.Context(), userID(r), id, in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, c)
-	return nil
-}
-
 func (s *Server) listQuests(w http.ResponseWriter, r *http.Request) error {
 	status, err := queryChoice(r, "status", platform.QuestOpen, platform.QuestClosed)
 	if err != nil {
@@ -218,113 +162,18 @@ func (s *Server) listQuests(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-func (s *Server) createQuest(w http.ResponseWriter, r *http.Request) error {
-	var in platform.QuestInput
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	q, err := s.p.CreateQuest(r.Context(), userID(r), in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, q)
-	return nil
-}
-
-func (s *Server) getQuest(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	q, err := s.p.Quest(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, q)
-	return nil
-}
-
-func (s *Server) updateQuest(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	var in platform.QuestInput
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	q, err := s.p.UpdateQuest(r.Context(), userID(r), id, in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, q)
-	return nil
-}
-
-func (s *Server) questApplications(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Application], error) {
-		return s.p.QuestApplications(r.Context(), userID(r), id, pr)
-	})
-}
-
-func (s *Server) apply(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	var in platform.ApplicationInput
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
-	a, err := s.p.Apply(r.Context(), userID(r), id, in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, a)
-	return nil
-}
-
 func (s *Server) myApplications(w http.ResponseWriter, r *http.Request) error {
 	return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[platform.Application], error) {
 		return s.p.MyApplications(r.Context(), userID(r), pr)
 	})
 }
 
-func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	a, err := s.p.Application(r.Context(), userID(r), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, a)
-	return nil
-}
-
-func (s *Server) setApplicationStatus(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	var in statusChange
-	if err := decode(w, r, &in); err != nil {
-		return err
-	}
+// setApplicationStatus moves an application to the status the body names.
+func (s *Server) setApplicationStatus(c ctx, user, id int64, in statusChange) (platform.Application, error) {
 	if in.Status == "" {
-		return fieldProblem("status", "this field is required")
+		return platform.Application{}, fieldProblem("status", "this field is required")
 	}
-	a, err := s.p.SetApplicationStatus(r.Context(), userID(r), id, in.Status)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, a)
-	return nil
+	return s.p.SetApplicationStatus(c, user, id, in.Status)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -9,14 +9,6 @@ import (
 	"github.com/heraldhq/herald/internal/platform"
 )
 
-// pageJSON is Django REST framework's PageNumberPagination shape.
-type pageJSON[T any] struct {
-	Count    int64   `json:"count"`
-	Next     *string `json:"next"`
-	Previous *string `json:"previous"`
-	Results  []T     `json:"results"`
-}
-
 const maxPageSize = 100
 
 // pageRequest reads ?page= and ?page_size=.

@@ -45,7 +45,7 @@ func (s *Server) routeTable() []Route {
 	pageQ := []string{"page", "page_size"}
 	return []Route{
 		{Method: "POST", Path: "/api/auth/register/", Summary: "Create an account", Tag: "auth",
-			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad}, handle: s.register},
+			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad}, handle: withBody(made, func(c ctx, _ int64, in platform.Registration) (platform.User, error) { return s.p.Register(c, in) })},
 		{Method: "POST", Path: "/api/auth/token/", Summary: "Sign in: get an access and a refresh token", Tag: "auth",
 			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests}, handle: s.token},
 		{Method: "POST", Path: "/api/auth/token/refresh/", Summary: "Get a new access token for a refresh token", Tag: "auth",
@@ -66,163 +66,88 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Path: "/api/campaigns/", Summary: "List campaigns (drafts only to their owner)", Tag: "campaigns",
 			Result: platform.Campaign{}, List: true, Status: read, Errors: []int{bad, nf}, Query: append([]string{"status", "owner"}, pageQ...), handle: s.listCampaigns},
 		{Method: "POST", Path: "/api/campaigns/", Summary: "Start a campaign", Tag: "campaigns", Auth: AuthRequired,
-			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: made, Errors: []int{bad, unauth}, handle: s.createCampaign},
+			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: made, Errors: []int{bad, unauth}, handle: withBody(made, s.p.CreateCampaign)},
 		{Method: "GET", Path: "/api/campaigns/{id}/", Summary: "A campaign with its relations nested (the WebSocket snapshot)", Tag: "campaigns",
-			Result: platform.CampaignDetail{}, Status: read, Errors: []int{nf}, handle: s.getCampaign},
+			Result: platform.CampaignDetail{}, Status: read, Errors: []int{nf}, handle: withID(s.p.CampaignDetail)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/", Summary: "Edit a campaign (owner)", Tag: "campaigns", Auth: AuthRequired,
-			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: s.updateCampaign},
+			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: withIDBody(read, s.p.UpdateCampaign)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/contributions/", Summary: "List a campaign's contributions", Tag: "campaigns",
 			Result: platform.Contribution{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ,
-			handle: childList(s, s.p.Contributions)},
+			handle: withIDList(s, s.p.Contributions)},
 		{Method: "POST", Path: "/api/campaigns/{id}/contributions/", Summary: "Contribute to an active campaign", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.ContributionInput{}, Result: platform.Contribution{}, Status: made, Errors: []int{bad, unauth, nf, confl},
-			handle: childCreate(s, s.p.Contribute)},
+			handle: withIDBody(made, s.p.Contribute)},
 		{Method: "GET", Path: "/api/campaigns/{id}/contributions/{oid}/", Summary: "A contribution", Tag: "campaigns",
-			Result: platform.Contribution{}, Status: read, Errors: []int{nf}, handle: childGet(s, s.p.Contribution)},
+			Result: platform.Contribution{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Contribution)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/updates/", Summary: "List a campaign's updates", Tag: "campaigns",
-			Result: platform.Update{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: childList(s, s.p.Updates)},
+			Result: platform.Update{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Updates)},
 		{Method: "POST", Path: "/api/campaigns/{id}/updates/", Summary: "Post an update (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.UpdateInput{}, Result: platform.Update{}, Status: made, Errors: []int{bad, unauth, forb, nf},
-			handle: childCreate(s, s.p.PostUpdate)},
+			handle: withIDBody(made, s.p.PostUpdate)},
 		{Method: "GET", Path: "/api/campaigns/{id}/updates/{oid}/", Summary: "An update", Tag: "campaigns",
-			Result: platform.Update{}, Status: read, Errors: []int{nf}, handle: childGet(s, s.p.Update)},
+			Result: platform.Update{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Update)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/updates/{oid}/", Summary: "Edit an update (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.UpdateInput{}, Result: platform.Update{}, Status: read, Errors: []int{bad, unauth, forb, nf},
-			handle: childEdit(s, s.p.EditUpdate)},
+			handle: withIDsBody(s.p.EditUpdate)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/comments/", Summary: "List a campaign's comments", Tag: "campaigns",
-			Result: platform.Comment{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: childList(s, s.p.Comments)},
+			Result: platform.Comment{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Comments)},
 		{Method: "POST", Path: "/api/campaigns/{id}/comments/", Summary: "Comment on a campaign", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.CommentInput{}, Result: platform.Comment{}, Status: made, Errors: []int{bad, unauth, nf, confl},
-			handle: childCreate(s, s.p.PostComment)},
+			handle: withIDBody(made, s.p.PostComment)},
 		{Method: "GET", Path: "/api/campaigns/{id}/comments/{oid}/", Summary: "A comment", Tag: "campaigns",
-			Result: platform.Comment{}, Status: read, Errors: []int{nf}, handle: childGet(s, s.p.Comment)},
+			Result: platform.Comment{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Comment)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/comments/{oid}/", Summary: "Edit a comment (author)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.CommentInput{}, Result: platform.Comment{}, Status: read, Errors: []int{bad, unauth, forb, nf},
-			handle: childEdit(s, s.p.EditComment)},
+			handle: withIDsBody(s.p.EditComment)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/releases/", Summary: "List a campaign's releases", Tag: "campaigns",
-			Result: platform.Release{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: childList(s, s.p.Releases)},
+			Result: platform.Release{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Releases)},
 		{Method: "POST", Path: "/api/campaigns/{id}/releases/", Summary: "Publish a release (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.ReleaseInput{}, Result: platform.Release{}, Status: made, Errors: []int{bad, unauth, forb, nf},
-			handle: childCreate(s, s.p.CreateRelease)},
+			handle: withIDBody(made, s.p.CreateRelease)},
 		{Method: "GET", Path: "/api/campaigns/{id}/releases/{oid}/", Summary: "A release", Tag: "campaigns",
-			Result: platform.Release{}, Status: read, Errors: []int{nf}, handle: childGet(s, s.p.Release)},
+			Result: platform.Release{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Release)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/releases/{oid}/", Summary: "Edit a release (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.ReleaseInput{}, Result: platform.Release{}, Status: read, Errors: []int{bad, unauth, forb, nf},
-			handle: childEdit(s, s.p.EditRelease)},
+			handle: withIDsBody(s.p.EditRelease)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/milestones/", Summary: "List a campaign's milestones", Tag: "campaigns",
-			Result: platform.Milestone{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: childList(s, s.p.Milestones)},
+			Result: platform.Milestone{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Milestones)},
 		{Method: "POST", Path: "/api/campaigns/{id}/milestones/", Summary: "Add a milestone (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.MilestoneInput{}, Result: platform.Milestone{}, Status: made, Errors: []int{bad, unauth, forb, nf},
-			handle: childCreate(s, s.p.CreateMilestone)},
+			handle: withIDBody(made, s.p.CreateMilestone)},
 		{Method: "GET", Path: "/api/campaigns/{id}/milestones/{oid}/", Summary: "A milestone", Tag: "campaigns",
-			Result: platform.Milestone{}, Status: read, Errors: []int{nf}, handle: childGet(s, s.p.Milestone)},
+			Result: platform.Milestone{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Milestone)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/milestones/{oid}/", Summary: "Edit a milestone (owner)", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.MilestoneInput{}, Result: platform.Milestone{}, Status: read, Errors: []int{bad, unauth, forb, nf},
-			handle: childEdit(s, s.p.EditMilestone)},
+			handle: withIDsBody(s.p.EditMilestone)},
 
 		{Method: "GET", Path: "/api/quests/", Summary: "List quests", Tag: "quests",
 			Result: platform.Quest{}, List: true, Status: read, Errors: []int{bad, nf}, Query: append([]string{"status", "creator"}, pageQ...), handle: s.listQuests},
 		{Method: "POST", Path: "/api/quests/", Summary: "Post a quest", Tag: "quests", Auth: AuthRequired,
-			Body: platform.QuestInput{}, Result: platform.Quest{}, Status: made, Errors: []int{bad, unauth}, handle: s.createQuest},
+			Body: platform.QuestInput{}, Result: platform.Quest{}, Status: made, Errors: []int{bad, unauth}, handle: withBody(made, s.p.CreateQuest)},
 		{Method: "GET", Path: "/api/quests/{id}/", Summary: "A quest", Tag: "quests",
-			Result: platform.Quest{}, Status: read, Errors: []int{nf}, handle: s.getQuest},
+			Result: platform.Quest{}, Status: read, Errors: []int{nf}, handle: withID(func(c ctx, _, id int64) (platform.Quest, error) { return s.p.Quest(c, id) })},
 		{Method: "PATCH", Path: "/api/quests/{id}/", Summary: "Edit a quest (creator)", Tag: "quests", Auth: AuthRequired,
-			Body: platform.QuestInput{}, Result: platform.Quest{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: s.updateQuest},
+			Body: platform.QuestInput{}, Result: platform.Quest{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: withIDBody(read, s.p.UpdateQuest)},
 		{Method: "GET", Path: "/api/quests/{id}/applications/", Summary: "A quest's applications (all to its creator, your own to others)", Tag: "quests", Auth: AuthRequired,
-			Result: platform.Application{}, List: true, Status: read, Errors: []int{bad, unauth, nf}, Query: pageQ, handle: s.questApplications},
+			Result: platform.Application{}, List: true, Status: read, Errors: []int{bad, unauth, nf}, Query: pageQ, handle: withIDList(s, s.p.QuestApplications)},
 		{Method: "POST", Path: "/api/quests/{id}/applications/", Summary: "Apply to an open quest (once)", Tag: "quests", Auth: AuthRequired,
-			Body: platform.ApplicationInput{}, Result: platform.Application{}, Status: made, Errors: []int{bad, unauth, forb, nf, confl}, handle: s.apply},
+			Body: platform.ApplicationInput{}, Result: platform.Application{}, Status: made, Errors: []int{bad, unauth, forb, nf, confl}, handle: withIDBody(made, s.p.Apply)},
 		{Method: "GET", Path: "/api/applications/", Summary: "Your applications", Tag: "quests", Auth: AuthRequired,
 			Result: platform.Application{}, List: true, Status: read, Errors: []int{bad, unauth, nf}, Query: pageQ, handle: s.myApplications},
 		{Method: "GET", Path: "/api/applications/{id}/", Summary: "An application (its applicant or the quest's creator)", Tag: "quests", Auth: AuthRequired,
-			Result: platform.Application{}, Status: read, Errors: []int{unauth, nf}, handle: s.getApplication},
+			Result: platform.Application{}, Status: read, Errors: []int{unauth, nf}, handle: withID(s.p.Application)},
 		{Method: "PATCH", Path: "/api/applications/{id}/", Summary: "Approve or reject (creator) or withdraw (applicant)", Tag: "quests", Auth: AuthRequired,
-			Body: statusChange{}, Result: platform.Application{}, Status: read, Errors: []int{bad, unauth, forb, nf, confl}, handle: s.setApplicationStatus},
+			Body: statusChange{}, Result: platform.Application{}, Status: read, Errors: []int{bad, unauth, forb, nf, confl}, handle: withIDBody(read, s.setApplicationStatus)},
 
 		{Method: "GET", Path: "/api/ops/", Summary: "A snapshot of the running server for the operations page (administrators)", Tag: "meta", Auth: AuthRequired,
 			Result: OpsStats{}, Status: read, Errors: []int{unauth, forb, nf}, handle: s.ops},
 		{Method: "GET", Path: "/api/schema/", Summary: "This OpenAPI 3.1 document", Tag: "meta",
 			Status: read, handle: s.schema},
-	}
-}
-
-// Handlers shared by the five kinds of campaign objects.
-
-func childList[T any](s *Server, list func(ctx ctx, viewer, campaign int64, pr platform.PageRequest) (platform.Page[T], error)) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		cid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		return listPage(s, w, r, func(pr platform.PageRequest) (platform.Page[T], error) {
-			return list(r.Context(), userID(r), cid, pr)
-		})
-	}
-}
-
-func childGet[T any](s *Server, get func(ctx ctx, viewer, campaign, id int64) (T, error)) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		cid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		oid, err := pathID(r, "oid")
-		if err != nil {
-			return err
-		}
-		v, err := get(r.Context(), userID(r), cid, oid)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, v)
-		return nil
-	}
-}
-
-func childCreate[In, T any](s *Server, create func(ctx ctx, user, campaign int64, in In) (T, error)) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		cid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var in In
-		if err := decode(w, r, &in); err != nil {
-			return err
-		}
-		v, err := create(r.Context(), userID(r), cid, in)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusCreated, v)
-		return nil
-	}
-}
-
-func childEdit[In, T any](s *Server, edit func(ctx ctx, user, campaign, id int64, in In) (T, error)) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		cid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		oid, err := pathID(r, "oid")
-		if err != nil {
-			return err
-		}
-		var in In
-		if err := decode(w, r, &in); err != nil {
-			return err
-		}
-		v, err := edit(r.Context(), userID(r), cid, oid, in)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, v)
-		return nil
 	}
 }
 
