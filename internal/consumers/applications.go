@@ -25,14 +25,12 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 		return
 	}
 	if err != nil {
-		c.log.Error("realtime: authenticate", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		c.failed(w, "authenticate", err)
 		return
 	}
 	quests, err := c.p.QuestIDsByCreator(r.Context(), uid)
 	if err != nil {
-		c.log.Error("realtime: load quests", "user_id", uid, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		c.failed(w, "load quests", err, "user_id", uid)
 		return
 	}
 	groups := make([]string, 0, len(quests)+1)
@@ -45,12 +43,11 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 	start := make([]position, len(groups))
 	for i, g := range groups {
 		if start[i], err = c.positionNow(r.Context(), g); err != nil {
-			c.log.Error("realtime: position", "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
+			c.failed(w, "position", err)
 			return
 		}
 	}
-	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: applicationHandler{c}, Handler: applicationHandler{c}, Addr: c.clientAddr(r)})
+	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)})
 	if !ok {
 		return // the transport answered the request
 	}

@@ -35,8 +35,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		c.log.Error("realtime: authenticate", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		c.failed(w, "authenticate", err)
 		return
 	}
 	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
@@ -45,14 +44,12 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	// (one already in the snapshot may come again; clients key by id).
 	start, err := c.positionNow(r.Context(), room.group)
 	if err != nil {
-		c.log.Error("realtime: position", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		c.failed(w, "position", err)
 		return
 	}
 	detail, loadErr := c.snapshot(r.Context(), uid, id, start)
 	if loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound {
-		c.log.Error("realtime: load campaign", "campaign_id", id, "err", loadErr)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		c.failed(w, "load campaign", loadErr, "campaign_id", id)
 		return
 	}
 	if loadErr != nil && k == viaSSE {

@@ -127,17 +127,13 @@ const (
 
 // sendError tells the client what was wrong with what it sent.
 func sendError(conn *realtime.Conn, code, msg string) {
-	b, _ := json.Marshal(struct {
-		Type string `json:"type"`
-		Data struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"data"`
-	}{Type: "error", Data: struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{code, msg}})
-	_ = conn.SendJSON(b)
+	reply{conn: conn}.error(code, msg)
+}
+
+// failed answers a handshake the server could not serve, and logs why.
+func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs ...any) {
+	c.log.Error("realtime: "+what, append(attrs, "err", err)...)
+	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
 // message is what a client may send: {"type": …, "data": {"id": N}}.
