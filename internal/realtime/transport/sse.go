@@ -99,9 +99,12 @@ type SSEStream struct {
 	wake chan struct{}
 	// positions is the stream's place in each of its groups, written as
 	// every event's id so that the browser's Last-Event-ID resumes them all.
-	positions map[string]string
+	positions map[string]*[]byte // group → "epoch:offset"
 	order     []string
 	id        []byte
+	// buf holds one drain's output; it is kept between drains (and let go
+	// when a burst made it large) so writing an event allocates nothing.
+	buf []byte
 }
 
 // Accept answers r with the headers of an event stream and registers the
@@ -139,7 +142,7 @@ func (s *SSE) Accept(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*S
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	st := &SSEStream{srv: s, w: w, rc: rc, cfg: cfg, wake: make(chan struct{}, 1), positions: map[string]string{}}
+	st := &SSEStream{srv: s, w: w, rc: rc, cfg: cfg, wake: make(chan struct{}, 1), positions: map[string]*[]byte{}}
 	st.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: 2, SSE: true, Value: cfg.Value}, st)
 	if _, err := w.Write([]byte("retry: " + strconv.FormatInt(s.opts.Retry.Milliseconds(), 10) + "\n\n")); err != nil || rc.Flush() != nil {
 		st.finish()
@@ -203,11 +206,14 @@ func (st *SSEStream) drain() bool {
 		if final && len(frames) > 0 {
 			frames = frames[:len(frames)-1] // the WebSocket close frame: ending the response is SSE's close
 		}
-		var buf bytes.Buffer
+		st.buf = st.buf[:0]
 		for _, f := range frames {
-			st.appendFrame(&buf, f)
+			st.buf = st.appendFrame(st.buf, f)
 		}
-		ok := buf.Len() == 0 || st.write(buf.Bytes())
+		ok := len(st.buf) == 0 || st.write(st.buf)
+		if cap(st.buf) > 64<<10 {
+			st.buf = nil
+		}
 		st.link.Release(b)
 		if !ok || final {
 			return false
@@ -215,20 +221,16 @@ func (st *SSEStream) drain() bool {
 	}
 }
 
-// appendFrame adds one message to buf, replacing an event's own position
-// ("id: group:epoch:offset") by the stream's position in all its groups.
-func (st *SSEStream) appendFrame(buf *bytes.Buffer, f []byte) {
+// appendFrame appends one message to dst, replacing an event's own
+// position ("id: group:epoch:offset") by the stream's position in all its
+// groups.
+func (st *SSEStream) appendFrame(dst, f []byte) []byte {
 	if !bytes.HasPrefix(f, []byte("id: ")) {
-		buf.Write(f)
-		return
+		return append(dst, f...)
 	}
 	line, rest, _ := bytes.Cut(f[4:], []byte("\n"))
 	if group, pos, ok := bytes.Cut(line, []byte(":")); ok {
-		g := string(group)
-		if _, seen := st.positions[g]; !seen {
-			st.order = append(st.order, g)
-		}
-		st.positions[g] = string(pos)
+		st.setPosition(group, pos)
 	}
 	st.id = st.id[:0]
 	for i, g := range st.order {
@@ -237,12 +239,25 @@ func (st *SSEStream) appendFrame(buf *bytes.Buffer, f []byte) {
 		}
 		st.id = append(st.id, g...)
 		st.id = append(st.id, ':')
-		st.id = append(st.id, st.positions[g]...)
+		st.id = append(st.id, *st.positions[g]...)
 	}
-	buf.WriteString("id: ")
-	buf.Write(st.id)
-	buf.WriteByte('\n')
-	buf.Write(rest)
+	dst = append(dst, "id: "...)
+	dst = append(dst, st.id...)
+	dst = append(dst, '\n')
+	return append(dst, rest...)
+}
+
+// setPosition records pos as the stream's place in group, reusing the
+// group's buffer (a lookup by a []byte key allocates nothing).
+func (st *SSEStream) setPosition(group, pos []byte) {
+	p := st.positions[string(group)]
+	if p == nil {
+		p = new([]byte)
+		g := string(group)
+		st.positions[g] = p
+		st.order = append(st.order, g)
+	}
+	*p = append((*p)[:0], pos...)
 }
 
 // SetPosition records where the stream stands in a group it resumed, so
@@ -251,10 +266,7 @@ func (st *SSEStream) SetPosition(group, epoch string, offset uint64) {
 	if epoch == "" {
 		return
 	}
-	if _, seen := st.positions[group]; !seen {
-		st.order = append(st.order, group)
-	}
-	st.positions[group] = epoch + ":" + strconv.FormatUint(offset, 10)
+	st.setPosition([]byte(group), strconv.AppendUint([]byte(epoch+":"), offset, 10))
 }
 
 func (st *SSEStream) write(p []byte) bool {
