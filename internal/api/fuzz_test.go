@@ -25,7 +25,7 @@ func FuzzDecodeBodies(f *testing.F) {
 		DB: testenv.SQLite(f), DataDir: f.TempDir(), AccessTTL: 15 * time.Minute, RefreshTTL: 24 * time.Hour,
 		JWTSecret: strings.Repeat("s", 32), ShutdownGrace: time.Second,
 	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(cheapPasswords))
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(testenv.CheapPasswords))
 	if err != nil {
 		f.Fatal(err)
 	}

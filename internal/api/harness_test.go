@@ -13,14 +13,9 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/testenv"
 )
-
-// cheapPasswords keeps argon2id honest but fast enough for hundreds of
-// sign-ups under the race detector.
-var cheapPasswords = auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}
 
 // env is a herald started on a real database and served over real HTTP.
 type env struct {
@@ -38,7 +33,7 @@ func testConfig(t *testing.T, dsn string) config.Config {
 
 func newEnv(t *testing.T, dsn string) *env {
 	t.Helper()
-	a, err := app.New(context.Background(), testConfig(t, dsn), slog.New(slog.DiscardHandler), app.WithPasswordParams(cheapPasswords))
+	a, err := app.New(context.Background(), testConfig(t, dsn), slog.New(slog.DiscardHandler), app.WithPasswordParams(testenv.CheapPasswords))
 	if err != nil {
 		t.Fatalf("start herald on %s: %v", dsn, err)
 	}

@@ -2,12 +2,10 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,36 +15,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
 func serve(t *testing.T, dsn string, tweak func(*config.Config)) string {
 	t.Helper()
-	cfg := config.Config{DB: dsn, DataDir: t.TempDir(), AccessTTL: time.Hour, RefreshTTL: time.Hour,
-		JWTSecret: strings.Repeat("m", 32), ShutdownGrace: time.Second}
-	if tweak != nil {
-		tweak(&cfg)
+	if tweak == nil {
+		tweak = func(*config.Config) {}
 	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-	})
-	return "http://" + ln.Addr().String()
+	return testenv.StartHerald(t, dsn, tweak).Base
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -3,8 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,39 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/auth"
-	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/testenv"
 )
 
-// startHerald runs a whole herald in this process on a loopback port, as
-// the end-to-end tests of the consumers do, and returns its base URL.
+// startHerald runs a whole herald in this process on a loopback port and
+// returns its base URL.
 func startHerald(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := config.Config{
-		DB: "sqlite:" + filepath.Join(dir, "herald.db"), DataDir: dir, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-		JWTSecret: strings.Repeat("k", 32), ShutdownGrace: 2 * time.Second,
-	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
-	return "http://" + ln.Addr().String()
+	return testenv.StartHerald(t, testenv.SQLite(t)).Base
 }
 
 // runTiny runs one scenario against base and checks what every run must

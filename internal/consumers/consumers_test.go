@@ -6,72 +6,31 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
 const wait = 5 * time.Second
 
-// server is a whole herald serving on a loopback port, relay running.
+// server is a whole herald serving on a loopback port, relay running, with
+// the REST helpers these tests use.
 type server struct {
+	*testenv.Herald
 	t    *testing.T
 	base string // http://127.0.0.1:port
 	ws   string // ws://127.0.0.1:port
 	app  *app.App
-	stop context.CancelFunc
-	done chan error
-	once sync.Once
-}
-
-// Stop shuts the server down gracefully (as on SIGTERM) and waits for it.
-func (s *server) Stop() {
-	s.once.Do(func() {
-		s.stop()
-		if err := <-s.done; err != nil {
-			s.t.Errorf("serve: %v", err)
-		}
-	})
 }
 
 func start(t *testing.T, dsn string, tweak ...func(*config.Config)) *server {
 	t.Helper()
-	cfg := config.Config{
-		DB: dsn, DataDir: t.TempDir(), AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-		JWTSecret: strings.Repeat("k", 32), ShutdownGrace: 2 * time.Second,
-		AllowedOrigins: []string{"http://localhost:8000"},
-	}
-	for _, f := range tweak {
-		f(&cfg)
-	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	s := &server{t: t, app: a, stop: cancel, done: done}
-	t.Cleanup(func() {
-		s.Stop()
-		a.Close()
-	})
-	addr := ln.Addr().String()
-	s.base, s.ws = "http://"+addr, "ws://"+addr
-	return s
+	h := testenv.StartHerald(t, dsn, tweak...)
+	return &server{Herald: h, t: t, base: h.Base, ws: h.WS, app: h.App}
 }
 
 // call sends a REST request and decodes the JSON answer into a map.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/money"
@@ -25,7 +26,7 @@ func open(t *testing.T, dsn string) *platform.Platform {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}}})
+	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: testenv.CheapPasswords}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,4 +312,39 @@ func TestEditedMilestoneReaches(t *testing.T) {
 			t.Errorf("events %+v; want the reached milestone", evs)
 		}
 	})
+}
+
+// A ticket works once, and not after TicketTTL.
+func TestTicketExpires(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, testenv.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: testenv.CheapPasswords}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := mustUser(t, p, "ticketer")
+	fresh, err := p.IssueTicket(ctx, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := p.IssueTicket(ctx, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(platform.TicketTTL - time.Second)
+	if got, err := p.RedeemTicket(ctx, fresh); err != nil || got != uid {
+		t.Fatalf("a ticket within its lifetime: %d, %v", got, err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := p.RedeemTicket(ctx, stale); platform.KindOf(err) != platform.KindUnauthorized {
+		t.Fatalf("an expired ticket: %v; want unauthorized", err)
+	}
 }

@@ -25,8 +25,6 @@ import (
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
-var cheap = auth.PasswordParams{Memory: 64, Time: 1, Threads: 1}
-
 func TestMain(m *testing.M) {
 	if os.Getenv("HERALD_RELAY_CHILD") == "writer" {
 		os.Exit(writerChild())
@@ -44,7 +42,7 @@ func writerChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: cheap}})
+	p, err := platform.New(db, platform.Options{Hasher: auth.Hasher{Params: testenv.CheapPasswords}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -68,7 +66,7 @@ func writerChild() int {
 func newApp(t *testing.T, dsn string) *app.App {
 	t.Helper()
 	cfg := config.Config{DB: dsn, DataDir: t.TempDir(), AccessTTL: time.Hour, RefreshTTL: time.Hour, JWTSecret: strings.Repeat("r", 32)}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(cheap))
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(testenv.CheapPasswords))
 	if err != nil {
 		t.Fatal(err)
 	}
