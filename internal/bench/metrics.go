@@ -20,6 +20,7 @@ var serverMetrics = []string{
 	"go_memstats_sys_bytes", "go_memstats_heap_released_bytes", "go_goroutines", "go_gc_duration_seconds_count",
 	"herald_realtime_connections", "herald_realtime_deliveries_total", "herald_realtime_dropped_total",
 	"herald_realtime_slow_consumers_total", "herald_realtime_handshakes_refused_total",
+	"herald_events_published_total",
 }
 
 // scrape reads the wanted series from base+"/metrics"; nil when the server
@@ -113,12 +114,12 @@ func (e *env) gcServer(ctx context.Context) bool {
 
 // delta is after-before of one metric, 0 when either is missing.
 func delta(before, after map[string]float64, name string) float64 {
-	a, ok1 := after[name]
-	b, ok2 := before[name]
-	if !ok1 || !ok2 {
+	if before == nil || after == nil {
 		return 0
 	}
-	return a - b
+	// A counter with no sample yet (a labelled series never incremented)
+	// stands at zero.
+	return after[name] - before[name]
 }
 
 func metricText(m map[string]float64, name string) string {

@@ -217,10 +217,20 @@ func (e *env) runResume(ctx context.Context) error {
 			// What the clients miss while they are away.
 			hv2.reset()
 			round.Missed = o.Missed
+			before := e.metrics(ctx)
 			for k := range o.Missed {
 				if err := post(fmt.Sprintf("missed %d of round %d", k+1, r+1)); err != nil {
 					return fmt.Errorf("round %d: %w", r+1, err)
 				}
+			}
+			// A write is committed when its POST returns and published a
+			// moment later; the clients come back once the missed events are
+			// in the history, or the replay would be measured short of them.
+			if before != nil {
+				_ = e.waitFor(ctx, fmt.Sprintf("round %d: missed events published", r+1), 10*time.Second, func() (bool, string) {
+					d := delta(before, e.metrics(ctx), "herald_events_published_total")
+					return d >= float64(o.Missed), fmt.Sprintf("%.0f/%d published", d, o.Missed)
+				})
 			}
 		}
 		back0 := time.Now()
