@@ -27,23 +27,19 @@ func newReply(conn *realtime.Conn, m message) reply {
 }
 
 func (r reply) error(code, msg string) {
-	if r.id == nil {
-		sendError(r.conn, code, msg)
-		return
-	}
 	b, _ := json.Marshal(struct {
-		Type string `json:"type"`
-		Data struct {
-			Code    string          `json:"code"`
-			Message string          `json:"message"`
-			ID      json.RawMessage `json:"id"`
-		} `json:"data"`
-	}{Type: "error", Data: struct {
-		Code    string          `json:"code"`
-		Message string          `json:"message"`
-		ID      json.RawMessage `json:"id"`
-	}{code, msg, r.id}})
+		Type string    `json:"type"`
+		Data errorData `json:"data"`
+	}{"error", errorData{code, msg, r.id}})
 	_ = r.conn.SendJSON(b)
+}
+
+// errorData is the data of an error message; ID only answers a v2 message
+// that had one.
+type errorData struct {
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	ID      json.RawMessage `json:"id,omitempty"`
 }
 
 func (r reply) ack() {
@@ -72,7 +68,7 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		return false
 	}
 	var sub subscription
-	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validGroup(sub.Group) {
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validGroup(sub.Group) || len(sub.Epoch) > 64 {
 		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
 		return true
 	}
