@@ -25,7 +25,10 @@ it('lists the campaigns and opens a dashboard', async () => {
   await p.goto('/');
   await p.getByRole('heading', { name: 'Campaigns' }).waitFor();
   expect(new URL(p.url()).pathname).toBe('/campaigns/');
-  expect(await p.getByRole('list', { name: 'Campaigns' }).getByRole('listitem').count()).toBe(3); // the draft is alice's alone
+  // The list loads after the heading renders: wait for it, then count.
+  const items = p.getByRole('list', { name: 'Campaigns' }).getByRole('listitem');
+  await items.first().waitFor();
+  expect(await items.count()).toBe(3); // the draft is alice's alone
   await shot(p, 'campaigns');
   await p.getByRole('link', { name: 'Solar kiosk for the village library' }).click();
   await indicator(p, 'open');
