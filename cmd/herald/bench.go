@@ -101,8 +101,9 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 			return nil
 		})
 	}
-	fs.StringVar(&o.Target, "target", o.Target, "base URL of the herald to drive (loopback only)")
+	fs.StringVar(&o.Target, "target", o.Target, "base URL of the herald to drive (loopback only); several comma-separated (processes sharing PostgreSQL and Redis) get the clients and REST writes in turn")
 	fs.BoolVar(&o.Spawn, "spawn", o.Spawn, "start 'herald serve' on a temporary SQLite database (no demo data) for the run, and stop it after")
+	fs.IntVar(&o.Procs, "procs", o.Procs, "with --spawn: start this many processes, spread over like several --target (needs --serve-args '--db postgres://… --layer redis://…')")
 	fs.StringVar(&o.HeraldBin, "herald-bin", o.HeraldBin, "with --spawn: the herald binary to start (default: this one)")
 	fs.Func("serve-args", "with --spawn: extra flags for 'herald serve', space-separated", func(s string) error {
 		o.ServeArgs = append(o.ServeArgs, strings.Fields(s)...)

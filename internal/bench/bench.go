@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,16 +52,20 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // (Defaults); results.json records them as run.
 type Options struct {
 	Scenario string `json:"scenario"`
-	// Target is the base URL of a running herald (loopback only). With
-	// Spawn, a `herald serve` child is started on a temporary SQLite
-	// database instead (HeraldBin, default this executable, with ServeArgs
-	// appended) and stopped at the end.
+	// Target is the base URL of a running herald (loopback only), or
+	// several separated by commas: processes sharing a database and a Redis
+	// channel layer, which the clients and REST writes are spread over in
+	// turn. With Spawn, Procs `herald serve` children are started instead
+	// (HeraldBin, default this executable, on a temporary SQLite database
+	// unless ServeArgs, appended to their flags, name another) and stopped
+	// at the end.
 	Target    string   `json:"target,omitempty"`
 	Spawn     bool     `json:"spawn"`
+	Procs     int      `json:"procs,omitempty"`
 	HeraldBin string   `json:"herald_bin,omitempty"`
 	ServeArgs []string `json:"serve_args,omitempty"`
-	// ServerPID is the process whose memory and CPU are reported; found from
-	// the listening socket when zero.
+	// ServerPID is the process whose memory and CPU are reported (one
+	// target only); found from the listening sockets when zero.
 	ServerPID int    `json:"server_pid,omitempty"`
 	Out       string `json:"out,omitempty"`
 
@@ -114,7 +120,7 @@ type Options struct {
 // Defaults are a scenario's options before flags.
 func Defaults(scenario string) Options {
 	o := Options{
-		Scenario: scenario, Target: "http://127.0.0.1:8000", Duration: Duration(30 * time.Second),
+		Scenario: scenario, Target: "http://127.0.0.1:8000", Procs: 1, Duration: Duration(30 * time.Second),
 		DialConcurrency: 512, RegisterConcurrency: max(2, runtime.NumCPU()), Timeout: Duration(10 * time.Second),
 		ReadBuffer: 1024, Progress: Duration(time.Second), ConnectRate: 5000, Publishers: 64,
 		Drain: Duration(5 * time.Second), SnapshotBytes: 4096, ProfileFor: Duration(10 * time.Second),
@@ -207,6 +213,27 @@ func (o *Options) check(nofile uint64) error {
 	if o.Spawn && o.ServerPID != 0 {
 		bad("--server-pid and --spawn exclude each other (--spawn measures its own child)")
 	}
+	if o.Procs < 1 || o.Procs > MaxTargets {
+		bad("--procs %d: want 1 to %d", o.Procs, MaxTargets)
+	}
+	if o.Procs > 1 {
+		db, _ := flagValue(o.ServeArgs, "db")
+		layer, _ := flagValue(o.ServeArgs, "layer")
+		switch {
+		case !o.Spawn:
+			bad("--procs needs --spawn; to drive running processes, give them all in --target, comma-separated")
+		case !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://"):
+			bad("--procs %d: processes must share a PostgreSQL database; add --serve-args '--db postgres://…'", o.Procs)
+		case !strings.HasPrefix(layer, "redis://") && !strings.HasPrefix(layer, "rediss://"):
+			bad("--procs %d: processes must share a Redis channel layer; add --serve-args '--layer redis://…'", o.Procs)
+		}
+		if o.AdminAddr != "" {
+			bad("--admin-addr names one process; with --procs, --spawn gives each its own")
+		}
+	}
+	if !o.Spawn && o.ServerPID != 0 && strings.Contains(o.Target, ",") {
+		bad("--server-pid names one process; with several targets their pids are found from the listening sockets")
+	}
 	return errors.Join(errs...)
 }
 
@@ -221,20 +248,21 @@ func containsStr(list []string, s string) bool {
 
 // env is one run's shared machinery.
 type env struct {
-	o      Options
-	t      Target
-	src    *Sources
-	rest   *restClient
-	dial   *dialer
-	out    io.Writer
-	res    *Results
-	runID  string
-	pid    int // server process, 0 when unknown
-	start  time.Time
-	nofile uint64
-	prof   *profiler
-	// adminHTTP is the server's admin address (pprof), when known.
-	adminHTTP string
+	o       Options
+	t       Target   // the first of targets
+	targets []Target // every server process
+	src     *Sources
+	rest    *restClient
+	dial    *dialer
+	out     io.Writer
+	res     *Results
+	runID   string
+	pids    []int // server processes, none when unknown
+	start   time.Time
+	nofile  uint64
+	prof    *profiler
+	// admins are the servers' admin addresses (pprof), when known.
+	admins []string
 
 	open       atomic.Int64  // open client connections
 	deliveries atomic.Uint64 // messages received that a scenario counts
@@ -279,64 +307,78 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	if o.Spawn {
-		serveArgs := o.ServeArgs
-		if o.AdminAddr == "" { // pprof for --profile and for a forced GC before reading memory
-			port, err := freePort()
-			if err != nil {
-				return nil, err
-			}
-			o.AdminAddr = fmt.Sprintf("127.0.0.1:%d", port)
-			e.res.Params.AdminAddr = o.AdminAddr
-			serveArgs = append(append([]string(nil), serveArgs...), "--admin-addr", o.AdminAddr)
-		}
-		srv, err := spawnServer(ctx, o.HeraldBin, serveArgs, o.Timeout.D())
+		cl, err := spawnCluster(ctx, o.HeraldBin, o.ServeArgs, o.Procs, o.Timeout.D())
 		if err != nil {
 			return nil, err
 		}
 		defer func() {
-			if err := srv.stop(o.Out); err != nil {
+			if err := cl.stop(o.Out); err != nil {
 				fmt.Fprintf(e.out, "stopping the spawned server: %v\n", err)
 			}
 		}()
-		o.Target, e.pid = srv.base, srv.pid
+		var bases, admins []string
+		for _, s := range cl.servers {
+			bases, admins = append(bases, s.base), append(admins, s.admin)
+			e.pids = append(e.pids, s.pid)
+			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, redactDSN(cl.db))
+		}
+		o.Target, o.AdminAddr = strings.Join(bases, ","), strings.Join(admins, ",")
+		e.res.Params.AdminAddr = o.AdminAddr
 		e.res.Spawned = true
-		fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, database %s\n", srv.pid, srv.base, srv.db)
 	}
-	if e.t, err = ParseTarget(o.Target); err != nil {
+	if e.targets, err = ParseTargets(o.Target); err != nil {
 		return nil, err
 	}
-	e.res.Target = e.t.HTTP
-	e.res.Params.Target = e.t.HTTP
-	if e.pid == 0 {
-		e.pid = o.ServerPID
+	e.t = e.targets[0]
+	var bases []string
+	for _, t := range e.targets {
+		bases = append(bases, t.HTTP)
 	}
-	if e.pid == 0 {
-		if pid, err := FindListener(e.t.Addr); err == nil {
-			e.pid = pid
-		} else {
-			e.note("server process unknown (%v): no server memory or CPU figures", err)
+	e.res.Target = strings.Join(bases, ",")
+	e.res.Params.Target = e.res.Target
+	if len(e.pids) == 0 && o.ServerPID != 0 {
+		e.pids = []int{o.ServerPID}
+	}
+	if len(e.pids) == 0 {
+		for _, t := range e.targets {
+			pid, err := FindListener(t.Addr)
+			if err != nil {
+				e.note("server process of %s unknown (%v): no server memory or CPU figures", t.HTTP, err)
+				e.pids = nil
+				break
+			}
+			if !slices.Contains(e.pids, pid) { // one process may listen on several
+				e.pids = append(e.pids, pid)
+			}
 		}
 	}
-	e.res.ServerPID = e.pid
+	if len(e.pids) > 0 {
+		e.res.ServerPID = e.pids[0]
+	}
+	if len(e.pids) > 1 {
+		e.res.ServerPIDs = e.pids
+	}
 	if o.AdminAddr != "" {
-		admin, err := ParseTarget(o.AdminAddr)
-		if err != nil {
-			return nil, fmt.Errorf("--admin-addr: %w", err)
+		for _, a := range strings.Split(o.AdminAddr, ",") {
+			admin, err := ParseTarget(strings.TrimSpace(a))
+			if err != nil {
+				return nil, fmt.Errorf("--admin-addr: %w", err)
+			}
+			e.admins = append(e.admins, admin.HTTP)
 		}
-		e.adminHTTP = admin.HTTP
 	}
 	if o.Profile {
-		e.prof = &profiler{e: e, admin: e.adminHTTP, done: make(chan struct{})}
+		e.prof = &profiler{e: e, admins: e.admins, done: make(chan struct{})}
 	}
 	e.src = NewSources(e.t.Addr.Addr())
-	e.rest = newREST(e.t.HTTP, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())
+	e.rest = newREST(bases, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())
 	defer e.rest.close()
-	e.dial = &dialer{t: e.t, src: e.src, timeout: o.Timeout.D(), bufSize: o.ReadBuffer, open: &e.open}
+	e.dial = &dialer{targets: e.targets, perTarget: make([]atomic.Int64, len(e.targets)), src: e.src, timeout: o.Timeout.D(), bufSize: o.ReadBuffer, open: &e.open}
 	if err := e.rest.waitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(e.out, "herald bench %s against %s (server pid %s, %d source addresses, open-file limit %d)\n",
-		o.Scenario, e.t.HTTP, pidText(e.pid), max(e.src.Len(), 1), nofile)
+		o.Scenario, e.res.Target, pidText(e.pids), max(e.src.Len(), 1), nofile)
 
 	stopTicker := e.startTicker()
 	switch o.Scenario {
@@ -357,6 +399,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		e.prof.wait()
 	}
 	e.res.FinishedAt = time.Now().UTC().Round(0)
+	if len(e.targets) > 1 {
+		for k := range e.dial.perTarget {
+			e.res.ConnectsPerTarget = append(e.res.ConnectsPerTarget, e.dial.perTarget[k].Load())
+		}
+	}
 	e.mu.Lock()
 	e.res.Timeline = e.timeline
 	e.mu.Unlock()
@@ -374,11 +421,29 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	return e.res, err
 }
 
-func pidText(pid int) string {
-	if pid == 0 {
+func pidText(pids []int) string {
+	if len(pids) == 0 {
 		return "unknown"
 	}
-	return fmt.Sprint(pid)
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// serverStatus is the server processes' memory, summed.
+func (e *env) serverStatus() (ProcStatus, error) { return sumStatus(e.pids) }
+
+// redactDSN hides a password in a database URL.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return dsn
 }
 
 // note adds a line to the results' notes and prints it.

@@ -3,14 +3,17 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -187,20 +190,47 @@ func TestRefusesNonLoopback(t *testing.T) {
 	}
 }
 
-// --spawn starts the real binary on a temporary database and stops it.
-func TestSpawn(t *testing.T) {
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// heraldBinary builds cmd/herald once for the tests that spawn it.
+func heraldBinary(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the herald binary")
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go toolchain to build herald with")
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herald-bench-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "herald")
+		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build herald: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.Command(gobin, "build", "-o", bin, "github.com/heraldhq/herald/cmd/herald")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build herald: %v\n%s", err, out)
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
 	}
+	os.Exit(code)
+}
+
+// --spawn starts the real binary on a temporary database and stops it.
+func TestSpawn(t *testing.T) {
+	bin := heraldBinary(t)
 	var out bytes.Buffer
 	o := Defaults("idle")
 	o.Spawn, o.HeraldBin, o.Conns, o.Settle, o.Stdout, o.Out = true, bin, 10, Duration(100*time.Millisecond), &out, t.TempDir()
@@ -216,5 +246,47 @@ func TestSpawn(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(o.Out, "server.log")); err != nil {
 		t.Errorf("server log not kept: %v", err)
+	}
+}
+
+// --spawn --procs 2 starts two processes on PostgreSQL and Redis and
+// spreads the load over them: each gets subscribers, and every event
+// reaches every subscriber whichever process took the REST write.
+func TestSpawnProcs(t *testing.T) {
+	bin := heraldBinary(t)
+	var out bytes.Buffer
+	o := Defaults("fanout")
+	o.Spawn, o.Procs, o.HeraldBin = true, 2, bin
+	o.ServeArgs = []string{"--db", testenv.Postgres(t), "--layer", redistest.SharedURL(), "--redis-prefix", redistest.Prefix(t)}
+	o.Conns, o.Steps, o.Duration, o.Drain, o.Stdout, o.Out = 20, []float64{10}, Duration(2*time.Second), Duration(5*time.Second), &out, t.TempDir()
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if len(res.ServerPIDs) != 2 || res.ServerPIDs[0] == res.ServerPIDs[1] || len(strings.Split(res.Target, ",")) != 2 {
+		t.Fatalf("pids %v target %q\n%s", res.ServerPIDs, res.Target, out.String())
+	}
+	if len(res.ConnectsPerTarget) != 2 || res.ConnectsPerTarget[0] < 10 || res.ConnectsPerTarget[1] < 10 {
+		t.Errorf("connections per process %v: not spread", res.ConnectsPerTarget)
+	}
+	if len(res.Fanout.Steps) != 1 {
+		t.Fatalf("steps %+v", res.Fanout.Steps)
+	}
+	st := res.Fanout.Steps[0]
+	if st.Sent < 10 || st.Lost != 0 || st.Delivered != int64(st.Sent)*int64(st.Subscribers) {
+		t.Errorf("step %+v: events lost across processes\n%s", st, out.String())
+	}
+	if res.Fanout.Steps[0].ServerCPU == nil || len(res.Fanout.Steps[0].ServerCPU.PIDs) != 2 {
+		t.Errorf("server CPU %+v: not measured over both processes", res.Fanout.Steps[0].ServerCPU)
+	}
+	for _, pid := range res.ServerPIDs {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("spawned server %d still running", pid)
+		}
+	}
+	for _, name := range []string{"server-1.log", "server-2.log"} {
+		if _, err := os.Stat(filepath.Join(o.Out, name)); err != nil {
+			t.Errorf("server log not kept: %v", err)
+		}
 	}
 }

@@ -310,7 +310,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 	}
 	closed0 := fo.closedCount()
 	padding := fillText(pad)
-	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
 
 	e.profile(ctx, fmt.Sprintf("cpu-step%d-%gps.pprof", si+1, rate), dur)
 	start := time.Now()
@@ -406,7 +406,7 @@ schedule:
 	}
 	res.DrainS = round3(time.Since(drainStart).Seconds())
 	res.ServerCPU, res.BenchCPU = nil, benchCPU.stop()
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		res.ServerCPU = srvCPU.stop()
 	}
 

@@ -87,29 +87,29 @@ func (e *env) runIdle(ctx context.Context) error {
 	if err := sleep(ctx, time.Second); err != nil {
 		return err
 	}
-	if e.pid > 0 {
-		st, err := ReadProcStatus(e.pid)
+	if len(e.pids) > 0 {
+		st, err := e.serverStatus()
 		if err != nil {
 			return fmt.Errorf("read the server's memory: %w", err)
 		}
 		f.RSSBeforeKiB = st.RSSKiB
 	}
 	gc := e.gcServer(ctx)
-	if gc && e.pid > 0 {
+	if gc && len(e.pids) > 0 {
 		if err := sleep(ctx, time.Second); err != nil {
 			return err
 		}
-		if st, err := ReadProcStatus(e.pid); err == nil {
+		if st, err := e.serverStatus(); err == nil {
 			f.RSSBeforeGCKiB = st.RSSKiB
 		}
 	}
 	f.MetricsBefore = e.metrics(ctx)
 
-	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
 	e.profile(ctx, "cpu-connect.pprof", o.ProfileFor.D())
 	clients, cf := e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
 	f.Connect = cf
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		f.ServerCPU = srvCPU.stop()
 	}
 	f.BenchCPU = benchCPU.stop()
@@ -119,7 +119,7 @@ func (e *env) runIdle(ctx context.Context) error {
 	e.setPhase("idle", func() string {
 		return fmt.Sprintf("idle: %d connections open, waiting %v before reading the server's memory", e.open.Load(), o.Settle)
 	})
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		deadline := time.Now().Add(o.Settle.D())
 		for {
 			step := min(time.Second, time.Until(deadline))
@@ -128,7 +128,7 @@ func (e *env) runIdle(ctx context.Context) error {
 					return err
 				}
 			}
-			st, err := ReadProcStatus(e.pid)
+			st, err := e.serverStatus()
 			if err != nil {
 				return fmt.Errorf("read the server's memory: %w", err)
 			}
@@ -144,11 +144,11 @@ func (e *env) runIdle(ctx context.Context) error {
 	} else if err := sleep(ctx, o.Settle.D()); err != nil {
 		return err
 	}
-	if gc && e.gcServer(ctx) && e.pid > 0 {
+	if gc && e.gcServer(ctx) && len(e.pids) > 0 {
 		if err := sleep(ctx, time.Second); err != nil {
 			return err
 		}
-		if st, err := ReadProcStatus(e.pid); err == nil && cf.Connected > 0 {
+		if st, err := e.serverStatus(); err == nil && cf.Connected > 0 {
 			f.RSSAfterGCKiB = st.RSSKiB
 			f.RSSPerConnAfterGCBytes = round3(float64(f.RSSAfterGCKiB-f.RSSBeforeGCKiB) * 1024 / float64(cf.Connected))
 		}
@@ -169,11 +169,11 @@ func (e *env) runIdle(ctx context.Context) error {
 	}
 	e.setPhase("closing", func() string { return fmt.Sprintf("closed; %d connections still open", e.open.Load()) })
 	e.closeAll(clients)
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
-		if st, err := ReadProcStatus(e.pid); err == nil {
+		if st, err := e.serverStatus(); err == nil {
 			f.RSSClosedKiB = st.RSSKiB
 		}
 	}

@@ -84,30 +84,47 @@ func parseMetrics(r io.Reader, names []string) map[string]float64 {
 	return out
 }
 
-// metrics reads the server's metrics page.
+// metrics reads the servers' metrics pages, each series summed over the
+// processes; nil when one has none.
 func (e *env) metrics(ctx context.Context) map[string]float64 {
-	return scrape(ctx, e.rest.hc, e.t.HTTP+"/metrics")
+	var sum map[string]float64
+	for _, t := range e.targets {
+		m := scrape(ctx, e.rest.hc, t.HTTP+"/metrics")
+		if m == nil {
+			return nil
+		}
+		if sum == nil {
+			sum = m
+			continue
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum
 }
 
 // gcServer asks the server for a heap profile with gc=1 — the one way to
 // make a running Go server collect from outside — through its admin
 // address; false when there is none.
 func (e *env) gcServer(ctx context.Context) bool {
-	if e.adminHTTP == "" {
+	if len(e.admins) == 0 {
 		return false
 	}
-	for range 2 { // sync.Pool caches survive one cycle
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, "GET", e.adminHTTP+"/debug/pprof/heap?gc=1", nil)
-		res, err := e.rest.hc.Do(req)
-		if err != nil {
+	for _, admin := range e.admins {
+		for range 2 { // sync.Pool caches survive one cycle
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/debug/pprof/heap?gc=1", nil)
+			res, err := e.rest.hc.Do(req)
+			if err != nil {
+				cancel()
+				e.note("forcing a GC in the server: %v", err)
+				return false
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
 			cancel()
-			e.note("forcing a GC in the server: %v", err)
-			return false
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		cancel()
 	}
 	return true
 }

@@ -82,21 +82,38 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
 
-// cpuMeter measures the CPU a process uses between start and stop, and
-// how busy the whole machine was (which also counts the kernel's loopback
-// network work that is charged to no process).
+// cpuMeter measures the CPU some processes use together between start and
+// stop, and how busy the whole machine was (which also counts the kernel's
+// loopback network work that is charged to no process).
 type cpuMeter struct {
-	pid   int // 0: this process
+	pids  []int // none: this process
 	cpu0  time.Duration
 	busy0 time.Duration
 	wall0 time.Time
 	ok    bool
 }
 
-func startCPU(pid int) cpuMeter {
-	c, err := CPUTime(pid)
+// startCPU starts measuring the processes pids, or this one when none.
+func startCPU(pids ...int) cpuMeter {
+	c, err := cpuTimes(pids)
 	busy, _ := machineBusy()
-	return cpuMeter{pid: pid, cpu0: c, busy0: busy, wall0: time.Now(), ok: err == nil}
+	return cpuMeter{pids: pids, cpu0: c, busy0: busy, wall0: time.Now(), ok: err == nil}
+}
+
+// cpuTimes is the CPU time of pids together (this process when none).
+func cpuTimes(pids []int) (time.Duration, error) {
+	if len(pids) == 0 {
+		return CPUTime(0)
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		c, err := CPUTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
 }
 
 // machineBusy is the CPU time all cores spent not idle (nor waiting for
@@ -131,28 +148,46 @@ func (m cpuMeter) stop() *ProcessFigures {
 	if !m.ok {
 		return nil
 	}
-	c, err := CPUTime(m.pid)
+	c, err := cpuTimes(m.pids)
 	if err != nil {
 		return nil
 	}
 	wall := time.Since(m.wall0).Seconds()
 	cpu := (c - m.cpu0).Seconds()
-	pf := &ProcessFigures{PID: m.pid, CPUSecs: round3(cpu), WallSecs: round3(wall)}
+	pids := m.pids
+	if len(pids) == 0 {
+		pids = []int{os.Getpid()}
+	}
+	pf := &ProcessFigures{PID: pids[0], CPUSecs: round3(cpu), WallSecs: round3(wall)}
+	if len(pids) > 1 {
+		pf.PIDs = pids
+	}
 	if wall > 0 {
 		pf.Cores = round3(cpu / wall)
 		if busy, err := machineBusy(); err == nil && m.busy0 > 0 {
 			pf.MachineCores = round3((busy - m.busy0).Seconds() / wall)
 		}
 	}
-	pid := m.pid
-	if pid == 0 {
-		pid = os.Getpid()
-		pf.PID = pid
-	}
-	if st, err := ReadProcStatus(pid); err == nil {
+	if st, err := sumStatus(pids); err == nil {
 		pf.MaxRSS = st.HWMKiB
 	}
 	return pf
+}
+
+// sumStatus adds up the memory figures of pids: RSS and thread counts are
+// summed, and so are the peaks (an upper bound of the peak of the sum).
+func sumStatus(pids []int) (ProcStatus, error) {
+	var sum ProcStatus
+	for _, pid := range pids {
+		st, err := ReadProcStatus(pid)
+		if err != nil {
+			return ProcStatus{}, err
+		}
+		sum.RSSKiB += st.RSSKiB
+		sum.HWMKiB += st.HWMKiB
+		sum.Threads += st.Threads
+	}
+	return sum, nil
 }
 
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }

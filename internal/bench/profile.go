@@ -8,16 +8,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // profiler fetches CPU profiles of the server from its admin address
 // (`herald serve --admin-addr`, net/http/pprof) while a phase runs.
 type profiler struct {
-	e     *env
-	admin string // http://127.0.0.1:6060
-	done  chan struct{}
-	n     int
+	e      *env
+	admins []string // http://127.0.0.1:6060, one per server process
+	done   chan struct{}
+	n      int
 }
 
 // profile starts a CPU profile of the server for the next d, written to
@@ -35,24 +36,30 @@ func (e *env) profile(ctx context.Context, name string, d time.Duration) {
 		secs = int(d.Seconds()) - 1
 	}
 	secs = min(max(secs, 1), int(MaxDuration.Seconds()))
-	p.n++
-	go func() {
-		defer func() { p.done <- struct{}{} }()
-		err := p.fetch(ctx, name, secs)
-		if err != nil {
-			e.note("CPU profile %s: %v", name, err)
-			return
+	for k, admin := range p.admins {
+		name := name
+		if len(p.admins) > 1 { // cpu-connect.pprof → cpu-connect.p2.pprof
+			name = fmt.Sprintf("%s.p%d%s", strings.TrimSuffix(name, ".pprof"), k+1, ".pprof")
 		}
-		e.mu.Lock()
-		e.res.Profiles = append(e.res.Profiles, name)
-		e.mu.Unlock()
-	}()
+		p.n++
+		go func() {
+			defer func() { p.done <- struct{}{} }()
+			err := p.fetch(ctx, admin, name, secs)
+			if err != nil {
+				e.note("CPU profile %s: %v", name, err)
+				return
+			}
+			e.mu.Lock()
+			e.res.Profiles = append(e.res.Profiles, name)
+			e.mu.Unlock()
+		}()
+	}
 }
 
-func (p *profiler) fetch(ctx context.Context, name string, secs int) error {
+func (p *profiler) fetch(ctx context.Context, admin, name string, secs int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.admin, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
 	if err != nil {
 		return err
 	}

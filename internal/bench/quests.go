@@ -368,7 +368,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	}
 	status := make([]string, len(users)) // last status set
 	next := 0
-	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		for tries := 0; tries < len(users); tries++ {
@@ -399,7 +399,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	})
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		f.ServerCPU = srvCPU.stop()
 	}
 	e.latencyChart("latency.svg", fmt.Sprintf("application_update latency, %d users, %g writes/s (REST send → WebSocket receipt)", len(users), o.Rate), f.Latency)
@@ -470,7 +470,7 @@ func (e *env) runApps(ctx context.Context) error {
 		tick      int
 	)
 	rng := rand.New(rand.NewPCG(1, 2))
-	srvCPU, benchCPU := startCPU(e.pid), startCPU(0)
+	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		mu.Lock()
@@ -531,7 +531,7 @@ func (e *env) runApps(ctx context.Context) error {
 	})
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
-	if e.pid > 0 {
+	if len(e.pids) > 0 {
 		f.ServerCPU = srvCPU.stop()
 	}
 	e.latencyChart("latency.svg", fmt.Sprintf("Quest flow latency, %d creators + %d applicants, %g writes/s (REST send → WebSocket receipt)", nc, len(applicants), o.Rate), f.Latency)

@@ -10,16 +10,19 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// restClient calls herald's REST API over a pool of keep-alive connections.
+// restClient calls herald's REST API over a pool of keep-alive connections,
+// each request to the next of its base URLs in turn.
 type restClient struct {
-	base string
-	hc   *http.Client
+	bases []string
+	next  atomic.Uint64
+	hc    *http.Client
 }
 
-func newREST(base string, conns int, timeout time.Duration) *restClient {
+func newREST(bases []string, conns int, timeout time.Duration) *restClient {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns,
@@ -28,7 +31,15 @@ func newREST(base string, conns int, timeout time.Duration) *restClient {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	return &restClient{base: base, hc: &http.Client{Transport: tr, Timeout: timeout}}
+	return &restClient{bases: bases, hc: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+// base is the server the next request goes to.
+func (c *restClient) base() string {
+	if len(c.bases) == 1 {
+		return c.bases[0]
+	}
+	return c.bases[(c.next.Add(1)-1)%uint64(len(c.bases))]
 }
 
 func (c *restClient) close() { c.hc.CloseIdleConnections() }
@@ -46,11 +57,16 @@ func (e *restError) Error() string {
 
 // call sends one request and returns the body of an answer with status want.
 func (c *restClient) call(ctx context.Context, method, path, token string, body []byte, want int) ([]byte, error) {
+	return c.callAt(ctx, c.base(), method, path, token, body, want)
+}
+
+// callAt is call to the server at base.
+func (c *restClient) callAt(ctx context.Context, base, method, path, token string, body []byte, want int) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +88,9 @@ func (c *restClient) call(ctx context.Context, method, path, token string, body 
 	if res.StatusCode != want {
 		if len(raw) > 300 {
 			raw = raw[:300]
+		}
+		if len(c.bases) > 1 {
+			path = base + path
 		}
 		return raw, &restError{method, path, res.StatusCode, string(bytes.TrimSpace(raw))}
 	}
@@ -99,21 +118,26 @@ func (c *restClient) callJSON(ctx context.Context, method, path, token string, i
 	return nil
 }
 
-// waitReady polls /healthz until herald answers.
+// waitReady polls /healthz until every server answers.
 func (c *restClient) waitReady(ctx context.Context, within time.Duration) error {
 	deadline := time.Now().Add(within)
-	var last error
-	for time.Now().Before(deadline) {
-		_, err := c.call(ctx, "GET", "/healthz", "", nil, http.StatusOK)
-		if err == nil {
-			return nil
-		}
-		last = err
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
+	for _, base := range c.bases {
+		var last error
+		for {
+			_, err := c.callAt(ctx, base, "GET", "/healthz", "", nil, http.StatusOK)
+			if err == nil {
+				break
+			}
+			last = err
+			if !time.Now().Before(deadline) {
+				return fmt.Errorf("herald at %s is not answering /healthz: %v", base, last)
+			}
+			if err := sleep(ctx, 100*time.Millisecond); err != nil {
+				return err
+			}
 		}
 	}
-	return fmt.Errorf("herald at %s is not answering /healthz: %v", c.base, last)
+	return nil
 }
 
 // user is an account the bench created and signed in.

@@ -27,14 +27,20 @@ type Results struct {
 	// HeraldCommit is `git rev-parse HEAD` where the bench ran; BinaryCommit
 	// is the revision the running binary was built from (with --spawn, the
 	// server's too) and BinaryModified whether its tree had local changes.
-	HeraldCommit   string    `json:"herald_commit,omitempty"`
-	BinaryCommit   string    `json:"binary_commit,omitempty"`
-	BinaryModified bool      `json:"binary_modified,omitempty"`
-	Target         string    `json:"target"`
-	ServerPID      int       `json:"server_pid,omitempty"`
-	Spawned        bool      `json:"spawned"`
-	StartedAt      time.Time `json:"started_at"`
-	FinishedAt     time.Time `json:"finished_at"`
+	HeraldCommit   string `json:"herald_commit,omitempty"`
+	BinaryCommit   string `json:"binary_commit,omitempty"`
+	BinaryModified bool   `json:"binary_modified,omitempty"`
+	// Target is the base URL driven, several separated by commas; the
+	// server's figures (memory, CPU, metrics) are then the processes' sums.
+	Target     string `json:"target"`
+	ServerPID  int    `json:"server_pid,omitempty"`
+	ServerPIDs []int  `json:"server_pids,omitempty"` // all of them, with several targets
+	// ConnectsPerTarget counts the WebSocket connections made to each of
+	// several targets, in --target order.
+	ConnectsPerTarget []int64   `json:"connects_per_target,omitempty"`
+	Spawned           bool      `json:"spawned"`
+	StartedAt         time.Time `json:"started_at"`
+	FinishedAt        time.Time `json:"finished_at"`
 	// Error is set when the run stopped early; the figures are what was
 	// measured until then.
 	Error string `json:"error,omitempty"`
@@ -67,6 +73,7 @@ type TimelinePoint struct {
 // ProcessFigures is the CPU a process used during the measured phase(s).
 type ProcessFigures struct {
 	PID      int     `json:"pid,omitempty"`
+	PIDs     []int   `json:"pids,omitempty"` // all of them, when several are measured together
 	CPUSecs  float64 `json:"cpu_s"`
 	WallSecs float64 `json:"wall_s"`
 	// Cores is CPU time over wall time: 1.0 is one core fully busy.

@@ -12,25 +12,38 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // server is a `herald serve` child started by --spawn.
 type server struct {
-	cmd  *exec.Cmd
-	dir  string // temporary directory: database, JWT secret, log
-	db   string
-	log  string
-	base string
-	pid  int
-	done chan error
+	cmd   *exec.Cmd
+	log   string
+	base  string
+	admin string // host:port of its admin listener (pprof, metrics)
+	pid   int
+	done  chan error
 }
 
-// spawnServer starts `bin serve` on a free loopback port with a new SQLite
-// database in a temporary directory and no demo data, and waits until it
-// answers /healthz.
-func spawnServer(ctx context.Context, bin string, extra []string, timeout time.Duration) (*server, error) {
+// cluster is the --spawn children: one, or --procs of them sharing a
+// database, a channel layer and a data directory (the JWT secret), as
+// behind a load balancer.
+type cluster struct {
+	dir     string // temporary directory: SQLite database, JWT secret, logs
+	db      string // the database the children use
+	servers []*server
+}
+
+// spawnCluster starts n `bin serve` children, one after another (the first
+// one migrates the database), each on a free loopback port with an admin
+// listener, sharing a new temporary data directory. Without a --db in
+// extra they share a new SQLite database there, which only one process may
+// serve; check refuses n > 1 without PostgreSQL and Redis. Each must answer
+// /healthz before the next starts.
+func spawnCluster(ctx context.Context, bin string, extra []string, n int, timeout time.Duration) (*cluster, error) {
 	if bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -42,19 +55,46 @@ func spawnServer(ctx context.Context, bin string, extra []string, timeout time.D
 	if err != nil {
 		return nil, err
 	}
+	c := &cluster{dir: dir, db: "sqlite:" + filepath.Join(dir, "bench.db")}
+	if v, ok := flagValue(extra, "db"); ok {
+		c.db = v
+	}
+	for k := range n {
+		s, err := c.start(ctx, bin, extra, k, n, timeout)
+		if err != nil {
+			_ = c.stop("")
+			return nil, err
+		}
+		c.servers = append(c.servers, s)
+	}
+	return c, nil
+}
+
+func (c *cluster) start(ctx context.Context, bin string, extra []string, k, n int, timeout time.Duration) (*server, error) {
 	port, err := freePort()
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &server{dir: dir, db: filepath.Join(dir, "bench.db"), log: filepath.Join(dir, "server.log"), done: make(chan error, 1)}
+	aport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	name := "server.log"
+	if n > 1 {
+		name = fmt.Sprintf("server-%d.log", k+1)
+	}
+	s := &server{log: filepath.Join(c.dir, name), done: make(chan error, 1)}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.base = "http://" + addr
-	args := append([]string{"serve", "--addr", addr, "--db", "sqlite:" + s.db, "--data-dir", dir,
-		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s"}, extra...)
+	s.admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
+	// Later flags win, so extra can override any of these.
+	args := append([]string{"serve", "--addr", addr, "--db", "sqlite:" + filepath.Join(c.dir, "bench.db"), "--data-dir", c.dir,
+		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", s.admin}, extra...)
+	if v, ok := flagValue(extra, "admin-addr"); ok {
+		s.admin = v
+	}
 	logf, err := os.Create(s.log)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	s.cmd = exec.Command(bin, args...)
@@ -62,7 +102,6 @@ func spawnServer(ctx context.Context, bin string, extra []string, timeout time.D
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("--spawn: start %s: %w", bin, err)
 	}
 	logf.Close()
@@ -98,10 +137,50 @@ func spawnServer(ctx context.Context, bin string, extra []string, timeout time.D
 	}
 }
 
-// stop ends the child (SIGTERM, then SIGKILL after 15 s), keeps its log in
-// keepDir if set, and removes the temporary directory.
+// stop ends every child at once, keeps their logs in keepDir if set, and
+// removes the temporary directory.
+func (c *cluster) stop(keepDir string) error {
+	defer os.RemoveAll(c.dir)
+	errs := make([]error, len(c.servers))
+	var wg sync.WaitGroup
+	for k, s := range c.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = s.stop(keepDir)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// flagValue finds the value of --name in a 'herald serve' argument list
+// (--name v, --name=v, -name v); the last one wins, as in package flag.
+func flagValue(args []string, name string) (string, bool) {
+	var v string
+	found := false
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		if len(a) == len(args[i]) || len(args[i])-len(a) > 2 {
+			continue
+		}
+		if k, val, ok := strings.Cut(a, "="); ok {
+			if k == name {
+				v, found = val, true
+			}
+			continue
+		}
+		if a == name && i+1 < len(args) {
+			v, found = args[i+1], true
+			i++
+		}
+	}
+	return v, found
+}
+
+// stop ends the child (SIGTERM, then SIGKILL after 15 s) and keeps its log
+// in keepDir if set.
 func (s *server) stop(keepDir string) error {
-	defer os.RemoveAll(s.dir)
 	var err error
 	select {
 	case err = <-s.done:
@@ -122,7 +201,7 @@ func (s *server) stop(keepDir string) error {
 	if keepDir != "" {
 		if b, rerr := os.ReadFile(s.log); rerr == nil {
 			if mkErr := os.MkdirAll(keepDir, 0o755); mkErr == nil {
-				_ = os.WriteFile(filepath.Join(keepDir, "server.log"), b, 0o644)
+				_ = os.WriteFile(filepath.Join(keepDir, filepath.Base(s.log)), b, 0o644)
 			}
 		}
 	}

@@ -14,6 +14,10 @@ func (e *env) summary() {
 	w("== herald bench %s — summary", r.Scenario)
 	w("command:  %s", r.CommandLine)
 	w("machine:  %d CPUs, %.1f GiB, Linux %s; herald commit %s", r.Machine.NProc, float64(r.Machine.MemBytes)/(1<<30), r.Machine.Kernel, orUnknown(r.HeraldCommit))
+	if len(r.ServerPIDs) > 1 {
+		w("servers:  %d processes (pids %s), figures summed over them; connections made to each: %v",
+			len(r.ServerPIDs), pidText(r.ServerPIDs), r.ConnectsPerTarget)
+	}
 	switch {
 	case r.Idle != nil:
 		f := r.Idle

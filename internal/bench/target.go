@@ -58,6 +58,43 @@ func ParseTarget(raw string) (Target, error) {
 	return Target{HTTP: "http://" + hp, WS: "ws://" + hp, Addr: ap}, nil
 }
 
+// MaxTargets bounds the processes one run spreads its load over.
+const MaxTargets = 16
+
+// ParseTargets reads --target: one base URL, or several separated by
+// commas (herald processes sharing a database and a Redis channel layer),
+// each checked by ParseTarget. The clients and REST writes of a run are
+// spread over them in turn, as a load balancer would.
+func ParseTargets(raw string) ([]Target, error) {
+	var ts []Target
+	seen := map[netip.AddrPort]bool{}
+	for _, one := range strings.Split(raw, ",") {
+		one = strings.TrimSpace(one)
+		if one == "" {
+			continue
+		}
+		t, err := ParseTarget(one)
+		if err != nil {
+			return nil, err
+		}
+		if seen[t.Addr] {
+			return nil, fmt.Errorf("target %s is given twice", t.HTTP)
+		}
+		if len(ts) > 0 && t.Addr.Addr().Is4() != ts[0].Addr.Addr().Is4() {
+			return nil, fmt.Errorf("targets %s and %s: give all IPv4 or all IPv6 addresses", ts[0].HTTP, t.HTTP)
+		}
+		seen[t.Addr] = true
+		ts = append(ts, t)
+	}
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("no target given; want a base URL like http://127.0.0.1:8000")
+	}
+	if len(ts) > MaxTargets {
+		return nil, fmt.Errorf("%d targets: at most %d", len(ts), MaxTargets)
+	}
+	return ts, nil
+}
+
 // IsLoopback reports whether ip is in 127.0.0.0/8 or is ::1.
 func IsLoopback(ip netip.Addr) bool {
 	ip = ip.Unmap()

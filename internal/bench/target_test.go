@@ -50,6 +50,53 @@ func TestParseTargetLoopbackOnly(t *testing.T) {
 	}
 }
 
+func TestParseTargets(t *testing.T) {
+	ts, err := ParseTargets(" http://127.0.0.1:8001, 127.0.0.1:8002 ,,localhost:8003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range ts {
+		got = append(got, tg.HTTP)
+	}
+	if strings.Join(got, " ") != "http://127.0.0.1:8001 http://127.0.0.1:8002 http://127.0.0.1:8003" {
+		t.Fatalf("targets %v", got)
+	}
+	bad := map[string]string{
+		"":                                      "no target",
+		"http://127.0.0.1:1,http://192.0.2.1:2": "loopback",
+		"127.0.0.1:1,http://127.0.0.1:1/":       "twice",
+		"http://127.0.0.1:1,http://[::1]:2":     "IPv4 or all IPv6",
+		"127.0.0.1:1,x:y":                       "invalid port",
+	}
+	many := make([]string, MaxTargets+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("127.0.0.1:%d", 9000+i)
+	}
+	bad[strings.Join(many, ",")] = "at most"
+	for in, want := range bad {
+		if _, err := ParseTargets(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseTargets(%q): %v; want an error naming %q", in, err, want)
+		}
+	}
+}
+
+func TestFlagValue(t *testing.T) {
+	args := []string{"--trust-proxy", "--db", "postgres://a/x", "-layer=redis://r", "---db", "nope", "--db=postgres://b/y", "--addr"}
+	if v, ok := flagValue(args, "db"); !ok || v != "postgres://b/y" {
+		t.Errorf("db %q %v: the last one wins", v, ok)
+	}
+	if v, ok := flagValue(args, "layer"); !ok || v != "redis://r" {
+		t.Errorf("layer %q %v", v, ok)
+	}
+	if _, ok := flagValue(args, "addr"); ok {
+		t.Error("a flag without its value was found")
+	}
+	if _, ok := flagValue([]string{"db", "x"}, "db"); ok {
+		t.Error("an argument without a dash is not a flag")
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	for s, want := range map[string]bool{"127.0.0.1": true, "127.255.255.254": true, "::1": true, "::ffff:127.0.0.9": true,
 		"126.255.255.255": false, "128.0.0.0": false, "::": false, "10.1.1.1": false} {
@@ -145,6 +192,17 @@ func TestOptionLimits(t *testing.T) {
 		{func(o *Options) { o.Conns = 0 }, "--conns"},
 		{func(o *Options) { o.ReadBuffer = 100 }, "--read-buffer"},
 		{func(o *Options) { o.Spawn, o.ServerPID = true, 5 }, "--server-pid"},
+		{func(o *Options) { o.Procs = 0 }, "--procs"},
+		{func(o *Options) { o.Procs = 3 }, "needs --spawn"},
+		{func(o *Options) { o.Spawn, o.Procs = true, 3 }, "PostgreSQL"},
+		{func(o *Options) {
+			o.Spawn, o.Procs, o.ServeArgs = true, 3, []string{"--db", "postgres://127.0.0.1/test"}
+		}, "Redis"},
+		{func(o *Options) {
+			o.Spawn, o.Procs, o.ServeArgs = true, 2, []string{"--db", "postgres://127.0.0.1/test", "--layer", "redis://127.0.0.1"}
+			o.AdminAddr = "127.0.0.1:6060"
+		}, "--admin-addr"},
+		{func(o *Options) { o.Target, o.ServerPID = "127.0.0.1:1,127.0.0.1:2", 5 }, "--server-pid"},
 	}
 	for i, c := range cases {
 		o := Defaults("fanout")
@@ -160,7 +218,12 @@ func TestOptionLimits(t *testing.T) {
 			t.Errorf("defaults of %s: %v", s, err)
 		}
 	}
-	o := Defaults("resume")
+	o := Defaults("fanout")
+	o.Spawn, o.Procs, o.ServeArgs = true, 3, []string{"--db=postgres://127.0.0.1/test", "--layer", "redis://127.0.0.1:6379"}
+	if err := o.check(20000); err != nil {
+		t.Errorf("three processes on PostgreSQL and Redis: %v", err)
+	}
+	o = Defaults("resume")
 	o.ResumeMode = "v3"
 	if err := o.check(20000); err == nil || !strings.Contains(err.Error(), "reconnect") {
 		t.Errorf("unknown resume mode: %v", err)

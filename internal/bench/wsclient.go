@@ -43,13 +43,16 @@ type client struct {
 	state any
 }
 
-// dialer opens client connections to the target.
+// dialer opens client connections to the targets, connection i to target
+// i mod len(targets).
 type dialer struct {
-	t       Target
+	targets []Target
 	src     *Sources
 	timeout time.Duration
 	bufSize int
 	open    *atomic.Int64 // connections currently open
+	// perTarget counts the connections made to each target.
+	perTarget []atomic.Int64
 }
 
 // prefixReader serves what the handshake reader had already buffered, then
@@ -87,7 +90,7 @@ func (d *dialer) dial(path string, i int, h handler) (*client, error) {
 			return nd.DialContext(ctx, network, addr)
 		},
 	}
-	conn, hbr, _, err := wd.Dial(context.Background(), d.t.WS+path)
+	conn, hbr, _, err := wd.Dial(context.Background(), d.targets[i%len(d.targets)].WS+path)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +102,9 @@ func (d *dialer) dial(path string, i int, h handler) (*client, error) {
 		r = &prefixReader{pre: pre, conn: conn}
 	}
 	d.open.Add(1)
+	if d.perTarget != nil {
+		d.perTarget[i%len(d.targets)].Add(1)
+	}
 	return &client{conn: conn, br: bufio.NewReaderSize(r, d.bufSize), h: h, id: int32(i)}, nil
 }
 
