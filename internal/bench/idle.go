@@ -96,12 +96,11 @@ func (e *env) runIdle(ctx context.Context) error {
 	}
 	gc := e.gcServer(ctx)
 	if gc && len(e.pids) > 0 {
-		if err := sleep(ctx, time.Second); err != nil {
+		rss, err := e.settledRSS(ctx)
+		if err != nil {
 			return err
 		}
-		if st, err := e.serverStatus(); err == nil {
-			f.RSSBeforeGCKiB = st.RSSKiB
-		}
+		f.RSSBeforeGCKiB = rss
 	}
 	f.MetricsBefore = e.metrics(ctx)
 
@@ -145,11 +144,12 @@ func (e *env) runIdle(ctx context.Context) error {
 		return err
 	}
 	if gc && e.gcServer(ctx) && len(e.pids) > 0 {
-		if err := sleep(ctx, time.Second); err != nil {
+		rss, err := e.settledRSS(ctx)
+		if err != nil {
 			return err
 		}
-		if st, err := e.serverStatus(); err == nil && cf.Connected > 0 {
-			f.RSSAfterGCKiB = st.RSSKiB
+		if cf.Connected > 0 {
+			f.RSSAfterGCKiB = rss
 			f.RSSPerConnAfterGCBytes = round3(float64(f.RSSAfterGCKiB-f.RSSBeforeGCKiB) * 1024 / float64(cf.Connected))
 		}
 	}
@@ -182,6 +182,37 @@ func (e *env) runIdle(ctx context.Context) error {
 	e.timelineChart("throughput.svg", "New connections per second", "connections/s",
 		func(p TimelinePoint) float64 { return float64(p.Connects) })
 	return nil
+}
+
+// settledRSS waits after a forced GC until the servers' RSS stops falling
+// (the Go runtime returns freed memory to the OS in the background, over
+// seconds: the setup's password hashes alone leave tens of MiB to return),
+// at most rssSettleMax, and returns it.
+func (e *env) settledRSS(ctx context.Context) (int64, error) {
+	const rssSettleMax = 20 * time.Second
+	var last int64 = -1
+	steady := 0
+	deadline := time.Now().Add(rssSettleMax)
+	for {
+		if err := sleep(ctx, time.Second); err != nil {
+			return 0, err
+		}
+		st, err := e.serverStatus()
+		if err != nil {
+			return 0, fmt.Errorf("read the server's memory: %w", err)
+		}
+		// Settled: not down by more than 0.5% for three seconds running
+		// (the release often starts a second or two after the GC).
+		if last >= 0 && st.RSSKiB >= last-last/200 {
+			steady++
+		} else {
+			steady = 0
+		}
+		last = st.RSSKiB
+		if steady >= 3 || time.Now().After(deadline) {
+			return st.RSSKiB, nil
+		}
+	}
 }
 
 // latencyChart adds latency.svg-style chart of l to the results.

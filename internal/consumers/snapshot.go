@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/heraldhq/herald/internal/platform"
 )
@@ -22,10 +26,14 @@ const maxSnapshots = 10_000
 // snapshots caches the encoded campaign_data of public campaigns, keyed by
 // the room's position when it was read: a burst of clients joining one room
 // (a campaign going live, every client reconnecting after a restart) reads
-// the database once instead of once per client.
+// the database once instead of once per client. Concurrent misses of one
+// room and position share one read (flight), so a burst arriving just as
+// the entry expires does not send every handshake to the database at once.
 type snapshots struct {
-	mu sync.Mutex
-	m  map[int64]snapshotEntry
+	mu     sync.Mutex
+	m      map[int64]snapshotEntry
+	flight singleflight.Group
+	loads  atomic.Uint64 // database reads, for tests
 }
 
 type snapshotEntry struct {
@@ -33,6 +41,10 @@ type snapshotEntry struct {
 	read time.Time
 	json []byte
 }
+
+// snapshotLoadTimeout bounds a shared read, which outlives the handshake
+// that started it when other handshakes wait for it too.
+const snapshotLoadTimeout = 10 * time.Second
 
 // snapshot returns the encoded campaign_data of campaign id as viewerID
 // sees it, taken after the room was at position at.
@@ -43,35 +55,67 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 	if ok && e.at == at && time.Since(e.read) < snapshotTTL {
 		return e.json, nil
 	}
-	read := time.Now()
-	detail, err := c.p.CampaignDetail(ctx, viewerID, id)
-	if err != nil {
+	// The shared read is the anonymous view, which every viewer of a public
+	// campaign sees alike.
+	key := strconv.FormatInt(id, 10) + "@" + at.Epoch + ":" + strconv.FormatUint(at.Offset, 10)
+	v, err, _ := c.snaps.flight.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotLoadTimeout)
+		defer cancel()
+		b, public, err := c.loadSnapshot(ctx, 0, id)
+		if err == nil && public {
+			c.snaps.put(id, snapshotEntry{at: at, read: time.Now(), json: b})
+		}
+		return b, err
+	})
+	if err == nil {
+		return v.([]byte), nil
+	}
+	if viewerID == 0 || platform.KindOf(err) != platform.KindNotFound {
 		return nil, err
 	}
-	b, err := json.Marshal(struct {
+	// Hidden from anonymous viewers (a draft): perhaps not from this one.
+	b, _, err := c.loadSnapshot(ctx, viewerID, id)
+	return b, err
+}
+
+// loadSnapshot reads and encodes campaign_data as viewerID sees it; public
+// tells whether every viewer sees it alike (drafts look different to their
+// owner and to everyone else).
+func (c *Consumers) loadSnapshot(ctx context.Context, viewerID, id int64) (b []byte, public bool, err error) {
+	c.snaps.loads.Add(1)
+	detail, err := c.p.CampaignDetail(ctx, viewerID, id)
+	if err != nil {
+		return nil, false, err
+	}
+	b, err = json.Marshal(struct {
 		Type string                  `json:"type"`
 		Data platform.CampaignDetail `json:"data"`
 	}{"campaign_data", detail})
 	if err != nil {
-		return nil, fmt.Errorf("encode campaign %d: %w", id, err)
+		return nil, false, fmt.Errorf("encode campaign %d: %w", id, err)
 	}
-	// Drafts look different to their owner and to everyone else: only what
-	// every viewer sees alike is shared.
-	if detail.Status != platform.CampaignDraft {
-		c.snaps.mu.Lock()
-		if c.snaps.m == nil {
-			c.snaps.m = make(map[int64]snapshotEntry)
-		}
-		if len(c.snaps.m) >= maxSnapshots {
-			for k := range c.snaps.m {
-				delete(c.snaps.m, k)
-				if len(c.snaps.m) < maxSnapshots*9/10 {
-					break
-				}
+	return b, detail.Status != platform.CampaignDraft, nil
+}
+
+// put caches e as campaign id's snapshot; past maxSnapshots, arbitrary
+// entries are dropped.
+func (s *snapshots) put(id int64, e snapshotEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[int64]snapshotEntry)
+	}
+	if len(s.m) >= maxSnapshots {
+		for k := range s.m {
+			delete(s.m, k)
+			if len(s.m) < maxSnapshots*9/10 {
+				break
 			}
 		}
-		c.snaps.m[id] = snapshotEntry{at: at, read: read, json: b}
-		c.snaps.mu.Unlock()
 	}
-	return b, nil
+	// A slower read of an older position must not replace a newer one.
+	if old, ok := s.m[id]; ok && old.at.Epoch == e.at.Epoch && old.at.Offset > e.at.Offset {
+		return
+	}
+	s.m[id] = e
 }

@@ -708,7 +708,7 @@ func (r *Redis) confirmed(s *rsub) {
 	var err error
 	for attempt := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		off, epoch, err = r.Position(ctx, s.group)
+		off, epoch, err = r.readPosition(ctx, s.group)
 		cancel()
 		if err == nil || attempt == 2 {
 			break
@@ -793,7 +793,7 @@ func (r *Redis) fillLocked(s *rsub, msg *Message) {
 		if msg == nil {
 			// A catch-up: continue from where the group stands now.
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			off, epoch, perr := r.Position(ctx, s.group)
+			off, epoch, perr := r.readPosition(ctx, s.group)
 			cancel()
 			if perr == nil {
 				s.epoch, s.last = epoch, off

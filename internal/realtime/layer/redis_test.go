@@ -216,7 +216,7 @@ func TestRedisOffsetsGapFreeAcrossConcurrentPublishers(t *testing.T) {
 	wg.Wait()
 	total := 0
 	for _, g := range groups {
-		want, _, err := rs[0].Position(ctx, g)
+		want, _, err := rs[0].readPosition(ctx, g) // Redis itself: the subscriptions may still be delivering
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,11 +402,18 @@ func TestRedisNewEpochWhenStateIsLost(t *testing.T) {
 	if err := c.Del(ctx, r.key("g", "m"), r.key("g", "h"), r.key("g", "d")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if off, epoch, _ := r.Position(ctx, "g"); off != 0 || epoch != "" {
+	// A process not subscribed to the group reads Redis and sees the loss.
+	other := newTestRedis(t, redistest.SharedURL(), newSink(), RedisOptions{Prefix: prefix})
+	if off, epoch, _ := other.Position(ctx, "g"); off != 0 || epoch != "" {
 		t.Fatalf("position after the loss = %d %q", off, epoch)
 	}
-	if _, ok, _ := r.History(ctx, "g", 3, first[0].Epoch); ok {
+	if _, ok, _ := other.History(ctx, "g", 3, first[0].Epoch); ok {
 		t.Fatal("history of the lost epoch must not be ok")
+	}
+	// The subscribed one answers from its delivery, which is complete so
+	// far; it learns of the loss with the group's next event (OnLost).
+	if off, epoch, _ := r.Position(ctx, "g"); off != 3 || epoch != first[0].Epoch {
+		t.Fatalf("subscribed position after the loss = %d %q; want where its delivery stands", off, epoch)
 	}
 	publishN(t, r, "g", 2)
 	got := s.wait(t, "g", 5, 5*time.Second)
@@ -487,4 +494,42 @@ func TestRedisHistoryFollowsLocalDelivery(t *testing.T) {
 		t.Fatalf("History(5) = %v %v %v", offsets(res.msgs), res.ok, res.err)
 	}
 	checkOffsets(t, "delivered", s.wait(t, "g", 6, 5*time.Second), 1)
+}
+
+// A subscribed group's position and an up-to-date client's history come
+// from the subscription's own delivery state, without a round trip; a client
+// behind it is still replayed from Redis.
+func TestRedisLocalPositionAndHistory(t *testing.T) {
+	ctx := context.Background()
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: redistest.Prefix(t)})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r, "g", 3)
+	got := s.wait(t, "g", 3, 5*time.Second)
+	before := r.Stats()
+	off, epoch, err := r.Position(ctx, "g")
+	if err != nil || off != 3 || epoch != got[2].Epoch {
+		t.Fatalf("position %d %q %v; want 3 %q", off, epoch, err, got[2].Epoch)
+	}
+	msgs, ok, err := r.History(ctx, "g", 3, epoch)
+	if err != nil || !ok || len(msgs) != 0 {
+		t.Fatalf("history from the current position: %v %v %v", msgs, ok, err)
+	}
+	after := r.Stats()
+	if after.LocalPositions != before.LocalPositions+1 || after.LocalHistory != before.LocalHistory+1 {
+		t.Fatalf("stats %+v after %+v: not answered locally", after, before)
+	}
+	msgs, ok, err = r.History(ctx, "g", 1, epoch)
+	if err != nil || !ok || len(msgs) != 2 || msgs[0].Offset != 2 || msgs[1].Offset != 3 {
+		t.Fatalf("history from offset 1: %v %v %v", msgs, ok, err)
+	}
+	if r.Stats().LocalHistory != after.LocalHistory {
+		t.Fatal("a client behind was answered without reading the history")
+	}
+	// Not subscribed: Redis answers.
+	if off, _, err := r.Position(ctx, "other"); err != nil || off != 0 || r.Stats().LocalPositions != after.LocalPositions {
+		t.Fatalf("position of an unsubscribed group: %d %v", off, err)
+	}
 }

@@ -25,7 +25,7 @@ func (w countWriter) Write(p []byte) (int, error) {
 func BenchmarkBroadcastLoopback(b *testing.B) {
 	const n = 1000
 	// Pings would add frames the byte count does not expect.
-	e := newEnv(b, realtime.HubOptions{}, Options{PingInterval: time.Hour, IdleTimeout: 2 * time.Hour})
+	e := newEnv(b, realtime.HubOptions{}, Options{PingInterval: time.Hour, IdleTimeout: 2 * time.Hour, MaxConnsPerAddr: -1, HandshakeRate: -1})
 	var got atomic.Int64
 	clients := make([]*client, n)
 	for i := range clients {
