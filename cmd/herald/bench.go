@@ -109,6 +109,10 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 		o.ServeArgs = append(o.ServeArgs, strings.Fields(s)...)
 		return nil
 	})
+	fs.Func("serve-env", "with --spawn: KEY=VALUE added to the servers' environment (repeatable), e.g. GOMAXPROCS=1", func(s string) error {
+		o.ServeEnv = append(o.ServeEnv, s)
+		return nil
+	})
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
 	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout), users (personal)")

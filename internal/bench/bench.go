@@ -64,6 +64,9 @@ type Options struct {
 	Procs     int      `json:"procs,omitempty"`
 	HeraldBin string   `json:"herald_bin,omitempty"`
 	ServeArgs []string `json:"serve_args,omitempty"`
+	// ServeEnv adds KEY=VALUE variables to the children's environment
+	// (GOMAXPROCS=1 for several processes sharing few cores).
+	ServeEnv []string `json:"serve_env,omitempty"`
 	// ServerPID is the process whose memory and CPU are reported (one
 	// target only); found from the listening sockets when zero.
 	ServerPID int    `json:"server_pid,omitempty"`
@@ -213,6 +216,14 @@ func (o *Options) check(nofile uint64) error {
 	if o.Spawn && o.ServerPID != 0 {
 		bad("--server-pid and --spawn exclude each other (--spawn measures its own child)")
 	}
+	for _, kv := range o.ServeEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
+			bad("--serve-env %q: want KEY=VALUE", kv)
+		}
+	}
+	if len(o.ServeEnv) > 0 && !o.Spawn {
+		bad("--serve-env needs --spawn")
+	}
 	if o.Procs < 1 || o.Procs > MaxTargets {
 		bad("--procs %d: want 1 to %d", o.Procs, MaxTargets)
 	}
@@ -307,7 +318,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	if o.Spawn {
-		cl, err := spawnCluster(ctx, o.HeraldBin, o.ServeArgs, o.Procs, o.Timeout.D())
+		cl, err := spawnCluster(ctx, o.HeraldBin, o.ServeArgs, o.ServeEnv, o.Procs, o.Timeout.D())
 		if err != nil {
 			return nil, err
 		}

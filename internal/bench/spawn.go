@@ -43,7 +43,7 @@ type cluster struct {
 // extra they share a new SQLite database there, which only one process may
 // serve; check refuses n > 1 without PostgreSQL and Redis. Each must answer
 // /healthz before the next starts.
-func spawnCluster(ctx context.Context, bin string, extra []string, n int, timeout time.Duration) (*cluster, error) {
+func spawnCluster(ctx context.Context, bin string, extra, env []string, n int, timeout time.Duration) (*cluster, error) {
 	if bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -60,7 +60,7 @@ func spawnCluster(ctx context.Context, bin string, extra []string, n int, timeou
 		c.db = v
 	}
 	for k := range n {
-		s, err := c.start(ctx, bin, extra, k, n, timeout)
+		s, err := c.start(ctx, bin, extra, env, k, n, timeout)
 		if err != nil {
 			_ = c.stop("")
 			return nil, err
@@ -70,7 +70,7 @@ func spawnCluster(ctx context.Context, bin string, extra []string, n int, timeou
 	return c, nil
 }
 
-func (c *cluster) start(ctx context.Context, bin string, extra []string, k, n int, timeout time.Duration) (*server, error) {
+func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k, n int, timeout time.Duration) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -99,6 +99,9 @@ func (c *cluster) start(ctx context.Context, bin string, extra []string, k, n in
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if len(env) > 0 {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

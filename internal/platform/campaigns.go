@@ -144,7 +144,23 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 // ownerOnly, owns). Locking the row serializes the writes of one campaign, so
 // its events leave the outbox in the order they were committed.
 func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
-	if _, err := tx.ExecContext(ctx, "SELECT id FROM campaigns WHERE id = $1"+p.db.ForUpdate(), campaignID); err != nil {
+	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForUpdate())
+}
+
+// campaignForNewChild is campaignForWrite for adding an object whose event
+// is independent of its siblings' (a comment, an update, a release): the
+// row is share-locked, so such writes to one campaign commit side by side
+// (on PostgreSQL, in one WAL flush) instead of one flush after another,
+// while a change to the campaign itself or to an existing object still
+// waits for them. Their events may leave the outbox in another order than
+// their commits; each is still published once, and no client state depends
+// on the order of two new objects.
+func (p *Platform) campaignForNewChild(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
+	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForShare())
+}
+
+func (p *Platform) lockCampaign(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool, lock string) (Campaign, error) {
+	if _, err := tx.ExecContext(ctx, "SELECT id FROM campaigns WHERE id = $1"+lock, campaignID); err != nil {
 		return Campaign{}, fmt.Errorf("lock campaign %d: %w", campaignID, err)
 	}
 	c, err := scanCampaign(tx.QueryRowContext(ctx, campaignSelect+" WHERE c.id = $1", campaignID))

@@ -189,7 +189,7 @@ func (p *Platform) PostUpdate(ctx context.Context, userID, campaignID int64, in 
 		return Update{}, err
 	}
 	err := p.write(ctx, func(tx *sql.Tx) error {
-		if _, err := p.campaignForWrite(ctx, tx, userID, campaignID, true); err != nil {
+		if _, err := p.campaignForNewChild(ctx, tx, userID, campaignID, true); err != nil {
 			return err
 		}
 		now := p.now()
@@ -238,7 +238,7 @@ func (p *Platform) PostComment(ctx context.Context, userID, campaignID int64, in
 	}
 	var c Comment
 	err := p.write(ctx, func(tx *sql.Tx) error {
-		camp, err := p.campaignForWrite(ctx, tx, userID, campaignID, false)
+		camp, err := p.campaignForNewChild(ctx, tx, userID, campaignID, false)
 		if err != nil {
 			return err
 		}
@@ -315,7 +315,7 @@ func (p *Platform) CreateRelease(ctx context.Context, userID, campaignID int64, 
 		return Release{}, err
 	}
 	err := p.write(ctx, func(tx *sql.Tx) error {
-		if _, err := p.campaignForWrite(ctx, tx, userID, campaignID, true); err != nil {
+		if _, err := p.campaignForNewChild(ctx, tx, userID, campaignID, true); err != nil {
 			return err
 		}
 		now := p.now()

@@ -30,12 +30,18 @@ func (p *Platform) IssueTicket(ctx context.Context, userID int64) (string, error
 	now := p.now()
 	// Expired tickets are swept here, by the writers, so the table stays small
 	// without a background job.
-	if _, err := p.db.ExecContext(ctx, "DELETE FROM ws_tickets WHERE expires_at < $1", now); err != nil {
-		return "", fmt.Errorf("issue ticket: sweep: %w", err)
-	}
-	if _, err := p.db.ExecContext(ctx, "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES ($1, $2, $3)",
-		ticketHash(ticket), userID, now.Add(TicketTTL)); err != nil {
-		return "", fmt.Errorf("issue ticket: %w", err)
+	err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM ws_tickets WHERE expires_at < $1", now); err != nil {
+			return fmt.Errorf("issue ticket: sweep: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO ws_tickets (ticket_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+			ticketHash(ticket), userID, now.Add(TicketTTL)); err != nil {
+			return fmt.Errorf("issue ticket: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	return ticket, nil
 }

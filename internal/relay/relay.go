@@ -49,6 +49,14 @@ type Relay struct {
 	wake chan struct{}
 }
 
+// errBusy is a round that found another process's relay holding the lock.
+var errBusy = errors.New("outbox relay: another process's relay is publishing")
+
+// busyRetry is how soon a relay that found the lock taken tries again: a
+// round takes a few milliseconds, and the write that woke this relay should
+// not wait a whole poll interval for its event.
+const busyRetry = 2 * time.Millisecond
+
 // relayLockID is the PostgreSQL advisory lock held by the one relay that
 // publishes at a time, so that several processes never interleave one
 // group's events out of order.
@@ -100,6 +108,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		n, err := r.Round(ctx)
 		switch {
+		case errors.Is(err, errBusy):
+			// Another process's relay holds the lock; its round may have
+			// read the outbox before this process's write committed, so
+			// look again as soon as it is done rather than a poll later.
+			backoff = 0
+			resetTimer(timer, busyRetry)
 		case err != nil && ctx.Err() == nil:
 			if r.opt.Failed != nil {
 				r.opt.Failed()
@@ -130,6 +144,9 @@ func resetTimer(t *time.Timer, d time.Duration) {
 func (r *Relay) Flush(ctx context.Context) error {
 	for {
 		n, err := r.Round(ctx)
+		if errors.Is(err, errBusy) {
+			return nil // the relay holding the lock publishes them
+		}
 		if err != nil {
 			return err
 		}
@@ -144,7 +161,7 @@ func (r *Relay) Flush(ctx context.Context) error {
 //
 // On PostgreSQL it all happens in one transaction holding the relay lock, so
 // relays of several processes never interleave; a round that finds another
-// process's relay busy publishes nothing and returns 0. SQLite serves one
+// process's relay busy publishes nothing and returns errBusy. SQLite serves one
 // process, whose single relay needs no lock: it reads, publishes and then
 // deletes without holding the database's write lock while the hub fans the
 // events out, which would stall every write behind a large room.
@@ -156,7 +173,11 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		}
 		published, pubErr := r.publish(ctx, evs)
 		if published > 0 {
-			if _, err := r.db.ExecContext(ctx, deleteQuery(evs[:published])); err != nil {
+			err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, deleteQuery(evs[:published]))
+				return err
+			})
+			if err != nil {
 				return published, errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
 			}
 		}
@@ -170,7 +191,7 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 			return fmt.Errorf("outbox relay: take lock: %w", err)
 		}
 		if !got {
-			return nil
+			return errBusy
 		}
 		evs, err := readBatch(ctx, tx, r.opt.Batch)
 		if err != nil {

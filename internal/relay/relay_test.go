@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/money"
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/relay"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/testenv"
 )
@@ -250,5 +251,74 @@ func TestFailedPublishKeepsEvents(t *testing.T) {
 	after, _ := a.Platform().PendingEvents(context.Background(), 100)
 	if len(after) != 3 || after[0].ID != before[0].ID {
 		t.Errorf("outbox after a failed round: %+v", after)
+	}
+}
+
+// recorder is a Publisher that remembers what it was given.
+type recorder struct {
+	mu   sync.Mutex
+	typs []string
+}
+
+func (r *recorder) Publish(_ context.Context, _, typ string, _ []byte) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.typs = append(r.typs, typ)
+	return uint64(len(r.typs)), nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.typs)
+}
+
+// A relay that finds another process's relay holding the lock looks again
+// as soon as the lock is free, not a poll interval later: the other round
+// may have read the outbox before this process's write committed.
+func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
+	a := newApp(t, testenv.Postgres(t))
+	user, campaigns := setup(t, a, 1)
+	ctx := context.Background()
+	db := a.Platform().DB()
+	if _, err := db.ExecContext(ctx, "DELETE FROM outbox"); err != nil { // setup's own events
+		t.Fatal(err)
+	}
+	// The other process's relay, mid-round.
+	held, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Rollback()
+	if _, err := held.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", 0x68657262); err != nil {
+		t.Fatal(err)
+	}
+	amount := money.Cents(5)
+	if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
+		t.Fatal(err)
+	}
+	pub := &recorder{}
+	// A poll interval longer than the test: only the retry can publish.
+	r := relay.New(db, pub, relay.Options{Poll: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if _, err := r.Round(ctx); err == nil {
+		t.Fatal("a round while another relay holds the lock reported no error")
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	if n := pub.count(); n != 0 {
+		t.Fatalf("%d events published while the lock was held", n)
+	}
+	if err := held.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pub.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the event was not published after the lock was released")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
