@@ -49,13 +49,11 @@ type Relay struct {
 	wake chan struct{}
 }
 
-// errBusy is a round that found another process's relay holding the lock.
+// errBusy is a round that waited lockWait for another process's relay.
 var errBusy = errors.New("outbox relay: another process's relay is publishing")
 
-// busyRetry is how soon a relay that found the lock taken tries again: a
-// round takes a few milliseconds, and the write that woke this relay should
-// not wait a whole poll interval for its event.
-const busyRetry = 2 * time.Millisecond
+// lockWait bounds how long a round waits for the relay lock.
+const lockWait = 5 * time.Second
 
 // relayLockID is the PostgreSQL advisory lock held by the one relay that
 // publishes at a time, so that several processes never interleave one
@@ -109,11 +107,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		n, err := r.Round(ctx)
 		switch {
 		case errors.Is(err, errBusy):
-			// Another process's relay holds the lock; its round may have
-			// read the outbox before this process's write committed, so
-			// look again as soon as it is done rather than a poll later.
+			// Another process's relay held the lock for lockWait: it
+			// publishes; look again a poll later.
 			backoff = 0
-			resetTimer(timer, busyRetry)
+			resetTimer(timer, r.opt.Poll)
 		case err != nil && ctx.Err() == nil:
 			if r.opt.Failed != nil {
 				r.opt.Failed()
@@ -161,7 +158,7 @@ func (r *Relay) Flush(ctx context.Context) error {
 //
 // On PostgreSQL it all happens in one transaction holding the relay lock, so
 // relays of several processes never interleave; a round that finds another
-// process's relay busy publishes nothing and returns errBusy. SQLite serves one
+// process's relay busy waits for it (up to lockWait, then returns errBusy). SQLite serves one
 // process, whose single relay needs no lock: it reads, publishes and then
 // deletes without holding the database's write lock while the hub fans the
 // events out, which would stall every write behind a large room.
@@ -186,12 +183,19 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 	published := 0
 	var pubErr error
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		var got bool
-		if err := tx.QueryRowContext(ctx, "SELECT pg_try_advisory_xact_lock($1)", relayLockID).Scan(&got); err != nil {
-			return fmt.Errorf("outbox relay: take lock: %w", err)
+		// Wait for the relay holding the lock rather than try and come back
+		// later: its round may have read the outbox before this process's
+		// write committed, and polling for the lock would burn the
+		// database's CPU exactly when it is busiest. Waiting costs nothing
+		// but a connection; the bound catches a holder that hangs.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+strconv.Itoa(int(lockWait.Milliseconds()))+"ms'"); err != nil {
+			return fmt.Errorf("outbox relay: set lock timeout: %w", err)
 		}
-		if !got {
-			return errBusy
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", relayLockID); err != nil {
+			if store.IsLockTimeout(err) {
+				return errBusy
+			}
+			return fmt.Errorf("outbox relay: take lock: %w", err)
 		}
 		evs, err := readBatch(ctx, tx, r.opt.Batch)
 		if err != nil {

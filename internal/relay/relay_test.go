@@ -273,9 +273,9 @@ func (r *recorder) count() int {
 	return len(r.typs)
 }
 
-// A relay that finds another process's relay holding the lock looks again
-// as soon as the lock is free, not a poll interval later: the other round
-// may have read the outbox before this process's write committed.
+// A relay that finds another process's relay holding the lock publishes as
+// soon as the lock is free, not a poll interval later: the other round may
+// have read the outbox before this process's write committed.
 func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 	a := newApp(t, testenv.Postgres(t))
 	user, campaigns := setup(t, a, 1)
@@ -300,9 +300,6 @@ func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 	pub := &recorder{}
 	// A poll interval longer than the test: only the retry can publish.
 	r := relay.New(db, pub, relay.Options{Poll: time.Hour, Logger: slog.New(slog.DiscardHandler)})
-	if _, err := r.Round(ctx); err == nil {
-		t.Fatal("a round while another relay holds the lock reported no error")
-	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
