@@ -34,7 +34,10 @@ type Options struct {
 	// MaxBackoff caps the wait between attempts while publishing fails
 	// (default 5s).
 	MaxBackoff time.Duration
-	Logger     *slog.Logger
+	// LockWait bounds how long a round on PostgreSQL waits for another
+	// process's relay to finish its round (default 5s).
+	LockWait time.Duration
+	Logger   *slog.Logger
 	// Published, if set, is told of each published event and how long ago
 	// it was committed; Failed of each round that could not publish.
 	Published func(typ string, delay time.Duration)
@@ -49,11 +52,8 @@ type Relay struct {
 	wake chan struct{}
 }
 
-// errBusy is a round that waited lockWait for another process's relay.
+// errBusy is a round that waited LockWait for another process's relay.
 var errBusy = errors.New("outbox relay: another process's relay is publishing")
-
-// lockWait bounds how long a round waits for the relay lock.
-const lockWait = 5 * time.Second
 
 // relayLockID is the PostgreSQL advisory lock held by the one relay that
 // publishes at a time, so that several processes never interleave one
@@ -67,6 +67,9 @@ func New(db *store.DB, pub Publisher, opt Options) *Relay {
 	}
 	if opt.Poll <= 0 {
 		opt.Poll = 100 * time.Millisecond
+	}
+	if opt.LockWait <= 0 {
+		opt.LockWait = 5 * time.Second
 	}
 	if opt.MaxBackoff <= 0 {
 		opt.MaxBackoff = 5 * time.Second
@@ -107,7 +110,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		n, err := r.Round(ctx)
 		switch {
 		case errors.Is(err, errBusy):
-			// Another process's relay held the lock for lockWait: it
+			// Another process's relay held the lock for LockWait: it
 			// publishes; look again a poll later.
 			backoff = 0
 			resetTimer(timer, r.opt.Poll)
@@ -158,7 +161,7 @@ func (r *Relay) Flush(ctx context.Context) error {
 //
 // On PostgreSQL it all happens in one transaction holding the relay lock, so
 // relays of several processes never interleave; a round that finds another
-// process's relay busy waits for it (up to lockWait, then returns errBusy). SQLite serves one
+// process's relay busy waits for it (up to LockWait, then returns errBusy). SQLite serves one
 // process, whose single relay needs no lock: it reads, publishes and then
 // deletes without holding the database's write lock while the hub fans the
 // events out, which would stall every write behind a large room.
@@ -188,10 +191,10 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		// write committed, and polling for the lock would burn the
 		// database's CPU exactly when it is busiest. Waiting costs nothing
 		// but a connection; the bound catches a holder that hangs.
-		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+strconv.Itoa(int(lockWait.Milliseconds()))+"ms'"); err != nil {
-			return fmt.Errorf("outbox relay: set lock timeout: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", relayLockID); err != nil {
+		// One round trip: set_config(…, true) is SET LOCAL, and the lock is
+		// taken for the row it yields, so after it.
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($2) FROM (SELECT set_config('lock_timeout', $1, true)) AS t",
+			strconv.FormatInt(r.opt.LockWait.Milliseconds(), 10)+"ms", relayLockID); err != nil {
 			if store.IsLockTimeout(err) {
 				return errBusy
 			}

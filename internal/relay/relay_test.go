@@ -319,3 +319,30 @@ func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A round waits for the relay lock at most LockWait, then gives up without
+// publishing.
+func TestRoundWaitsForTheLockAtMostLockWait(t *testing.T) {
+	a := newApp(t, testenv.Postgres(t))
+	ctx := context.Background()
+	db := a.Platform().DB()
+	held, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Rollback()
+	if _, err := held.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", 0x68657262); err != nil {
+		t.Fatal(err)
+	}
+	r := relay.New(db, &recorder{}, relay.Options{LockWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	n, err := r.Round(rctx)
+	if err == nil || n != 0 || rctx.Err() != nil {
+		t.Fatalf("round under a held lock: %d published, err %v after %v", n, err, time.Since(start))
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("gave up after %v, before LockWait", waited)
+	}
+}
