@@ -3,6 +3,7 @@ package relay_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -254,6 +255,23 @@ func TestFailedPublishKeepsEvents(t *testing.T) {
 	}
 }
 
+// holdRelayLock takes the relays' advisory lock (relayLockID) in a
+// transaction of its own, as another process's relay mid-round; it is
+// released when the test ends or the transaction is rolled back.
+func holdRelayLock(t *testing.T, db *store.DB) *sql.Tx {
+	t.Helper()
+	ctx := context.Background()
+	held, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = held.Rollback() })
+	if _, err := held.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", 0x68657262); err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
 // recorder is a Publisher that remembers what it was given.
 type recorder struct {
 	mu   sync.Mutex
@@ -284,15 +302,7 @@ func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "DELETE FROM outbox"); err != nil { // setup's own events
 		t.Fatal(err)
 	}
-	// The other process's relay, mid-round.
-	held, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Rollback()
-	if _, err := held.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", 0x68657262); err != nil {
-		t.Fatal(err)
-	}
+	held := holdRelayLock(t, db) // the other process's relay, mid-round
 	amount := money.Cents(5)
 	if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
 		t.Fatal(err)
@@ -326,14 +336,7 @@ func TestRoundWaitsForTheLockAtMostLockWait(t *testing.T) {
 	a := newApp(t, testenv.Postgres(t))
 	ctx := context.Background()
 	db := a.Platform().DB()
-	held, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Rollback()
-	if _, err := held.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", 0x68657262); err != nil {
-		t.Fatal(err)
-	}
+	holdRelayLock(t, db)
 	r := relay.New(db, &recorder{}, relay.Options{LockWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
