@@ -170,6 +170,33 @@ func (h *Hub) Publish(ctx context.Context, group, typ string, data []byte) (uint
 	return off, nil
 }
 
+// PublishBatch publishes msgs in order, msgs[i] with the publish key
+// keys[i] ("" for none), in one round trip when the layer can
+// (layer.BatchPublisher). It returns the offsets of the messages published:
+// all of them, or those before the first that failed.
+func (h *Hub) PublishBatch(ctx context.Context, msgs []layer.Message, keys []string) ([]uint64, error) {
+	if bp, ok := h.layer.(layer.BatchPublisher); ok {
+		offs, err := bp.PublishBatch(ctx, msgs, keys)
+		if err != nil {
+			return offs, fmt.Errorf("realtime: publish batch: %w", err)
+		}
+		return offs, nil
+	}
+	offs := make([]uint64, 0, len(msgs))
+	for i, m := range msgs {
+		pctx := ctx
+		if i < len(keys) && keys[i] != "" {
+			pctx = layer.WithPublishKey(ctx, keys[i])
+		}
+		off, err := h.layer.Publish(pctx, m)
+		if err != nil {
+			return offs, fmt.Errorf("realtime: publish to %q: %w", m.Group, err)
+		}
+		offs = append(offs, off)
+	}
+	return offs, nil
+}
+
 func (h *Hub) shard(name string) *hubShard {
 	return &h.shards[maphash.String(h.seed, name)%hubShards]
 }

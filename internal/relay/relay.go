@@ -253,14 +253,47 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 	return evs, nil
 }
 
+// batchPublisher is a Publisher that takes a whole round at once
+// (realtime.Hub, which uses one Redis pipeline for it).
+type batchPublisher interface {
+	PublishBatch(ctx context.Context, msgs []layer.Message, keys []string) ([]uint64, error)
+}
+
+// publishKey is an outbox row's identity: a relay that dies after
+// publishing and before deleting the row makes the next one publish it
+// again, and a layer that keeps keys (Redis) returns the first offset
+// instead of publishing twice.
+func publishKey(e event) string {
+	return "outbox:" + strconv.FormatInt(e.id, 10) + ":" + strconv.FormatInt(e.created.UnixMicro(), 10)
+}
+
 // publish publishes evs in order until one fails; it returns how many went.
 func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	if bp, ok := r.pub.(batchPublisher); ok {
+		msgs := make([]layer.Message, len(evs))
+		keys := make([]string, len(evs))
+		for i, e := range evs {
+			msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data)}
+			keys[i] = publishKey(e)
+		}
+		offs, err := bp.PublishBatch(ctx, msgs, keys)
+		n := min(len(offs), len(evs))
+		if r.opt.Published != nil {
+			for _, e := range evs[:n] {
+				r.opt.Published(e.typ, time.Since(e.created))
+			}
+		}
+		if err != nil {
+			e := evs[min(n, len(evs)-1)]
+			return n, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
+		}
+		return n, nil
+	}
 	for i, e := range evs {
-		// The outbox row's identity is the publish key: a relay that dies
-		// after publishing and before deleting the row makes the next one
-		// publish it again, and a layer that keeps keys (Redis) returns the
-		// first offset instead of publishing twice.
-		kctx := layer.WithPublishKey(ctx, "outbox:"+strconv.FormatInt(e.id, 10)+":"+strconv.FormatInt(e.created.UnixMicro(), 10))
+		kctx := layer.WithPublishKey(ctx, publishKey(e))
 		if _, err := r.pub.Publish(kctx, e.group, e.typ, []byte(e.data)); err != nil {
 			return i, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
 		}

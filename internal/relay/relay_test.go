@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/money"
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime/layer"
 	"github.com/heraldhq/herald/internal/relay"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/testenv"
@@ -347,5 +349,66 @@ func TestRoundWaitsForTheLockAtMostLockWait(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 200*time.Millisecond {
 		t.Fatalf("gave up after %v, before LockWait", waited)
+	}
+}
+
+// batchRecorder takes a round at once, as the hub does with the Redis layer,
+// and fails from message failAt on.
+type batchRecorder struct {
+	failAt int
+	got    []layer.Message
+	keys   []string
+}
+
+func (b *batchRecorder) Publish(context.Context, string, string, []byte) (uint64, error) {
+	return 0, errors.New("the relay must use PublishBatch")
+}
+
+func (b *batchRecorder) PublishBatch(_ context.Context, msgs []layer.Message, keys []string) ([]uint64, error) {
+	var offs []uint64
+	for i, m := range msgs {
+		if i == b.failAt {
+			return offs, errors.New("redis went away")
+		}
+		b.got, b.keys = append(b.got, m), append(b.keys, keys[i])
+		offs = append(offs, uint64(len(b.got)))
+	}
+	return offs, nil
+}
+
+// A round goes to a batch publisher in one call, in outbox order, each
+// event with its own publish key; what the publisher did not take stays in
+// the outbox for the next round.
+func TestRoundPublishesABatch(t *testing.T) {
+	a := newApp(t, testenv.SQLite(t))
+	user, campaigns := setup(t, a, 1)
+	ctx := context.Background()
+	if _, err := a.Platform().DB().ExecContext(ctx, "DELETE FROM outbox"); err != nil { // setup's own events
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		amount := money.Cents(i)
+		if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := a.Platform().PendingEvents(ctx, 100)
+	pub := &batchRecorder{failAt: 2}
+	var published int
+	r := relay.New(a.Platform().DB(), pub, relay.Options{Published: func(string, time.Duration) { published++ }})
+	n, err := r.Round(ctx)
+	if n != 2 || err == nil || published != 2 {
+		t.Fatalf("round: %d published (%d reported), err %v; want 2 and the error", n, published, err)
+	}
+	if len(pub.keys) != 2 || pub.keys[0] == pub.keys[1] || !strings.HasPrefix(pub.keys[0], "outbox:") {
+		t.Errorf("publish keys %q", pub.keys)
+	}
+	after, _ := a.Platform().PendingEvents(ctx, 100)
+	if len(before) < 3 || len(after) != len(before)-2 || after[0].ID != before[2].ID {
+		t.Fatalf("outbox before %d events, after %+v", len(before), after)
+	}
+	pub.failAt = -1
+	if n, err := r.Round(ctx); err != nil || n != len(after) {
+		t.Fatalf("second round: %d, %v", n, err)
 	}
 }

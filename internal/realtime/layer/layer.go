@@ -28,6 +28,17 @@ type Message struct {
 	Epoch string
 }
 
+// BatchPublisher is implemented by layers that publish several messages in
+// one round trip (Redis, in one pipeline). PublishBatch publishes msgs in
+// order, msgs[i] with the publish key keys[i] ("" for none; see
+// WithPublishKey), and returns the offsets of the messages published: all
+// of them, or on an error those before the first that failed. Messages
+// after a failed one may have been published too; publishing them again
+// with the same keys publishes each once.
+type BatchPublisher interface {
+	PublishBatch(ctx context.Context, msgs []Message, keys []string) ([]uint64, error)
+}
+
 // Layer carries group events.
 //
 // The handler given to a Layer's constructor receives the messages of the

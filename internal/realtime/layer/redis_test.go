@@ -533,3 +533,57 @@ func TestRedisLocalPositionAndHistory(t *testing.T) {
 		t.Fatalf("position of an unsubscribed group: %d %v", off, err)
 	}
 }
+
+// A batch is published in order with gap-free offsets per group, once per
+// publish key even when sent again, and still after Redis forgot the script.
+func TestRedisPublishBatch(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	s := newSink()
+	r := newTestRedis(t, srv.URL(), s, RedisOptions{Prefix: "b:"})
+	for _, g := range []string{"a", "b"} {
+		if err := r.Subscribe(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := func(from, n int) ([]Message, []string) {
+		var msgs []Message
+		var keys []string
+		for i := from; i < from+n; i++ {
+			msgs = append(msgs, Message{Group: []string{"a", "b"}[i%2], Type: "t", Data: fmt.Appendf(nil, `{"i":%d}`, i)})
+			keys = append(keys, fmt.Sprintf("k%d", i))
+		}
+		return msgs, keys
+	}
+	msgs, keys := batch(0, 40)
+	offs, err := r.PublishBatch(ctx, msgs, keys)
+	if err != nil || len(offs) != 40 || offs[0] != 1 || offs[1] != 1 || offs[38] != 20 || offs[39] != 20 {
+		t.Fatalf("offsets %v, %v", offs, err)
+	}
+	// The same keys again: the same offsets, nothing published.
+	again, err := r.PublishBatch(ctx, msgs, keys)
+	if err != nil || !slices.Equal(again, offs) {
+		t.Fatalf("published again: %v, %v", again, err)
+	}
+	// Redis forgets the script (a restart without persistence of scripts).
+	if err := redis.NewClient(&redis.Options{Addr: srv.Addr()}).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, keys = batch(40, 10)
+	if offs, err := r.PublishBatch(ctx, msgs, keys); err != nil || len(offs) != 10 || offs[9] != 25 {
+		t.Fatalf("after SCRIPT FLUSH: %v, %v", offs, err)
+	}
+	for _, g := range []string{"a", "b"} {
+		got := s.wait(t, g, 25, 5*time.Second)
+		checkOffsets(t, "group "+g, got, 1)
+		for i, m := range got {
+			want := 2*i + map[string]int{"a": 0, "b": 1}[g]
+			if string(m.Data) != fmt.Sprintf(`{"i":%d}`, want) {
+				t.Fatalf("group %s message %d = %s; want i=%d", g, i, m.Data, want)
+			}
+		}
+	}
+	if _, err := r.PublishBatch(ctx, msgs, keys[:1]); err == nil {
+		t.Fatal("a batch with fewer keys than messages was accepted")
+	}
+}
