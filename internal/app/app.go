@@ -64,6 +64,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DBMaxConns > 0 {
+		db.SetMaxConns(cfg.DBMaxConns)
+	}
 	a := &App{cfg: cfg, log: log, db: db}
 	for _, o := range opts {
 		o(a)

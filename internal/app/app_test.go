@@ -201,3 +201,15 @@ func TestAdminAddress(t *testing.T) {
 		t.Fatal("pprof is served on the public address")
 	}
 }
+
+// --db-max-conns bounds the process's database pool; 0 keeps the default.
+func TestDBMaxConns(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	h := testenv.StartHerald(t, dsn, func(c *config.Config) { c.DBMaxConns = 3 })
+	if got := h.App.Platform().DB().Stats().MaxOpenConnections; got != 3 {
+		t.Errorf("max open connections %d; want 3", got)
+	}
+	if got := testenv.StartHerald(t, dsn).App.Platform().DB().Stats().MaxOpenConnections; got != 32 {
+		t.Errorf("default max open connections %d; want 32", got)
+	}
+}

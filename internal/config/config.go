@@ -19,8 +19,11 @@ import (
 
 // Config is everything `herald serve` needs.
 type Config struct {
-	Addr           string
-	DB             string
+	Addr string
+	DB   string
+	// DBMaxConns bounds this process's database connections; 0 keeps the
+	// store's default (32 on PostgreSQL, 8 on SQLite).
+	DBMaxConns     int
 	DataDir        string
 	AllowedOrigins []string
 	JWTSecret      string
@@ -68,6 +71,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	}
 	addr := str("addr", ":8000", "address to listen on")
 	db := str("db", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
+	dbMaxConns := str("db-max-conns", "0", "database connections this process opens at most; 0 for the default (32 on PostgreSQL, 8 on SQLite)")
 	dataDir := str("data-dir", "data", "directory for herald's own files (the generated JWT secret)")
 	origins := str("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
 	secret := str("jwt-secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
@@ -146,6 +150,11 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		}
 		if c.LogFormat != "text" && c.LogFormat != "json" {
 			errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+		}
+		if n, err := strconv.Atoi(*dbMaxConns); err != nil || n < 0 || n > 1000 {
+			errs = append(errs, fmt.Errorf("--db-max-conns %q: want 1 to 1000, or 0 for the default", *dbMaxConns))
+		} else {
+			c.DBMaxConns = n
 		}
 		c.MaxConnsPerAddr = integer(&errs, "max-conns-per-addr", *maxConns)
 		c.HandshakeRate = integer(&errs, "handshake-rate", *handshakeRate)

@@ -45,3 +45,19 @@ func TestLayerOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestDBMaxConns(t *testing.T) {
+	c, err := parseArgs(t, nil, nil)
+	if err != nil || c.DBMaxConns != 0 {
+		t.Fatalf("default: %d, %v", c.DBMaxConns, err)
+	}
+	c, err = parseArgs(t, []string{"--db-max-conns", "8"}, map[string]string{"HERALD_DB_MAX_CONNS": "4"})
+	if err != nil || c.DBMaxConns != 8 {
+		t.Fatalf("flag over the environment: %d, %v", c.DBMaxConns, err)
+	}
+	for _, bad := range []string{"-1", "x", "1001"} {
+		if _, err := parseArgs(t, []string{"--db-max-conns", bad}, nil); err == nil || !strings.Contains(err.Error(), "--db-max-conns") {
+			t.Errorf("--db-max-conns %s accepted (%v)", bad, err)
+		}
+	}
+}

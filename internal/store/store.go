@@ -104,6 +104,15 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	return &DB{DB: db, Dialect: Postgres}, nil
 }
 
+// SetMaxConns bounds the connections the pool opens (and keeps idle) to n.
+// Several processes sharing a small PostgreSQL should keep the sum of
+// theirs near a few times its cores: past that, more backends only compete
+// for the same cores and locks.
+func (db *DB) SetMaxConns(n int) {
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+}
+
 // redact hides a password in a connection URL so it never reaches a log.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
