@@ -209,7 +209,7 @@ func TestDBMaxConns(t *testing.T) {
 	if got := h.App.Platform().DB().Stats().MaxOpenConnections; got != 3 {
 		t.Errorf("max open connections %d; want 3", got)
 	}
-	if got := testenv.StartHerald(t, dsn).App.Platform().DB().Stats().MaxOpenConnections; got != 32 {
-		t.Errorf("default max open connections %d; want 32", got)
+	if got := testenv.StartHerald(t, dsn).App.Platform().DB().Stats().MaxOpenConnections; got != 8 {
+		t.Errorf("default max open connections %d; want 8", got)
 	}
 }

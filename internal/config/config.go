@@ -22,7 +22,7 @@ type Config struct {
 	Addr string
 	DB   string
 	// DBMaxConns bounds this process's database connections; 0 keeps the
-	// store's default (32 on PostgreSQL, 8 on SQLite).
+	// store's default (8).
 	DBMaxConns     int
 	DataDir        string
 	AllowedOrigins []string
@@ -71,7 +71,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	}
 	addr := str("addr", ":8000", "address to listen on")
 	db := str("db", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
-	dbMaxConns := str("db-max-conns", "0", "database connections this process opens at most; 0 for the default (32 on PostgreSQL, 8 on SQLite)")
+	dbMaxConns := str("db-max-conns", "0", "database connections this process opens at most; 0 for the default (8)")
 	dataDir := str("data-dir", "data", "directory for herald's own files (the generated JWT secret)")
 	origins := str("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
 	secret := str("jwt-secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")

@@ -92,8 +92,13 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres %s: %w", redact(dsn), err)
 	}
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
+	// A few connections per process: PostgreSQL's throughput peaks at a
+	// few active backends per core, and several herald processes share it.
+	// On a 2-core host 8 instead of 32 raised comment writes from ~220/s to
+	// ~430/s with three processes and from 400/s to 600/s with one
+	// (docs/performance.md); --db-max-conns changes it.
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
