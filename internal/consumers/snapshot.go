@@ -61,9 +61,10 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 	v, err, _ := c.snaps.flight.Do(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotLoadTimeout)
 		defer cancel()
+		read := time.Now() // the TTL counts from before the read
 		b, public, err := c.loadSnapshot(ctx, 0, id)
 		if err == nil && public {
-			c.snaps.put(id, snapshotEntry{at: at, read: time.Now(), json: b})
+			c.snaps.put(id, snapshotEntry{at: at, read: read, json: b})
 		}
 		return b, err
 	})
