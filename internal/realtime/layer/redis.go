@@ -393,38 +393,16 @@ return entries
 // (publish it again with the same WithPublishKey to be sure it is published
 // once).
 func (r *Redis) Publish(ctx context.Context, msg Message) (uint64, error) {
-	if r.isClosed() {
-		return 0, ErrClosed
-	}
-	if strings.IndexByte(msg.Type, '\n') >= 0 {
-		return 0, fmt.Errorf("layer: publish to %q: type %q contains a newline", msg.Group, msg.Type)
-	}
-	cmd := "PUBLISH"
-	if r.opt.Sharded {
-		cmd = "SPUBLISH"
-	}
-	epoch := r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
-	res, err := r.publish.Run(ctx, r.pub,
-		[]string{r.key(msg.Group, "m"), r.key(msg.Group, "h"), r.key(msg.Group, "d")},
-		r.channel(msg.Group), msg.Type, msg.Data, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
-		r.opt.StateTTL.Milliseconds(), epoch, PublishKey(ctx), cmd,
-	).Slice()
+	offs, err := r.PublishBatch(ctx, []Message{msg}, []string{PublishKey(ctx)})
 	if err != nil {
-		return 0, fmt.Errorf("layer: publish to %q: %w", msg.Group, err)
+		return 0, err
 	}
-	if len(res) != 3 {
-		return 0, fmt.Errorf("layer: publish to %q: unexpected reply %v", msg.Group, res)
-	}
-	off, _ := res[0].(int64)
-	if dup, _ := res[2].(int64); dup == 0 {
-		r.stats.published.Add(1)
-	}
-	return uint64(off), nil
+	return offs[0], nil
 }
 
 // PublishBatch implements BatchPublisher: one pipeline of publish scripts,
-// which Redis runs in order. It is what the outbox relay uses, so a round of
-// events costs one round trip instead of one per event.
+// which Redis runs in order, so the outbox relay's round of events costs one
+// round trip instead of one per event. Publish is a batch of one.
 func (r *Redis) PublishBatch(ctx context.Context, msgs []Message, keys []string) ([]uint64, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
