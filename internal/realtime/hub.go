@@ -182,10 +182,13 @@ func (h *Hub) PublishBatch(ctx context.Context, msgs []layer.Message, keys []str
 		}
 		return offs, nil
 	}
+	if len(keys) != len(msgs) {
+		return nil, fmt.Errorf("realtime: publish batch: %d keys for %d messages", len(keys), len(msgs))
+	}
 	offs := make([]uint64, 0, len(msgs))
 	for i, m := range msgs {
 		pctx := ctx
-		if i < len(keys) && keys[i] != "" {
+		if keys[i] != "" {
 			pctx = layer.WithPublishKey(ctx, keys[i])
 		}
 		off, err := h.layer.Publish(pctx, m)

@@ -18,10 +18,12 @@ import (
 	"github.com/heraldhq/herald/internal/store"
 )
 
-// Publisher takes an event to every member of its group (the hub, which
-// publishes through the channel layer).
+// Publisher takes a round of events, in order, to every member of their
+// groups (realtime.Hub, through the channel layer: one Redis pipeline per
+// round). msgs[i] carries the publish key keys[i]. It returns the offsets
+// of the events published: all, or those before the first that failed.
 type Publisher interface {
-	Publish(ctx context.Context, group, typ string, data []byte) (uint64, error)
+	PublishBatch(ctx context.Context, msgs []layer.Message, keys []string) ([]uint64, error)
 }
 
 // Options tunes a Relay; zero values pick the defaults.
@@ -253,12 +255,6 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 	return evs, nil
 }
 
-// batchPublisher is a Publisher that takes a whole round at once
-// (realtime.Hub, which uses one Redis pipeline for it).
-type batchPublisher interface {
-	PublishBatch(ctx context.Context, msgs []layer.Message, keys []string) ([]uint64, error)
-}
-
 // publishKey is an outbox row's identity: a relay that dies after
 // publishing and before deleting the row makes the next one publish it
 // again, and a layer that keeps keys (Redis) returns the first offset
@@ -272,36 +268,24 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
-	if bp, ok := r.pub.(batchPublisher); ok {
-		msgs := make([]layer.Message, len(evs))
-		keys := make([]string, len(evs))
-		for i, e := range evs {
-			msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data)}
-			keys[i] = publishKey(e)
-		}
-		offs, err := bp.PublishBatch(ctx, msgs, keys)
-		n := min(len(offs), len(evs))
-		if r.opt.Published != nil {
-			for _, e := range evs[:n] {
-				r.opt.Published(e.typ, time.Since(e.created))
-			}
-		}
-		if err != nil {
-			e := evs[min(n, len(evs)-1)]
-			return n, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
-		}
-		return n, nil
-	}
+	msgs := make([]layer.Message, len(evs))
+	keys := make([]string, len(evs))
 	for i, e := range evs {
-		kctx := layer.WithPublishKey(ctx, publishKey(e))
-		if _, err := r.pub.Publish(kctx, e.group, e.typ, []byte(e.data)); err != nil {
-			return i, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
-		}
-		if r.opt.Published != nil {
+		msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data)}
+		keys[i] = publishKey(e)
+	}
+	offs, err := r.pub.PublishBatch(ctx, msgs, keys)
+	n := min(len(offs), len(evs))
+	if r.opt.Published != nil {
+		for _, e := range evs[:n] {
 			r.opt.Published(e.typ, time.Since(e.created))
 		}
 	}
-	return len(evs), nil
+	if err != nil {
+		e := evs[min(n, len(evs)-1)]
+		return n, fmt.Errorf("outbox relay: publish event %d (%s to %s): %w", e.id, e.typ, e.group, err)
+	}
+	return n, nil
 }
 
 func deleteQuery(evs []event) string {

@@ -280,11 +280,15 @@ type recorder struct {
 	typs []string
 }
 
-func (r *recorder) Publish(_ context.Context, _, typ string, _ []byte) (uint64, error) {
+func (r *recorder) PublishBatch(_ context.Context, msgs []layer.Message, _ []string) ([]uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.typs = append(r.typs, typ)
-	return uint64(len(r.typs)), nil
+	var offs []uint64
+	for _, m := range msgs {
+		r.typs = append(r.typs, m.Type)
+		offs = append(offs, uint64(len(r.typs)))
+	}
+	return offs, nil
 }
 
 func (r *recorder) count() int {
@@ -358,10 +362,6 @@ type batchRecorder struct {
 	failAt int
 	got    []layer.Message
 	keys   []string
-}
-
-func (b *batchRecorder) Publish(context.Context, string, string, []byte) (uint64, error) {
-	return 0, errors.New("the relay must use PublishBatch")
 }
 
 func (b *batchRecorder) PublishBatch(_ context.Context, msgs []layer.Message, keys []string) ([]uint64, error) {
