@@ -97,6 +97,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		// While publishing fails, writes do not cut the backoff short: the
+		// wake stays pending until the timer fires, so an outage costs one
+		// attempt per backoff, not one per write.
+		wake := r.wake
+		if backoff > 0 {
+			wake = nil
+		}
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -106,7 +113,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.opt.Logger.Warn("outbox relay: events left for the next start", "err", err)
 			}
 			return nil
-		case <-r.wake:
+		case <-wake:
 		case <-timer.C:
 		}
 		n, err := r.Round(ctx)

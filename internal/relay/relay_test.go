@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -410,5 +411,40 @@ func TestRoundPublishesABatch(t *testing.T) {
 	pub.failAt = -1
 	if n, err := r.Round(ctx); err != nil || n != len(after) {
 		t.Fatalf("second round: %d, %v", n, err)
+	}
+}
+
+// failing refuses every round, as a layer whose Redis is down.
+type failing struct{}
+
+func (failing) PublishBatch(context.Context, []layer.Message, []string) ([]uint64, error) {
+	return nil, errors.New("redis is down")
+}
+
+// While publishing fails, commits do not cut the backoff short: a burst of
+// writes costs a few attempts, not one each.
+func TestWakesWaitForTheBackoff(t *testing.T) {
+	a := newApp(t, testenv.SQLite(t))
+	user, campaigns := setup(t, a, 1)
+	amount := money.Cents(5)
+	if _, err := a.Platform().Contribute(context.Background(), user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
+		t.Fatal(err)
+	}
+	var rounds atomic.Int64
+	r := relay.New(a.Platform().DB(), failing{}, relay.Options{
+		MaxBackoff: time.Second, Logger: slog.New(slog.DiscardHandler), Failed: func() { rounds.Add(1) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for range 100 { // a write every 4 ms for 400 ms
+		r.Notify()
+		time.Sleep(4 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// Backoff 50, 100, 200 ms: about four attempts in 400 ms.
+	if n := rounds.Load(); n < 2 || n > 8 {
+		t.Errorf("%d failed rounds for 100 writes in 400 ms; want a few, paced by the backoff", n)
 	}
 }
