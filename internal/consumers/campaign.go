@@ -58,6 +58,18 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "campaign not found", http.StatusNotFound)
 		return
 	}
+	// Whether a resume is within the window is asked before accepting, so
+	// a layer that cannot tell (Redis unreachable) refuses the handshake
+	// and the client retries, as when the position cannot be read, instead
+	// of being told its events are lost.
+	p, asked := resume[room.group]
+	inWindow := false
+	if asked && loadErr == nil {
+		if _, inWindow, err = c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err != nil {
+			c.failed(w, "history", err)
+			return
+		}
+	}
 	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
 	if !ok {
 		return
@@ -75,8 +87,8 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	}
 	// A v2 client resuming within the window gets exactly what it missed and
 	// no snapshot; otherwise the snapshot is its fresh state.
-	if p, asked := resume[room.group]; asked {
-		if _, inWindow, err := c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err == nil && inWindow {
+	if asked {
+		if inWindow {
 			recovered, ok := c.joinFrom(r.Context(), conn, room.group, p)
 			if !ok {
 				return
