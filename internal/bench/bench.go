@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -25,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // Scenarios are the workloads `herald bench` runs.
@@ -224,6 +225,13 @@ func (o *Options) check(nofile uint64) error {
 	if len(o.ServeEnv) > 0 && !o.Spawn {
 		bad("--serve-env needs --spawn")
 	}
+	// --spawn chooses each child's addresses; the bench would wait on the
+	// wrong port, and several children cannot share one.
+	for _, f := range []string{"addr", "admin-addr"} {
+		if _, ok := flagValue(o.ServeArgs, f); ok {
+			bad("--serve-args: leave out --%s, --spawn gives each process its own", f)
+		}
+	}
 	if o.Procs < 1 || o.Procs > MaxTargets {
 		bad("--procs %d: want 1 to %d", o.Procs, MaxTargets)
 	}
@@ -260,7 +268,6 @@ func containsStr(list []string, s string) bool {
 // env is one run's shared machinery.
 type env struct {
 	o       Options
-	t       Target   // the first of targets
 	targets []Target // every server process
 	src     *Sources
 	rest    *restClient
@@ -331,7 +338,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		for _, s := range cl.servers {
 			bases, admins = append(bases, s.base), append(admins, s.admin)
 			e.pids = append(e.pids, s.pid)
-			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, redactDSN(cl.db))
+			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, store.Redact(cl.db))
 		}
 		o.Target, o.AdminAddr = strings.Join(bases, ","), strings.Join(admins, ",")
 		e.res.Params.AdminAddr = o.AdminAddr
@@ -340,7 +347,6 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if e.targets, err = ParseTargets(o.Target); err != nil {
 		return nil, err
 	}
-	e.t = e.targets[0]
 	var bases []string
 	for _, t := range e.targets {
 		bases = append(bases, t.HTTP)
@@ -381,7 +387,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if o.Profile {
 		e.prof = &profiler{e: e, admins: e.admins, done: make(chan struct{})}
 	}
-	e.src = NewSources(e.t.Addr.Addr())
+	e.src = NewSources(e.targets[0].Addr.Addr()) // all of one family (ParseTargets)
 	e.rest = newREST(bases, o.Publishers+o.RegisterConcurrency+8, o.Timeout.D())
 	defer e.rest.close()
 	e.dial = &dialer{targets: e.targets, perTarget: make([]atomic.Int64, len(e.targets)), src: e.src, timeout: o.Timeout.D(), bufSize: o.ReadBuffer, open: &e.open}
@@ -443,19 +449,17 @@ func pidText(pids []int) string {
 	return strings.Join(s, ",")
 }
 
+// serverCPU starts measuring the server processes' CPU; its stop returns
+// nil when they are unknown.
+func (e *env) serverCPU() cpuMeter {
+	if len(e.pids) == 0 {
+		return cpuMeter{}
+	}
+	return startCPU(e.pids...)
+}
+
 // serverStatus is the server processes' memory, summed.
 func (e *env) serverStatus() (ProcStatus, error) { return sumStatus(e.pids) }
-
-// redactDSN hides a password in a database URL.
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-	}
-	return dsn
-}
 
 // note adds a line to the results' notes and prints it.
 func (e *env) note(format string, a ...any) {

@@ -310,7 +310,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 	}
 	closed0 := fo.closedCount()
 	padding := fillText(pad)
-	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
+	srvCPU, benchCPU := e.serverCPU(), startCPU()
 
 	e.profile(ctx, fmt.Sprintf("cpu-step%d-%gps.pprof", si+1, rate), dur)
 	start := time.Now()
@@ -405,10 +405,8 @@ schedule:
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.DrainS = round3(time.Since(drainStart).Seconds())
-	res.ServerCPU, res.BenchCPU = nil, benchCPU.stop()
-	if len(e.pids) > 0 {
-		res.ServerCPU = srvCPU.stop()
-	}
+	res.BenchCPU = benchCPU.stop()
+	res.ServerCPU = srvCPU.stop()
 
 	for i := range fo.subs {
 		if !alive[i] {

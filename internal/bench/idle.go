@@ -104,13 +104,11 @@ func (e *env) runIdle(ctx context.Context) error {
 	}
 	f.MetricsBefore = e.metrics(ctx)
 
-	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
+	srvCPU, benchCPU := e.serverCPU(), startCPU()
 	e.profile(ctx, "cpu-connect.pprof", o.ProfileFor.D())
 	clients, cf := e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
 	f.Connect = cf
-	if len(e.pids) > 0 {
-		f.ServerCPU = srvCPU.stop()
-	}
+	f.ServerCPU = srvCPU.stop()
 	f.BenchCPU = benchCPU.stop()
 	e.printf("%s\n", connectLine(cf))
 	defer e.closeAll(clients)

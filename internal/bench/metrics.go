@@ -113,20 +113,29 @@ func (e *env) gcServer(ctx context.Context) bool {
 	}
 	for _, admin := range e.admins {
 		for range 2 { // sync.Pool caches survive one cycle
-			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/debug/pprof/heap?gc=1", nil)
-			res, err := e.rest.hc.Do(req)
-			if err != nil {
-				cancel()
+			if err := e.forceGC(ctx, admin); err != nil {
 				e.note("forcing a GC in the server: %v", err)
 				return false
 			}
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			cancel()
 		}
 	}
 	return true
+}
+
+// forceGC asks the server at admin for a heap profile with gc=1.
+func (e *env) forceGC(ctx context.Context, admin string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", admin+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	res, err := e.rest.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	return res.Body.Close()
 }
 
 // delta is after-before of one metric, 0 when either is missing.

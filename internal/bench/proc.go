@@ -93,7 +93,8 @@ type cpuMeter struct {
 	ok    bool
 }
 
-// startCPU starts measuring the processes pids, or this one when none.
+// startCPU starts measuring the processes pids, or this one when none (for
+// the server processes, use env.serverCPU).
 func startCPU(pids ...int) cpuMeter {
 	c, err := cpuTimes(pids)
 	busy, _ := machineBusy()

@@ -368,7 +368,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	}
 	status := make([]string, len(users)) // last status set
 	next := 0
-	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
+	srvCPU, benchCPU := e.serverCPU(), startCPU()
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		for tries := 0; tries < len(users); tries++ {
@@ -399,9 +399,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	})
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
-	if len(e.pids) > 0 {
-		f.ServerCPU = srvCPU.stop()
-	}
+	f.ServerCPU = srvCPU.stop()
 	e.latencyChart("latency.svg", fmt.Sprintf("application_update latency, %d users, %g writes/s (REST send → WebSocket receipt)", len(users), o.Rate), f.Latency)
 	e.timelineChart("throughput.svg", "Events received per second", "events/s", func(p TimelinePoint) float64 { return float64(p.Deliveries) })
 	return ctx.Err()
@@ -470,7 +468,7 @@ func (e *env) runApps(ctx context.Context) error {
 		tick      int
 	)
 	rng := rand.New(rand.NewPCG(1, 2))
-	srvCPU, benchCPU := startCPU(e.pids...), startCPU()
+	srvCPU, benchCPU := e.serverCPU(), startCPU()
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		mu.Lock()
@@ -531,9 +529,7 @@ func (e *env) runApps(ctx context.Context) error {
 	})
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
-	if len(e.pids) > 0 {
-		f.ServerCPU = srvCPU.stop()
-	}
+	f.ServerCPU = srvCPU.stop()
 	e.latencyChart("latency.svg", fmt.Sprintf("Quest flow latency, %d creators + %d applicants, %g writes/s (REST send → WebSocket receipt)", nc, len(applicants), o.Rate), f.Latency)
 	e.timelineChart("throughput.svg", "Events received per second", "events/s", func(p TimelinePoint) float64 { return float64(p.Deliveries) })
 	return ctx.Err()

@@ -206,7 +206,7 @@ func (e *env) runResume(ctx context.Context) error {
 				return fmt.Errorf("round %d: %w", r+1, err)
 			}
 		}
-		srvCPU, benchCPU := startCPU(e.pids...), startCPU()
+		srvCPU, benchCPU := e.serverCPU(), startCPU()
 		marks = append(marks, Mark{At: time.Since(e.start).Seconds(), Label: fmt.Sprintf("round %d", r+1)})
 		if r == o.Rounds-1 {
 			e.profile(ctx, "cpu-reconnect.pprof", o.ProfileFor.D())
@@ -275,9 +275,7 @@ func (e *env) runResume(ctx context.Context) error {
 		}
 		cancel()
 		round.BenchCPU = benchCPU.stop()
-		if len(e.pids) > 0 {
-			round.ServerCPU = srvCPU.stop()
-		}
+		round.ServerCPU = srvCPU.stop()
 		if rf.Connected < len(ids) {
 			round.AllBackS = 0 // not all came back
 		}

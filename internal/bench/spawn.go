@@ -87,12 +87,10 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s.base = "http://" + addr
 	s.admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
-	// Later flags win, so extra can override any of these.
-	args := append([]string{"serve", "--addr", addr, "--db", "sqlite:" + filepath.Join(c.dir, "bench.db"), "--data-dir", c.dir,
+	// Later flags win, so extra can override any of these but the addresses
+	// (check refuses those).
+	args := append([]string{"serve", "--addr", addr, "--db", c.db, "--data-dir", c.dir,
 		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", s.admin}, extra...)
-	if v, ok := flagValue(extra, "admin-addr"); ok {
-		s.admin = v
-	}
 	logf, err := os.Create(s.log)
 	if err != nil {
 		return nil, err

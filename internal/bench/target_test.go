@@ -193,6 +193,8 @@ func TestOptionLimits(t *testing.T) {
 		{func(o *Options) { o.ReadBuffer = 100 }, "--read-buffer"},
 		{func(o *Options) { o.Spawn, o.ServerPID = true, 5 }, "--server-pid"},
 		{func(o *Options) { o.Procs = 0 }, "--procs"},
+		{func(o *Options) { o.Spawn, o.ServeArgs = true, []string{"--addr=127.0.0.1:9"} }, "leave out --addr"},
+		{func(o *Options) { o.Spawn, o.ServeArgs = true, []string{"--admin-addr", "127.0.0.1:9"} }, "leave out --admin-addr"},
 		{func(o *Options) { o.Spawn, o.ServeEnv = true, []string{"GOMAXPROCS"} }, "KEY=VALUE"},
 		{func(o *Options) { o.ServeEnv = []string{"GOMAXPROCS=1"} }, "--serve-env needs --spawn"},
 		{func(o *Options) { o.Procs = 3 }, "needs --spawn"},

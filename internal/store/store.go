@@ -50,7 +50,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn)
 	default:
-		return nil, fmt.Errorf("open database: unsupported DSN %q (want sqlite:PATH or postgres://…)", redact(dsn))
+		return nil, fmt.Errorf("open database: unsupported DSN %q (want sqlite:PATH or postgres://…)", Redact(dsn))
 	}
 }
 
@@ -90,7 +90,7 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(dsn), err)
 	}
 	// A few connections per process: PostgreSQL's throughput peaks at a
 	// few active backends per core, and several herald processes share it.
@@ -104,7 +104,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open postgres %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(dsn), err)
 	}
 	return &DB{DB: db, Dialect: Postgres}, nil
 }
@@ -118,8 +118,8 @@ func (db *DB) SetMaxConns(n int) {
 	db.SetMaxIdleConns(n)
 }
 
-// redact hides a password in a connection URL so it never reaches a log.
-func redact(dsn string) string {
+// Redact hides a password in a connection URL so it never reaches a log.
+func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil {
 		return dsn
