@@ -263,6 +263,20 @@ func (a *App) Platform() *platform.Platform { return a.platform }
 // API is the REST API server.
 func (a *App) API() *api.Server { return a.api }
 
+// Listen opens the TCP listener for Serve on addr. Accepted connections get
+// no TCP keep-alive: every kind of connection herald holds already proves
+// its peer alive or times out (WebSocket pings and the idle timeout, SSE
+// heartbeats, the HTTP idle timeout), and the four socket options Go would
+// otherwise set are a third of the system calls of a WebSocket handshake.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
 // Serve accepts connections on ln until ctx ends, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{

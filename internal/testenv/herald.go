@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +51,7 @@ func StartHerald(t testing.TB, dsn string, tweak ...func(*config.Config)) *Heral
 	if err != nil {
 		t.Fatalf("start herald on %s: %v", dsn, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := app.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
