@@ -47,47 +47,44 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 			return
 		}
 	}
-	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)})
-	if !ok {
-		return // the transport answered the request
-	}
-	conn := acc.conn
-	if acc.serve != nil {
-		defer acc.serve()
-	}
-	// Quests created from now on are announced on the control group; those
-	// created since the list above was read are found by reading it again.
-	if !c.joinAll(r.Context(), conn, platform.ControlGroup(uid)) {
-		return
-	}
-	for i, g := range groups {
-		if p, asked := resume[g]; asked {
-			recovered, ok := c.joinFrom(r.Context(), conn, g, p)
-			if !ok {
-				return
-			}
-			if recovered {
-				acc.position(g, p)
-			}
-			sendSubscribed(conn, g, recovered)
-			continue
-		}
-		if _, ok := c.joinFrom(r.Context(), conn, g, start[i]); !ok {
+	cfg := transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)}
+	c.accept(k, w, r, cfg, func(acc accepted) {
+		conn := acc.conn
+		// Quests created from now on are announced on the control group;
+		// those created since the list above was read are found by reading
+		// it again.
+		if !c.joinAll(r.Context(), conn, platform.ControlGroup(uid)) {
 			return
 		}
-		acc.position(g, start[i])
-	}
-	again, err := c.p.QuestIDsByCreator(r.Context(), uid)
-	if err != nil {
-		c.log.Error("realtime: load quests", "user_id", uid, "err", err)
-		conn.Close(realtime.CloseInternalError, "cannot load quests")
-		return
-	}
-	for _, q := range again {
-		if !slices.Contains(quests, q) {
-			c.followQuest(r.Context(), conn, q)
+		for i, g := range groups {
+			if p, asked := resume[g]; asked {
+				recovered, ok := c.joinFrom(r.Context(), conn, g, p)
+				if !ok {
+					return
+				}
+				if recovered {
+					acc.position(g, p)
+				}
+				sendSubscribed(conn, g, recovered)
+				continue
+			}
+			if _, ok := c.joinFrom(r.Context(), conn, g, start[i]); !ok {
+				return
+			}
+			acc.position(g, start[i])
 		}
-	}
+		again, err := c.p.QuestIDsByCreator(r.Context(), uid)
+		if err != nil {
+			c.log.Error("realtime: load quests", "user_id", uid, "err", err)
+			conn.Close(realtime.CloseInternalError, "cannot load quests")
+			return
+		}
+		for _, q := range again {
+			if !slices.Contains(quests, q) {
+				c.followQuest(r.Context(), conn, q)
+			}
+		}
+	})
 }
 
 // applicationHandler answers what a client sends on /ws/applications/. The

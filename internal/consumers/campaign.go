@@ -70,55 +70,47 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	acc, ok := c.accept(k, w, r, transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)})
-	if !ok {
-		return
-	}
-	conn := acc.conn
-	if acc.serve != nil {
-		defer acc.serve()
-	}
-	if loadErr != nil {
-		// Accepted, then told why and closed, so a browser client can show
-		// the reason (a refused handshake tells it nothing).
-		sendError(conn, CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
-		conn.Close(realtime.CloseNotFound, "campaign not found")
-		return
-	}
-	// A v2 client resuming within the window gets exactly what it missed and
-	// no snapshot; otherwise the snapshot is its fresh state.
-	if asked {
-		if inWindow {
-			recovered, ok := c.joinFrom(r.Context(), conn, room.group, p)
-			if !ok {
-				return
-			}
-			c.presence.watch(room.group)
-			if recovered {
-				acc.position(room.group, p)
-				sendSubscribed(conn, room.group, true)
-				return
-			}
-			// The window moved on meanwhile: joined live; the snapshot
-			// below brings the state up to date.
-			sendSubscribed(conn, room.group, false)
-			sendSnapshot(conn, detail)
+	cfg := transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)}
+	// What the connection is sent first goes out with the handshake.
+	c.accept(k, w, r, cfg, func(acc accepted) {
+		conn := acc.conn
+		if loadErr != nil {
+			// Accepted, then told why and closed, so a browser client can
+			// show the reason (a refused handshake tells it nothing).
+			sendError(conn, CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
+			conn.Close(realtime.CloseNotFound, "campaign not found")
 			return
 		}
-		sendSubscribed(conn, room.group, false)
-	}
-	if !sendSnapshot(conn, detail) {
-		return
-	}
-	if _, ok := c.joinFrom(r.Context(), conn, room.group, start); ok {
-		acc.position(room.group, start)
-		c.presence.watch(room.group)
-	}
-}
-
-// sendSnapshot sends campaign_data, the REST detail JSON, already encoded.
-func sendSnapshot(conn *realtime.Conn, snapshot []byte) bool {
-	return conn.SendJSON(snapshot) == nil
+		// A v2 client resuming within the window gets exactly what it
+		// missed and no snapshot; otherwise the snapshot is its fresh state.
+		if asked {
+			if inWindow {
+				recovered, ok := c.joinFrom(r.Context(), conn, room.group, p)
+				if !ok {
+					return
+				}
+				c.presence.watch(room.group)
+				if recovered {
+					acc.position(room.group, p)
+					sendSubscribed(conn, room.group, true)
+					return
+				}
+				// The window moved on meanwhile: joined live; the snapshot
+				// below brings the state up to date.
+				sendSubscribed(conn, room.group, false)
+				detail.send(conn)
+				return
+			}
+			sendSubscribed(conn, room.group, false)
+		}
+		if !detail.send(conn) {
+			return
+		}
+		if _, ok := c.joinFrom(r.Context(), conn, room.group, start); ok {
+			acc.position(room.group, start)
+			c.presence.watch(room.group)
+		}
+	})
 }
 
 // campaignRoom is a connection's campaign; it handles the client's announces.

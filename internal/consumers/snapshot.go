@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime"
 )
 
 // snapshotTTL bounds how long an encoded campaign_data is reused. Every
@@ -39,7 +40,26 @@ type snapshots struct {
 type snapshotEntry struct {
 	at   position
 	read time.Time
-	json []byte
+	snap snapshot
+}
+
+// snapshot is campaign_data, encoded once for every connection that is sent
+// it: the JSON message and its WebSocket frame.
+type snapshot struct {
+	json  []byte
+	frame realtime.Frame
+}
+
+func newSnapshot(b []byte) snapshot {
+	return snapshot{json: b, frame: realtime.NewTextFrame(b)}
+}
+
+// send queues the snapshot on conn and reports whether conn took it.
+func (s snapshot) send(conn *realtime.Conn) bool {
+	if conn.Encoding() == realtime.EncodingSSE {
+		return conn.SendJSON(s.json) == nil
+	}
+	return conn.Send(s.frame) == nil
 }
 
 // snapshotLoadTimeout bounds a shared read, which outlives the handshake
@@ -48,12 +68,12 @@ const snapshotLoadTimeout = 10 * time.Second
 
 // snapshot returns the encoded campaign_data of campaign id as viewerID
 // sees it, taken after the room was at position at.
-func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at position) ([]byte, error) {
+func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at position) (snapshot, error) {
 	c.snaps.mu.Lock()
 	e, ok := c.snaps.m[id]
 	c.snaps.mu.Unlock()
 	if ok && e.at == at && time.Since(e.read) < snapshotTTL {
-		return e.json, nil
+		return e.snap, nil
 	}
 	// The shared read is the anonymous view, which every viewer of a public
 	// campaign sees alike.
@@ -63,20 +83,27 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 		defer cancel()
 		read := time.Now() // the TTL counts from before the read
 		b, public, err := c.loadSnapshot(ctx, 0, id)
-		if err == nil && public {
-			c.snaps.put(id, snapshotEntry{at: at, read: read, json: b})
+		if err != nil {
+			return snapshot{}, err
 		}
-		return b, err
+		s := newSnapshot(b)
+		if public {
+			c.snaps.put(id, snapshotEntry{at: at, read: read, snap: s})
+		}
+		return s, nil
 	})
 	if err == nil {
-		return v.([]byte), nil
+		return v.(snapshot), nil
 	}
 	if viewerID == 0 || platform.KindOf(err) != platform.KindNotFound {
-		return nil, err
+		return snapshot{}, err
 	}
 	// Hidden from anonymous viewers (a draft): perhaps not from this one.
 	b, _, err := c.loadSnapshot(ctx, viewerID, id)
-	return b, err
+	if err != nil {
+		return snapshot{}, err
+	}
+	return newSnapshot(b), nil
 }
 
 // loadSnapshot reads and encodes campaign_data as viewerID sees it; public

@@ -57,7 +57,7 @@ func TestSnapshotBurstReadsOnce(t *testing.T) {
 	const n = 64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	got := make([][]byte, n)
+	got := make([]snapshot, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)
@@ -70,8 +70,8 @@ func TestSnapshotBurstReadsOnce(t *testing.T) {
 	close(start)
 	wg.Wait()
 	for i := range n {
-		if errs[i] != nil || string(got[i]) != string(got[0]) {
-			t.Fatalf("handshake %d: %v, %d bytes", i, errs[i], len(got[i]))
+		if errs[i] != nil || string(got[i].json) != string(got[0].json) {
+			t.Fatalf("handshake %d: %v, %d bytes", i, errs[i], len(got[i].json))
 		}
 	}
 	// One read, or two if the race detector slowed the burst past the TTL.
@@ -86,7 +86,7 @@ func TestSnapshotBurstReadsOnce(t *testing.T) {
 	if _, err := c.snapshot(ctx, 0, d.ID, at); platform.KindOf(err) != platform.KindNotFound {
 		t.Errorf("anonymous viewer of a draft: %v; want not found", err)
 	}
-	if b, err := c.snapshot(ctx, owner.ID, d.ID, at); err != nil || len(b) == 0 {
+	if s, err := c.snapshot(ctx, owner.ID, d.ID, at); err != nil || len(s.json) == 0 {
 		t.Errorf("owner of a draft: %v", err)
 	}
 }

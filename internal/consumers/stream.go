@@ -19,32 +19,36 @@ const (
 // accepted is a connection the transport took over.
 type accepted struct {
 	conn *realtime.Conn
-	// serve holds an SSE stream open until it ends; nil for WebSocket,
-	// whose connections live on without the HTTP handler.
-	serve func()
 	// position records a group's starting place in an SSE stream's ids.
 	position func(group string, p position)
 }
 
-// accept hands the request to the endpoint's transport.
-func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg transport.ConnConfig) (accepted, bool) {
+// accept hands the request to the endpoint's transport and runs open on the
+// connection it accepted. For WebSocket, open runs while the handshake
+// response is held back, so the messages open sends go out with it in one
+// write; for SSE it runs before the stream is served, until it ends. When
+// the transport refuses, it has answered the request and open does not run.
+func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg transport.ConnConfig, open func(accepted)) {
 	if k == viaWebSocket {
-		conn, err := c.ws.Upgrade(w, r, cfg)
-		return accepted{conn: conn, position: func(string, position) {}}, err == nil
+		cfg.Open = func(conn *realtime.Conn) {
+			open(accepted{conn: conn, position: func(string, position) {}})
+		}
+		_, _ = c.ws.Upgrade(w, r, cfg)
+		return
 	}
 	if c.sse == nil {
 		http.Error(w, "server-sent events are not enabled", http.StatusNotFound)
-		return accepted{}, false
+		return
 	}
 	st, err := c.sse.Accept(w, r, cfg)
 	if err != nil {
-		return accepted{}, false
+		return
 	}
-	return accepted{
+	open(accepted{
 		conn:     st.Conn(),
-		serve:    func() { st.Serve(r.Context()) },
 		position: func(g string, p position) { st.SetPosition(g, p.Epoch, p.Offset) },
-	}, true
+	})
+	st.Serve(r.Context())
 }
 
 // request reads what both endpoints share from a real-time request: the

@@ -19,6 +19,7 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -182,11 +183,16 @@ type ConnConfig struct {
 	// Version is the protocol version, 1 (default) or 2.
 	Version int
 	// Value is the consumer's per-connection state (realtime.Conn.Value). Set
-	// it here rather than after Upgrade: OnMessage may run as soon as the
-	// connection is registered.
+	// it here rather than after Upgrade: OnMessage may run as soon as Upgrade
+	// returns.
 	Value any
 	// Handler receives the connection's messages and its end.
 	Handler Handler
+	// Open, when set, runs once the connection is registered and before
+	// anything is written to it or read from it: what it sends (a snapshot,
+	// replayed history) goes out in one write with the handshake response,
+	// and the client's first messages are handled after it returns.
+	Open func(c *realtime.Conn)
 	// Addr is the client's address for the per-address limits; the zero
 	// value means the request's RemoteAddr (set it from X-Forwarded-For
 	// behind a trusted proxy).
@@ -313,10 +319,17 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 			s.limits.release(addr) // the upgrade failed before the connection existed
 		}
 	}()
+	// The upgrader writes its 101 response into memory, not the socket: it
+	// heads the connection's queue and goes out with Open's messages in one
+	// write, which saves a system call on each side of every handshake.
+	hw := &heldResponse{ResponseWriter: w}
 	u := ws.HTTPUpgrader{Timeout: s.opts.HandshakeTimeout}
-	nc, rw, _, err := u.Upgrade(r, w)
+	nc, rw, _, err := u.Upgrade(r, hw)
 	if err != nil {
 		if nc != nil {
+			// The upgrader's error response is held too.
+			_ = nc.SetWriteDeadline(time.Now().Add(s.opts.CloseTimeout))
+			_, _ = nc.Write(hw.held)
 			nc.Close()
 		}
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
@@ -334,15 +347,24 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		}
 	}
 	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst), addr: addr}
+	wc.cork.Store(corkHeld)
 	admitted = false // the slot is the connection's now, released by teardown
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
+	_ = wc.link.Push(hw.held)
 	wc.lastRead.Store(s.now())
 	wc.rlLast = s.now()
 	s.attachFD(wc)
 	s.register(wc)
+	conn := wc.link.Conn()
 	if s.closing.Load() {
 		// Shutdown began meanwhile and may have missed this connection.
-		wc.link.Conn().Close(realtime.CloseServiceRestart, "service restart")
+		conn.Close(realtime.CloseServiceRestart, "service restart")
+	}
+	if cfg.Open != nil {
+		cfg.Open(conn)
+	}
+	if wc.uncork() {
+		wc.drain(false) // here rather than on a pool writer: this goroutine is free
 	}
 	if err := s.serve(wc, pending); err != nil {
 		wc.teardown()
@@ -360,6 +382,31 @@ func (s *Server) serve(wc *wsConn, pending []byte) error {
 	s.slowWG.Add(1)
 	go wc.readLoop(pending)
 	return nil
+}
+
+// heldResponse lets the WebSocket upgrader hijack the connection but keeps
+// what it then writes (the 101 response, or an error response) in held.
+type heldResponse struct {
+	http.ResponseWriter
+	held heldBytes
+}
+
+func (h *heldResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		h.held = make(heldBytes, 0, 160) // a 101 response is ~130 bytes
+		rw.Writer.Reset(&h.held)
+	}
+	return nc, rw, err
+}
+
+func (h *heldResponse) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+type heldBytes []byte
+
+func (b *heldBytes) Write(p []byte) (int, error) {
+	*b = append(*b, p...)
+	return len(p), nil
 }
 
 func originAllowed(allowed []string, origin string) bool {
