@@ -59,12 +59,72 @@ func (e *env) connect(ctx context.Context, spec connectSpec) ([]*client, *Connec
 		lastOK   atomic.Int64 // unix ns
 		wg       sync.WaitGroup
 	)
-	sem := make(chan struct{}, e.o.DialConcurrency)
 	start := time.Now()
 	e.setPhase(spec.label, func() string {
 		el := time.Since(start).Seconds()
 		return fmt.Sprintf("%s: %d/%d connected, %d failed, %.0f/s, open %d", spec.label, ok.Load(), spec.n, fail.Load(), float64(ok.Load())/max(el, 1e-3), e.open.Load())
 	})
+	one := func(i int) {
+		t0 := time.Now()
+		id := i
+		if spec.id != nil {
+			id = spec.id(i)
+		}
+		c, err := e.dial.dial(spec.path(i), id, spec.h)
+		snap := 0
+		if err == nil && spec.snapshot {
+			var typ string
+			typ, snap, err = c.first(e.o.Timeout.D())
+			if err == nil && typ != "campaign_data" {
+				err = fmt.Errorf("%w (got %q)", errUnexpectedFirst, typ)
+			}
+			if err != nil {
+				c.conn.Close()
+				e.open.Add(-1)
+			}
+		}
+		if err != nil {
+			fail.Add(1)
+			mu.Lock()
+			failures[failure(err)]++
+			if len(errs) < 5 {
+				errs = append(errs, err.Error())
+			}
+			mu.Unlock()
+			return
+		}
+		now := time.Now()
+		from := t0
+		if !spec.since.IsZero() {
+			from = spec.since
+		}
+		hist.Record(now.Sub(from))
+		snapSum.Add(int64(snap))
+		ok.Add(1)
+		e.connects.Add(1)
+		for {
+			l := lastOK.Load()
+			if now.UnixNano() <= l || lastOK.CompareAndSwap(l, now.UnixNano()) {
+				break
+			}
+		}
+		clients[i] = c
+		go c.run(&e.open)
+	}
+	// DialConcurrency long-lived dialers rather than a goroutine per
+	// connection: a dial needs a deep stack, and growing a fresh one for
+	// every connection cost the load generator a fifth of its CPU. Each
+	// connection then gets a reader goroutine with a shallow stack.
+	work := make(chan int)
+	for range min(e.o.DialConcurrency, spec.n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				one(i)
+			}
+		}()
+	}
 	for i := range spec.n {
 		if spec.rate > 0 {
 			at := start.Add(time.Duration(float64(i) / spec.rate * float64(time.Second)))
@@ -75,64 +135,14 @@ func (e *env) connect(ctx context.Context, spec connectSpec) ([]*client, *Connec
 			}
 		}
 		select {
-		case sem <- struct{}{}:
+		case work <- i:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			t0 := time.Now()
-			id := i
-			if spec.id != nil {
-				id = spec.id(i)
-			}
-			c, err := e.dial.dial(spec.path(i), id, spec.h)
-			snap := 0
-			if err == nil && spec.snapshot {
-				var typ string
-				typ, snap, err = c.first(e.o.Timeout.D())
-				if err == nil && typ != "campaign_data" {
-					err = fmt.Errorf("%w (got %q)", errUnexpectedFirst, typ)
-				}
-				if err != nil {
-					c.conn.Close()
-					e.open.Add(-1)
-				}
-			}
-			<-sem
-			if err != nil {
-				fail.Add(1)
-				mu.Lock()
-				failures[failure(err)]++
-				if len(errs) < 5 {
-					errs = append(errs, err.Error())
-				}
-				mu.Unlock()
-				wg.Done()
-				return
-			}
-			now := time.Now()
-			from := t0
-			if !spec.since.IsZero() {
-				from = spec.since
-			}
-			hist.Record(now.Sub(from))
-			snapSum.Add(int64(snap))
-			ok.Add(1)
-			e.connects.Add(1)
-			for {
-				l := lastOK.Load()
-				if now.UnixNano() <= l || lastOK.CompareAndSwap(l, now.UnixNano()) {
-					break
-				}
-			}
-			clients[i] = c
-			wg.Done()
-			c.run(&e.open)
-		}()
 	}
+	close(work)
 	wg.Wait()
 	f := &ConnectFigures{
 		Requested: spec.n, Connected: int(ok.Load()), Failed: int(fail.Load()), TargetRate: spec.rate,
