@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"golang.org/x/sync/singleflight"
 )
 
 // RedisOptions configures NewRedis.
@@ -103,6 +105,9 @@ type Redis struct {
 	seq     atomic.Uint64
 	publish *redis.Script
 	history *redis.Script
+	// histFlight lets concurrent reads of one group's window from one
+	// position share a round trip (sharedHistory).
+	histFlight singleflight.Group
 
 	mu     sync.Mutex
 	groups map[string]*rsub       // subscribed groups
@@ -117,7 +122,7 @@ type Redis struct {
 
 type redisCounters struct {
 	published, delivered, duplicates, gapFills, lost, reconnects atomic.Uint64
-	localPositions, localHistory                                 atomic.Uint64
+	localPositions, localHistory, sharedHistory                  atomic.Uint64
 }
 
 // RedisStats are the layer's counters.
@@ -133,6 +138,9 @@ type RedisStats struct {
 	// answered from a subscription's own delivery state, without Redis.
 	LocalPositions uint64
 	LocalHistory   uint64
+	// SharedHistory counts History calls whose read of the window was
+	// shared with concurrent calls.
+	SharedHistory uint64
 }
 
 var _ Layer = (*Redis)(nil)
@@ -528,7 +536,10 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	msgs, ok, err := r.readHistory(ctx, group, since, epoch)
+	// The read must hold every event delivered here by now; those after
+	// it still reach the handler.
+	_, _, delivered := s.position()
+	msgs, ok, err := r.sharedHistory(ctx, group, since, epoch, delivered)
 	if err != nil || !ok {
 		return msgs, ok, err
 	}
@@ -553,6 +564,43 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 // historyWait bounds how long History waits for a subscription to deliver
 // the event a client resumes from.
 const historyWait = 3 * time.Second
+
+// sharedHistory reads the group's window from Redis like readHistory, but
+// concurrent reads from one position share a round trip: the clients of a
+// room that resume together after a network blip all stand at the same
+// offset. A shared read that began too early to hold the event at covered
+// is not used; this call then reads on its own. Each caller gets its own
+// copy of the slice (Hub.JoinFrom filters it in place).
+func (r *Redis) sharedHistory(ctx context.Context, group string, since uint64, epoch string, covered uint64) ([]Message, bool, error) {
+	key := group + "\x00" + epoch + "\x00" + strconv.FormatUint(since, 10)
+	v, err, shared := r.histFlight.Do(key, func() (any, error) {
+		// The read outlives a caller that gives up when others wait too.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWait)
+		defer cancel()
+		msgs, ok, err := r.readHistory(ctx, group, since, epoch)
+		return historyRead{msgs, ok}, err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	res := v.(historyRead)
+	last := since
+	if n := len(res.msgs); n > 0 {
+		last = res.msgs[n-1].Offset
+	}
+	if res.ok && last < covered {
+		return r.readHistory(ctx, group, since, epoch)
+	}
+	if shared {
+		r.stats.sharedHistory.Add(1)
+	}
+	return slices.Clone(res.msgs), res.ok, nil
+}
+
+type historyRead struct {
+	msgs []Message
+	ok   bool
+}
 
 // readHistory reads the group's window from Redis.
 func (r *Redis) readHistory(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
@@ -677,6 +725,7 @@ func (r *Redis) Stats() RedisStats {
 
 		LocalPositions: r.stats.localPositions.Load(),
 		LocalHistory:   r.stats.localHistory.Load(),
+		SharedHistory:  r.stats.sharedHistory.Load(),
 	}
 }
 

@@ -587,3 +587,71 @@ func TestRedisPublishBatch(t *testing.T) {
 		t.Fatal("a batch with fewer keys than messages was accepted")
 	}
 }
+
+// Clients resuming together from one position share one read of the
+// window, each gets a copy of its own, and a shared read that cannot hold
+// what this process already delivered is not used.
+func TestRedisConcurrentResumesShareARead(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s := newSink()
+	r := newTestRedis(t, srv.URL(), s, RedisOptions{Prefix: redistest.Prefix(t)})
+	if err := r.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, r, "g", 5)
+	epoch := s.wait(t, "g", 5, 5*time.Second)[0].Epoch
+
+	const n = 20
+	// read runs n concurrent reads of the window after offset 1 while
+	// Redis is stopped, so they all wait on the first one's round trip.
+	read := func(covered uint64) ([][]Message, []error) {
+		got, errs := make([][]Message, n), make([]error, n)
+		srv.Pause()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var ok bool
+				if covered == 0 {
+					got[i], ok, errs[i] = r.History(ctx, "g", 1, epoch)
+				} else {
+					got[i], ok, errs[i] = r.sharedHistory(ctx, "g", 1, epoch, covered)
+				}
+				if errs[i] == nil && !ok {
+					errs[i] = fmt.Errorf("not in the window")
+				}
+			}()
+		}
+		time.Sleep(200 * time.Millisecond)
+		srv.Resume()
+		wg.Wait()
+		return got, errs
+	}
+	got, errs := read(0)
+	for i := range n {
+		if errs[i] != nil || !slices.Equal(offsets(got[i]), []uint64{2, 3, 4, 5}) {
+			t.Fatalf("reader %d: %v %v, want offsets 2-5", i, offsets(got[i]), errs[i])
+		}
+	}
+	if shared := r.Stats().SharedHistory; shared != n {
+		t.Fatalf("%d of %d concurrent reads shared a round trip", shared, n)
+	}
+	got[0][0].Offset = 99
+	if got[1][0].Offset != 2 {
+		t.Fatal("readers share one slice")
+	}
+
+	// A read that ends at offset 5 cannot stand in for one that must reach
+	// offset 7: every caller reads again on its own.
+	got, errs = read(7)
+	for i := range n {
+		if errs[i] != nil || len(got[i]) != 4 {
+			t.Fatalf("reader %d: %v %v", i, offsets(got[i]), errs[i])
+		}
+	}
+	if shared := r.Stats().SharedHistory; shared != n {
+		t.Fatalf("a read too early to hold offset 7 was shared: %d", shared-n)
+	}
+}
