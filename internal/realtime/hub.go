@@ -17,9 +17,14 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
-// Defaults of HubOptions.
+// Defaults of HubOptions. A queued frame is shared by every receiver of an
+// event, so the frame bound is one of lag more than of memory: 512 frames
+// let a client fall ~0.7 s behind a room of 700 events/s (a burst of
+// commits, or the server short of CPU for a moment) before it is cut off,
+// and stay well inside the default history window (1,000 events), so a
+// client cut off as a slow consumer can still resume without loss.
 const (
-	DefaultMaxQueueFrames = 256
+	DefaultMaxQueueFrames = 512
 	DefaultMaxQueueBytes  = 4 << 20
 )
 

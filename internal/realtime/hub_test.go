@@ -578,3 +578,14 @@ func TestHubObserveAndMembers(t *testing.T) {
 			seen)
 	}
 }
+
+// A client cut off as a slow consumer is at most DefaultMaxQueueFrames
+// events behind; with room to spare for the events published while it
+// reconnects, that must stay inside the default history window, or it
+// could not resume without loss.
+func TestDefaultQueueBoundFitsTheHistoryWindow(t *testing.T) {
+	if 2*DefaultMaxQueueFrames > layer.DefaultHistorySize {
+		t.Fatalf("queue bound %d frames leaves less than as much again of the %d-event history window",
+			DefaultMaxQueueFrames, layer.DefaultHistorySize)
+	}
+}
