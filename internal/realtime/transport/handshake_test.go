@@ -156,3 +156,36 @@ func TestHandshakeErrorAfterHijack(t *testing.T) {
 	default:
 	}
 }
+
+// An Open that panics does not leave a connection behind: it is torn down
+// (the HTTP server's recovery sees the panic).
+func TestOpenPanics(t *testing.T) {
+	hub, err := realtime.NewHub(realtime.HubOptions{Logger: quietLogger()}, func(deliver func(layer.Message)) (layer.Layer, error) {
+		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	srv, err := NewServer(hub, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	}()
+	h := &testHandler{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { _ = recover() }()
+		_, _ = srv.Upgrade(w, r, ConnConfig{Handler: h, Open: func(*realtime.Conn) { panic("open failed") }})
+	}))
+	defer ts.Close()
+	nc := rawUpgrade(t, strings.TrimPrefix(ts.URL, "http://"), "13")
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
+		t.Fatalf("read %q, %v; want the connection closed with nothing written", b, err)
+	}
+	eventually(t, "the connection to be gone", func() bool { return srv.Conns() == 0 && h.closed.Load() == 1 })
+}

@@ -361,7 +361,14 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		conn.Close(realtime.CloseServiceRestart, "service restart")
 	}
 	if cfg.Open != nil {
+		opened := false
+		defer func() {
+			if !opened {
+				wc.teardown() // Open panicked: the connection would stay corked
+			}
+		}()
 		cfg.Open(conn)
+		opened = true
 	}
 	if wc.uncork() {
 		wc.drain(false) // here rather than on a pool writer: this goroutine is free
