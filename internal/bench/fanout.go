@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +45,10 @@ type FanoutStep struct {
 	Unexpected     int64   `json:"unexpected"`
 	DeliveriesPerS float64 `json:"deliveries_per_s"`
 	Disconnects    int     `json:"disconnects"`
-	DrainS         float64 `json:"drain_s"`
+	// CloseCodes counts this step's disconnects by the server's close code
+	// (4000: slow consumer; 0: no close frame).
+	CloseCodes map[string]int `json:"close_codes,omitempty"`
+	DrainS     float64        `json:"drain_s"`
 	// Latency is from just before the REST request was sent to the moment
 	// the subscriber read the event; REST is the REST request's own time.
 	Latency   Latency         `json:"latency"`
@@ -308,7 +314,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 			res.Subscribers++
 		}
 	}
-	closed0 := fo.closedCount()
+	closed0, codes0 := fo.closedCount(), fo.closeCodes()
 	padding := fillText(pad)
 	srvCPU, benchCPU := e.serverCPU(), startCPU()
 
@@ -425,6 +431,7 @@ schedule:
 	res.Duplicates = st.dups.Load()
 	res.Unexpected = max(0, st.received.Load()-res.Delivered)
 	res.Disconnects = fo.closedCount() - closed0
+	res.CloseCodes = countsSince(fo.closeCodes(), codes0)
 	res.AchievedRate = round3(float64(res.Sent) / dur.Seconds())
 	res.DeliveriesPerS = round3(float64(res.Delivered) / dur.Seconds())
 	res.RESTLimited = res.AchievedRate < 0.95*rate
@@ -445,6 +452,37 @@ func (fo *fanout) closedCount() int {
 	return n
 }
 
+// closeCodes returns a copy of the disconnects so far by close code.
+func (fo *fanout) closeCodes() map[string]int {
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	return maps.Clone(fo.closes)
+}
+
+// countsSince returns what now counts beyond before, nil when nothing.
+func countsSince(now, before map[string]int) map[string]int {
+	var out map[string]int
+	for k, v := range now {
+		if d := v - before[k]; d > 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// codesText renders counts by close code: "4000: 253, 1006: 2".
+func codesText(codes map[string]int) string {
+	keys := slices.Sorted(maps.Keys(codes))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, codes[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func stepLine(si, n int, st FanoutStep) string {
 	verdict := "PASS"
 	if !st.Pass {
@@ -462,6 +500,9 @@ func stepLine(si, n int, st FanoutStep) string {
 	}
 	if st.Disconnects > 0 {
 		s += fmt.Sprintf("; %d subscribers disconnected", st.Disconnects)
+		if len(st.CloseCodes) > 0 {
+			s += " (close codes " + codesText(st.CloseCodes) + ")"
+		}
 	}
 	if st.ServerCPU != nil {
 		s += fmt.Sprintf("; server %.2f cores", st.ServerCPU.Cores)

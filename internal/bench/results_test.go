@@ -106,3 +106,21 @@ func TestMachine(t *testing.T) {
 		t.Fatalf("memory or kernel missing on Linux: %+v", m)
 	}
 }
+
+// A step's disconnects are counted by close code, from the counts before
+// and after it, and named in its summary line.
+func TestStepCloseCodes(t *testing.T) {
+	before := map[string]int{"4000": 2, "0": 1}
+	now := map[string]int{"4000": 255, "0": 1, "1006": 2}
+	got := countsSince(now, before)
+	if len(got) != 2 || got["4000"] != 253 || got["1006"] != 2 {
+		t.Fatalf("countsSince = %v", got)
+	}
+	if countsSince(before, before) != nil {
+		t.Fatal("no new disconnects should give nil")
+	}
+	line := stepLine(0, 1, FanoutStep{TargetRate: 700, Disconnects: 255, CloseCodes: got})
+	if !strings.Contains(line, "255 subscribers disconnected (close codes 1006: 2, 4000: 253)") {
+		t.Fatalf("step line: %s", line)
+	}
+}
