@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,59 @@ type rsub struct {
 	known bool   // epoch and last are established
 	epoch string // "" with last 0: the group had no events yet
 	last  uint64 // offset of the last event delivered (or known to precede the subscription)
+	// recent holds the last events delivered, consecutive and ending at
+	// last, so a client that resumes a little behind is replayed from here
+	// instead of Redis (a room's clients coming back together after a
+	// network blip). At most recentEvents of them, recentBytes of data.
+	recent      []Message
+	recentBytes int
+}
+
+// Bounds of rsub.recent.
+const (
+	recentEvents = 64
+	recentBytes  = 64 << 10
+)
+
+// delivered records msg as the group's latest event, handed to the
+// handler: it extends recent, or starts it over after a gap or an epoch
+// change. s.mu is held.
+func (s *rsub) delivered(msg Message) {
+	if n := len(s.recent); n > 0 && (s.recent[n-1].Epoch != msg.Epoch || s.recent[n-1].Offset+1 != msg.Offset) {
+		s.recent, s.recentBytes = s.recent[:0], 0
+	}
+	s.recent = append(s.recent, msg)
+	s.recentBytes += len(msg.Data)
+	for len(s.recent) > recentEvents || (s.recentBytes > recentBytes && len(s.recent) > 1) {
+		s.recentBytes -= len(s.recent[0].Data)
+		s.recent[0] = Message{}
+		s.recent = s.recent[1:]
+	}
+	s.epoch, s.last = msg.Epoch, msg.Offset
+}
+
+// forget empties recent, when last moves without a delivery. s.mu is held.
+func (s *rsub) forget() {
+	clear(s.recent)
+	s.recent, s.recentBytes = nil, 0
+}
+
+// since returns a copy of the delivered events after offset since of
+// epoch when recent holds all of them; ok is false when it does not.
+func (s *rsub) since(since uint64, epoch string) (msgs []Message, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.known || s.epoch != epoch || since > s.last {
+		return nil, false
+	}
+	if since == s.last {
+		return nil, true
+	}
+	n := len(s.recent)
+	if n == 0 || s.recent[n-1].Offset != s.last || s.recent[0].Offset > since+1 {
+		return nil, false
+	}
+	return slices.Clone(s.recent[int(since+1-s.recent[0].Offset):]), true
 }
 
 func (s *rsub) setOrphan() {
@@ -724,6 +778,7 @@ func (r *Redis) confirmed(s *rsub) {
 		s.readyErr = err
 	} else {
 		s.known, s.epoch, s.last = true, epoch, off
+		s.forget()
 	}
 	close(s.ready)
 }
@@ -750,9 +805,10 @@ func (r *Redis) deliver(s *rsub, msg Message) {
 		// received of the old epoch is gone.
 		r.lostLocked(s, "epoch changed")
 		s.epoch, s.last = msg.Epoch, 0
+		s.forget()
 	}
 	if msg.Offset == s.last+1 {
-		s.epoch, s.last = msg.Epoch, msg.Offset
+		s.delivered(msg)
 		r.stats.delivered.Add(1)
 		r.handler(msg)
 		return
@@ -779,7 +835,7 @@ func (r *Redis) fillLocked(s *rsub, msg *Message) {
 	if err == nil && ok {
 		for _, m := range msgs {
 			if m.Offset > s.last || m.Epoch != s.epoch {
-				s.epoch, s.last = m.Epoch, m.Offset
+				s.delivered(m)
 				r.stats.delivered.Add(1)
 				r.handler(m)
 			}
@@ -797,12 +853,13 @@ func (r *Redis) fillLocked(s *rsub, msg *Message) {
 			cancel()
 			if perr == nil {
 				s.epoch, s.last = epoch, off
+				s.forget()
 			}
 			return
 		}
 	}
 	if msg != nil && (msg.Epoch != s.epoch || msg.Offset > s.last) {
-		s.epoch, s.last = msg.Epoch, msg.Offset
+		s.delivered(*msg)
 		r.stats.delivered.Add(1)
 		r.handler(*msg)
 	}

@@ -521,12 +521,28 @@ func TestRedisLocalPositionAndHistory(t *testing.T) {
 	if after.LocalPositions != before.LocalPositions+1 || after.LocalHistory != before.LocalHistory+1 {
 		t.Fatalf("stats %+v after %+v: not answered locally", after, before)
 	}
+	// A client a little behind: replayed from the events delivered here.
 	msgs, ok, err = r.History(ctx, "g", 1, epoch)
 	if err != nil || !ok || len(msgs) != 2 || msgs[0].Offset != 2 || msgs[1].Offset != 3 {
 		t.Fatalf("history from offset 1: %v %v %v", msgs, ok, err)
 	}
-	if r.Stats().LocalHistory != after.LocalHistory {
-		t.Fatal("a client behind was answered without reading the history")
+	if r.Stats().LocalHistory != after.LocalHistory+1 {
+		t.Fatal("a client a little behind was not answered from the recent events")
+	}
+	msgs[0].Offset = 99
+	if again, _, _ := r.History(ctx, "g", 1, epoch); again[0].Offset != 2 {
+		t.Fatal("callers share the recent events' slice")
+	}
+	// Further behind than the recent events: Redis's history answers.
+	publishN(t, r, "g", recentEvents)
+	s.wait(t, "g", 3+recentEvents, 5*time.Second)
+	local := r.Stats().LocalHistory
+	msgs, ok, err = r.History(ctx, "g", 1, epoch)
+	if err != nil || !ok || len(msgs) != 2+recentEvents || msgs[0].Offset != 2 {
+		t.Fatalf("history from offset 1 after %d more: %d events, %v %v", recentEvents, len(msgs), ok, err)
+	}
+	if r.Stats().LocalHistory != local {
+		t.Fatal("a client beyond the recent events was answered without reading the history")
 	}
 	// Not subscribed: Redis answers.
 	if off, _, err := r.Position(ctx, "other"); err != nil || off != 0 || r.Stats().LocalPositions != after.LocalPositions {
@@ -599,8 +615,15 @@ func TestRedisConcurrentResumesShareARead(t *testing.T) {
 	if err := r.Subscribe(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
-	publishN(t, r, "g", 5)
-	epoch := s.wait(t, "g", 5, 5*time.Second)[0].Epoch
+	// More than the subscription keeps, so a resume from offset 1 reads
+	// Redis's history.
+	const published = recentEvents + 5
+	publishN(t, r, "g", published)
+	epoch := s.wait(t, "g", published, 5*time.Second)[0].Epoch
+	want := make([]uint64, 0, published-1)
+	for o := uint64(2); o <= published; o++ {
+		want = append(want, o)
+	}
 
 	const n = 20
 	// read runs n concurrent reads of the window after offset 1 while
@@ -631,8 +654,8 @@ func TestRedisConcurrentResumesShareARead(t *testing.T) {
 	}
 	got, errs := read(0)
 	for i := range n {
-		if errs[i] != nil || !slices.Equal(offsets(got[i]), []uint64{2, 3, 4, 5}) {
-			t.Fatalf("reader %d: %v %v, want offsets 2-5", i, offsets(got[i]), errs[i])
+		if errs[i] != nil || !slices.Equal(offsets(got[i]), want) {
+			t.Fatalf("reader %d: %v %v, want offsets 2-%d", i, offsets(got[i]), errs[i], published)
 		}
 	}
 	if shared := r.Stats().SharedHistory; shared != n {
@@ -643,15 +666,61 @@ func TestRedisConcurrentResumesShareARead(t *testing.T) {
 		t.Fatal("readers share one slice")
 	}
 
-	// A read that ends at offset 5 cannot stand in for one that must reach
-	// offset 7: every caller reads again on its own.
-	got, errs = read(7)
+	// A read that ends at the last offset cannot stand in for one that
+	// must reach two further: every caller reads again on its own.
+	got, errs = read(published + 2)
 	for i := range n {
-		if errs[i] != nil || len(got[i]) != 4 {
+		if errs[i] != nil || len(got[i]) != published-1 {
 			t.Fatalf("reader %d: %v %v", i, offsets(got[i]), errs[i])
 		}
 	}
 	if shared := r.Stats().SharedHistory; shared != n {
-		t.Fatalf("a read too early to hold offset 7 was shared: %d", shared-n)
+		t.Fatalf("a read too early to hold the offset asked for was shared: %d", shared-n)
 	}
+}
+
+// A subscription's recent events stay consecutive and bounded, and answer
+// only what they hold entirely.
+func TestRecentEvents(t *testing.T) {
+	s := &rsub{known: true}
+	ev := func(epoch string, off uint64, size int) Message {
+		return Message{Group: "g", Epoch: epoch, Offset: off, Data: make([]byte, size)}
+	}
+	check := func(since uint64, epoch string, want []uint64, wantOK bool) {
+		t.Helper()
+		got, ok := s.since(since, epoch)
+		if ok != wantOK || !slices.Equal(offsets(got), want) {
+			t.Fatalf("since(%d, %q) = %v %v; want %v %v", since, epoch, offsets(got), ok, want, wantOK)
+		}
+	}
+	for o := uint64(1); o <= 3; o++ {
+		s.delivered(ev("e", o, 10))
+	}
+	check(1, "e", []uint64{2, 3}, true)
+	check(3, "e", nil, true)
+	check(0, "e", []uint64{1, 2, 3}, true)
+	check(4, "e", nil, false)
+	check(1, "x", nil, false)
+	// A gap (events filled in from elsewhere, or lost) starts over.
+	s.delivered(ev("e", 5, 10))
+	check(3, "e", nil, false)
+	check(4, "e", []uint64{5}, true)
+	// Bounded by count…
+	for o := uint64(6); o <= 200; o++ {
+		s.delivered(ev("e", o, 10))
+	}
+	if got, ok := s.since(200-recentEvents, "e"); !ok || len(got) != recentEvents {
+		t.Fatalf("the last %d events: %d, %v", recentEvents, len(got), ok)
+	}
+	check(200-recentEvents-1, "e", nil, false)
+	// …and by bytes, keeping at least the last event.
+	s.delivered(ev("e", 201, recentBytes))
+	check(199, "e", nil, false)
+	check(200, "e", []uint64{201}, true)
+	// A new epoch starts over.
+	s.forget()
+	s.epoch, s.last = "f", 0
+	s.delivered(ev("f", 1, 10))
+	check(0, "f", []uint64{1}, true)
+	check(200, "e", nil, false)
 }
