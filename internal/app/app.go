@@ -150,6 +150,10 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		MaxReplayBytes:  16 << 20,
 		Logger:          a.log,
 		Observe:         func(m layer.Message) bool { return a.consumers.Observe(m) },
+		// With Redis, a room whose clients all dropped at once stays
+		// subscribed while they come back, so their resumes are replayed
+		// here instead of from Redis.
+		UnsubscribeDelay: a.unsubscribeDelay(),
 	}, a.newLayer)
 	if err != nil {
 		return err
@@ -208,6 +212,17 @@ func (a *App) opsStats(ctx context.Context) api.OpsStats {
 
 // newLayer builds the configured channel layer around the hub's delivery
 // function.
+// unsubscribeDelay is how long a group with no local members stays
+// subscribed to the channel layer: a while on Redis, where subscribing
+// again costs round trips and misses what was published meanwhile; not at
+// all on the in-memory layer, where it costs neither.
+func (a *App) unsubscribeDelay() time.Duration {
+	if a.cfg.Layer == "" || a.cfg.Layer == "memory" {
+		return 0
+	}
+	return 10 * time.Second
+}
+
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 	if a.cfg.Layer == "" || a.cfg.Layer == "memory" {
 		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil

@@ -7,12 +7,14 @@ package realtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
@@ -54,6 +56,13 @@ type HubOptions struct {
 	// so it must be idempotent. It runs on the delivery path: it must be
 	// quick and must not call Join, Leave or Publish synchronously.
 	Observe func(layer.Message) bool
+	// UnsubscribeDelay keeps a group subscribed this long after its last
+	// local member left (0: it is unsubscribed at once). Clients that drop
+	// together and come back (a network blip, a proxy restart) then find
+	// their group still subscribed: the events published while they were
+	// away were received here, and a layer that keeps its latest events
+	// replays them without a round trip.
+	UnsubscribeDelay time.Duration
 }
 
 // LayerFactory builds the hub's channel layer around the hub's delivery
@@ -65,11 +74,12 @@ const hubShards = 64
 // Hub maps groups to their local connections and fans layer messages out to
 // them. All methods are safe for concurrent use.
 type Hub struct {
-	layer     layer.Layer
-	log       *slog.Logger
-	observe   func(layer.Message) bool
-	maxFrames int
-	maxBytes  int
+	layer      layer.Layer
+	log        *slog.Logger
+	unsubDelay time.Duration
+	observe    func(layer.Message) bool
+	maxFrames  int
+	maxBytes   int
 	// replay bounds of JoinFrom
 	maxReplayFrames int
 	maxReplayBytes  int
@@ -97,6 +107,9 @@ type hubShard struct {
 type group struct {
 	members []*Conn
 	index   map[*Conn]int
+	// idle unsubscribes the group once it has stayed empty for
+	// HubOptions.UnsubscribeDelay (guarded by the shard's mu).
+	idle *time.Timer
 }
 
 const indexThreshold = 32
@@ -120,10 +133,11 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 		opts.Logger = slog.Default()
 	}
 	h := &Hub{
-		log:       opts.Logger,
-		observe:   opts.Observe,
-		maxFrames: opts.MaxQueueFrames,
-		maxBytes:  opts.MaxQueueBytes,
+		log:        opts.Logger,
+		unsubDelay: max(opts.UnsubscribeDelay, 0),
+		observe:    opts.Observe,
+		maxFrames:  opts.MaxQueueFrames,
+		maxBytes:   opts.MaxQueueBytes,
 
 		maxReplayFrames: max(opts.MaxReplayFrames, opts.MaxQueueFrames),
 		maxReplayBytes:  max(opts.MaxReplayBytes, opts.MaxQueueBytes),
@@ -145,6 +159,16 @@ func (h *Hub) Layer() layer.Layer { return h.layer }
 
 // Close closes the layer. Connections are the transports' to close.
 func (h *Hub) Close() error {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, g := range sh.groups {
+			if g.idle != nil {
+				g.idle.Stop()
+			}
+		}
+		sh.mu.Unlock()
+	}
 	if err := h.layer.Close(); err != nil {
 		return fmt.Errorf("realtime: close layer: %w", err)
 	}
@@ -415,6 +439,18 @@ func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
 	}
 	// The group stays in the map, empty, until it is unsubscribed under
 	// subMu; a Join meanwhile simply reuses it.
+	if h.unsubDelay > 0 {
+		sh.mu.Lock()
+		if sh.groups[name] == g && len(g.members) == 0 {
+			if g.idle == nil {
+				g.idle = time.AfterFunc(h.unsubDelay, func() { h.unsubscribeIdle(name, g) })
+			} else {
+				g.idle.Reset(h.unsubDelay)
+			}
+		}
+		sh.mu.Unlock()
+		return nil
+	}
 	sh.subMu.Lock()
 	defer sh.subMu.Unlock()
 	sh.mu.Lock()
@@ -428,6 +464,25 @@ func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
 		return fmt.Errorf("realtime: leave %q: %w", name, err)
 	}
 	return nil
+}
+
+// unsubscribeIdle unsubscribes group g of name if it is still empty.
+func (h *Hub) unsubscribeIdle(name string, g *group) {
+	sh := h.shard(name)
+	sh.subMu.Lock()
+	defer sh.subMu.Unlock()
+	sh.mu.Lock()
+	if sh.groups[name] != g || len(g.members) != 0 {
+		sh.mu.Unlock()
+		return // joined again; its next last leave schedules this anew
+	}
+	delete(sh.groups, name)
+	sh.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.layer.Unsubscribe(ctx, name); err != nil && !errors.Is(err, layer.ErrClosed) {
+		h.log.Warn("realtime: unsubscribe idle group", "group", name, "err", err)
+	}
 }
 
 // deliver fans a layer message out to the group's local members. Each
@@ -499,7 +554,11 @@ func (h *Hub) Stats() Stats {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
-		s.Groups += len(sh.groups)
+		for _, g := range sh.groups {
+			if len(g.members) > 0 {
+				s.Groups++ // not the empty ones kept for UnsubscribeDelay
+			}
+		}
 		sh.mu.RUnlock()
 	}
 	return s

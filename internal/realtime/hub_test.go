@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -587,5 +588,64 @@ func TestDefaultQueueBoundFitsTheHistoryWindow(t *testing.T) {
 	if spare := layer.DefaultHistorySize - DefaultMaxQueueFrames; spare < layer.DefaultHistorySize/4 {
 		t.Fatalf("queue bound %d frames leaves %d events of the %d-event history window for a reconnect",
 			DefaultMaxQueueFrames, spare, layer.DefaultHistorySize)
+	}
+}
+
+// With UnsubscribeDelay, a group whose last member left stays subscribed,
+// still receives its events (seen by Observe), is reused by a member that
+// comes back in time, and is unsubscribed once it stayed empty for the
+// delay.
+func TestUnsubscribeDelay(t *testing.T) {
+	var seen atomic.Int64
+	h, rl := newTestHub(t, HubOptions{
+		UnsubscribeDelay: 150 * time.Millisecond,
+		Observe:          func(layer.Message) bool { seen.Add(1); return true },
+	})
+	ctx := context.Background()
+	ops := func() string {
+		rl.mu.Lock()
+		defer rl.mu.Unlock()
+		return fmt.Sprint(rl.ops)
+	}
+	var tr nopTransport
+	a := h.Attach(ConnConfig{}, &tr).Conn()
+	if err := h.Join(ctx, a, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Leave(ctx, a, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Publish(ctx, "g", "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ops(); got != "[sub g]" || seen.Load() != 1 || h.Stats().Groups != 0 {
+		t.Fatalf("right after the last leave: ops %s, %d events seen, %d groups; want still subscribed, 1 seen, 0 groups counted",
+			got, seen.Load(), h.Stats().Groups)
+	}
+	// Back within the delay: no new subscription, and a later leave waits
+	// the whole delay again.
+	time.Sleep(100 * time.Millisecond)
+	b := h.Attach(ConnConfig{}, &tr).Conn()
+	if err := h.Join(ctx, b, "g"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past the first leave's delay
+	if got := ops(); got != "[sub g]" || h.GroupSize("g") != 1 {
+		t.Fatalf("a member came back: ops %s, size %d", got, h.GroupSize("g"))
+	}
+	if err := h.Leave(ctx, b, "g"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ops() != "[sub g unsub g]"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle group was not unsubscribed: ops %s", ops())
+		}
+	}
+	// A join after that subscribes again.
+	if err := h.Join(ctx, a, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ops(); got != "[sub g unsub g sub g]" {
+		t.Fatalf("join after the unsubscribe: ops %s", got)
 	}
 }
