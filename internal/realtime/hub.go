@@ -357,7 +357,7 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 }
 
 // Leave removes c from group. The last local member unsubscribes this
-// process from the group.
+// process from the group (after UnsubscribeDelay, if nobody joined again).
 func (h *Hub) Leave(ctx context.Context, c *Conn, group string) error {
 	c.joinMu.Lock()
 	defer c.joinMu.Unlock()
