@@ -20,6 +20,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -329,7 +330,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		if nc != nil {
 			// The upgrader's error response is held too.
 			_ = nc.SetWriteDeadline(time.Now().Add(s.opts.CloseTimeout))
-			_, _ = nc.Write(hw.held)
+			_, _ = nc.Write(hw.held.Bytes())
 			nc.Close()
 		}
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
@@ -350,7 +351,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 	wc.cork.Store(corkHeld)
 	admitted = false // the slot is the connection's now, released by teardown
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
-	_ = wc.link.Push(hw.held)
+	_ = wc.link.Push(hw.held.Bytes())
 	wc.lastRead.Store(s.now())
 	wc.rlLast = s.now()
 	s.attachFD(wc)
@@ -395,26 +396,19 @@ func (s *Server) serve(wc *wsConn, pending []byte) error {
 // what it then writes (the 101 response, or an error response) in held.
 type heldResponse struct {
 	http.ResponseWriter
-	held heldBytes
+	held bytes.Buffer
 }
 
 func (h *heldResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err == nil {
-		h.held = make(heldBytes, 0, 160) // a 101 response is ~130 bytes
+		h.held.Grow(160) // a 101 response is ~130 bytes
 		rw.Writer.Reset(&h.held)
 	}
 	return nc, rw, err
 }
 
 func (h *heldResponse) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-type heldBytes []byte
-
-func (b *heldBytes) Write(p []byte) (int, error) {
-	*b = append(*b, p...)
-	return len(p), nil
-}
 
 func originAllowed(allowed []string, origin string) bool {
 	if len(allowed) == 0 {
