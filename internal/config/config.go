@@ -21,8 +21,8 @@ import (
 type Config struct {
 	Addr string
 	DB   string
-	// DBMaxConns bounds this process's database connections; 0 keeps the
-	// store's default (8).
+	// DBMaxConns bounds this process's database connections; 0 keeps
+	// store.DefaultMaxConns.
 	DBMaxConns     int
 	DataDir        string
 	AllowedOrigins []string

@@ -92,13 +92,8 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres %s: %w", Redact(dsn), err)
 	}
-	// A few connections per process: PostgreSQL's throughput peaks at a
-	// few active backends per core, and several herald processes share it.
-	// On a 2-core host 8 instead of 32 raised comment writes from ~220/s to
-	// ~430/s with three processes and from 400/s to 600/s with one
-	// (docs/performance.md); --db-max-conns changes it.
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
+	d := &DB{DB: db, Dialect: Postgres}
+	d.SetMaxConns(DefaultMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -106,8 +101,15 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open postgres %s: %w", Redact(dsn), err)
 	}
-	return &DB{DB: db, Dialect: Postgres}, nil
+	return d, nil
 }
+
+// DefaultMaxConns is the PostgreSQL pool's bound. A few connections per
+// process: PostgreSQL's throughput peaks at a few active backends per core,
+// and several herald processes share it. On a 2-core host 8 instead of 32
+// raised comment writes from ~220/s to ~430/s with three processes and from
+// 400/s to 600/s with one (docs/performance.md); --db-max-conns changes it.
+const DefaultMaxConns = 8
 
 // SetMaxConns bounds the connections the pool opens (and keeps idle) to n.
 // Several processes sharing a small PostgreSQL should keep the sum of
