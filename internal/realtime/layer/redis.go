@@ -495,14 +495,6 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 		return r.readHistory(ctx, group, since, epoch)
 	}
 	fromStart := epoch == "" && since == 0
-	if known, se, sl := s.position(); known && se == epoch && sl == since {
-		// The client stands where this process's delivery stands: nothing
-		// to replay, everything later still reaches the handler. The common
-		// case of a join (Hub.JoinFrom from Position), served without a
-		// round trip.
-		r.stats.localHistory.Add(1)
-		return nil, true, nil
-	}
 	deadline := time.Now().Add(historyWait)
 	checked := false
 	for {
@@ -536,8 +528,9 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
-	// A client a little behind is replayed from the events this process
-	// delivered last.
+	// A client where this process's delivery stands (a join, Hub.JoinFrom
+	// from Position) or a little behind is replayed from the events this
+	// process delivered last, without a round trip.
 	if msgs, ok := s.since(since, epoch); ok {
 		r.stats.localHistory.Add(1)
 		return msgs, true, nil

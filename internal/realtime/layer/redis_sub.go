@@ -57,7 +57,7 @@ const (
 // change. s.mu is held.
 func (s *rsub) delivered(msg Message) {
 	if n := len(s.recent); n > 0 && (s.recent[n-1].Epoch != msg.Epoch || s.recent[n-1].Offset+1 != msg.Offset) {
-		s.recent, s.recentBytes = s.recent[:0], 0
+		s.forget()
 	}
 	s.recent = append(s.recent, msg)
 	s.recentBytes += len(msg.Data)
