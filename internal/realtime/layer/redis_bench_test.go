@@ -55,11 +55,7 @@ func BenchmarkRedisCrossLayer(b *testing.B) {
 // subscribes to.
 func BenchmarkRedisPublish(b *testing.B) {
 	ctx := context.Background()
-	r, err := NewRedis(ctx, redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: redistest.Prefix(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	r := publishOnly(b)
 	data := make([]byte, 300)
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
@@ -78,11 +74,7 @@ func BenchmarkRedisPublish(b *testing.B) {
 // 256 events to 16 groups, each round one pipeline. ns/op is per event.
 func BenchmarkRedisPublishBatch(b *testing.B) {
 	ctx := context.Background()
-	r, err := NewRedis(ctx, redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: redistest.Prefix(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	r := publishOnly(b)
 	data := make([]byte, 300)
 	const round = 256
 	msgs := make([]Message, round)
@@ -97,4 +89,16 @@ func BenchmarkRedisPublishBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// publishOnly returns a Redis layer on the shared server whose handler
+// drops what it receives, closed when b ends.
+func publishOnly(b *testing.B) *Redis {
+	b.Helper()
+	r, err := NewRedis(context.Background(), redistest.SharedURL(), func(Message) {}, RedisOptions{Prefix: redistest.Prefix(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return r
 }
