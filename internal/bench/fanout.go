@@ -314,7 +314,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 			res.Subscribers++
 		}
 	}
-	closed0, codes0 := fo.closedCount(), fo.closeCodes()
+	codes0 := fo.closeCodes()
 	padding := fillText(pad)
 	srvCPU, benchCPU := e.serverCPU(), startCPU()
 
@@ -430,8 +430,10 @@ schedule:
 	res.Delivered = want - res.Lost
 	res.Duplicates = st.dups.Load()
 	res.Unexpected = max(0, st.received.Load()-res.Delivered)
-	res.Disconnects = fo.closedCount() - closed0
 	res.CloseCodes = countsSince(fo.closeCodes(), codes0)
+	for _, v := range res.CloseCodes {
+		res.Disconnects += v
+	}
 	res.AchievedRate = round3(float64(res.Sent) / dur.Seconds())
 	res.DeliveriesPerS = round3(float64(res.Delivered) / dur.Seconds())
 	res.RESTLimited = res.AchievedRate < 0.95*rate
@@ -440,16 +442,6 @@ schedule:
 	res.REST = st.rest.Summary(false)
 	res.Pass = res.Lost == 0 && res.Failed == 0 && res.Sent > 0 && time.Duration(res.Latency.P99Ms*1e6) <= o.MaxP99.D()
 	return res, ctx.Err()
-}
-
-func (fo *fanout) closedCount() int {
-	fo.mu.Lock()
-	defer fo.mu.Unlock()
-	n := 0
-	for _, v := range fo.closes {
-		n += v
-	}
-	return n
 }
 
 // closeCodes returns a copy of the disconnects so far by close code.
