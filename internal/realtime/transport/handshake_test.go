@@ -21,8 +21,9 @@ import (
 )
 
 // handshakeServer serves Upgrade with open as ConnConfig.Open and returns
-// the server's address.
-func handshakeServer(t *testing.T, mode Options, open func(c *realtime.Conn)) string {
+// the server's address, the server and the connections' handler. A panic
+// in Open ends the request, as net/http's own recovery would.
+func handshakeServer(t *testing.T, mode Options, open func(c *realtime.Conn)) (string, *Server, *testHandler) {
 	t.Helper()
 	hub, err := realtime.NewHub(realtime.HubOptions{Logger: quietLogger()}, func(deliver func(layer.Message)) (layer.Layer, error) {
 		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
@@ -35,17 +36,19 @@ func handshakeServer(t *testing.T, mode Options, open func(c *realtime.Conn)) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := &testHandler{}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = srv.Upgrade(w, r, ConnConfig{Handler: &testHandler{}, Open: open})
+		defer func() { _ = recover() }()
+		_, _ = srv.Upgrade(w, r, ConnConfig{Handler: h, Open: open})
 	}))
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Close(ctx)
 		ts.Close()
 		hub.Close()
 	})
-	return strings.TrimPrefix(ts.URL, "http://")
+	return strings.TrimPrefix(ts.URL, "http://"), srv, h
 }
 
 // rawUpgrade sends a WebSocket upgrade request by hand, with version as
@@ -73,7 +76,7 @@ func testOpenWithHandshake(t *testing.T, mode Options) {
 	silent := make(chan error, 1)
 	var nc net.Conn
 	ready := make(chan struct{})
-	addr := handshakeServer(t, mode, func(c *realtime.Conn) {
+	addr, _, _ := handshakeServer(t, mode, func(c *realtime.Conn) {
 		<-ready
 		// Nothing, not even the 101 response, has reached the client yet.
 		_ = nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -112,7 +115,7 @@ func testOpenWithHandshake(t *testing.T, mode Options) {
 // A connection closed inside Open still gets the handshake, the messages
 // sent before the close, and the close frame.
 func TestOpenCloses(t *testing.T) {
-	addr := handshakeServer(t, Options{}, func(c *realtime.Conn) {
+	addr, _, _ := handshakeServer(t, Options{}, func(c *realtime.Conn) {
 		_ = c.SendJSON([]byte(`{"type":"error"}`))
 		c.Close(realtime.CloseNotFound, "not found")
 	})
@@ -136,7 +139,7 @@ func TestOpenCloses(t *testing.T) {
 // over, still reaches the client, and Open does not run.
 func TestHandshakeErrorAfterHijack(t *testing.T) {
 	opened := make(chan struct{}, 1)
-	addr := handshakeServer(t, Options{}, func(*realtime.Conn) { opened <- struct{}{} })
+	addr, _, _ := handshakeServer(t, Options{}, func(*realtime.Conn) { opened <- struct{}{} })
 	nc := rawUpgrade(t, addr, "8")
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(nc)
@@ -160,29 +163,8 @@ func TestHandshakeErrorAfterHijack(t *testing.T) {
 // An Open that panics does not leave a connection behind: it is torn down
 // (the HTTP server's recovery sees the panic).
 func TestOpenPanics(t *testing.T) {
-	hub, err := realtime.NewHub(realtime.HubOptions{Logger: quietLogger()}, func(deliver func(layer.Message)) (layer.Layer, error) {
-		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hub.Close()
-	srv, err := NewServer(hub, Options{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	}()
-	h := &testHandler{}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() { _ = recover() }()
-		_, _ = srv.Upgrade(w, r, ConnConfig{Handler: h, Open: func(*realtime.Conn) { panic("open failed") }})
-	}))
-	defer ts.Close()
-	nc := rawUpgrade(t, strings.TrimPrefix(ts.URL, "http://"), "13")
+	addr, srv, h := handshakeServer(t, Options{}, func(*realtime.Conn) { panic("open failed") })
+	nc := rawUpgrade(t, addr, "13")
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
 		t.Fatalf("read %q, %v; want the connection closed with nothing written", b, err)
