@@ -271,6 +271,16 @@ type Link struct{ c *Conn }
 // Conn returns the connection.
 func (l Link) Conn() *Conn { return l.c }
 
+// Hold makes the transport the connection's drainer before anything is
+// queued: frames queued from now on are not announced with Wake, and the
+// transport takes them with Take when it is ready (a handshake writing its
+// response together with the first messages).
+func (l Link) Hold() {
+	l.c.mu.Lock()
+	l.c.writing = true
+	l.c.mu.Unlock()
+}
+
 // Take moves the queued frames out of the connection's queue. It returns nil
 // when the queue is empty; the next queued frame then calls Transport.Wake
 // again. The transport must call Release when it is done with the batch.

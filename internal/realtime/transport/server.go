@@ -348,9 +348,11 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		}
 	}
 	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst), addr: addr}
-	wc.cork.Store(corkHeld)
 	admitted = false // the slot is the connection's now, released by teardown
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
+	// Nothing is written until Open has returned: this goroutine drains
+	// the queue then, the 101 response first.
+	wc.link.Hold()
 	_ = wc.link.Push(hw.held.Bytes())
 	wc.lastRead.Store(s.now())
 	wc.rlLast = s.now()
@@ -365,15 +367,13 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		opened := false
 		defer func() {
 			if !opened {
-				wc.teardown() // Open panicked: the connection would stay corked
+				wc.teardown() // Open panicked: nothing would drain the connection
 			}
 		}()
 		cfg.Open(conn)
 		opened = true
 	}
-	if wc.uncork() {
-		wc.drain(false) // here rather than on a pool writer: this goroutine is free
-	}
+	wc.drain(false)
 	if err := s.serve(wc, pending); err != nil {
 		wc.teardown()
 		return nil, fmt.Errorf("transport: serve connection: %w", err)

@@ -53,9 +53,6 @@ type wsConn struct {
 	tokens    float32
 	strikes   uint16
 
-	// cork holds writes back while the handshake's Open runs (corkHeld,
-	// corkWoken once a write is due), so its messages go out together.
-	cork       atomic.Uint32
 	closeSent  atomic.Bool
 	peerClosed atomic.Bool
 	finished   atomic.Bool
@@ -349,26 +346,9 @@ func (w *wsConn) readLoop(pending []byte) {
 	}
 }
 
-// States of wsConn.cork.
-const (
-	corkOpen uint32 = iota
-	corkHeld
-	corkWoken
-)
-
-// uncork lets writes go and reports whether one is due, which the caller
-// then starts.
-func (w *wsConn) uncork() bool { return w.cork.Swap(corkOpen) == corkWoken }
-
 // Wake implements realtime.Transport: a pool writer drains the queue, or a
-// goroutine of its own when the pool is saturated. While the handshake holds
-// writes back it only notes that one is due.
+// goroutine of its own when the pool is saturated.
 func (w *wsConn) Wake() {
-	for c := w.cork.Load(); c != corkOpen; c = w.cork.Load() {
-		if c == corkWoken || w.cork.CompareAndSwap(corkHeld, corkWoken) {
-			return
-		}
-	}
 	select {
 	case w.srv.writeq <- w:
 	default:
