@@ -94,8 +94,24 @@ func TestHealthAndMetrics(t *testing.T) {
 	if ev := room.NextEvent(5 * time.Second); ev.Type != "comment" {
 		t.Fatalf("got %s", ev.Type)
 	}
+	// The relay counts an event as published once its round returned,
+	// which may be just after the client read it: give the counters a
+	// moment.
+	counters := []string{"herald_realtime_deliveries_total", `herald_events_published_total{type="comment"}`, "herald_realtime_events_received_total"}
+	moved := func(after string) bool {
+		for _, m := range counters {
+			if metric(t, after, m)-metric(t, before, m) < 1 {
+				return false
+			}
+		}
+		return true
+	}
 	_, after := get(t, base+"/metrics")
-	for _, m := range []string{"herald_realtime_deliveries_total", `herald_events_published_total{type="comment"}`, "herald_realtime_events_received_total"} {
+	for deadline := time.Now().Add(5 * time.Second); !moved(after) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		_, after = get(t, base+"/metrics")
+	}
+	for _, m := range counters {
 		if d := metric(t, after, m) - metric(t, before, m); d < 1 {
 			t.Errorf("%s moved by %v; want ≥ 1", m, d)
 		}
