@@ -109,6 +109,15 @@ type Redis struct {
 	// position share a round trip (sharedHistory).
 	histFlight singleflight.Group
 
+	// confirming are the subscriptions Redis confirmed for the first time,
+	// whose position the confirmer reads next; confirmWake wakes it.
+	confirmMu   sync.Mutex
+	confirming  []*rsub
+	confirmWake chan struct{}
+	// Tests pause the confirmer here: before it reads the positions of a
+	// batch, and after.
+	testBeforeConfirm, testAfterPositions func([]*rsub)
+
 	mu     sync.Mutex
 	groups map[string]*rsub       // subscribed groups
 	nodes  map[string]*subscriber // subscriber connections by node address ("" unsharded)
@@ -207,15 +216,16 @@ func NewRedis(ctx context.Context, url string, handler func(Message), opts Redis
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	r := &Redis{
-		handler: handler,
-		opt:     opts,
-		log:     opts.Logger,
-		id:      hex.EncodeToString(b[:]),
-		publish: redis.NewScript(publishScript),
-		history: redis.NewScript(historyScript),
-		groups:  make(map[string]*rsub),
-		nodes:   make(map[string]*subscriber),
-		stop:    make(chan struct{}),
+		handler:     handler,
+		opt:         opts,
+		log:         opts.Logger,
+		id:          hex.EncodeToString(b[:]),
+		publish:     redis.NewScript(publishScript),
+		history:     redis.NewScript(historyScript),
+		groups:      make(map[string]*rsub),
+		nodes:       make(map[string]*subscriber),
+		stop:        make(chan struct{}),
+		confirmWake: make(chan struct{}, 1),
 	}
 	if opts.Sharded {
 		co, err := redis.ParseClusterURL(url)
@@ -252,8 +262,9 @@ func NewRedis(ctx context.Context, url string, handler func(Message), opts Redis
 		r.subscriberLocked("")
 		r.mu.Unlock()
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.keeper()
+	go r.confirmer()
 	return r, nil
 }
 

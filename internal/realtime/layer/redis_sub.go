@@ -44,12 +44,22 @@ type rsub struct {
 	// network blip). At most recentEvents of them, recentBytes of data.
 	recent      []Message
 	recentBytes int
+	// early holds, in order, the events received between Redis's first
+	// confirmation of the subscription and the reading of the group's
+	// position, which the confirmer does off the reader goroutine;
+	// earlyOver records that more came than earlyEvents/earlyBytes, and
+	// the confirmer then catches up from the history instead.
+	early      []Message
+	earlyBytes int
+	earlyOver  bool
 }
 
-// Bounds of rsub.recent.
+// Bounds of rsub.recent and rsub.early.
 const (
 	recentEvents = 64
 	recentBytes  = 64 << 10
+	earlyEvents  = 1024
+	earlyBytes   = 1 << 20
 )
 
 // delivered records msg as the group's latest event, handed to the
@@ -745,40 +755,129 @@ func (sb *subscriber) onMessage(m *redis.Message) {
 	sb.r.deliver(s, msg)
 }
 
-// confirmed runs when Redis confirmed s's subscription on a connection: the
-// first time it establishes where the group stands (everything published
-// from now on arrives on the channel; what came before is the joining
-// members' to read from the history), after a reconnect it catches up on
-// what the connection missed.
+// confirmed runs on the reader goroutine when Redis confirmed s's
+// subscription on a connection. After a reconnect it catches up on what the
+// connection missed. The first time, where the group stands must be read
+// (everything published from now on arrives on the channel; what came
+// before is the joining members' to read from the history): that read is
+// the confirmer's, so that a burst of new groups (every user joining their
+// own) costs one pipelined round trip per batch instead of one round trip
+// each on the goroutine every group's events wait behind.
 func (r *Redis) confirmed(s *rsub) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.known {
+	known := s.known
+	if known {
 		r.catchUpLocked(s)
-		return
 	}
-	var off uint64
-	var epoch string
+	s.mu.Unlock()
+	if !known {
+		r.confirmMu.Lock()
+		r.confirming = append(r.confirming, s)
+		r.confirmMu.Unlock()
+		select {
+		case r.confirmWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// confirmer reads the positions of newly confirmed subscriptions, in
+// batches, until the layer closes.
+func (r *Redis) confirmer() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.confirmWake:
+		}
+		r.confirmMu.Lock()
+		batch := r.confirming
+		r.confirming = nil
+		r.confirmMu.Unlock()
+		for len(batch) > 0 {
+			n := min(len(batch), maxConfirmBatch)
+			r.confirmBatch(batch[:n])
+			batch = batch[n:]
+		}
+	}
+}
+
+// maxConfirmBatch is how many positions one pipeline reads at most.
+const maxConfirmBatch = 512
+
+// confirmBatch reads the positions of subs in one pipeline (retried twice
+// on failure) and settles each.
+func (r *Redis) confirmBatch(subs []*rsub) {
+	if r.testBeforeConfirm != nil {
+		r.testBeforeConfirm(subs)
+	}
+	cmds := make([]*redis.SliceCmd, len(subs))
 	var err error
 	for attempt := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		off, epoch, err = r.readPosition(ctx, s.group)
+		pipe := r.cmd.Pipeline()
+		for i, s := range subs {
+			cmds[i] = pipe.HMGet(ctx, r.key(s.group, "m"), "epoch", "last")
+		}
+		_, err = pipe.Exec(ctx)
 		cancel()
-		if err == nil || attempt == 2 {
+		if err == nil || attempt == 2 || r.isClosed() {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-r.stop:
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
+	if r.testAfterPositions != nil {
+		r.testAfterPositions(subs)
+	}
+	for i, s := range subs {
+		var off uint64
+		var epoch string
+		perr := err
+		if perr == nil {
+			var vals []any
+			if vals, perr = cmds[i].Result(); perr == nil {
+				off, epoch, perr = parsePosition(vals)
+			}
+		}
+		if perr != nil {
+			perr = fmt.Errorf("layer: position of %q: %w", s.group, perr)
+		}
+		r.settle(s, off, epoch, perr)
+	}
+}
+
+// settle establishes s's position (or its failure), delivers what arrived
+// meanwhile after it, and releases the subscribers waiting for it.
+func (r *Redis) settle(s *rsub, off uint64, epoch string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	select {
 	case <-s.ready:
-		return // already settled
+		return // settled by an earlier confirmation
 	default:
 	}
+	early, over := s.early, s.earlyOver
+	s.early, s.earlyBytes, s.earlyOver = nil, 0, false
 	if err != nil {
 		s.readyErr = err
+		close(s.ready)
+		return
+	}
+	s.known, s.epoch, s.last = true, epoch, off
+	s.forget()
+	if over {
+		r.catchUpLocked(s)
 	} else {
-		s.known, s.epoch, s.last = true, epoch, off
-		s.forget()
+		for _, m := range early {
+			if m.Epoch == s.epoch && m.Offset <= s.last {
+				continue // published before the position was read
+			}
+			r.deliverLocked(s, m)
+		}
 	}
 	close(s.ready)
 }
@@ -790,8 +889,22 @@ func (r *Redis) deliver(s *rsub, msg Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.known {
-		return // before the subscription was confirmed: the history has it
+		// Confirmed, its position still being read: the confirmer
+		// delivers it after that.
+		if s.earlyOver || len(s.early) == earlyEvents || s.earlyBytes+len(msg.Data) > earlyBytes {
+			s.earlyOver = true
+			s.early, s.earlyBytes = nil, 0
+			return
+		}
+		s.early = append(s.early, msg)
+		s.earlyBytes += len(msg.Data)
+		return
 	}
+	r.deliverLocked(s, msg)
+}
+
+// deliverLocked is deliver with s.mu held and s's position known.
+func (r *Redis) deliverLocked(s *rsub, msg Message) {
 	switch {
 	case msg.Epoch == s.epoch:
 		if msg.Offset <= s.last {

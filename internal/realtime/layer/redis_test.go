@@ -724,3 +724,115 @@ func TestRecentEvents(t *testing.T) {
 	check(0, "f", []uint64{1}, true)
 	check(200, "e", nil, false)
 }
+
+// waitEarly waits until s holds n events received before its position.
+func waitEarly(t *testing.T, s *rsub, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d events of %s kept before its position", n, s.group), 5*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.early) == n
+	})
+}
+
+// A new group's position is read off the subscriber connection's reader:
+// the events of groups already subscribed keep arriving meanwhile, and the
+// new group's events that arrive before its position is known are delivered
+// after it, in order, those the position covers left out.
+func TestRedisConfirmsOffTheReader(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	url := redistest.SharedURL()
+	s := newSink()
+	r := newTestRedis(t, url, s, RedisOptions{Prefix: prefix})
+	pub := newTestRedis(t, url, newSink(), RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, pub, "new", 2) // offsets 1 and 2, before the subscription
+
+	var once sync.Once
+	r.testBeforeConfirm = func(subs []*rsub) {
+		once.Do(func() {
+			// Confirmed, position not read yet: the reader is free to
+			// deliver another group's event, and keeps the new group's.
+			publishN(t, pub, "old", 1)
+			s.wait(t, "old", 1, 5*time.Second)
+			publishN(t, pub, "new", 2) // 3 and 4: the position will cover them
+			waitEarly(t, subs[0], 2)
+		})
+	}
+	var once2 sync.Once
+	r.testAfterPositions = func(subs []*rsub) {
+		once2.Do(func() {
+			publishN(t, pub, "new", 2) // 5 and 6: after the position
+			waitEarly(t, subs[0], 4)
+			if got := s.get("new"); len(got) != 0 {
+				t.Errorf("delivered before the position was known: %v", offsets(got))
+			}
+		})
+	}
+	if err := r.Subscribe(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if off, _, err := r.Position(ctx, "new"); err != nil || off != 6 {
+		t.Fatalf("position after subscribing = %d, %v; want 6", off, err)
+	}
+	publishN(t, pub, "new", 1)
+	got := s.wait(t, "new", 3, 5*time.Second)
+	checkOffsets(t, "new", got, 5)
+	if len(got) != 3 {
+		t.Fatalf("new: got offsets %v, want [5 6 7]", offsets(got))
+	}
+}
+
+// Subscriptions confirmed while the confirmer is busy share its next read
+// of positions: one pipeline for the lot.
+func TestRedisBatchesConfirmations(t *testing.T) {
+	ctx := context.Background()
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: redistest.Prefix(t)})
+	var (
+		mu      sync.Mutex
+		batches []int
+	)
+	gate := make(chan struct{})
+	r.testBeforeConfirm = func(subs []*rsub) {
+		mu.Lock()
+		batches = append(batches, len(subs))
+		first := len(batches) == 1
+		mu.Unlock()
+		if first {
+			<-gate
+		}
+	}
+	const n = 50
+	errs := make(chan error, n)
+	subscribe := func(i int) { errs <- r.Subscribe(ctx, fmt.Sprintf("g%d", i)) }
+	// The first confirmation holds the confirmer; the others queue.
+	go subscribe(0)
+	waitFor(t, "the first confirmation", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(batches) == 1
+	})
+	for i := 1; i < n; i++ {
+		go subscribe(i)
+	}
+	waitFor(t, "the other confirmations to queue", 5*time.Second, func() bool {
+		r.confirmMu.Lock()
+		defer r.confirmMu.Unlock()
+		return len(r.confirming) == n-1
+	})
+	close(gate)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(batches, []int{1, n - 1}) {
+		t.Fatalf("confirmation batches %v, want [1 %d]", batches, n-1)
+	}
+}
