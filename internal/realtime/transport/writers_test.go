@@ -1,0 +1,83 @@
+package transport
+
+import (
+	"testing"
+	"time"
+)
+
+// bareServer is enough of a Server for the pool writers' queue policy.
+func bareServer() *Server {
+	return &Server{writeq: make(chan *wsConn, 4), done: make(chan struct{}), start: time.Now()}
+}
+
+// A writer that waited on an empty queue marks the queue as just emptied:
+// a burst after a quiet spell does not count the quiet time as busy, so the
+// reserve writer helps with it.
+func TestNextWriteAfterAQuietSpell(t *testing.T) {
+	s := bareServer()
+	wc := &wsConn{}
+	// Queue busy (never found empty) since the server started.
+	s.queueEmptied.Store(0)
+	time.Sleep(2 * writerBurst)
+
+	// Work already queued does not mean the queue was empty.
+	s.writeq <- wc
+	if got, ok := s.nextWrite(); !ok || got != wc {
+		t.Fatalf("nextWrite = %p, %v; want the queued connection", got, ok)
+	}
+	if busy := time.Duration(s.now() - s.queueEmptied.Load()); busy < 2*writerBurst {
+		t.Fatalf("queue counted busy for %v after taking queued work, want ≥ %v", busy, 2*writerBurst)
+	}
+
+	// An empty queue waited on is a break.
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		s.writeq <- wc
+	}()
+	if got, ok := s.nextWrite(); !ok || got != wc {
+		t.Fatalf("nextWrite = %p, %v; want the connection queued later", got, ok)
+	}
+	if busy := time.Duration(s.now() - s.queueEmptied.Load()); busy > writerBurst {
+		t.Fatalf("queue counted busy for %v right after a wait on it empty; the reserve would rest", busy)
+	}
+	close(s.done)
+	if _, ok := s.nextWrite(); ok {
+		t.Fatal("nextWrite after the server stopped returned work")
+	}
+}
+
+// The reserve writer rests while the queue stays busy past writerBurst and
+// goes back to work once a writer found it empty.
+func TestReserveWriterRestsWhileBusy(t *testing.T) {
+	s := bareServer()
+	var rest *time.Timer
+	// Just emptied: no rest.
+	s.queueEmptied.Store(s.now())
+	if !s.restWhileBusy(&rest) || rest != nil {
+		t.Fatal("the reserve rested although the queue was just empty")
+	}
+
+	// Busy for longer than writerBurst: it rests until the queue empties.
+	s.queueEmptied.Store(s.now() - int64(2*writerBurst))
+	emptied := make(chan int64, 1)
+	go func() {
+		time.Sleep(5 * reserveRest)
+		now := s.now()
+		s.queueEmptied.Store(now)
+		emptied <- now
+	}()
+	if !s.restWhileBusy(&rest) {
+		t.Fatal("restWhileBusy reported the server stopped")
+	}
+	returned := s.now()
+	if at := <-emptied; returned < at {
+		t.Fatalf("the reserve went back to work %v before the queue emptied", time.Duration(at-returned))
+	}
+
+	// A stopping server ends the rest.
+	s.queueEmptied.Store(s.now() - int64(2*writerBurst))
+	close(s.done)
+	if s.restWhileBusy(&rest) {
+		t.Fatal("restWhileBusy kept the reserve after the server stopped")
+	}
+}
