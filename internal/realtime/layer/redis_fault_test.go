@@ -3,6 +3,7 @@ package layer
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,5 +158,44 @@ func TestRedisUnansweringServerIsDetected(t *testing.T) {
 	checkOffsets(t, "after the pause", got, 1)
 	if st := b.Stats(); st.Reconnects < 1 || st.Lost != 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// A subscriber connection that drops after a new group's position was read
+// and before the group was settled: the group is confirmed again on the new
+// connection, and what was published in between is caught up without
+// waiting for the group's next event.
+func TestRedisSubscriberDropsWhileConfirming(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	sa, sb := newSink(), newSink()
+	a := newTestRedis(t, srv.URL(), sa, RedisOptions{})
+	b := newTestRedis(t, srv.URL(), sb, RedisOptions{})
+	publishN(t, a, "g", 2)
+	admin := srv.Client()
+	var once sync.Once
+	b.testAfterPositions = func(subs []*rsub) {
+		once.Do(func() {
+			s := subs[0]
+			if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+				t.Error(err)
+				return
+			}
+			publishN(t, a, "g", 3) // 3–5: after the position, on no connection of b
+			waitFor(t, "the group confirmed again", 10*time.Second, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.reacked
+			})
+		})
+	}
+	if err := b.Subscribe(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	got := sb.wait(t, "g", 3, 5*time.Second)
+	checkOffsets(t, "g", got, 3)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(sb.get("g")); n != 3 {
+		t.Fatalf("g: %d messages, want 3 (offsets %v)", n, offsets(sb.get("g")))
 	}
 }

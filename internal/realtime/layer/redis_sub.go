@@ -52,6 +52,10 @@ type rsub struct {
 	early      []Message
 	earlyBytes int
 	earlyOver  bool
+	// confirming is set while s waits for the confirmer; reacked records
+	// that a new connection confirmed it again meanwhile, so what was
+	// published between the connections is caught up once it is settled.
+	confirming, reacked bool
 }
 
 // Bounds of rsub.recent and rsub.early.
@@ -765,12 +769,17 @@ func (sb *subscriber) onMessage(m *redis.Message) {
 // each on the goroutine every group's events wait behind.
 func (r *Redis) confirmed(s *rsub) {
 	s.mu.Lock()
-	known := s.known
-	if known {
+	known, queued := s.known, s.confirming
+	switch {
+	case known:
 		r.catchUpLocked(s)
+	case queued:
+		s.reacked = true
+	default:
+		s.confirming = true
 	}
 	s.mu.Unlock()
-	if !known {
+	if !known && !queued {
 		r.confirmMu.Lock()
 		r.confirming = append(r.confirming, s)
 		r.confirmMu.Unlock()
@@ -860,8 +869,9 @@ func (r *Redis) settle(s *rsub, off uint64, epoch string, err error) {
 		return // settled by an earlier confirmation
 	default:
 	}
-	early, over := s.early, s.earlyOver
+	early, over, reacked := s.early, s.earlyOver, s.reacked
 	s.early, s.earlyBytes, s.earlyOver = nil, 0, false
+	s.confirming, s.reacked = false, false
 	if err != nil {
 		s.readyErr = err
 		close(s.ready)
@@ -869,15 +879,18 @@ func (r *Redis) settle(s *rsub, off uint64, epoch string, err error) {
 	}
 	s.known, s.epoch, s.last = true, epoch, off
 	s.forget()
-	if over {
-		r.catchUpLocked(s)
-	} else {
+	if !over {
 		for _, m := range early {
 			if m.Epoch == s.epoch && m.Offset <= s.last {
 				continue // published before the position was read
 			}
 			r.deliverLocked(s, m)
 		}
+	}
+	if over || reacked {
+		// Too much arrived to keep, or the connection was made again
+		// since the position was read: what it missed is in the history.
+		r.catchUpLocked(s)
 	}
 	close(s.ready)
 }
