@@ -40,12 +40,10 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 	}
 	// Positions are taken before the handshake completes: whatever is
 	// published from here on reaches the connection, even before its joins.
-	start := make([]position, len(groups))
-	for i, g := range groups {
-		if start[i], err = c.positionNow(r.Context(), g); err != nil {
-			c.failed(w, "position", err)
-			return
-		}
+	start, err := c.positionsNow(r.Context(), groups)
+	if err != nil {
+		c.failed(w, "position", err)
+		return
 	}
 	cfg := transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)}
 	c.accept(k, w, r, cfg, func(acc accepted) {

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -211,4 +213,29 @@ func TestApplicationsRejectsClientMessages(t *testing.T) {
 			t.Errorf("%s → %s %s; want error %s", msg, ev.Type, ev.Data, code)
 		}
 	}
+}
+
+// With the Redis layer a creator's groups (their own and one per quest) are
+// positioned together before the handshake completes; each quest's
+// applications still reach them.
+func TestApplicationsFlowOnRedis(t *testing.T) {
+	s := start(t, testenv.SQLite(t), func(c *config.Config) {
+		c.Layer, c.RedisPrefix = redistest.SharedURL(), redistest.Prefix(t)
+	})
+	_, creatorTok := s.user("creator")
+	_, applicantTok := s.user("applicant")
+	var quests []int64
+	for i := range 3 {
+		q := s.call("POST", "/api/quests/", creatorTok, map[string]string{"title": fmt.Sprintf("Quest %d", i)}, 201)
+		quests = append(quests, id(q))
+	}
+	creator := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+creatorTok, nil)
+	for i, q := range quests {
+		s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", q), applicantTok, map[string]string{"message": "me"}, 201)
+		ev := creator.NextEvent(wait)
+		if ev.Type != "new_application" || !strings.Contains(string(ev.Data), fmt.Sprintf(`"quest_title":"Quest %d"`, i)) {
+			t.Fatalf("creator got %s %s, want new_application for Quest %d", ev.Type, ev.Data, i)
+		}
+	}
+	creator.NoMessage(100 * time.Millisecond)
 }

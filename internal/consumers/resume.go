@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald/internal/realtime"
+	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
 // position is where a client stands in a group: the offset of the last event
@@ -76,6 +77,29 @@ func (c *Consumers) positionNow(ctx context.Context, group string) (position, er
 		return position{}, fmt.Errorf("position of %s: %w", group, err)
 	}
 	return position{Offset: off, Epoch: epoch}, nil
+}
+
+// positionsNow is positionNow for several groups, in one round trip when
+// the layer can read them together.
+func (c *Consumers) positionsNow(ctx context.Context, groups []string) ([]position, error) {
+	out := make([]position, len(groups))
+	if bp, ok := c.hub.Layer().(layer.BatchPositioner); ok && len(groups) > 1 {
+		ps, err := bp.Positions(ctx, groups)
+		if err != nil {
+			return nil, fmt.Errorf("positions of %d groups: %w", len(groups), err)
+		}
+		for i, p := range ps {
+			out[i] = position{Offset: p.Offset, Epoch: p.Epoch}
+		}
+		return out, nil
+	}
+	for i, g := range groups {
+		var err error
+		if out[i], err = c.positionNow(ctx, g); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // joinFrom joins conn to group and replays what it missed since p, so an

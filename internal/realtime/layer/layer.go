@@ -39,6 +39,20 @@ type BatchPublisher interface {
 	PublishBatch(ctx context.Context, msgs []Message, keys []string) ([]uint64, error)
 }
 
+// Position is where a group stands: the offset of its latest message and
+// its epoch ((0, "") for a group with no messages yet).
+type Position struct {
+	Offset uint64
+	Epoch  string
+}
+
+// BatchPositioner is implemented by layers that read several groups'
+// positions in one round trip (Redis, in one pipeline). Positions returns
+// them in the order of groups, each as Position would.
+type BatchPositioner interface {
+	Positions(ctx context.Context, groups []string) ([]Position, error)
+}
+
 // Layer carries group events.
 //
 // The handler given to a Layer's constructor receives the messages of the

@@ -669,6 +669,53 @@ func (r *Redis) Position(ctx context.Context, group string) (uint64, string, err
 	return r.readPosition(ctx, group)
 }
 
+// Positions implements BatchPositioner: the groups this process is
+// subscribed to are answered as Position answers them, the others read in
+// one pipeline.
+func (r *Redis) Positions(ctx context.Context, groups []string) ([]Position, error) {
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
+	out := make([]Position, len(groups))
+	cmds := make([]*redis.SliceCmd, len(groups))
+	var pipe redis.Pipeliner
+	for i, g := range groups {
+		r.mu.Lock()
+		s := r.groups[g]
+		r.mu.Unlock()
+		if s != nil {
+			if known, epoch, last := s.position(); known {
+				r.stats.localPositions.Add(1)
+				out[i] = Position{Offset: last, Epoch: epoch}
+				continue
+			}
+		}
+		if pipe == nil {
+			pipe = r.cmd.Pipeline()
+		}
+		cmds[i] = pipe.HMGet(ctx, r.key(g, "m"), "epoch", "last")
+	}
+	if pipe == nil {
+		return out, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("layer: positions of %d groups: %w", len(groups), err)
+	}
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		off, epoch, err := parsePosition(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("layer: position of %q: %w", groups[i], err)
+		}
+		out[i] = Position{Offset: off, Epoch: epoch}
+	}
+	return out, nil
+}
+
+var _ BatchPositioner = (*Redis)(nil)
+
 // readPosition reads the group's position from Redis.
 func (r *Redis) readPosition(ctx context.Context, group string) (uint64, string, error) {
 	if r.isClosed() {

@@ -154,3 +154,34 @@ func BenchmarkRedisSubscribeNewGroups(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	}
 }
+
+// BenchmarkRedisPositions reads the positions of ten groups this process is
+// not subscribed to (a quest creator's handshake): one Position call after
+// another, or one Positions pipeline. ns/op is per ten.
+func BenchmarkRedisPositions(b *testing.B) {
+	ctx := context.Background()
+	r := publishOnly(b)
+	groups := make([]string, 10)
+	for i := range groups {
+		groups[i] = fmt.Sprintf("quest_%d", i)
+		if _, err := r.Publish(ctx, Message{Group: groups[i], Type: "t", Data: []byte(`{}`)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("one-by-one", func(b *testing.B) {
+		for range b.N {
+			for _, g := range groups {
+				if _, _, err := r.Position(ctx, g); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("pipelined", func(b *testing.B) {
+		for range b.N {
+			if _, err := r.Positions(ctx, groups); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package layer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -834,5 +835,47 @@ func TestRedisBatchesConfirmations(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(batches, []int{1, n - 1}) {
 		t.Fatalf("confirmation batches %v, want [1 %d]", batches, n-1)
+	}
+}
+
+// Positions answers as Position would for each group: from the subscription
+// for a subscribed group, from Redis (one pipeline) for the others.
+func TestRedisPositions(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s := newSink()
+	r := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix})
+	pub := newTestRedis(t, redistest.SharedURL(), newSink(), RedisOptions{Prefix: prefix})
+	if err := r.Subscribe(ctx, "sub"); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, pub, "sub", 3)
+	s.wait(t, "sub", 3, 5*time.Second)
+	publishN(t, pub, "far", 2)
+
+	groups := []string{"sub", "far", "none", "far"}
+	local := r.Stats().LocalPositions
+	got, err := r.Positions(ctx, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Stats().LocalPositions - local; n != 1 {
+		t.Fatalf("%d positions answered locally, want 1 (the subscribed group)", n)
+	}
+	for i, g := range groups {
+		off, epoch, err := pub.Position(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Position{Offset: off, Epoch: epoch}); got[i] != want {
+			t.Fatalf("Positions[%d] (%s) = %+v, Position says %+v", i, g, got[i], want)
+		}
+	}
+	if got[0].Offset != 3 || got[1].Offset != 2 || got[2] != (Position{}) || got[0].Epoch == "" {
+		t.Fatalf("Positions = %+v, want offsets 3, 2, (0, \"\"), 2", got)
+	}
+	r.Close()
+	if _, err := r.Positions(ctx, groups); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Positions after Close: %v, want ErrClosed", err)
 	}
 }
