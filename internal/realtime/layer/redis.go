@@ -657,16 +657,27 @@ func (r *Redis) Position(ctx context.Context, group string) (uint64, string, err
 	if r.isClosed() {
 		return 0, "", ErrClosed
 	}
+	if p, ok := r.localPosition(group); ok {
+		return p.Offset, p.Epoch, nil
+	}
+	return r.readPosition(ctx, group)
+}
+
+// localPosition answers Position from the group's subscription, if this
+// process has one that knows where the group stands.
+func (r *Redis) localPosition(group string) (Position, bool) {
 	r.mu.Lock()
 	s := r.groups[group]
 	r.mu.Unlock()
-	if s != nil {
-		if known, epoch, last := s.position(); known {
-			r.stats.localPositions.Add(1)
-			return last, epoch, nil
-		}
+	if s == nil {
+		return Position{}, false
 	}
-	return r.readPosition(ctx, group)
+	known, epoch, last := s.position()
+	if !known {
+		return Position{}, false
+	}
+	r.stats.localPositions.Add(1)
+	return Position{Offset: last, Epoch: epoch}, true
 }
 
 // Positions implements BatchPositioner: the groups this process is
@@ -680,15 +691,9 @@ func (r *Redis) Positions(ctx context.Context, groups []string) ([]Position, err
 	cmds := make([]*redis.SliceCmd, len(groups))
 	var pipe redis.Pipeliner
 	for i, g := range groups {
-		r.mu.Lock()
-		s := r.groups[g]
-		r.mu.Unlock()
-		if s != nil {
-			if known, epoch, last := s.position(); known {
-				r.stats.localPositions.Add(1)
-				out[i] = Position{Offset: last, Epoch: epoch}
-				continue
-			}
+		if p, ok := r.localPosition(g); ok {
+			out[i] = p
+			continue
 		}
 		if pipe == nil {
 			pipe = r.cmd.Pipeline()
