@@ -210,21 +210,25 @@ func (a *App) opsStats(ctx context.Context) api.OpsStats {
 	return st
 }
 
-// newLayer builds the configured channel layer around the hub's delivery
-// function.
+// inMemoryLayer reports whether the configured channel layer is the
+// in-process one.
+func (a *App) inMemoryLayer() bool { return a.cfg.Layer == "" || a.cfg.Layer == "memory" }
+
 // unsubscribeDelay is how long a group with no local members stays
 // subscribed to the channel layer: a while on Redis, where subscribing
 // again costs round trips and misses what was published meanwhile; not at
 // all on the in-memory layer, where it costs neither.
 func (a *App) unsubscribeDelay() time.Duration {
-	if a.cfg.Layer == "" || a.cfg.Layer == "memory" {
+	if a.inMemoryLayer() {
 		return 0
 	}
 	return 10 * time.Second
 }
 
+// newLayer builds the configured channel layer around the hub's delivery
+// function.
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
-	if a.cfg.Layer == "" || a.cfg.Layer == "memory" {
+	if a.inMemoryLayer() {
 		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
