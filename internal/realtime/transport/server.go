@@ -514,13 +514,17 @@ const (
 func (s *Server) writer(reserve bool) {
 	defer s.wg.Done()
 	var rest *time.Timer
+	if reserve {
+		rest = time.NewTimer(reserveRest)
+		rest.Stop()
+	}
 	for {
 		wc, ok := s.nextWrite()
 		if !ok {
 			return
 		}
 		wc.drain(false)
-		if reserve && !s.restWhileBusy(&rest) {
+		if reserve && !s.restWhileBusy(rest) {
 			return
 		}
 	}
@@ -545,15 +549,11 @@ func (s *Server) nextWrite() (*wsConn, bool) {
 
 // restWhileBusy holds the reserve writer back while the queue has not been
 // empty for writerBurst; false once the server stops.
-func (s *Server) restWhileBusy(rest **time.Timer) bool {
+func (s *Server) restWhileBusy(rest *time.Timer) bool {
 	for time.Duration(s.now()-s.queueEmptied.Load()) > writerBurst {
-		if *rest == nil {
-			*rest = time.NewTimer(reserveRest)
-		} else {
-			(*rest).Reset(reserveRest)
-		}
+		rest.Reset(reserveRest)
 		select {
-		case <-(*rest).C:
+		case <-rest.C:
 		case <-s.done:
 			return false
 		}

@@ -52,14 +52,18 @@ func TestNextWriteAfterAQuietSpell(t *testing.T) {
 // The reserve writer rests while the queue stays busy past writerBurst and
 // goes back to work once a writer found it empty.
 func TestReserveWriterRestsWhileBusy(t *testing.T) {
-	s := bareServer()
-	var rest *time.Timer
-	// Just emptied: no rest.
-	s.queueEmptied.Store(s.now())
-	if !s.restWhileBusy(&rest) || rest != nil {
+	rest := time.NewTimer(time.Hour)
+	rest.Stop()
+	// Just emptied: no rest. The server is stopped, so a rest would end at
+	// once and report it.
+	quiet := bareServer()
+	close(quiet.done)
+	quiet.queueEmptied.Store(quiet.now())
+	if !quiet.restWhileBusy(rest) {
 		t.Fatal("the reserve rested although the queue was just empty")
 	}
 
+	s := bareServer()
 	// Busy for longer than writerBurst: it rests until the queue empties.
 	s.queueEmptied.Store(s.now() - int64(2*writerBurst))
 	emptied := make(chan int64, 1)
@@ -69,7 +73,7 @@ func TestReserveWriterRestsWhileBusy(t *testing.T) {
 		s.queueEmptied.Store(now)
 		emptied <- now
 	}()
-	if !s.restWhileBusy(&rest) {
+	if !s.restWhileBusy(rest) {
 		t.Fatal("restWhileBusy reported the server stopped")
 	}
 	returned := s.now()
@@ -80,7 +84,7 @@ func TestReserveWriterRestsWhileBusy(t *testing.T) {
 	// A stopping server ends the rest.
 	s.queueEmptied.Store(s.now() - int64(2*writerBurst))
 	close(s.done)
-	if s.restWhileBusy(&rest) {
+	if s.restWhileBusy(rest) {
 		t.Fatal("restWhileBusy kept the reserve after the server stopped")
 	}
 }
