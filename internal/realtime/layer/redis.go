@@ -688,33 +688,28 @@ func (r *Redis) Positions(ctx context.Context, groups []string) ([]Position, err
 		return nil, ErrClosed
 	}
 	out := make([]Position, len(groups))
-	cmds := make([]*redis.SliceCmd, len(groups))
-	var pipe redis.Pipeliner
+	var remote []string
+	var at []int // index in out of each remote group
 	for i, g := range groups {
 		if p, ok := r.localPosition(g); ok {
 			out[i] = p
 			continue
 		}
-		if pipe == nil {
-			pipe = r.cmd.Pipeline()
-		}
-		cmds[i] = pipe.HMGet(ctx, r.key(g, "m"), "epoch", "last")
+		remote = append(remote, g)
+		at = append(at, i)
 	}
-	if pipe == nil {
+	if len(remote) == 0 {
 		return out, nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("layer: positions of %d groups: %w", len(groups), err)
+	ps, errs, err := r.readPositions(ctx, remote)
+	if err != nil {
+		return nil, err
 	}
-	for i, c := range cmds {
-		if c == nil {
-			continue
+	for j, i := range at {
+		if errs[j] != nil {
+			return nil, errs[j]
 		}
-		off, epoch, err := parsePosition(c.Val())
-		if err != nil {
-			return nil, fmt.Errorf("layer: position of %q: %w", groups[i], err)
-		}
-		out[i] = Position{Offset: off, Epoch: epoch}
+		out[i] = ps[j]
 	}
 	return out, nil
 }
@@ -723,14 +718,41 @@ var _ BatchPositioner = (*Redis)(nil)
 
 // readPosition reads the group's position from Redis.
 func (r *Redis) readPosition(ctx context.Context, group string) (uint64, string, error) {
-	if r.isClosed() {
-		return 0, "", ErrClosed
+	ps, errs, err := r.readPositions(ctx, []string{group})
+	if err == nil {
+		err = errs[0]
 	}
-	vals, err := r.cmd.HMGet(ctx, r.key(group, "m"), "epoch", "last").Result()
 	if err != nil {
-		return 0, "", fmt.Errorf("layer: position of %q: %w", group, err)
+		return 0, "", err
 	}
-	return parsePosition(vals)
+	return ps[0].Offset, ps[0].Epoch, nil
+}
+
+// readPositions reads the groups' positions from Redis in one pipeline. err
+// is the round trip's; errs[i] is group i's, whose state in Redis could not
+// be read.
+func (r *Redis) readPositions(ctx context.Context, groups []string) (ps []Position, errs []error, err error) {
+	if r.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	pipe := r.cmd.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = pipe.HMGet(ctx, r.key(g, "m"), "epoch", "last")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		if len(groups) == 1 {
+			return nil, nil, fmt.Errorf("layer: position of %q: %w", groups[0], err)
+		}
+		return nil, nil, fmt.Errorf("layer: positions of %d groups: %w", len(groups), err)
+	}
+	ps, errs = make([]Position, len(groups)), make([]error, len(groups))
+	for i, c := range cmds {
+		if ps[i].Offset, ps[i].Epoch, errs[i] = parsePosition(c.Val()); errs[i] != nil {
+			errs[i] = fmt.Errorf("layer: position of %q: %w", groups[i], errs[i])
+		}
+	}
+	return ps, errs, nil
 }
 
 func parsePosition(vals []any) (uint64, string, error) {
@@ -741,7 +763,7 @@ func parsePosition(vals []any) (uint64, string, error) {
 	}
 	off, err := strconv.ParseUint(last, 10, 64)
 	if err != nil {
-		return 0, "", fmt.Errorf("layer: bad offset %q in redis", last)
+		return 0, "", fmt.Errorf("bad offset %q in redis", last)
 	}
 	if off == 0 {
 		return 0, "", nil

@@ -821,15 +821,18 @@ func (r *Redis) confirmBatch(subs []*rsub) {
 	if r.testBeforeConfirm != nil {
 		r.testBeforeConfirm(subs)
 	}
-	cmds := make([]*redis.SliceCmd, len(subs))
-	var err error
+	groups := make([]string, len(subs))
+	for i, s := range subs {
+		groups[i] = s.group
+	}
+	var (
+		ps   []Position
+		errs []error
+		err  error
+	)
 	for attempt := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		pipe := r.cmd.Pipeline()
-		for i, s := range subs {
-			cmds[i] = pipe.HMGet(ctx, r.key(s.group, "m"), "epoch", "last")
-		}
-		_, err = pipe.Exec(ctx)
+		ps, errs, err = r.readPositions(ctx, groups)
 		cancel()
 		if err == nil || attempt == 2 || r.isClosed() {
 			break
@@ -843,25 +846,17 @@ func (r *Redis) confirmBatch(subs []*rsub) {
 		r.testAfterPositions(subs)
 	}
 	for i, s := range subs {
-		var off uint64
-		var epoch string
-		perr := err
-		if perr == nil {
-			var vals []any
-			if vals, perr = cmds[i].Result(); perr == nil {
-				off, epoch, perr = parsePosition(vals)
-			}
+		if err != nil {
+			r.settle(s, Position{}, err)
+		} else {
+			r.settle(s, ps[i], errs[i])
 		}
-		if perr != nil {
-			perr = fmt.Errorf("layer: position of %q: %w", s.group, perr)
-		}
-		r.settle(s, off, epoch, perr)
 	}
 }
 
 // settle establishes s's position (or its failure), delivers what arrived
 // meanwhile after it, and releases the subscribers waiting for it.
-func (r *Redis) settle(s *rsub, off uint64, epoch string, err error) {
+func (r *Redis) settle(s *rsub, p Position, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -877,7 +872,7 @@ func (r *Redis) settle(s *rsub, off uint64, epoch string, err error) {
 		close(s.ready)
 		return
 	}
-	s.known, s.epoch, s.last = true, epoch, off
+	s.known, s.epoch, s.last = true, p.Epoch, p.Offset
 	s.forget()
 	if !over {
 		for _, m := range early {
