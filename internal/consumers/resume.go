@@ -14,10 +14,7 @@ import (
 
 // position is where a client stands in a group: the offset of the last event
 // it has, in the group's epoch.
-type position struct {
-	Offset uint64
-	Epoch  string
-}
+type position = layer.Position
 
 // maxResume bounds the positions one connection may resume.
 const maxResume = 256
@@ -82,17 +79,14 @@ func (c *Consumers) positionNow(ctx context.Context, group string) (position, er
 // positionsNow is positionNow for several groups, in one round trip when
 // the layer can read them together.
 func (c *Consumers) positionsNow(ctx context.Context, groups []string) ([]position, error) {
-	out := make([]position, len(groups))
 	if bp, ok := c.hub.Layer().(layer.BatchPositioner); ok && len(groups) > 1 {
 		ps, err := bp.Positions(ctx, groups)
 		if err != nil {
 			return nil, fmt.Errorf("positions of %d groups: %w", len(groups), err)
 		}
-		for i, p := range ps {
-			out[i] = position{Offset: p.Offset, Epoch: p.Epoch}
-		}
-		return out, nil
+		return ps, nil
 	}
+	out := make([]position, len(groups))
 	for i, g := range groups {
 		var err error
 		if out[i], err = c.positionNow(ctx, g); err != nil {
