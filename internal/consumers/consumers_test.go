@@ -224,11 +224,16 @@ func TestApplicationsFlowOnRedis(t *testing.T) {
 	})
 	_, creatorTok := s.user("creator")
 	_, applicantTok := s.user("applicant")
+	_, earlyTok := s.user("early")
 	var quests []int64
 	for i := range 3 {
 		q := s.call("POST", "/api/quests/", creatorTok, map[string]string{"title": fmt.Sprintf("Quest %d", i)}, 201)
 		quests = append(quests, id(q))
 	}
+	// An application from before the creator connects: positions read
+	// wrongly (from the start) would replay it ahead of the first one below.
+	s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", quests[2]), earlyTok, map[string]string{"message": "early"}, 201)
+	s.settle()
 	creator := testenv.MustDialWS(t, s.ws+"/ws/applications/?token="+creatorTok, nil)
 	for i, q := range quests {
 		s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", q), applicantTok, map[string]string{"message": "me"}, 201)
