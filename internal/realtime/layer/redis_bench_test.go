@@ -48,6 +48,14 @@ func BenchmarkRedisCrossLayer(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// reportPercentiles reports the p50 and p99 of lat (sorted in place).
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
@@ -148,11 +156,7 @@ func BenchmarkRedisSubscribeNewGroups(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-	}
+	reportPercentiles(b, lat)
 }
 
 // BenchmarkRedisPositions reads the positions of ten groups this process is
