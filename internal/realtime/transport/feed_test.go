@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/http"
 	"strings"
@@ -59,6 +60,13 @@ func FuzzFeed(f *testing.F) {
 	f.Add(clientFrame(ws.OpText, true, bytes.Repeat([]byte("x"), 2000)), uint8(100))
 	f.Add(clientFrame(ws.OpClose, true, ws.NewCloseFrameBody(1000, "")), uint8(5))
 	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(2))
+	// Whole headers (mask key included) at the extremes of the 64-bit length.
+	for _, l := range []uint64{1<<63 - 1, 1<<63 - 14, 1<<63 - 15, 1 << 62, 1<<32 + 1, 65536, 65535} {
+		for _, op := range []byte{0x81, 0x82, 0x01} {
+			f.Add(hugeFrameHeader(op, l), uint8(255))
+		}
+		f.Add(append(clientFrame(ws.OpText, false, []byte(`{"a":`)), hugeFrameHeader(0x80, l)...), uint8(255))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
 		w := newFeedConn(t)
 		sc := &scratch{}
@@ -79,6 +87,73 @@ func FuzzFeed(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hugeFrameHeader is a masked client frame header (first byte b0) that
+// announces a payload of length l and carries none of it.
+func hugeFrameHeader(b0 byte, l uint64) []byte {
+	h := []byte{b0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+	binary.BigEndian.PutUint64(h[2:10], l)
+	return h
+}
+
+// TestFeedHugeLengths: a header announcing up to 2^63-1 bytes is refused
+// with 1009 (or 1003 for binary) and skipped; it must never panic or buffer.
+func TestFeedHugeLengths(t *testing.T) {
+	for _, l := range []uint64{1<<63 - 1, 1<<63 - 14, 1<<63 - 13, 1 << 62, 1025} {
+		for _, tc := range []struct {
+			name   string
+			prefix []byte
+			b0     byte
+			code   uint16
+		}{
+			{"text", nil, 0x81, realtime.CloseMessageTooBig},
+			{"binary", nil, 0x82, realtime.CloseUnsupportedData},
+			{"unfinished text", nil, 0x01, realtime.CloseMessageTooBig},
+			{"continuation", clientFrame(ws.OpText, false, []byte(`{"a":`)), 0x80, realtime.CloseMessageTooBig},
+		} {
+			w := newFeedConn(t)
+			data := append(bytes.Clone(tc.prefix), hugeFrameHeader(tc.b0, l)...)
+			data = append(data, 0, 0, 0, 0)
+			if err := w.feed(data, &scratch{}); err != nil {
+				t.Fatalf(
+					"%s, length %d: %v",
+					tc.name, l, err)
+			}
+			if want := int64(l) - 4; w.skip != want {
+				t.Errorf(
+					"%s, length %d: skip %d, want %d",
+					tc.name, l, w.skip, want)
+			}
+			if w.rbuf != nil {
+				t.Errorf(
+					"%s, length %d: buffered %d bytes",
+					tc.name, l, len(w.rbuf))
+			}
+			if code := queuedCloseCode(w); code != tc.code {
+				t.Errorf(
+					"%s, length %d: close code %d, want %d",
+					tc.name, l, code, tc.code)
+			}
+		}
+	}
+}
+
+// queuedCloseCode is the code of the close frame queued on w, or 0.
+func queuedCloseCode(w *wsConn) uint16 {
+	b := w.link.Take()
+	if b == nil {
+		return 0
+	}
+	defer w.link.Release(b)
+	for _, f := range b.Frames {
+		fr, err := ws.ReadFrame(bytes.NewReader(f))
+		if err == nil && fr.Header.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(fr.Payload)
+			return uint16(code)
+		}
+	}
+	return 0
 }
 
 func TestFeedSplitAnywhere(t *testing.T) {

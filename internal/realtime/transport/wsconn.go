@@ -173,10 +173,12 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 			if !h.OpCode.IsControl() {
 				w.dropFrags = !h.Fin
 			}
-			if total := int64(hn) + h.Length; int64(len(rest)) >= total {
-				used += int(total)
+			// h.Length may be up to 2^63-1: compare it with what is here
+			// rather than adding the header size to it.
+			if avail := int64(len(rest) - hn); avail >= h.Length {
+				used += hn + int(h.Length)
 			} else {
-				w.skip = total - int64(len(rest))
+				w.skip = h.Length - avail
 				used = len(b)
 			}
 			continue
