@@ -28,10 +28,13 @@ type ThrottleConfig struct {
 	Now           func() time.Time
 }
 
-// Throttle limits password guessing. Failed logins are counted per account
+// Throttle limits password guessing. Attempts are counted per account
 // (case-insensitively) and per client address (IPv6 clients by /64, since
 // one host typically controls a whole /64). Once a key reaches its limit it
 // stays locked until its window, which starts at its first failure, ends.
+// Begin counts an attempt before its work starts, so that concurrent
+// attempts cannot pass the limit; a successful or abandoned attempt is given
+// back.
 //
 // State is kept in memory and bounded by MaxEntries: expired entries are
 // dropped as calls come in, and when the table is full the oldest entry,
@@ -86,6 +89,84 @@ func (t *Throttle) Check(account, addr string) (retryAfter time.Duration, ok boo
 		}
 	}
 	return retryAfter, retryAfter == 0
+}
+
+// Begin counts an attempt for account from addr before its work starts, so
+// concurrent attempts cannot all pass a check made before any of them is
+// recorded. It refuses the attempt, with how long until the lock lifts, if
+// any of its keys has reached its limit, counting attempts still in flight.
+//
+// An attempt that is not settled stays counted, as a failure. Succeed and
+// Release give back what Begin took.
+func (t *Throttle) Begin(account, addr string) (a *Attempt, retryAfter time.Duration, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.cfg.Now()
+	t.prune(now)
+	keys := t.keys(account, addr)
+	for _, k := range keys {
+		if e := t.lookup(k.key, now); e != nil && e.failures >= k.max {
+			retryAfter = max(retryAfter, e.start.Add(t.cfg.Window).Sub(now))
+		}
+	}
+	if retryAfter > 0 {
+		return nil, retryAfter, false
+	}
+	a = &Attempt{t: t}
+	for _, k := range keys {
+		e := t.lookup(k.key, now)
+		if e == nil {
+			e = t.insert(k.key, now)
+		}
+		e.failures++
+		a.held = append(a.held, e)
+	}
+	return a, 0, true
+}
+
+// Attempt is an attempt counted by Throttle.Begin. Its methods may be called
+// at most once, and not concurrently.
+type Attempt struct {
+	t    *Throttle
+	held []*throttleEntry // account first, if there is one
+}
+
+// Succeed settles a successful sign-in: the account's failures are cleared
+// and the attempt no longer counts against the address, as in Success.
+func (a *Attempt) Succeed() {
+	a.t.mu.Lock()
+	defer a.t.mu.Unlock()
+	for _, e := range a.held {
+		if strings.HasPrefix(e.key, "u:") {
+			if el, ok := a.t.entries[e.key]; ok {
+				a.t.remove(el)
+			}
+			continue
+		}
+		a.t.giveBack(e)
+	}
+}
+
+// Release gives the attempt back: it did no work that should count, for
+// example because the server was too busy to check the password.
+func (a *Attempt) Release() {
+	a.t.mu.Lock()
+	defer a.t.mu.Unlock()
+	for _, e := range a.held {
+		a.t.giveBack(e)
+	}
+}
+
+// giveBack uncounts one attempt from e, if e is still the live entry for its
+// key: an entry that expired or was evicted meanwhile took its count along.
+func (t *Throttle) giveBack(e *throttleEntry) {
+	el, ok := t.entries[e.key]
+	if !ok || el.Value.(*throttleEntry) != e {
+		return
+	}
+	if e.failures--; e.failures <= 0 {
+		t.remove(el)
+	}
 }
 
 // Failure records a failed login for account from addr.

@@ -180,3 +180,78 @@ func TestThrottleConcurrent(t *testing.T) {
 		t.Errorf("%d entries, want at most 50", got)
 	}
 }
+
+// Attempts are counted when they begin, so concurrent attempts cannot all
+// pass a check made before any of them failed.
+func TestThrottleBeginCountsInFlight(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now})
+	var mu sync.Mutex
+	var begun []*Attempt
+	refused := 0
+	var wg sync.WaitGroup
+	for i := range 15 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, wait, ok := th.Begin("alice", fmt.Sprintf("198.51.100.%d", i))
+			mu.Lock()
+			defer mu.Unlock()
+			if !ok {
+				if wait <= 0 {
+					t.Errorf("refused with retry-after %v", wait)
+				}
+				refused++
+				return
+			}
+			begun = append(begun, a)
+		}()
+	}
+	wg.Wait()
+	if len(begun) != DefaultMaxPerAccount || refused != 15-DefaultMaxPerAccount {
+		t.Fatalf("%d begun, %d refused; want %d and %d", len(begun), refused, DefaultMaxPerAccount, 15-DefaultMaxPerAccount)
+	}
+	// Unsettled attempts stay counted as failures.
+	mustDeny(t, th, "alice", "", DefaultThrottleWindow)
+}
+
+func TestThrottleAttemptSettles(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now, MaxPerAccount: 2, MaxPerAddress: 3})
+	begin := func(account, addr string) *Attempt {
+		t.Helper()
+		a, wait, ok := th.Begin(account, addr)
+		if !ok {
+			t.Fatalf("Begin(%q, %q) refused for %v", account, addr, wait)
+		}
+		return a
+	}
+	// Released attempts give back both counts.
+	for range 10 {
+		begin("alice", "198.51.100.1").Release()
+	}
+	mustAllow(t, th, "alice", "198.51.100.1")
+	if n := len(th.entries); n != 0 {
+		t.Fatalf("%d entries left after released attempts", n)
+	}
+
+	// A success clears the account's failures and does not count against
+	// the address; failures do.
+	begin("alice", "198.51.100.1") // fails
+	begin("alice", "198.51.100.1").Succeed()
+	begin("alice", "198.51.100.1") // fails
+	mustAllow(t, th, "alice", "")
+	begin("bob", "198.51.100.1") // fails: the address's third
+	mustDeny(t, th, "carol", "198.51.100.1", DefaultThrottleWindow)
+	if _, _, ok := th.Begin("carol", "198.51.100.1"); ok {
+		t.Fatal("Begin passed a locked address")
+	}
+
+	// An attempt whose entry expired meanwhile does not touch the new one.
+	a := begin("dave", "")
+	clock.Advance(DefaultThrottleWindow)
+	begin("dave", "")
+	a.Release()
+	begin("dave", "")
+	mustDeny(t, th, "dave", "", DefaultThrottleWindow)
+}
