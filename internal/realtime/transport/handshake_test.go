@@ -11,11 +11,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
@@ -160,14 +162,34 @@ func TestHandshakeErrorAfterHijack(t *testing.T) {
 	}
 }
 
-// An Open that panics does not leave a connection behind: it is torn down
-// (the HTTP server's recovery sees the panic).
+// An Open that panics closes its connection with 1011, after the handshake
+// response and what Open sent before it panicked, and counts the panic;
+// the panic does not reach the HTTP server.
 func TestOpenPanics(t *testing.T) {
-	addr, srv, h := handshakeServer(t, Options{}, func(*realtime.Conn) { panic("open failed") })
+	var counted atomic.Int64
+	addr, srv, h := handshakeServer(t, Options{OnPanic: func(where string) {
+		if where == panics.Handshake {
+			counted.Add(1)
+		}
+	}}, func(c *realtime.Conn) {
+		_ = c.SendJSON([]byte(`{"type":"first"}`))
+		panic("open failed")
+	})
 	nc := rawUpgrade(t, addr, "13")
+	br := bufio.NewReader(nc)
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
-		t.Fatalf("read %q, %v; want the connection closed with nothing written", b, err)
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", res, err)
+	}
+	c := &client{t: t, conn: nc, r: br}
+	if got := c.text(); got != `{"type":"first"}` {
+		t.Fatalf("got %s", got)
+	}
+	if code := c.closeCode(); code != ws.StatusCode(realtime.CloseInternalError) {
+		t.Fatalf("close code %d, want 1011", code)
 	}
 	eventually(t, "the connection to be gone", func() bool { return srv.Conns() == 0 && h.closed.Load() == 1 })
+	if n := counted.Load(); n != 1 {
+		t.Fatalf("%d handshake panics counted, want 1", n)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Defaults of the per-address limits.
@@ -16,14 +17,17 @@ const (
 	DefaultHandshakeBurst  = 200
 )
 
-// addrLimiter bounds, per client address, the open connections and the rate
-// of new handshakes, so one host cannot take all of the server's
+// AddrLimiter bounds, per client address, the open connections and the
+// rate of new handshakes, so one host cannot take all of the server's
 // descriptors or keep its workers busy with upgrades. IPv6 addresses count
-// per /64, the block one subscriber usually gets.
-type addrLimiter struct {
+// per /64, the block one subscriber usually gets. One limiter given to both
+// transports (Options.Limits, SSEOptions.Limits) counts an address's
+// WebSocket connections and event streams together.
+type AddrLimiter struct {
 	maxConns int     // <0: no limit
 	rate     float64 // handshakes per second; <0: no limit
 	burst    float64
+	start    time.Time // the clock of the token buckets
 
 	mu sync.Mutex
 	m  map[netip.Addr]*addrState
@@ -32,15 +36,36 @@ type addrLimiter struct {
 type addrState struct {
 	conns  int
 	tokens float64
-	last   int64 // server clock of the last refill
+	last   int64 // limiter clock of the last refill
 }
 
 // maxTracked bounds the limiter's memory; past it, idle entries are swept.
 const maxTracked = 100_000
 
-func newAddrLimiter(maxConns int, rate float64, burst int) *addrLimiter {
-	return &addrLimiter{maxConns: maxConns, rate: rate, burst: float64(burst), m: make(map[netip.Addr]*addrState)}
+// NewAddrLimiter returns a limiter of maxConns open connections and rate
+// new ones per second (bursts of burst) per client address. Zero values take
+// the defaults (DefaultMaxConnsPerAddr, DefaultHandshakeRate,
+// DefaultHandshakeBurst); a negative maxConns or rate disables that limit.
+func NewAddrLimiter(maxConns int, rate float64, burst int) *AddrLimiter {
+	if maxConns == 0 {
+		maxConns = DefaultMaxConnsPerAddr
+	}
+	if rate == 0 {
+		rate = DefaultHandshakeRate
+	}
+	if burst <= 0 {
+		burst = DefaultHandshakeBurst
+	}
+	return newAddrLimiter(maxConns, rate, burst)
 }
+
+func newAddrLimiter(maxConns int, rate float64, burst int) *AddrLimiter {
+	return &AddrLimiter{maxConns: maxConns, rate: rate, burst: float64(burst), start: time.Now(), m: make(map[netip.Addr]*addrState)}
+}
+
+// now is the limiter's monotonic clock in nanoseconds, shared by every
+// transport the limiter serves.
+func (l *AddrLimiter) now() int64 { return int64(time.Since(l.start)) }
 
 // addrKey is the unit a limit applies to.
 func addrKey(a netip.Addr) netip.Addr {
@@ -54,7 +79,7 @@ func addrKey(a netip.Addr) netip.Addr {
 
 // admit takes a handshake token and a connection slot for addr. On refusal
 // it returns why and how many seconds to wait.
-func (l *addrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, retry int) {
+func (l *AddrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, retry int) {
 	if !addr.IsValid() || (l.maxConns < 0 && l.rate < 0) {
 		return true, "", 0
 	}
@@ -87,7 +112,7 @@ func (l *addrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, re
 }
 
 // release gives back addr's connection slot.
-func (l *addrLimiter) release(addr netip.Addr) {
+func (l *AddrLimiter) release(addr netip.Addr) {
 	if !addr.IsValid() || (l.maxConns < 0 && l.rate < 0) {
 		return
 	}
@@ -100,7 +125,7 @@ func (l *addrLimiter) release(addr netip.Addr) {
 }
 
 // sweep forgets addresses with no connection whose bucket has refilled.
-func (l *addrLimiter) sweep(now int64) {
+func (l *AddrLimiter) sweep(now int64) {
 	for k, st := range l.m {
 		if st.conns == 0 && (l.rate < 0 || st.tokens+float64(now-st.last)/1e9*l.rate >= l.burst) {
 			delete(l.m, k)

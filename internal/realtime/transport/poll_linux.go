@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -86,25 +87,33 @@ func (p *poller) closeFDs() {
 func (p *poller) run() {
 	defer p.s.wg.Done()
 	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			p.s.log.Error("transport: epoll_wait failed; poller stops", "err", err)
-			return
+	for p.wait(events) {
+	}
+}
+
+// wait waits for readable connections and hands them to the readers; false
+// when the poller stops. After a panic it goes on with the next wait.
+func (p *poller) wait(events []unix.EpollEvent) (more bool) {
+	more = true
+	defer p.s.recoverLoop(panics.WSReader)
+	n, err := unix.EpollWait(p.epfd, events, -1)
+	if err != nil {
+		if errors.Is(err, unix.EINTR) {
+			return true
 		}
-		for i := range n {
-			id := uint32(events[i].Fd)
-			if id == wakeID {
-				return
-			}
-			if wc := p.s.lookup(id); wc != nil {
-				wc.dispatch()
-			}
+		p.s.log.Error("transport: epoll_wait failed; poller stops", "err", err)
+		return false
+	}
+	for i := range n {
+		id := uint32(events[i].Fd)
+		if id == wakeID {
+			return false
+		}
+		if wc := p.s.lookup(id); wc != nil {
+			wc.dispatch()
 		}
 	}
+	return true
 }
 
 // attachFD records the raw descriptor of wc and picks its poller, before wc
@@ -138,14 +147,9 @@ func (s *Server) pollConn(wc *wsConn, pending []byte) (bool, error) {
 	if wc.fd < 0 {
 		return false, nil
 	}
-	if len(pending) > 0 {
-		// Nobody reads the connection yet, so this goroutine may.
-		if err := wc.feed(pending, &scratch{}); err != nil {
-			wc.readFailed(err)
-			if !reading(err) {
-				return true, nil
-			}
-		}
+	// Nobody reads the connection yet, so this goroutine may.
+	if len(pending) > 0 && !s.readPending(wc, pending, &scratch{}) {
+		return true, nil
 	}
 	// Publishes the reader state above to the worker that reads next.
 	wc.rstate.Store(0)

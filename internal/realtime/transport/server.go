@@ -36,6 +36,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -100,6 +101,11 @@ type Options struct {
 	MaxConnsPerAddr int
 	HandshakeRate   float64
 	HandshakeBurst  int
+	// Limits, when set, is the per-address limiter to use instead of one
+	// built from the three fields above. Give the SSE transport the same one
+	// so that an address's WebSocket connections and event streams count
+	// together.
+	Limits *AddrLimiter
 	// Readers is the number of reader workers (default 8 per CPU, at least
 	// 16); OnMessage runs on them. Writers is the number of pool writers
 	// (default 1 per CPU). Pollers is the number of epoll loops (default 1;
@@ -108,7 +114,20 @@ type Options struct {
 	Readers, Writers, Pollers int
 	// Logger receives the transport's logs (default slog.Default()).
 	Logger *slog.Logger
+	// OnPanic, if set, is told of each panic the server recovered, by its
+	// panics.Wheres name. A panic while reading a connection or in its
+	// handler closes that connection with CloseInternalError; one while
+	// writing it drops it. Every other connection is served on.
+	OnPanic func(where string)
+
+	// testBeforeDrain, set by tests, runs before each drain of a
+	// connection's queue (to make a writer panic).
+	testBeforeDrain func(*wsConn)
 }
+
+// maxMessageLimit bounds MaxMessageSize, so that a frame's size (its header
+// plus a length up to the limit) never overflows an int.
+const maxMessageLimit = 1 << 30
 
 func (o *Options) setDefaults() {
 	def := func(v *int, d int) {
@@ -122,6 +141,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.MaxMessageSize, DefaultMaxMessageSize)
+	o.MaxMessageSize = min(o.MaxMessageSize, maxMessageLimit)
 	if o.MaxConnsPerAddr == 0 {
 		o.MaxConnsPerAddr = DefaultMaxConnsPerAddr
 	}
@@ -237,7 +257,7 @@ type Server struct {
 	pollers  []*poller
 
 	rateLimited atomic.Uint64
-	limits      *addrLimiter
+	limits      *AddrLimiter
 	refused     atomic.Uint64 // handshakes refused by the per-address limits
 }
 
@@ -256,7 +276,10 @@ func NewServer(hub *realtime.Hub, opts Options) (*Server, error) {
 		// a goroutine each (8 bytes a slot).
 		writeq: make(chan *wsConn, 1<<16),
 		done:   make(chan struct{}),
-		limits: newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst),
+		limits: opts.Limits,
+	}
+	if s.limits == nil {
+		s.limits = newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst)
 	}
 	for i := range s.reg {
 		s.reg[i].m = make(map[uint32]*wsConn)
@@ -311,7 +334,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 	if !addr.IsValid() {
 		addr = remoteAddr(r)
 	}
-	if ok, why, retry := s.limits.admit(addr, s.now()); !ok {
+	if ok, why, retry := s.limits.admit(addr, s.limits.now()); !ok {
 		s.refused.Add(1)
 		tooMany(w, why, retry)
 		return nil, ErrTooManyConnections
@@ -366,21 +389,29 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		conn.Close(realtime.CloseServiceRestart, "service restart")
 	}
 	if cfg.Open != nil {
-		opened := false
-		defer func() {
-			if !opened {
-				wc.teardown() // Open panicked: nothing would drain the connection
-			}
-		}()
-		cfg.Open(conn)
-		opened = true
+		s.open(wc, cfg.Open)
 	}
-	wc.drain(false)
+	s.write(wc)
 	if err := s.serve(wc, pending); err != nil {
 		wc.teardown()
 		return nil, fmt.Errorf("transport: serve connection: %w", err)
 	}
 	return wc.link.Conn(), nil
+}
+
+// open runs the consumer's Open on the handshake's goroutine. A panic in it
+// closes the connection with CloseInternalError, after the handshake
+// response and whatever Open queued before it panicked.
+func (s *Server) open(wc *wsConn, open func(*realtime.Conn)) {
+	defer s.recoverOpen(wc)
+	open(wc.link.Conn())
+}
+
+func (s *Server) recoverOpen(wc *wsConn) {
+	if p := recover(); p != nil {
+		s.panicked(panics.Handshake, p)
+		wc.link.Conn().Close(realtime.CloseInternalError, "internal error")
+	}
 }
 
 // serve starts reading wc: through a poller when the socket's descriptor is
@@ -489,11 +520,69 @@ func (s *Server) reader() {
 	for {
 		select {
 		case wc := <-s.readq:
-			wc.onReadable(sc)
+			s.read(wc, sc)
 		case <-s.done:
 			return
 		}
 	}
+}
+
+// read serves a readable connection on a reader worker.
+func (s *Server) read(wc *wsConn, sc *scratch) {
+	defer s.recoverRead(wc)
+	wc.onReadable(sc)
+}
+
+// readPending handles the frames the client sent right behind its
+// handshake, before anything else reads the connection; false when reading
+// is over.
+func (s *Server) readPending(wc *wsConn, pending []byte, sc *scratch) (more bool) {
+	more = true
+	defer s.recoverRead(wc)
+	if err := wc.feed(pending, sc); err != nil {
+		wc.readFailed(err)
+		more = reading(err)
+	}
+	return more
+}
+
+// recoverRead is deferred by whatever reads a connection: a panic in the
+// frame reader or in the handler's OnMessage closes that connection with
+// CloseInternalError, and the goroutine goes on with the others.
+func (s *Server) recoverRead(wc *wsConn) {
+	if p := recover(); p != nil {
+		s.panicked(panics.WSReader, p)
+		wc.internalError()
+	}
+}
+
+// write drains wc's queue without blocking (a pool writer, or the
+// handshake's goroutine).
+func (s *Server) write(wc *wsConn) {
+	defer s.recoverWrite(wc)
+	wc.drain(false)
+}
+
+// recoverWrite is deferred by whatever writes a connection: after a panic
+// the connection is dropped, since its stream may have stopped in the
+// middle of a frame and no close frame can follow that.
+func (s *Server) recoverWrite(wc *wsConn) {
+	if p := recover(); p != nil {
+		s.panicked(panics.WSWriter, p)
+		wc.teardown()
+	}
+}
+
+// recoverLoop is deferred by one turn of a long-lived loop, which goes on
+// with the next turn after a panic.
+func (s *Server) recoverLoop(where string) {
+	if p := recover(); p != nil {
+		s.panicked(where, p)
+	}
+}
+
+func (s *Server) panicked(where string, p any) {
+	panics.Report(s.log, s.opts.OnPanic, where, p)
 }
 
 // Pool writers never block, so with one per P a long fan-out keeps every P
@@ -523,7 +612,7 @@ func (s *Server) writer(reserve bool) {
 		if !ok {
 			return
 		}
-		wc.drain(false)
+		s.write(wc)
 		if reserve && !s.restWhileBusy(rest) {
 			return
 		}
@@ -574,14 +663,21 @@ func (s *Server) pinger() {
 			return
 		case <-t.C:
 		}
-		now := s.now()
-		for _, wc := range s.snapshot(i) {
-			if time.Duration(now-wc.lastRead.Load()) > s.opts.IdleTimeout {
-				wc.closeWithTimeout(realtime.CloseGoingAway, "idle timeout")
-				continue
-			}
-			_ = wc.link.Push(ws.CompiledPing)
+		s.ping(i)
+	}
+}
+
+// ping pings the connections of registry shard i and closes the silent
+// ones.
+func (s *Server) ping(i int) {
+	defer s.recoverLoop(panics.WSWriter)
+	now := s.now()
+	for _, wc := range s.snapshot(i) {
+		if time.Duration(now-wc.lastRead.Load()) > s.opts.IdleTimeout {
+			wc.closeWithTimeout(realtime.CloseGoingAway, "idle timeout")
+			continue
 		}
+		_ = wc.link.Push(ws.CompiledPing)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -24,13 +25,21 @@ type SSEOptions struct {
 	// WriteTimeout bounds one write; a client that does not read for that
 	// long is closed as a slow consumer (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
-	// AllowedOrigins, MaxConnsPerAddr, HandshakeRate and HandshakeBurst
-	// work as in Options.
+	// AllowedOrigins, MaxConnsPerAddr, HandshakeRate, HandshakeBurst and
+	// Limits work as in Options: give both transports one Limits.
 	AllowedOrigins  []string
 	MaxConnsPerAddr int
 	HandshakeRate   float64
 	HandshakeBurst  int
+	Limits          *AddrLimiter
 	Logger          *slog.Logger
+	// OnPanic, if set, is told of each panic recovered while serving a
+	// stream (panics.SSE); the panic ended only that stream.
+	OnPanic func(where string)
+
+	// testBeforeDrain, set by tests, runs before each drain of a stream's
+	// queue (to make a write panic).
+	testBeforeDrain func(*SSEStream)
 }
 
 // SSE serves Server-Sent Events streams for a hub: the fallback for clients
@@ -40,8 +49,7 @@ type SSEOptions struct {
 type SSE struct {
 	hub     *realtime.Hub
 	opts    SSEOptions
-	limits  *addrLimiter
-	start   time.Time
+	limits  *AddrLimiter
 	active  atomic.Int64
 	refused atomic.Uint64
 
@@ -75,9 +83,12 @@ func NewSSE(hub *realtime.Hub, opts SSEOptions) *SSE {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	limits := opts.Limits
+	if limits == nil {
+		limits = newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst)
+	}
 	return &SSE{
-		hub: hub, opts: opts, start: time.Now(),
-		limits:  newAddrLimiter(opts.MaxConnsPerAddr, opts.HandshakeRate, opts.HandshakeBurst),
+		hub: hub, opts: opts, limits: limits,
 		streams: make(map[*SSEStream]struct{}),
 		done:    make(chan struct{}),
 	}
@@ -128,7 +139,7 @@ func (s *SSE) Accept(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*S
 		addr = remoteAddr(r)
 	}
 	cfg.Addr = addr
-	if ok, why, retry := s.limits.admit(addr, int64(time.Since(s.start))); !ok {
+	if ok, why, retry := s.limits.admit(addr, s.limits.now()); !ok {
 		s.refused.Add(1)
 		tooMany(w, why, retry)
 		return nil, ErrTooManyConnections
@@ -167,9 +178,26 @@ func (st *SSEStream) Wake() {
 	}
 }
 
+// Open runs f, the consumer's first work on the stream (its first messages,
+// joining its groups), before Serve. A panic in f closes the connection, so
+// Serve then ends the stream at once.
+func (st *SSEStream) Open(f func()) {
+	defer st.recoverOpen()
+	f()
+}
+
+func (st *SSEStream) recoverOpen() {
+	if p := recover(); p != nil {
+		st.srv.panicked(p)
+		st.link.Conn().Close(realtime.CloseInternalError, "internal error")
+	}
+}
+
 // Serve writes the stream until the client goes away, the connection is
-// closed (slow consumer, shutdown) or ctx ends.
+// closed (slow consumer, shutdown) or ctx ends. A panic while serving it
+// ends only this stream: the browser reconnects with its Last-Event-ID.
 func (st *SSEStream) Serve(ctx context.Context) {
+	defer st.recoverServe()
 	defer st.finish()
 	heartbeat := time.NewTicker(st.srv.opts.Heartbeat)
 	defer heartbeat.Stop()
@@ -196,6 +224,9 @@ func (st *SSEStream) Serve(ctx context.Context) {
 
 // drain writes everything queued; false ends the stream.
 func (st *SSEStream) drain() bool {
+	if f := st.srv.opts.testBeforeDrain; f != nil {
+		f(st)
+	}
 	for {
 		b := st.link.Take()
 		if b == nil {
@@ -280,16 +311,35 @@ func (st *SSEStream) write(p []byte) bool {
 	return st.rc.Flush() == nil
 }
 
+// recoverServe is deferred by Serve, before finish, so a panic in the
+// stream's handler's OnClose is caught too.
+func (st *SSEStream) recoverServe() {
+	if p := recover(); p != nil {
+		st.srv.panicked(p)
+	}
+}
+
+func (s *SSE) panicked(p any) {
+	panics.Report(s.opts.Logger, s.opts.OnPanic, panics.SSE, p)
+}
+
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
 }
 
 func (st *SSEStream) finish() {
+	// The stream's slot and registration are given back even if leaving
+	// the groups or OnClose panics.
+	defer st.forget()
 	st.link.Finish()
 	if st.cfg.Handler != nil {
 		st.cfg.Handler.OnClose(st.link.Conn())
 	}
+}
+
+// forget releases the stream's per-address slot and unregisters it.
+func (st *SSEStream) forget() {
 	st.srv.limits.release(st.cfg.Addr)
 	st.srv.mu.Lock()
 	_, registered := st.srv.streams[st]

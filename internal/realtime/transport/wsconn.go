@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -155,14 +156,16 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 		if err := ws.CheckHeader(h, state); err != nil {
 			return used, 0, &closeErr{realtime.CloseProtocolError, err.Error()}
 		}
-		size := hn + int(min(h.Length, limit+1))
+		// h.Length is 0 to 2^63-1 (the reader refuses a length with its top
+		// bit set): it is compared with what is allowed or here, never
+		// added to, until it is known to be within the message limit.
 		var reject *closeErr
 		switch {
 		case h.OpCode == ws.OpContinuation && w.dropFrags:
 			reject = errBinary // already closing; skip the rest of the message
 		case h.OpCode == ws.OpBinary:
 			reject = errBinary
-		case h.Length > limit || (h.OpCode == ws.OpContinuation && int64(len(w.frag))+h.Length > limit):
+		case h.Length > limit || (h.OpCode == ws.OpContinuation && h.Length > limit-int64(len(w.frag))):
 			reject = errTooBig
 		}
 		if reject != nil {
@@ -173,8 +176,6 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 			if !h.OpCode.IsControl() {
 				w.dropFrags = !h.Fin
 			}
-			// h.Length may be up to 2^63-1: compare it with what is here
-			// rather than adding the header size to it.
 			if avail := int64(len(rest) - hn); avail >= h.Length {
 				used += hn + int(h.Length)
 			} else {
@@ -183,6 +184,7 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 			}
 			continue
 		}
+		size := hn + int(h.Length) // ≤ 14 + MaxMessageSize (≤ maxMessageLimit)
 		if len(rest) < size {
 			return used, size, nil
 		}
@@ -311,6 +313,16 @@ func reading(err error) bool {
 	return errors.As(err, &ce) || errors.Is(err, errPeerClosed)
 }
 
+// internalError closes the connection with CloseInternalError after a
+// panic while reading it: its reader state may be broken, so its input is
+// discarded from now on, and the close frame goes out after what is queued.
+// It runs on the goroutine that reads the connection.
+func (w *wsConn) internalError() {
+	w.stopRead = true
+	w.rbuf, w.frag, w.skip = nil, nil, 0
+	w.closeWithTimeout(realtime.CloseInternalError, "internal error")
+}
+
 // closeWithTimeout closes the connection with a close frame; the writer
 // tears it down once the frame is out and the client answered, or after
 // CloseTimeout.
@@ -321,14 +333,12 @@ func (w *wsConn) closeWithTimeout(code uint16, reason string) {
 // readLoop serves connections that have no poller: one goroutine each.
 func (w *wsConn) readLoop(pending []byte) {
 	defer w.srv.slowWG.Done()
+	// After a panic the connection is closing and its input is no longer
+	// read; the close timeout ends it.
+	defer w.srv.recoverRead(w)
 	sc := &scratch{buf: make([]byte, 4<<10)}
-	if len(pending) > 0 {
-		if err := w.feed(pending, sc); err != nil {
-			w.readFailed(err)
-			if !reading(err) {
-				return
-			}
-		}
+	if len(pending) > 0 && !w.srv.readPending(w, pending, sc) {
+		return
 	}
 	for {
 		n, err := w.nc.Read(sc.buf)
@@ -357,6 +367,7 @@ func (w *wsConn) Wake() {
 		w.srv.slowWG.Add(1)
 		go func() {
 			defer w.srv.slowWG.Done()
+			defer w.srv.recoverWrite(w)
 			w.drain(true)
 		}()
 	}
@@ -371,6 +382,9 @@ const maxIov = 64
 // socket is full it hands the rest to a goroutine that writes with a
 // deadline, so one stalled client never holds a pool writer.
 func (w *wsConn) drain(blocking bool) {
+	if f := w.srv.opts.testBeforeDrain; f != nil {
+		f(w)
+	}
 	for {
 		b := w.link.Take()
 		if b == nil {
@@ -387,6 +401,7 @@ func (w *wsConn) drain(blocking bool) {
 				w.srv.slowWG.Add(1)
 				go func() {
 					defer w.srv.slowWG.Done()
+					defer w.srv.recoverWrite(w)
 					if w.writeBlocking(b) {
 						w.drain(true)
 					}
@@ -468,6 +483,10 @@ func (w *wsConn) teardown() {
 	if w.finished.Swap(true) {
 		return
 	}
+	// Leaving the groups and OnClose run the hub's and the consumer's code,
+	// here on any goroutine (the close timer's too); the connection is gone
+	// whatever they do.
+	defer w.srv.recoverLoop(panics.WSReader)
 	w.timerMu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
