@@ -171,18 +171,7 @@ func (c *Conn) push(frame []byte) error {
 // pushEvent queues frame, or keeps msg aside while a JoinFrom of its group
 // is replaying history.
 func (c *Conn) pushEvent(frame []byte, msg *layer.Message) error {
-	c.mu.Lock()
-	if msg != nil && len(c.holds) > 0 {
-		for _, h := range c.holds {
-			if h.group == msg.Group {
-				h.msgs = append(h.msgs, *msg)
-				c.mu.Unlock()
-				return nil
-			}
-		}
-	}
-	wake, err := c.pushLocked(frame)
-	c.mu.Unlock()
+	wake, err := c.queue(frame, msg)
 	if err == ErrSlowConsumer {
 		c.hub.reportSlow(c, "send queue full", c.hub.maxFrames)
 	}
@@ -190,6 +179,30 @@ func (c *Conn) pushEvent(frame []byte, msg *layer.Message) error {
 		c.transport.Wake()
 	}
 	return err
+}
+
+// queue is pushEvent's part under c.mu, which is released even if it
+// panics: the fan-out recovers and goes on to the other members.
+func (c *Conn) queue(frame []byte, msg *layer.Message) (wake bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if msg != nil && len(c.holds) > 0 {
+		for _, h := range c.holds {
+			if h.group == msg.Group {
+				h.msgs = append(h.msgs, *msg)
+				return false, nil
+			}
+		}
+	}
+	return c.pushLocked(frame)
+}
+
+// abandon closes c with CloseInternalError after queuing an event to it
+// panicked. If closing panics too (its transport's Wake), c is left closing,
+// which is enough: nothing is queued to it any more.
+func (c *Conn) abandon() {
+	defer func() { _ = recover() }()
+	c.Close(CloseInternalError, "internal error")
 }
 
 // pushLocked queues frame within the queue bounds; on overflow the queue is

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
@@ -63,6 +64,11 @@ type HubOptions struct {
 	// away were received here, and a layer that keeps its latest events
 	// replays them without a round trip.
 	UnsubscribeDelay time.Duration
+	// OnPanic, if set, is told of each panic the hub recovered
+	// (panics.Hub): in Observe or the encoding of an event, which ends that
+	// event's fan-out, or while queuing it to one member, which closes that
+	// member with CloseInternalError and goes on with the others.
+	OnPanic func(where string)
 }
 
 // LayerFactory builds the hub's channel layer around the hub's delivery
@@ -78,6 +84,7 @@ type Hub struct {
 	log        *slog.Logger
 	unsubDelay time.Duration
 	observe    func(layer.Message) bool
+	onPanic    func(string)
 	maxFrames  int
 	maxBytes   int
 	// replay bounds of JoinFrom
@@ -132,10 +139,13 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// A resume's credit is counted in int32 (Conn.creditBytes).
+	opts.MaxReplayBytes = min(opts.MaxReplayBytes, 1<<30)
 	h := &Hub{
 		log:        opts.Logger,
 		unsubDelay: max(opts.UnsubscribeDelay, 0),
 		observe:    opts.Observe,
+		onPanic:    opts.OnPanic,
 		maxFrames:  opts.MaxQueueFrames,
 		maxBytes:   opts.MaxQueueBytes,
 
@@ -466,8 +476,10 @@ func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
 	return nil
 }
 
-// unsubscribeIdle unsubscribes group g of name if it is still empty.
+// unsubscribeIdle unsubscribes group g of name if it is still empty. It
+// runs on a timer's goroutine.
 func (h *Hub) unsubscribeIdle(name string, g *group) {
+	defer h.recoverPanic()
 	sh := h.shard(name)
 	sh.subMu.Lock()
 	defer sh.subMu.Unlock()
@@ -486,37 +498,76 @@ func (h *Hub) unsubscribeIdle(name string, g *group) {
 }
 
 // deliver fans a layer message out to the group's local members. Each
-// encoding's frame is built at most once, on first need, and shared.
+// encoding's frame is built at most once, on first need, and shared. It
+// runs on the layer's delivery path (a publisher's or a Redis reader's
+// goroutine), which a panic here must not end.
 func (h *Hub) deliver(msg layer.Message) {
+	defer h.recoverPanic()
 	h.eventsIn.Add(1)
 	if h.observe != nil && !h.observe(msg) {
 		return
 	}
 	sh := h.shard(msg.Group)
 	sh.mu.RLock()
+	defer sh.mu.RUnlock()
 	g := sh.groups[msg.Group]
 	if g == nil {
-		sh.mu.RUnlock()
 		return
 	}
-	var frames [encodingCount][]byte
-	var sent, dropped uint64
-	for _, c := range g.members {
-		f := frames[c.enc]
-		if f == nil {
-			f = c.enc.Encode(&msg)
-			frames[c.enc] = f
+	var f fanOut
+	for i := 0; i < len(g.members); {
+		i = h.fanOut(&f, g.members, i, &msg)
+	}
+	h.framesOut.Add(f.sent)
+	if f.dropped > 0 {
+		h.dropped.Add(f.dropped)
+	}
+}
+
+// fanOut is one event's fan-out: its frame per encoding and its counts.
+type fanOut struct {
+	frames        [encodingCount][]byte
+	sent, dropped uint64
+}
+
+// fanOut queues msg to members[i:] and returns where it stopped: at the end,
+// or after a member whose queuing panicked (that member is closed and the
+// caller goes on with the next). A panic while encoding ends the fan-out:
+// every member would meet it again.
+func (h *Hub) fanOut(f *fanOut, members []*Conn, i int, msg *layer.Message) (next int) {
+	encoding := false
+	defer func() {
+		if p := recover(); p != nil {
+			panics.Report(h.log, h.onPanic, panics.Hub, p)
+			next = len(members)
+			if !encoding {
+				next = i + 1
+				members[i].abandon()
+			}
 		}
-		if c.pushEvent(f, &msg) == nil {
-			sent++
+	}()
+	for ; i < len(members); i++ {
+		c := members[i]
+		fr := f.frames[c.enc]
+		if fr == nil {
+			encoding = true
+			fr = c.enc.Encode(msg)
+			encoding = false
+			f.frames[c.enc] = fr
+		}
+		if c.pushEvent(fr, msg) == nil {
+			f.sent++
 		} else {
-			dropped++
+			f.dropped++
 		}
 	}
-	sh.mu.RUnlock()
-	h.framesOut.Add(sent)
-	if dropped > 0 {
-		h.dropped.Add(dropped)
+	return i
+}
+
+// recoverPanic is deferred by the hub's work on goroutines it does not own.
+func (h *Hub) recoverPanic() {
+	if p := recover(); p != nil {
+		panics.Report(h.log, h.onPanic, panics.Hub, p)
 	}
 }
 
