@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldhq/herald/internal/panics"
 )
 
 // Defaults of MemoryOptions.
@@ -31,6 +34,10 @@ type MemoryOptions struct {
 	SweepInterval time.Duration
 	// Now returns the current time; tests replace it (default time.Now).
 	Now func() time.Time
+	// OnPanic, if set, is told of a panic recovered in the sweeper
+	// (panics.Layer), which goes on; Logger logs it (default slog.Default()).
+	OnPanic func(where string)
+	Logger  *slog.Logger
 }
 
 const memShards = 32
@@ -42,6 +49,8 @@ type Memory struct {
 	size    int
 	age     time.Duration
 	now     func() time.Time
+	onPanic func(string)
+	log     *slog.Logger
 
 	id          string // random, makes epochs of different layers distinct
 	incarnation atomic.Uint64
@@ -105,6 +114,8 @@ func NewMemory(handler func(Message), opts MemoryOptions) *Memory {
 		size:    opts.HistorySize,
 		age:     opts.HistoryAge,
 		now:     opts.Now,
+		onPanic: opts.OnPanic,
+		log:     opts.Logger,
 		id:      hex.EncodeToString(b[:]),
 		seed:    maphash.MakeSeed(),
 		stop:    make(chan struct{}),
@@ -280,9 +291,20 @@ func (m *Memory) sweeper(every time.Duration) {
 		case <-m.stop:
 			return
 		case <-t.C:
-			m.sweep()
+			m.sweepGuarded()
 		}
 	}
+}
+
+// sweepGuarded is one sweep, after which the sweeper goes on even if it
+// panicked.
+func (m *Memory) sweepGuarded() {
+	defer func() {
+		if p := recover(); p != nil {
+			panics.Report(m.log, m.onPanic, panics.Layer, p)
+		}
+	}()
+	m.sweep()
 }
 
 // sweep drops expired events and forgets groups that have neither
@@ -292,19 +314,29 @@ func (m *Memory) sweeper(every time.Duration) {
 func (m *Memory) sweep() {
 	cutoff := m.now().UnixNano() - int64(m.age)
 	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		for name, g := range sh.groups {
-			g.mu.Lock()
-			g.expire(cutoff)
-			if !g.subscribed && g.n == 0 {
-				g.dead = true
-				delete(sh.groups, name)
-			}
-			g.mu.Unlock()
-		}
-		sh.mu.Unlock()
+		m.shards[i].sweep(cutoff)
 	}
+}
+
+// sweep is Memory.sweep for one shard; its locks are released even if it
+// panics.
+func (sh *memShard) sweep(cutoff int64) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for name, g := range sh.groups {
+		if g.sweep(cutoff) {
+			delete(sh.groups, name)
+		}
+	}
+}
+
+// sweep drops g's expired events and reports whether g is to be forgotten.
+func (g *memGroup) sweep(cutoff int64) (dead bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.expire(cutoff)
+	g.dead = !g.subscribed && g.n == 0
+	return g.dead
 }
 
 // groupCount reports the number of groups with state, for tests.

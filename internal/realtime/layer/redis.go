@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/heraldhq/herald/internal/panics"
 )
 
 // RedisOptions configures NewRedis.
@@ -62,6 +64,12 @@ type RedisOptions struct {
 	OnLost func(group string)
 	// Logger receives connection state changes (default slog.Default()).
 	Logger *slog.Logger
+	// OnPanic, if set, is told of each panic the layer recovered
+	// (panics.Layer): while handling what a subscriber connection read
+	// (the reader goes on with the next), in a turn of a background loop
+	// (it goes on with the next turn), or while reading new subscriptions'
+	// positions (their Subscribe fails).
+	OnPanic func(where string)
 }
 
 // Redis is a channel layer shared by every herald process connected to the
@@ -857,13 +865,30 @@ func (r *Redis) keeper() {
 		case <-t.C:
 		}
 		if r.opt.Sharded {
-			r.rebalance()
+			r.guarded(r.rebalance)
 		}
 		if time.Since(lastRefresh) >= refresh {
 			lastRefresh = time.Now()
-			r.refreshState()
+			r.guarded(r.refreshState)
 		}
 	}
+}
+
+// guarded runs f, one turn of a background loop: a panic in it is
+// reported and the loop goes on with its next turn.
+func (r *Redis) guarded(f func()) {
+	defer r.recoverPanic()
+	f()
+}
+
+func (r *Redis) recoverPanic() {
+	if p := recover(); p != nil {
+		r.panicked(p)
+	}
+}
+
+func (r *Redis) panicked(p any) {
+	panics.Report(r.log, r.opt.OnPanic, panics.Layer, p)
 }
 
 func (r *Redis) refreshState() {

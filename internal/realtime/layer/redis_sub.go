@@ -646,12 +646,19 @@ func (sb *subscriber) run() {
 		}
 		sb.lastRecv.Store(time.Now().UnixNano())
 		sb.pingSent.Store(0)
-		switch m := v.(type) {
-		case *redis.Message:
-			sb.onMessage(m)
-		case *redis.Subscription:
-			sb.onAck(gen, m.Kind, m.Channel)
-		}
+		sb.handle(gen, v)
+	}
+}
+
+// handle processes what the connection of generation gen delivered. After
+// a panic the reader goes on with the next message.
+func (sb *subscriber) handle(gen uint64, v any) {
+	defer sb.r.recoverPanic()
+	switch m := v.(type) {
+	case *redis.Message:
+		sb.onMessage(m)
+	case *redis.Subscription:
+		sb.onAck(gen, m.Kind, m.Channel)
 	}
 }
 
@@ -668,34 +675,40 @@ func (sb *subscriber) health() {
 			return
 		case <-t.C:
 		}
-		if !sb.waiting.Load() {
-			continue // busy delivering, or reconnecting
-		}
-		sb.mu.Lock()
-		ps, gen := sb.ps, sb.gen
-		sb.mu.Unlock()
-		if ps == nil {
-			continue
-		}
-		now := time.Now().UnixNano()
-		if time.Duration(now-sb.lastRecv.Load()) < every {
-			continue
-		}
-		sent := sb.pingSent.Load()
-		if sent == 0 {
-			sb.pingSent.Store(now)
-			ctx, cancel := sb.ctx()
-			err := ps.Ping(ctx)
-			cancel()
-			if err != nil {
-				sb.drop(gen)
-			}
-			continue
-		}
-		if time.Duration(now-sent) > sb.r.opt.PingTimeout {
-			sb.r.log.Warn("channel layer: redis subscriber connection does not answer; reconnecting", "node", sb.addr)
+		sb.r.guarded(sb.check)
+	}
+}
+
+// check pings the connection if it has been silent for a ping interval,
+// and drops it if an earlier ping was not answered in time.
+func (sb *subscriber) check() {
+	if !sb.waiting.Load() {
+		return // busy delivering, or reconnecting
+	}
+	sb.mu.Lock()
+	ps, gen := sb.ps, sb.gen
+	sb.mu.Unlock()
+	if ps == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if time.Duration(now-sb.lastRecv.Load()) < sb.r.opt.PingInterval {
+		return
+	}
+	sent := sb.pingSent.Load()
+	if sent == 0 {
+		sb.pingSent.Store(now)
+		ctx, cancel := sb.ctx()
+		err := ps.Ping(ctx)
+		cancel()
+		if err != nil {
 			sb.drop(gen)
 		}
+		return
+	}
+	if time.Duration(now-sent) > sb.r.opt.PingTimeout {
+		sb.r.log.Warn("channel layer: redis subscriber connection does not answer; reconnecting", "node", sb.addr)
+		sb.drop(gen)
 	}
 }
 
@@ -768,26 +781,33 @@ func (sb *subscriber) onMessage(m *redis.Message) {
 // own) costs one pipelined round trip per batch instead of one round trip
 // each on the goroutine every group's events wait behind.
 func (r *Redis) confirmed(s *rsub) {
+	if !r.confirm(s) {
+		return
+	}
+	r.confirmMu.Lock()
+	r.confirming = append(r.confirming, s)
+	r.confirmMu.Unlock()
+	select {
+	case r.confirmWake <- struct{}{}:
+	default:
+	}
+}
+
+// confirm records a confirmation of s under s.mu (released even if the
+// catch-up panics) and reports whether s is new to the confirmer.
+func (r *Redis) confirm(s *rsub) (fresh bool) {
 	s.mu.Lock()
-	known, queued := s.known, s.confirming
+	defer s.mu.Unlock()
 	switch {
-	case known:
+	case s.known:
 		r.catchUpLocked(s)
-	case queued:
+	case s.confirming:
 		s.reacked = true
 	default:
 		s.confirming = true
+		return true
 	}
-	s.mu.Unlock()
-	if !known && !queued {
-		r.confirmMu.Lock()
-		r.confirming = append(r.confirming, s)
-		r.confirmMu.Unlock()
-		select {
-		case r.confirmWake <- struct{}{}:
-		default:
-		}
-	}
+	return false
 }
 
 // confirmer reads the positions of newly confirmed subscriptions, in
@@ -806,10 +826,27 @@ func (r *Redis) confirmer() {
 		r.confirmMu.Unlock()
 		for len(batch) > 0 {
 			n := min(len(batch), maxConfirmBatch)
-			r.confirmBatch(batch[:n])
+			r.confirmGuarded(batch[:n])
 			batch = batch[n:]
 		}
 	}
+}
+
+// confirmGuarded is confirmBatch behind the confirmer's recover boundary:
+// after a panic, the subscriptions of the batch it had not settled fail
+// (their Subscribe returns the error) rather than wait for a position that
+// would never be read, and the confirmer goes on.
+func (r *Redis) confirmGuarded(subs []*rsub) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked(p)
+			err := fmt.Errorf("layer: reading the positions of new subscriptions failed: %v", p)
+			for _, s := range subs {
+				r.guarded(func() { r.settle(s, Position{}, err) })
+			}
+		}
+	}()
+	r.confirmBatch(subs)
 }
 
 // maxConfirmBatch is how many positions one pipeline reads at most.
