@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 	"github.com/heraldhq/herald/internal/store"
 )
@@ -44,6 +45,11 @@ type Options struct {
 	// it was committed; Failed of each round that could not publish.
 	Published func(typ string, delay time.Duration)
 	Failed    func()
+	// OnPanic, if set, is told of each panic recovered in a round
+	// (panics.Relay). The round fails like one that could not publish: its
+	// transaction is rolled back, its events stay in the outbox and the
+	// relay tries again after a backoff.
+	OnPanic func(where string)
 }
 
 // Relay moves events from the outbox to a Publisher.
@@ -56,6 +62,9 @@ type Relay struct {
 
 // errBusy is a round that waited LockWait for another process's relay.
 var errBusy = errors.New("outbox relay: another process's relay is publishing")
+
+// errPanicked is a round that panicked.
+var errPanicked = errors.New("outbox relay: the round panicked")
 
 // relayLockID is the PostgreSQL advisory lock held by the one relay that
 // publishes at a time, so that several processes never interleave one
@@ -107,7 +116,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			err := r.Flush(fctx)
+			err := r.flush(fctx)
 			cancel()
 			if err != nil {
 				r.opt.Logger.Warn("outbox relay: events left for the next start", "err", err)
@@ -116,7 +125,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-wake:
 		case <-timer.C:
 		}
-		n, err := r.Round(ctx)
+		n, err := r.round(ctx)
 		switch {
 		case errors.Is(err, errBusy):
 			// Another process's relay held the lock for LockWait: it
@@ -151,8 +160,17 @@ func resetTimer(t *time.Timer, d time.Duration) {
 
 // Flush publishes rounds until the outbox is empty or an error stops it.
 func (r *Relay) Flush(ctx context.Context) error {
+	return r.flushWith(ctx, r.Round)
+}
+
+// flush is Flush with each round behind the relay's recover boundary.
+func (r *Relay) flush(ctx context.Context) error {
+	return r.flushWith(ctx, r.round)
+}
+
+func (r *Relay) flushWith(ctx context.Context, round func(context.Context) (int, error)) error {
 	for {
-		n, err := r.Round(ctx)
+		n, err := round(ctx)
 		if errors.Is(err, errBusy) {
 			return nil // the relay holding the lock publishes them
 		}
@@ -228,6 +246,19 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		err = pubErr // some published and committed, the rest failed
 	}
 	return published, err
+}
+
+// round is Round behind the relay's recover boundary: a panic fails the
+// round (Round's transaction rolls back as it unwinds) and the relay goes
+// on.
+func (r *Relay) round(ctx context.Context) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panics.Report(r.opt.Logger, r.opt.OnPanic, panics.Relay, p)
+			n, err = 0, errPanicked
+		}
+	}()
+	return r.Round(ctx)
 }
 
 type event struct {
