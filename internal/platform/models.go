@@ -171,14 +171,17 @@ func (t Time) String() string {
 	return u.Format("2006-01-02T15:04:05.000000Z")
 }
 
-// UnmarshalJSON reads an RFC 3339 time ("2023-05-15T14:30:00Z").
+// UnmarshalJSON reads an RFC 3339 time ("2023-05-15T14:30:00Z"). Its
+// offset may move it out of the years 0000-9999, which RFC 3339 cannot
+// write: such a time is refused, or it would be written back as
+// "10000-01-01T…" that no client (nor herald) reads.
 func (t *Time) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return &json.UnmarshalTypeError{Value: "non-string", Type: reflect.TypeFor[Time]()}
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if y := v.UTC().Year(); err != nil || y < 0 || y > 9999 {
 		return &json.UnmarshalTypeError{Value: "string " + strconv.Quote(s), Type: reflect.TypeFor[Time]()}
 	}
 	t.Time = v.UTC().Truncate(time.Microsecond)
