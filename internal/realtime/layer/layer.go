@@ -28,6 +28,23 @@ type Message struct {
 	Epoch string
 }
 
+// TypeReset is the type of a message that starts its group's history over
+// instead of adding to it: publishing one drops the group's window and gives
+// the group a new epoch, whose first event is offset 1, so no position from
+// before it can be resumed. Subscribers receive it in order with the group's
+// events, at offset 0 of the new epoch; it is never in the history and never
+// for clients. Publish returns offset 0 for it.
+const TypeReset = "room_reset"
+
+// Syncer is implemented by layers whose Position answers from what this
+// process has delivered, which may lag behind the latest publish (Redis).
+// Sync returns the group's position once this process has delivered every
+// event published before the call, resets included; it fails if that takes
+// too long. Position of the other layers is never behind.
+type Syncer interface {
+	Sync(ctx context.Context, group string) (Position, error)
+}
+
 // BatchPublisher is implemented by layers that publish several messages in
 // one round trip (Redis, in one pipeline). PublishBatch publishes msgs in
 // order, msgs[i] with the publish key keys[i] ("" for none; see
@@ -77,7 +94,7 @@ type Layer interface {
 	// Position returns the offset of the group's latest message and its
 	// epoch: where a client that has seen everything so far stands. A group
 	// with no messages yet is at (0, ""), which History reads as "from the
-	// start".
+	// start"; one reset since its last message is at (0, new epoch).
 	Position(ctx context.Context, group string) (offset uint64, epoch string, err error)
 	// Close releases the layer's resources. Calls after Close return
 	// ErrClosed.

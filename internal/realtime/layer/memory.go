@@ -73,6 +73,9 @@ type memGroup struct {
 	last       uint64 // last assigned offset
 	subscribed bool
 	dead       bool // removed from its shard; callers holding it must look up again
+	// restarted is set once a reset began the current epoch, so Position
+	// names it even before its first event.
+	restarted bool
 
 	// ring holds the window: n entries starting at head. It grows lazily up
 	// to the configured size, so quiet groups cost little.
@@ -167,6 +170,10 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 	}
 	g := m.group(msg.Group, true)
 	defer g.mu.Unlock()
+	if msg.Type == TypeReset {
+		m.reset(g, msg)
+		return 0, nil
+	}
 	g.last++
 	msg.Offset = g.last
 	msg.Epoch = g.epoch
@@ -180,6 +187,19 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 		m.handler(msg)
 	}
 	return msg.Offset, nil
+}
+
+// reset starts g's history over in a new epoch and delivers msg, the reset,
+// at its offset 0. g is locked.
+func (m *Memory) reset(g *memGroup, msg Message) {
+	g.epoch = m.id + "." + strconv.FormatUint(m.incarnation.Add(1), 10)
+	g.last, g.restarted = 0, true
+	clear(g.ring)
+	g.ring, g.head, g.n = nil, 0, 0
+	msg.Offset, msg.Epoch = 0, g.epoch
+	if g.subscribed {
+		m.handler(msg)
+	}
 }
 
 // Subscribe implements Layer.
@@ -266,7 +286,7 @@ func (m *Memory) Position(ctx context.Context, group string) (uint64, string, er
 		return 0, "", nil
 	}
 	defer g.mu.Unlock()
-	if g.last == 0 {
+	if g.last == 0 && !g.restarted {
 		return 0, "", nil
 	}
 	return g.last, g.epoch, nil

@@ -340,12 +340,28 @@ func (r *Redis) channel(group string) string { return r.key(group, "c") }
 //
 // KEYS: state hash, history list, publish-key set.
 // ARGV: channel, type, data, history size, history age (ms), state TTL (ms),
-// epoch to mint if the group has none, publish key or "", publish command.
+// epoch to mint if the group has none, publish key or "", publish command,
+// "1" for a reset (TypeReset).
 // Returns {offset, epoch, 1 if the key was seen before (nothing published)}.
+//
+// A reset mints the new epoch with last 0 and drops the window and the
+// publish keys; its own key is kept in the state hash, so publishing it
+// again does not start the group over a second time.
 const publishScript = `
 local meta, hist, seen = KEYS[1], KEYS[2], KEYS[3]
 local size, age = tonumber(ARGV[4]), tonumber(ARGV[5])
 local key = ARGV[8]
+if ARGV[10] == '1' then
+  local m = redis.call('HMGET', meta, 'epoch', 'reset')
+  if key ~= '' and m[1] and m[2] == key then
+    return {0, m[1], 1}
+  end
+  redis.call('DEL', hist, seen)
+  redis.call('HSET', meta, 'epoch', ARGV[7], 'last', 0, 'reset', key)
+  redis.call('PEXPIRE', meta, ARGV[6])
+  redis.call(ARGV[9], ARGV[1], '0\n' .. ARGV[7] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+  return {0, ARGV[7], 0}
+end
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[7]
@@ -468,10 +484,14 @@ func (r *Redis) publishPipeline(ctx context.Context, msgs []Message, keys []stri
 	_, _ = r.pub.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range msgs {
 			epoch := r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
+			reset := "0"
+			if m.Type == TypeReset {
+				reset = "1"
+			}
 			cmds[i] = r.publish.EvalSha(ctx, p,
 				[]string{r.key(m.Group, "m"), r.key(m.Group, "h"), r.key(m.Group, "d")},
 				r.channel(m.Group), m.Type, m.Data, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
-				r.opt.StateTTL.Milliseconds(), epoch, keys[i], cmd)
+				r.opt.StateTTL.Milliseconds(), epoch, keys[i], cmd, reset)
 		}
 		return nil
 	})
@@ -724,6 +744,49 @@ func (r *Redis) Positions(ctx context.Context, groups []string) ([]Position, err
 
 var _ BatchPositioner = (*Redis)(nil)
 
+// Sync implements Syncer: it reads where the group stands in Redis and, if
+// this process is subscribed to the group, waits (up to historyWait) until
+// the subscription has delivered that far, resets included. The position
+// returned is then the subscription's, as Position would answer it now.
+func (r *Redis) Sync(ctx context.Context, group string) (Position, error) {
+	off, epoch, err := r.readPosition(ctx, group)
+	if err != nil {
+		return Position{}, err
+	}
+	r.mu.Lock()
+	s := r.groups[group]
+	r.mu.Unlock()
+	if s == nil {
+		return Position{Offset: off, Epoch: epoch}, nil
+	}
+	deadline := time.Now().Add(historyWait)
+	for {
+		known, se, sl := s.position()
+		if known && (epoch == "" || (se == epoch && sl >= off)) {
+			return Position{Offset: sl, Epoch: se}, nil
+		}
+		if !known {
+			select {
+			case <-s.ready:
+				if s.readyErr != nil {
+					return Position{}, fmt.Errorf("layer: sync %q: %w", group, s.readyErr)
+				}
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			return Position{}, fmt.Errorf("layer: sync %q: the subscription did not deliver offset %d of epoch %s in time (it stands at %d of %s)", group, off, epoch, sl, se)
+		}
+		select {
+		case <-ctx.Done():
+			return Position{}, fmt.Errorf("layer: sync %q: %w", group, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+var _ Syncer = (*Redis)(nil)
+
 // readPosition reads the group's position from Redis.
 func (r *Redis) readPosition(ctx context.Context, group string) (uint64, string, error) {
 	ps, errs, err := r.readPositions(ctx, []string{group})
@@ -773,9 +836,7 @@ func parsePosition(vals []any) (uint64, string, error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("bad offset %q in redis", last)
 	}
-	if off == 0 {
-		return 0, "", nil
-	}
+	// A group's state holds offset 0 only after a reset: (0, its epoch).
 	return off, epoch, nil
 }
 
@@ -925,7 +986,7 @@ func decodePayload(group, s string) (Message, error) {
 		return Message{}, errors.New("layer: malformed event")
 	}
 	off, err := strconv.ParseUint(offs, 10, 64)
-	if err != nil || off == 0 || epoch == "" {
+	if err != nil || (off == 0) != (typ == TypeReset) || epoch == "" {
 		return Message{}, errors.New("layer: malformed event")
 	}
 	return Message{Group: group, Type: typ, Data: []byte(data), Offset: off, Epoch: epoch}, nil

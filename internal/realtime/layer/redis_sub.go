@@ -950,6 +950,10 @@ func (r *Redis) deliver(s *rsub, msg Message) {
 
 // deliverLocked is deliver with s.mu held and s's position known.
 func (r *Redis) deliverLocked(s *rsub, msg Message) {
+	if msg.Type == TypeReset {
+		r.resetLocked(s, msg)
+		return
+	}
 	switch {
 	case msg.Epoch == s.epoch:
 		if msg.Offset <= s.last {
@@ -972,6 +976,20 @@ func (r *Redis) deliverLocked(s *rsub, msg Message) {
 		return
 	}
 	r.fillLocked(s, &msg)
+}
+
+// resetLocked delivers a reset of s's group: the group's history started
+// over in msg's epoch, as it was meant to, so nothing was lost. A reset
+// already known (the position was read after it) is dropped.
+func (r *Redis) resetLocked(s *rsub, msg Message) {
+	if msg.Epoch == s.epoch {
+		r.stats.duplicates.Add(1)
+		return
+	}
+	s.epoch, s.last = msg.Epoch, 0
+	s.forget()
+	r.stats.delivered.Add(1)
+	r.handler(msg)
 }
 
 // fillLocked delivers the events after s.last from the history, and msg
