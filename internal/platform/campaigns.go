@@ -16,6 +16,18 @@ const (
 	CampaignClosed = "closed"
 )
 
+// EventRoomReset starts a campaign room's history over when who may see the
+// campaign changes (a draft made public), in the commit order of the room's
+// events: no event from before it can be replayed to anyone afterwards. The
+// channel layer acts on it (its layer.TypeReset); clients never receive it.
+const EventRoomReset = "room_reset"
+
+// roomReset is the data of EventRoomReset.
+type roomReset struct {
+	CampaignID int64  `json:"campaign_id"`
+	Status     string `json:"status"`
+}
+
 // CampaignInput creates a campaign, or with nil fields left alone, edits one.
 type CampaignInput struct {
 	Title       *string      `json:"title"`
@@ -114,6 +126,7 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 			}
 			cur.Currency = *in.Currency
 		}
+		was := cur.Status
 		if in.Status != nil && *in.Status != cur.Status {
 			next := *in.Status
 			ok := (cur.Status == CampaignDraft && (next == CampaignActive || next == CampaignClosed)) ||
@@ -132,12 +145,28 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 		if err != nil {
 			return fmt.Errorf("update campaign %d: %w", campaignID, err)
 		}
+		if (was == CampaignDraft) != (cur.Status == CampaignDraft) {
+			// Under the row lock, so ordered with the room's other events.
+			return p.record(ctx, tx, CampaignGroup(campaignID), EventRoomReset, roomReset{campaignID, cur.Status})
+		}
 		return nil
 	})
 	if err != nil {
 		return CampaignDetail{}, err
 	}
 	return p.CampaignDetail(ctx, userID, campaignID)
+}
+
+// RoomResetPending reports whether a reset of the room group
+// (EventRoomReset) is committed and not yet published: until it is, the
+// channel layer still holds the room's history from before it.
+func (p *Platform) RoomResetPending(ctx context.Context, group string) (bool, error) {
+	var n int64
+	err := p.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2", group, EventRoomReset).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up a pending reset of %s: %w", group, err)
+	}
+	return n > 0, nil
 }
 
 // campaignForWrite loads and locks a campaign the actor may see (and, with
