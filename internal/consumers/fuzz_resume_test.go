@@ -1,0 +1,72 @@
+package consumers
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParseResume checks the reader of ?resume= and of an SSE stream's
+// Last-Event-ID (both are parseResume): no input panics it, what it accepts
+// is bounded, and every accepted position is written back and read again
+// unchanged.
+func FuzzParseResume(f *testing.F) {
+	for _, s := range []string{
+		"", "campaign_1:e1:0", "campaign_1:e1:3,user_2:e2:5",
+		"campaign_1:e:9223372036854775807", "campaign_1:e:18446744073709551615",
+		"campaign_1:e:18446744073709551616", "campaign_1:e:-1", "campaign_1:e:+1",
+		"campaign_1::0", "campaign_1:e:", ":e:1", "::", ",", ",,", "campaign_1:e:1,",
+		"campaign_1:e:1,,user_1:e:1", "campaign_0001:e:1", "Campaign_1:e:1",
+		"campaign_1:e:1:2", "campaign_1:e:1,campaign_1:e:2", "campaign_1:e:0x10",
+		"campaign_1:" + strings.Repeat("e", 64) + ":1", "campaign_1:" + strings.Repeat("e", 65) + ":1",
+		strings.Repeat("g", 64) + ":e:1", strings.Repeat("g", 65) + ":e:1",
+		"campaign_1:e:" + strings.Repeat("9", 1000), "campaign_\u00e9:e:1", "campaign_1:\x00:1",
+		resumeList(maxResume), resumeList(maxResume + 1), strings.Repeat(",", 100000),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		ps, err := parseResume(v)
+		if err != nil {
+			if ps != nil {
+				t.Fatalf("parseResume(%.80q) = %v with error %v", v, ps, err)
+			}
+			return
+		}
+		if len(ps) > maxResume {
+			t.Fatalf("parseResume(%.80q) accepted %d positions", v, len(ps))
+		}
+		for g, p := range ps {
+			if !validGroup(g) || len(p.Epoch) > 64 || strings.ContainsAny(p.Epoch, ":,") {
+				t.Fatalf("parseResume(%.80q) accepted group %q epoch %q", v, g, p.Epoch)
+			}
+		}
+		back, err := parseResume(formatResume(ps))
+		if err != nil || !maps.Equal(back, ps) {
+			t.Fatalf("parseResume(%.80q) = %v; written back and read again: %v, %v", v, ps, back, err)
+		}
+	})
+}
+
+// formatResume writes positions in the ?resume= form, groups in order.
+func formatResume(ps map[string]position) string {
+	var b strings.Builder
+	for i, g := range slices.Sorted(maps.Keys(ps)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(g + ":" + ps[g].Epoch + ":" + strconv.FormatUint(ps[g].Offset, 10))
+	}
+	return b.String()
+}
+
+// resumeList is a ?resume= value with n distinct groups.
+func resumeList(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = "campaign_" + strconv.Itoa(i+1) + ":e:" + strconv.Itoa(i)
+	}
+	return strings.Join(parts, ",")
+}
