@@ -59,7 +59,7 @@ var (
 )
 
 func (fc frameCase) hcase() hcase {
-	return hcase{name: fc.endpoint + "/" + fc.name, run: fc.run}
+	return hcase{name: "frames/" + fc.endpoint + "/" + fc.name, run: fc.run}
 }
 
 func (fc frameCase) run(t *testing.T, h *herald) {

@@ -46,6 +46,9 @@ func TestHostile(t *testing.T) {
 	// The storms measure memory: one at a time, alone.
 	storms := stormCases()
 	for i, s := range storms {
+		if !h.alive() {
+			break
+		}
 		if h.overwhelmed.Load() {
 			t.Errorf("%d storms not run: herald has not answered the last one yet", len(storms)-i)
 			break
@@ -74,10 +77,19 @@ func runCases(t *testing.T, h *herald, cases []hcase, workers int) {
 	}
 	next := make(chan hcase)
 	var wg sync.WaitGroup
+	var once sync.Once
 	for range workers {
 		wg.Go(func() {
 			for c := range next {
+				if !h.alive() {
+					continue // reported once below; the rest could only fail to connect
+				}
 				t.Run(c.name, func(t *testing.T) { c.run(t, h) })
+				if !h.alive() {
+					once.Do(func() {
+						t.Errorf("herald exited (%v) while %s ran, with others; what it wrote last:\n%s", h.err, c.name, crashReport(h))
+					})
+				}
 			}
 		})
 	}
@@ -86,6 +98,16 @@ func runCases(t *testing.T, h *herald, cases []hcase, workers int) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// crashReport is the end of the log of a process that exited: its crash
+// report, when it wrote one.
+func crashReport(h *herald) string {
+	problems, _ := h.logProblems()
+	if len(problems) > 40 {
+		problems = problems[:40]
+	}
+	return strings.Join(problems, "\n")
 }
 
 // warmUp does once what the cases do many times, so that the baseline
@@ -110,7 +132,7 @@ func warmUp(t *testing.T, h *herald) {
 // logged, and stopping cleanly.
 func checkAfter(t *testing.T, h *herald, before usage) {
 	if !h.alive() {
-		t.Fatalf("herald exited: %v\n%s", h.err, tail(h.log, 40))
+		t.Fatalf("herald exited: %v", h.err)
 	}
 	t.Run("a normal client", func(t *testing.T) { normalClient(t, h) })
 	t.Run("back near the baseline", func(t *testing.T) {

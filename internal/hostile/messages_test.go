@@ -24,7 +24,7 @@ type msgCase struct {
 }
 
 func (mc msgCase) hcase() hcase {
-	return hcase{name: mc.endpoint + "/" + mc.name, run: mc.run}
+	return hcase{name: "messages/" + mc.endpoint + "/" + mc.name, run: mc.run}
 }
 
 func (h *herald) msgPath(endpoint string) string {
@@ -176,11 +176,11 @@ func messageCases() []hcase {
 		out = append(out, mc.hcase())
 	}
 	for _, ep := range []string{campaignV1, campaignV2, applications} {
-		out = append(out, hcase{name: ep + "/flood", run: func(t *testing.T, h *herald) { flood(t, h, ep, `{"type":"ping"}`) }})
+		out = append(out, hcase{name: "messages/" + ep + "/flood", run: func(t *testing.T, h *herald) { flood(t, h, ep, `{"type":"ping"}`) }})
 	}
 	out = append(out,
-		hcase{name: campaignV2 + "/subscribe flood", run: func(t *testing.T, h *herald) { flood(t, h, campaignV2, subscribe("campaign_2")) }},
-		hcase{name: campaignV1 + "/ping flood", run: pingFlood},
+		hcase{name: "messages/" + campaignV2 + "/subscribe flood", run: func(t *testing.T, h *herald) { flood(t, h, campaignV2, subscribe("campaign_2")) }},
+		hcase{name: "messages/" + campaignV1 + "/ping flood", run: pingFlood},
 	)
 	return out
 }
