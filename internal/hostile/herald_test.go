@@ -80,12 +80,12 @@ type herald struct {
 	overwhelmed atomic.Bool
 }
 
-// fixture is what the cases use: tokens of the demo users (signed by the
-// suite with the server's secret) and the demo data's ids.
+// fixture is what the cases need of the running process: access tokens
+// of the demo users (ids 1 to 4, signed by the suite with the server's
+// secret) and the server's own origin.
 type fixture struct {
-	alice, bob, carol, dave string // access tokens
-	aliceID, bobID          int64
-	origin                  string // the server's own origin, http://host:port
+	alice, bob, carol, dave string
+	origin                  string // http://host:port
 }
 
 // startHerald starts herald on a new SQLite database with the demo data and
@@ -116,6 +116,12 @@ func startHerald(t *testing.T) *herald {
 		"--shutdown-grace", "3s",
 	)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
+	// Only the flags above configure it, whatever HERALD_* the test runs with.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			h.cmd.Env = append(h.cmd.Env, kv)
+		}
+	}
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := h.cmd.Start(); err != nil {
 		t.Fatalf("start herald: %v", err)
@@ -136,7 +142,7 @@ func startHerald(t *testing.T) *herald {
 	if err := h.awaitListening(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	h.fixture = fixture{aliceID: 1, bobID: 2, origin: h.base,
+	h.fixture = fixture{origin: h.base,
 		alice: h.access(1), bob: h.access(2), carol: h.access(3), dave: h.access(4)}
 	return h
 }
