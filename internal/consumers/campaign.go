@@ -20,8 +20,8 @@ import (
 // may see the campaign (its owner only while it is a draft) joins its room
 // and first receives campaign_data, the REST detail JSON.
 func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
+	id, ok := canonicalID(r.PathValue("id"))
+	if !ok {
 		http.NotFound(w, r) // as Channels' URL router: only digits match
 		return
 	}
@@ -39,20 +39,16 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
-	// The room's position is taken before the snapshot is read: every event
-	// after it is replayed behind the snapshot, so none falls in between
-	// (one already in the snapshot may come again; clients key by id).
-	start, err := c.positionNow(r.Context(), room.group)
-	if err != nil {
-		c.failed(w, "position", err)
+	start, detail, loadErr := c.view(r.Context(), uid, id, room.group)
+	switch {
+	case errors.Is(loadErr, errResetPending):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, loadErr.Error(), http.StatusServiceUnavailable)
 		return
-	}
-	detail, loadErr := c.snapshot(r.Context(), uid, id, start)
-	if loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound {
+	case loadErr != nil && platform.KindOf(loadErr) != platform.KindNotFound:
 		c.failed(w, "load campaign", loadErr, "campaign_id", id)
 		return
-	}
-	if loadErr != nil && k == viaSSE {
+	case loadErr != nil && k == viaSSE:
 		// An event stream answered with an error status is not retried by
 		// the browser, which is right for a campaign that is not there.
 		http.Error(w, "campaign not found", http.StatusNotFound)
@@ -75,10 +71,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 	c.accept(k, w, r, cfg, func(acc accepted) {
 		conn := acc.conn
 		if loadErr != nil {
-			// Accepted, then told why and closed, so a browser client can
-			// show the reason (a refused handshake tells it nothing).
-			sendError(conn, CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
-			conn.Close(realtime.CloseNotFound, "campaign not found")
+			notFound(conn, id)
 			return
 		}
 		// A v2 client resuming within the window gets exactly what it
@@ -98,7 +91,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 				// The window moved on meanwhile: joined live; the snapshot
 				// below brings the state up to date.
 				sendSubscribed(conn, room.group, false)
-				detail.send(conn)
+				c.sendFresh(r.Context(), conn, uid, room)
 				return
 			}
 			sendSubscribed(conn, room.group, false)
@@ -106,11 +99,72 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		if !detail.send(conn) {
 			return
 		}
-		if _, ok := c.joinFrom(r.Context(), conn, room.group, start); ok {
-			acc.position(room.group, start)
-			c.presence.watch(room.group)
+		recovered, ok := c.joinFrom(r.Context(), conn, room.group, start)
+		if !ok {
+			return
 		}
+		c.presence.watch(room.group)
+		if !recovered {
+			// The room started over between the snapshot and the join (a
+			// reset, a Redis that lost its data): what came in between was
+			// not replayed, so the state is sent again.
+			c.sendFresh(r.Context(), conn, uid, room)
+			return
+		}
+		acc.position(room.group, start)
 	})
+}
+
+// view is what a connection to campaign id starts from: the room's
+// position and, read after it, campaign_data as viewer uid may see it. A
+// viewer who is not the owner starts from a position after the campaign
+// was made public (publicPosition), so nothing from its draft reaches them.
+func (c *Consumers) view(ctx context.Context, uid, id int64, group string) (position, snapshot, error) {
+	// The room's position is taken before the snapshot is read: every event
+	// after it is replayed behind the snapshot, so none falls in between
+	// (one already in the snapshot may come again; clients key by id).
+	at, err := c.positionNow(ctx, group)
+	if err != nil {
+		return position{}, snapshot{}, err
+	}
+	snap, err := c.snapshot(ctx, uid, id, at)
+	if err != nil || snap.owner == uid {
+		return at, snap, err
+	}
+	public, err := c.publicPosition(ctx, group, at)
+	if err != nil || public == at {
+		return at, snap, err
+	}
+	snap, err = c.snapshot(ctx, uid, id, public)
+	return public, snap, err
+}
+
+// sendFresh sends a joined connection campaign_data read now, which covers
+// whatever it was not replayed, or closes it if the campaign is no longer
+// there for it.
+func (c *Consumers) sendFresh(ctx context.Context, conn *realtime.Conn, uid int64, room *campaignRoom) {
+	at, err := c.positionNow(ctx, room.group)
+	var snap snapshot
+	if err == nil {
+		snap, err = c.snapshot(ctx, uid, room.id, at)
+	}
+	switch {
+	case err == nil:
+		snap.send(conn)
+	case platform.KindOf(err) == platform.KindNotFound:
+		notFound(conn, room.id)
+	default:
+		c.log.Error("realtime: load campaign", "campaign_id", room.id, "err", err)
+		conn.Close(realtime.CloseInternalError, "cannot load campaign")
+	}
+}
+
+// notFound tells a connection its campaign is not there for it and closes
+// it: accepted first, so a browser client can show the reason (a refused
+// handshake tells it nothing).
+func notFound(conn *realtime.Conn, id int64) {
+	sendError(conn, CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
+	conn.Close(realtime.CloseNotFound, "campaign not found")
 }
 
 // campaignRoom is a connection's campaign; it handles the client's announces.
@@ -185,9 +239,19 @@ func announceID(rep reply, m message) (int64, bool) {
 
 // announce publishes an object's current JSON to its campaign's room unless
 // that exact version is already on its way or already published.
+//
+// Only a public campaign's objects are announced: whatever is published
+// stays in the room's history, and a draft's owner has its writes' own
+// events. The campaign is found public before the object is read, so the
+// version announced is one everybody could see.
 func (c *Consumers) announce(ctx context.Context, userID, campaignID int64, group, typ string, id int64) error {
+	_, err := c.p.Campaign(ctx, 0, campaignID)
+	public := err == nil
+	if err != nil && platform.KindOf(err) != platform.KindNotFound {
+		return err
+	}
 	data, err := c.p.ObjectJSON(ctx, userID, campaignID, typ, id)
-	if err != nil {
+	if err != nil || !public {
 		return err
 	}
 	unlock := c.rooms.lock(group)

@@ -46,6 +46,7 @@ type Consumers struct {
 	seen     versions
 	presence presence
 	snaps    snapshots
+	public   publicEpochs
 }
 
 // New returns the consumers.
@@ -92,6 +93,14 @@ func (c *Consumers) authenticate(r *http.Request) (int64, error) {
 	if err != nil {
 		return 0, errAuth
 	}
+	// A token outlives its user when the database was reset under a kept
+	// secret: such a token is no credential.
+	if _, err := c.p.UserByID(r.Context(), uid); err != nil {
+		if platform.KindOf(err) == platform.KindNotFound {
+			return 0, errAuth
+		}
+		return 0, err
+	}
 	return uid, nil
 }
 
@@ -118,6 +127,7 @@ func versionOf(r *http.Request) (int, bool) {
 const (
 	CodeInvalidJSON    = "invalid_json"
 	CodeInvalidMessage = "invalid_message"
+	CodeInvalidGroup   = "invalid_group"
 	CodeUnknownType    = "unknown_type"
 	CodeNotFound       = "not_found"
 	CodeForbidden      = "forbidden"

@@ -17,9 +17,10 @@ import (
 // Observe sees every event this process receives for its groups before the
 // hub fans it out (and again when one is replayed to a joining connection;
 // what it does is idempotent), and says whether clients get it. It keeps
-// which version of each campaign object was published (for announces), and
-// turns the internal quest_created event into joins: the creator's open
-// application connections start receiving the new quest's applications.
+// which version of each campaign object was published (for announces),
+// turns the internal quest_created event into joins (the creator's open
+// application connections start receiving the new quest's applications),
+// and closes the members of a room whose history was reset.
 func (c *Consumers) Observe(msg layer.Message) bool {
 	switch msg.Type {
 	case platform.EventQuestCreated:
@@ -35,6 +36,15 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 			// Joining may subscribe through the layer, which must not be
 			// called back from its own delivery.
 			go c.joinQuest(members, ev.QuestID)
+		}
+		return false
+	case platform.EventRoomReset:
+		// The room's history started over (a draft was made public): the
+		// positions of its members are void, and whoever may no longer see
+		// the room must leave it. They reconnect and resume, which tells
+		// them recovered=false with a fresh campaign_data, or refuses them.
+		for _, conn := range c.hub.Members(msg.Group) {
+			conn.Close(realtime.CloseServiceRestart, "the room started over; reconnect and resume")
 		}
 		return false
 	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -33,26 +34,79 @@ func parseResume(v string) (map[string]position, error) {
 	out := make(map[string]position, len(parts))
 	for _, p := range parts {
 		fields := strings.Split(p, ":")
-		if len(fields) != 3 || !validGroup(fields[0]) || len(fields[1]) > 64 {
+		if len(fields) != 3 || !validEpoch(fields[1]) {
 			return nil, fmt.Errorf("resume: %q is not group:epoch:offset", truncate(p))
 		}
-		off, err := strconv.ParseUint(fields[2], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("resume: offset in %q is not a number", truncate(p))
+		if !validGroup(fields[0]) {
+			return nil, fmt.Errorf("resume: %q: %s", truncate(p), groupRule)
+		}
+		off, ok := parseOffset(fields[2])
+		if !ok {
+			return nil, fmt.Errorf("resume: offset in %q is not a number from 0 to %d", truncate(p), maxOffset)
 		}
 		out[fields[0]] = position{Offset: off, Epoch: fields[1]}
 	}
 	return out, nil
 }
 
-// validGroup accepts herald's group names: lower-case letters, digits, '_'.
+// groupRule says which group names a client may use.
+const groupRule = "a group is campaign_N, quest_N or user_N, where N is a positive integer written without sign or leading zeros"
+
+// validGroup accepts the names clients may use for groups, each in the one
+// form its events are published under: campaign_<id>, quest_<id> or
+// user_<id>, <id> a positive int64 in canonical decimal.
 func validGroup(g string) bool {
-	if g == "" || len(g) > 64 {
+	kind, num, _ := strings.Cut(g, "_")
+	switch kind {
+	case "campaign", "quest", "user":
+		_, ok := canonicalID(num)
+		return ok
+	}
+	return false
+}
+
+// canonicalID parses a positive int64 written in canonical decimal: digits
+// only, no leading zero.
+func canonicalID(s string) (int64, bool) {
+	if s == "" || s[0] == '0' || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil
+}
+
+// maxOffset bounds the offsets a client may name: offsets are counted in
+// int64 in Redis, and the layers add to the one a client resumes from.
+const maxOffset = math.MaxInt64
+
+// parseOffset reads an offset in decimal digits, at most maxOffset.
+func parseOffset(s string) (uint64, bool) {
+	if s == "" || len(s) > 19 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	off, err := strconv.ParseUint(s, 10, 64)
+	return off, err == nil && off <= maxOffset
+}
+
+// validEpoch accepts what a layer may have minted as an epoch (letters,
+// digits, '.', '-', '_'; at most 64 bytes), or "" for "from the start".
+func validEpoch(e string) bool {
+	if len(e) > 64 {
 		return false
 	}
-	for i := 0; i < len(g); i++ {
-		c := g[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+	for i := 0; i < len(e); i++ {
+		c := e[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
 			return false
 		}
 	}

@@ -44,14 +44,15 @@ type snapshotEntry struct {
 }
 
 // snapshot is campaign_data, encoded once for every connection that is sent
-// it: the JSON message and its WebSocket frame.
+// it: the JSON message and its WebSocket frame, and the campaign's owner.
 type snapshot struct {
 	json  []byte
 	frame realtime.Frame
+	owner int64
 }
 
-func newSnapshot(b []byte) snapshot {
-	return snapshot{json: b, frame: realtime.NewTextFrame(b)}
+func newSnapshot(b []byte, owner int64) snapshot {
+	return snapshot{json: b, frame: realtime.NewTextFrame(b), owner: owner}
 }
 
 // send queues the snapshot on conn and reports whether conn took it.
@@ -82,11 +83,10 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotLoadTimeout)
 		defer cancel()
 		read := time.Now() // the TTL counts from before the read
-		b, public, err := c.loadSnapshot(ctx, 0, id)
+		s, public, err := c.loadSnapshot(ctx, 0, id)
 		if err != nil {
 			return snapshot{}, err
 		}
-		s := newSnapshot(b)
 		if public {
 			c.snaps.put(id, snapshotEntry{at: at, read: read, snap: s})
 		}
@@ -99,30 +99,27 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 		return snapshot{}, err
 	}
 	// Hidden from anonymous viewers (a draft): perhaps not from this one.
-	b, _, err := c.loadSnapshot(ctx, viewerID, id)
-	if err != nil {
-		return snapshot{}, err
-	}
-	return newSnapshot(b), nil
+	s, _, err := c.loadSnapshot(ctx, viewerID, id)
+	return s, err
 }
 
 // loadSnapshot reads and encodes campaign_data as viewerID sees it; public
 // tells whether every viewer sees it alike (drafts look different to their
 // owner and to everyone else).
-func (c *Consumers) loadSnapshot(ctx context.Context, viewerID, id int64) (b []byte, public bool, err error) {
+func (c *Consumers) loadSnapshot(ctx context.Context, viewerID, id int64) (s snapshot, public bool, err error) {
 	c.snaps.loads.Add(1)
 	detail, err := c.p.CampaignDetail(ctx, viewerID, id)
 	if err != nil {
-		return nil, false, err
+		return snapshot{}, false, err
 	}
-	b, err = json.Marshal(struct {
+	b, err := json.Marshal(struct {
 		Type string                  `json:"type"`
 		Data platform.CampaignDetail `json:"data"`
 	}{"campaign_data", detail})
 	if err != nil {
-		return nil, false, fmt.Errorf("encode campaign %d: %w", id, err)
+		return snapshot{}, false, fmt.Errorf("encode campaign %d: %w", id, err)
 	}
-	return b, detail.Status != platform.CampaignDraft, nil
+	return newSnapshot(b, detail.Owner.ID), detail.Status != platform.CampaignDraft, nil
 }
 
 // put caches e as campaign id's snapshot; past maxSnapshots, arbitrary

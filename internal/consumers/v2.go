@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,8 +67,12 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		return false
 	}
 	var sub subscription
-	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validGroup(sub.Group) || len(sub.Epoch) > 64 {
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validEpoch(sub.Epoch) || sub.Offset > maxOffset {
 		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
+		return true
+	}
+	if !validGroup(sub.Group) {
+		rep.error(CodeInvalidGroup, groupRule)
 		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -82,7 +85,8 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		rep.ack()
 		return true
 	}
-	if err := c.mayWatch(ctx, conn.UserID(), sub.Group); err != nil {
+	public, err := c.mayWatch(ctx, conn.UserID(), sub.Group)
+	if err != nil {
 		switch platform.KindOf(err) {
 		case platform.KindNotFound:
 			rep.error(CodeNotFound, err.Error())
@@ -98,14 +102,20 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		rep.ack()
 		return true
 	}
-	from := position{Offset: sub.Offset, Epoch: sub.Epoch}
 	resuming := sub.Epoch != ""
-	if !resuming {
-		var err error
-		if from, err = c.positionNow(ctx, sub.Group); err != nil {
+	var from position
+	if public || !resuming {
+		if from, err = c.positionNow(ctx, sub.Group); err == nil && public {
+			from, err = c.gatePublic(ctx, sub.Group, from)
+		}
+		if err != nil {
+			c.log.Warn("realtime: subscribe", "group", sub.Group, "err", err)
 			rep.error(CodeInternal, "could not subscribe; try again")
 			return true
 		}
+	}
+	if resuming {
+		from = position{Offset: sub.Offset, Epoch: sub.Epoch}
 	}
 	recovered, ok := c.joinFrom(ctx, conn, sub.Group, from)
 	if !ok {
@@ -117,33 +127,50 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	return true
 }
 
-// mayWatch says whether userID may receive a group's events: a campaign's
-// room if they may see the campaign, a quest's group if they created it,
-// their own user group.
-func (c *Consumers) mayWatch(ctx context.Context, userID int64, group string) error {
+// subscribeWait bounds how long a subscribe waits for a room to be ready
+// for the public (publicPosition): it holds a reader worker meanwhile.
+const subscribeWait = 500 * time.Millisecond
+
+// gatePublic is publicPosition for a subscribe message, bounded by
+// subscribeWait.
+func (c *Consumers) gatePublic(ctx context.Context, group string, at position) (position, error) {
+	ctx, cancel := context.WithTimeout(ctx, subscribeWait)
+	defer cancel()
+	return c.publicPosition(ctx, group, at)
+}
+
+// mayWatch says whether userID may receive a group's events (a validGroup):
+// a campaign's room if they may see the campaign, a quest's group if they
+// created it, their own user group. public is set for a campaign room
+// watched by someone other than its owner, who may be sent only what was
+// published while it was public (publicPosition).
+func (c *Consumers) mayWatch(ctx context.Context, userID int64, group string) (public bool, err error) {
 	kind, num, _ := strings.Cut(group, "_")
-	id, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || id <= 0 {
-		return &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
+	id, ok := canonicalID(num)
+	if !ok {
+		return false, &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
 	}
 	switch kind {
 	case "campaign":
-		_, err := c.p.Campaign(ctx, userID, id)
-		return err
+		cp, err := c.p.Campaign(ctx, userID, id)
+		if err != nil {
+			return false, err
+		}
+		return cp.Owner.ID != userID, nil
 	case "quest":
 		q, err := c.p.Quest(ctx, id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if q.Creator.ID != userID {
-			return &platform.Error{Kind: platform.KindForbidden, Message: "only the quest's creator follows its applications"}
+			return false, &platform.Error{Kind: platform.KindForbidden, Message: "only the quest's creator follows its applications"}
 		}
-		return nil
+		return false, nil
 	case "user":
 		if id != userID {
-			return &platform.Error{Kind: platform.KindForbidden, Message: "a user group is its user's alone"}
+			return false, &platform.Error{Kind: platform.KindForbidden, Message: "a user group is its user's alone"}
 		}
-		return nil
+		return false, nil
 	}
-	return &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
+	return false, &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
 }

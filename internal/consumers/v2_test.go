@@ -57,8 +57,9 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 		{fmt.Sprintf("quest_%d", id(q)), "forbidden"},
 		{"user_1", "forbidden"},
 		{"campaign_999999", "not_found"},
-		{"lobby_1", "not_found"},
-		{"Bad Group", "invalid_message"},
+		{"lobby_1", "invalid_group"},
+		{"Bad Group", "invalid_group"},
+		{fmt.Sprintf("campaign_0%d", r.id), "invalid_group"},
 	} {
 		c.Send(map[string]any{"type": "subscribe", "id": "x", "data": map[string]any{"group": tc.group}})
 		ev := c.NextEvent(wait)
