@@ -46,6 +46,15 @@ func (p *Platform) Register(ctx context.Context, in Registration) (User, error) 
 	if err := f.err(); err != nil {
 		return User{}, err
 	}
+	// A name already taken is refused before the costly hash; the unique
+	// index below still decides between concurrent registrations.
+	taken, err := p.usernameTaken(ctx, username)
+	if err != nil {
+		return User{}, err
+	}
+	if taken {
+		return User{}, invalid("username", "a user with that username already exists")
+	}
 	hash, err := p.hasher.Hash(in.Password)
 	if err != nil {
 		return User{}, fmt.Errorf("register: hash password: %w", err)
@@ -61,6 +70,18 @@ func (p *Platform) Register(ctx context.Context, in Registration) (User, error) 
 		return User{}, fmt.Errorf("register %q: %w", username, err)
 	}
 	return u, nil
+}
+
+func (p *Platform) usernameTaken(ctx context.Context, username string) (bool, error) {
+	var one int
+	err := p.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE username_key = $1", strings.ToLower(username)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("register %q: look up username: %w", username, err)
+	}
+	return true, nil
 }
 
 func validUsername(s string) bool {
@@ -117,4 +138,17 @@ func (p *Platform) UserByID(ctx context.Context, id int64) (User, error) {
 		return User{}, fmt.Errorf("load user %d: %w", id, err)
 	}
 	return u, nil
+}
+
+// UserExists reports whether a user account with id exists.
+func (p *Platform) UserExists(ctx context.Context, id int64) (bool, error) {
+	var one int
+	err := p.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up user %d: %w", id, err)
+	}
+	return true, nil
 }
