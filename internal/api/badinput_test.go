@@ -71,8 +71,13 @@ func TestMalformedBodies(t *testing.T) {
 					r := e.do(ep.method, ep.path, ep.token, body)
 					t.Run(name, func(t *testing.T) { wantParseError(t, r) })
 				}
-				// A missing Content-Type is taken as JSON; an empty body still isn't one.
-				wantParseError(t, e.raw(ep.method, ep.path, ep.token, "", nil))
+				// A body without a Content-Type is not taken for JSON, even a
+				// valid one: a page on another origin can send it without a
+				// CORS preflight.
+				wantProblem(t, e.raw(ep.method, ep.path, ep.token, "", strings.NewReader(ep.valid)),
+					http.StatusUnsupportedMediaType, "unsupported_media_type")
+				wantProblem(t, e.raw(ep.method, ep.path, ep.token, "", nil),
+					http.StatusUnsupportedMediaType, "unsupported_media_type")
 
 				// The offending unknown field is named, whatever else is right.
 				r := e.do(ep.method, ep.path, ep.token, strings.TrimSuffix(ep.valid, "}")+`,"is_admin":true}`)

@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/platform"
@@ -72,22 +74,88 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, in credentials) 
 		p.Errors = f
 		return platform.User{}, p
 	}
-	addr := auth.ClientIP(r, s.trustProxy)
-	if wait, ok := s.throttle.Check(in.Username, addr); !ok {
-		secs := int(wait.Seconds()) + 1
-		w.Header().Set("Retry-After", itoa(secs))
-		return platform.User{}, problem(http.StatusTooManyRequests, "throttled", "too many failed sign-ins; try again in "+itoa(secs)+" seconds")
+	attempt, wait, ok := s.throttle.Begin(in.Username, auth.ClientIP(r, s.trustProxy))
+	if !ok {
+		return platform.User{}, throttled(w, wait, "too many failed sign-ins")
+	}
+	release, err := s.hashing.Acquire(r.Context())
+	if err != nil {
+		attempt.Release()
+		return platform.User{}, busy(w, err)
 	}
 	u, err := s.p.Authenticate(r.Context(), in.Username, in.Password)
-	if platform.KindOf(err) == platform.KindUnauthorized {
-		s.throttle.Failure(in.Username, addr)
+	release()
+	switch {
+	case platform.KindOf(err) == platform.KindUnauthorized:
+		// The attempt stays counted as a failure.
 		return platform.User{}, problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
-	}
-	if err != nil {
+	case err != nil:
+		attempt.Release()
 		return platform.User{}, err
 	}
-	s.throttle.Success(in.Username, addr)
+	attempt.Succeed()
 	return u, nil
+}
+
+// DefaultRegistrationsPerHour is how many accounts one client address may
+// create in an hour.
+const DefaultRegistrationsPerHour = 10
+
+// newRegistrationThrottle counts the accounts created per client address
+// (IPv6 by /64), allowing perHour in an hour (0 for the default, -1 for no
+// limit).
+func newRegistrationThrottle(perHour int) *auth.Throttle {
+	switch {
+	case perHour == 0:
+		perHour = DefaultRegistrationsPerHour
+	case perHour < 0:
+		perHour = math.MaxInt
+	}
+	return auth.NewThrottle(auth.ThrottleConfig{MaxPerAddress: perHour, Window: time.Hour})
+}
+
+// register creates an account. Registrations are counted per client address
+// before the password is hashed; only those that create an account stay
+// counted.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
+	var in platform.Registration
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	attempt, wait, ok := s.registrations.Begin("", auth.ClientIP(r, s.trustProxy))
+	if !ok {
+		return throttled(w, wait, "too many accounts created from this address")
+	}
+	release, err := s.hashing.Acquire(r.Context())
+	if err != nil {
+		attempt.Release()
+		return busy(w, err)
+	}
+	u, err := s.p.Register(r.Context(), in)
+	release()
+	if err != nil {
+		attempt.Release()
+		return err
+	}
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+// throttled answers a request refused by a throttle for wait.
+func throttled(w http.ResponseWriter, wait time.Duration, why string) error {
+	secs := int(wait/time.Second) + 1
+	w.Header().Set("Retry-After", itoa(secs))
+	return problem(http.StatusTooManyRequests, "throttled", why+"; try again in "+itoa(secs)+" seconds")
+}
+
+// busy answers a request that found no free password-hashing slot; a
+// request whose client went away gets err itself, which is not answered.
+func busy(w http.ResponseWriter, err error) error {
+	if !errors.Is(err, auth.ErrBusy) {
+		return err
+	}
+	w.Header().Set("Retry-After", "1")
+	return problem(http.StatusServiceUnavailable, "busy", "the server is busy checking other passwords; try again in a moment")
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {

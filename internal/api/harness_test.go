@@ -28,14 +28,20 @@ func testConfig(t *testing.T, dsn string) config.Config {
 	return config.Config{
 		DB: dsn, DataDir: t.TempDir(), AccessTTL: 15 * time.Minute, RefreshTTL: 24 * time.Hour,
 		JWTSecret: strings.Repeat("s", 32), ShutdownGrace: time.Second,
+		RegistrationsPerHour: -1, // tests register many users from one address
 	}
 }
 
 func newEnv(t *testing.T, dsn string) *env {
 	t.Helper()
-	a, err := app.New(context.Background(), testConfig(t, dsn), slog.New(slog.DiscardHandler), app.WithPasswordParams(testenv.CheapPasswords))
+	return newEnvConfig(t, testConfig(t, dsn))
+}
+
+func newEnvConfig(t *testing.T, cfg config.Config) *env {
+	t.Helper()
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(testenv.CheapPasswords))
 	if err != nil {
-		t.Fatalf("start herald on %s: %v", dsn, err)
+		t.Fatalf("start herald on %s: %v", cfg.DB, err)
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {

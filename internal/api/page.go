@@ -2,9 +2,11 @@ package api
 
 import (
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/heraldhq/herald/internal/platform"
 )
@@ -16,18 +18,18 @@ func pageRequest(r *http.Request) (platform.PageRequest, error) {
 	pr := platform.PageRequest{Number: 1, Size: 20}
 	q := r.URL.Query()
 	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return pr, fieldProblem("page", "must be a positive integer")
+		n, ok := parseID(v)
+		if !ok {
+			return pr, fieldProblem("page", "must be a positive integer without sign or leading zeros")
 		}
-		pr.Number = n
+		pr.Number = int(n)
 	}
 	if v := q.Get("page_size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
+		n, ok := parseID(v)
+		if !ok || n > maxPageSize {
 			return pr, fieldProblem("page_size", "must be an integer from 1 to "+strconv.Itoa(maxPageSize))
 		}
-		pr.Size = n
+		pr.Size = int(n)
 	}
 	// No list is long enough to reach such a page, and its offset would
 	// overflow: it is past the end like any other page beyond the last.
@@ -37,14 +39,18 @@ func pageRequest(r *http.Request) (platform.PageRequest, error) {
 	return pr, nil
 }
 
-// writePage answers a list page with absolute next/previous links. A page
-// past the end is a 404, as in Django REST framework.
+// writePage answers a list page with next/previous links, absolute where
+// the request's host is known to be herald's (see linkHost), else relative.
+// A page past the end is a 404, as in Django REST framework.
 func (s *Server) writePage(w http.ResponseWriter, r *http.Request, pr platform.PageRequest, count int64, results any, n int) error {
 	if pr.Number > 1 && n == 0 {
 		return problem(http.StatusNotFound, "not_found", "invalid page: there is no page "+strconv.Itoa(pr.Number))
 	}
 	link := func(page int) *string {
-		u := url.URL{Scheme: s.scheme(r), Host: r.Host, Path: r.URL.Path}
+		u := url.URL{Path: r.URL.Path}
+		if host := s.linkHost(r); host != "" {
+			u.Scheme, u.Host = s.scheme(r), host
+		}
 		q := r.URL.Query()
 		q.Set("page", strconv.Itoa(page))
 		u.RawQuery = q.Encode()
@@ -52,6 +58,7 @@ func (s *Server) writePage(w http.ResponseWriter, r *http.Request, pr platform.P
 		return &str
 	}
 	var next, prev *string
+	// pageRequest bounds Number*Size to an int, so this cannot overflow.
 	if int64(pr.Number)*int64(pr.Size) < count {
 		next = link(pr.Number + 1)
 	}
@@ -65,6 +72,32 @@ func (s *Server) writePage(w http.ResponseWriter, r *http.Request, pr platform.P
 		Results  any     `json:"results"`
 	}{count, next, prev, results})
 	return nil
+}
+
+// linkHost is the host for absolute links in r's answer, or "" for
+// relative ones. The Host header is the client's to choose, and a shared
+// cache or a proxy could hand a link built from a forged one to others; as
+// Django checks the host against ALLOWED_HOSTS, herald uses it only if it is
+// the host of an allowed origin or the address the connection came in on.
+func (s *Server) linkHost(r *http.Request) string {
+	host := r.Host
+	if host == "" {
+		return ""
+	}
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && strings.EqualFold(local.String(), host) {
+		return host
+	}
+	for _, o := range s.origins {
+		_, oh, _ := strings.Cut(o, "://")
+		if strings.EqualFold(oh, host) {
+			return host
+		}
+		// "https://*.example.com" names every subdomain of example.com.
+		if sub, ok := strings.CutPrefix(oh, "*"); ok && len(host) > len(sub) && strings.EqualFold(host[len(host)-len(sub):], sub) {
+			return host
+		}
+	}
+	return ""
 }
 
 func (s *Server) scheme(r *http.Request) string {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -97,14 +96,26 @@ const maxBody = 1 << 20
 // type, no unknown fields, no trailing data, bounded size. Its errors are
 // *Problem with the offending field named where there is one.
 func decode(w http.ResponseWriter, r *http.Request, dst any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return problem(http.StatusUnsupportedMediaType, "unsupported_media_type",
-				fmt.Sprintf("unsupported media type %q; send application/json", ct))
-		}
+	// A body without a content type is not taken for JSON: a page on another
+	// origin can send one with no CORS preflight, and so could forge a write.
+	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return unsupportedMediaType(ct)
+	}
+	if r.ContentLength > maxBody {
+		return problem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", maxBody))
 	}
 	return decodeJSON(http.MaxBytesReader(w, r.Body, maxBody), dst)
+}
+
+func unsupportedMediaType(ct string) *Problem {
+	if ct == "" {
+		return problem(http.StatusUnsupportedMediaType, "unsupported_media_type", "the request has no Content-Type; send application/json")
+	}
+	if len(ct) > 100 {
+		ct = ct[:100] + "…"
+	}
+	return problem(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		fmt.Sprintf("unsupported media type %q; send application/json", ct))
 }
 
 // decodeJSON is decode's body parser, separate so it can be fuzzed.

@@ -45,15 +45,15 @@ func (s *Server) routeTable() []Route {
 	pageQ := []string{"page", "page_size"}
 	return []Route{
 		{Method: "POST", Path: "/api/auth/register/", Summary: "Create an account", Tag: "auth",
-			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad}, handle: withBody(made, func(c ctx, _ int64, in platform.Registration) (platform.User, error) { return s.p.Register(c, in) })},
+			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.register},
 		{Method: "POST", Path: "/api/auth/token/", Summary: "Sign in: get an access and a refresh token", Tag: "auth",
-			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests}, handle: s.token},
+			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.token},
 		{Method: "POST", Path: "/api/auth/token/refresh/", Summary: "Get a new access token for a refresh token", Tag: "auth",
 			Body: refreshRequest{}, Result: accessToken{}, Status: read, Errors: []int{bad, unauth}, handle: s.refresh},
 		{Method: "GET", Path: "/api/auth/session/", Summary: "Who is signed in: {\"user\": null} for visitors", Tag: "auth",
 			Result: currentSession{}, Status: read, handle: s.getSession},
 		{Method: "POST", Path: "/api/auth/session/", Summary: "Sign in with HttpOnly cookies (the web app's session)", Tag: "auth",
-			Body: credentials{}, Result: session{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests}, handle: s.createSession},
+			Body: credentials{}, Result: session{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.createSession},
 		{Method: "POST", Path: "/api/auth/session/refresh/", Summary: "Renew the session's access cookie", Tag: "auth",
 			Result: session{}, Status: read, Errors: []int{unauth}, handle: s.refreshSession},
 		{Method: "DELETE", Path: "/api/auth/session/", Summary: "Sign out: clear the session cookies", Tag: "auth",
@@ -156,9 +156,9 @@ func queryID(r *http.Request, name string) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fieldProblem(name, "must be a positive integer id")
+	n, ok := parseID(v)
+	if !ok {
+		return 0, fieldProblem(name, "must be a positive integer id without sign or leading zeros")
 	}
 	return n, nil
 }

@@ -22,7 +22,17 @@ type Config struct {
 	Platform *platform.Platform
 	Tokens   *auth.Issuer
 	Throttle *auth.Throttle
-	Logger   *slog.Logger
+	// RegistrationsPerHour bounds the accounts one client address may
+	// create in an hour: 0 for DefaultRegistrationsPerHour, -1 for no limit.
+	RegistrationsPerHour int
+	// Hashing bounds concurrent password hashing; nil allows
+	// runtime.GOMAXPROCS(0) at once.
+	Hashing *auth.HashGate
+	// AllowedOrigins are the origins, besides the server's own, whose pages
+	// may write with the session cookie ("*" any, "https://*.example.com"
+	// any subdomain), as --allowed-origins says.
+	AllowedOrigins []string
+	Logger         *slog.Logger
 	// TrustProxy takes the client address and scheme from X-Forwarded-For
 	// and X-Forwarded-Proto (only behind a proxy that sets them).
 	TrustProxy bool
@@ -34,15 +44,20 @@ type Config struct {
 
 // Server serves the REST API.
 type Server struct {
-	p          *platform.Platform
-	tokens     *auth.Issuer
-	throttle   *auth.Throttle
-	log        *slog.Logger
-	trustProxy bool
-	admins     []string
-	opsStats   func(context.Context) OpsStats
-	mux        *http.ServeMux
-	routes     []Route
+	p        *platform.Platform
+	tokens   *auth.Issuer
+	throttle *auth.Throttle
+	// registrations counts accounts created per client address.
+	registrations *auth.Throttle
+	hashing       *auth.HashGate
+	origins       []string
+	users         *userCache
+	log           *slog.Logger
+	trustProxy    bool
+	admins        []string
+	opsStats      func(context.Context) OpsStats
+	mux           *http.ServeMux
+	routes        []Route
 
 	schemaOnce sync.Once
 	schemaJSON []byte
@@ -56,9 +71,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
+		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), hashing: cfg.Hashing, origins: cfg.AllowedOrigins,
+		users: newUserCache(userCacheTTL, userCacheSize),
 	}
 	if s.throttle == nil {
 		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})
+	}
+	if s.hashing == nil {
+		s.hashing = auth.NewHashGate(0, 0)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -128,27 +148,50 @@ type ctxKey int
 const userKey ctxKey = iota
 
 // serveRoute authenticates the request as the route requires and runs it.
-// A token that is present but bad is refused even where none is needed, as
-// Django REST framework does, so a client learns its token has expired.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route) {
-	if tok := auth.TokenFromRequest(r, false); tok != "" {
-		uid, err := s.tokens.ParseAccess(tok)
-		if err != nil {
-			msg := "the access token is invalid"
-			if errors.Is(err, auth.ErrTokenExpired) {
-				msg = "the access token has expired; refresh it at /api/auth/token/refresh/"
-			}
-			s.writeProblem(w, r, problem(http.StatusUnauthorized, "token_not_valid", msg))
-			return
-		}
-		r = r.WithContext(context.WithValue(r.Context(), userKey, uid))
-	} else if rt.Auth == AuthRequired {
-		s.writeProblem(w, r, problem(http.StatusUnauthorized, "not_authenticated", "authentication credentials were not provided"))
-		return
+	r, err := s.authenticate(r, rt)
+	if err == nil {
+		err = rt.handle(w, r)
 	}
-	if err := rt.handle(w, r); err != nil {
+	if err != nil {
 		s.writeProblem(w, r, err)
 	}
+}
+
+// authenticate checks that a write could not have been forged by another
+// site, then resolves the request's access token (header or cookie) to a
+// user who still exists, returning r with that user in its context. A token
+// that is present but bad is refused even where none is needed, as Django
+// REST framework does, so a client learns its token has expired.
+func (s *Server) authenticate(r *http.Request, rt Route) (*http.Request, error) {
+	if err := s.checkForgery(r); err != nil {
+		return r, err
+	}
+	tok := auth.TokenFromRequest(r, false)
+	if tok == "" {
+		if rt.Auth == AuthRequired {
+			return r, problem(http.StatusUnauthorized, "not_authenticated", "authentication credentials were not provided")
+		}
+		return r, nil
+	}
+	uid, err := s.tokens.ParseAccess(tok)
+	if err != nil {
+		msg := "the access token is invalid"
+		if errors.Is(err, auth.ErrTokenExpired) {
+			msg = "the access token has expired; refresh it at /api/auth/token/refresh/"
+		}
+		return r, problem(http.StatusUnauthorized, "token_not_valid", msg)
+	}
+	// A token outlives its user when the database is reset or the user is
+	// removed; without this check every write would fail on a foreign key.
+	ok, err := s.users.exists(r.Context(), uid, s.p.UserExists)
+	if err != nil {
+		return r, err
+	}
+	if !ok {
+		return r, problem(http.StatusUnauthorized, "token_not_valid", "the token's user no longer exists")
+	}
+	return r.WithContext(context.WithValue(r.Context(), userKey, uid)), nil
 }
 
 // userID is the authenticated user of r, 0 if anonymous.
@@ -160,9 +203,25 @@ func userID(r *http.Request) int64 {
 // pathID reads a positive integer path parameter; anything else is a 404,
 // as no object has such an id.
 func pathID(r *http.Request, name string) (int64, error) {
-	v, err := strconv.ParseInt(r.PathValue(name), 10, 64)
-	if err != nil || v <= 0 {
+	v, ok := parseID(r.PathValue(name))
+	if !ok {
 		return 0, problem(http.StatusNotFound, "not_found", "no object with id "+strconv.Quote(r.PathValue(name)))
 	}
 	return v, nil
+}
+
+// parseID reads an id written the one way herald writes it: decimal digits
+// with no sign and no leading zero, from 1 to the largest int64. "+1" and
+// "01" are not campaign 1, so one object has one URL.
+func parseID(s string) (int64, bool) {
+	if s == "" || len(s) > 19 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
 }

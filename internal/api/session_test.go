@@ -22,6 +22,7 @@ func TestCookieSession(t *testing.T) {
 		post := func(path, body string) *http.Response {
 			t.Helper()
 			req, _ := http.NewRequest("POST", e.srv.URL+path, strings.NewReader(body))
+			req.Header.Set("Origin", e.srv.URL) // as the browser says for the web app's own page
 			if body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}
@@ -90,6 +91,7 @@ func TestCookieSession(t *testing.T) {
 			t.Fatalf("bad sign in: %d", res.StatusCode)
 		}
 		req, _ := http.NewRequest("DELETE", e.srv.URL+"/api/auth/session/", nil)
+		req.Header.Set("Origin", e.srv.URL)
 		if res, err := client.Do(req); err != nil || res.StatusCode != http.StatusNoContent {
 			t.Fatalf("sign out: %v %v", res, err)
 		}

@@ -74,3 +74,6 @@ func (g *HashGate) Acquire(ctx context.Context) (release func(), err error) {
 	}
 	return release, nil
 }
+
+// Waiting is how many callers are waiting for a slot.
+func (g *HashGate) Waiting() int { return int(g.waiting.Load()) }

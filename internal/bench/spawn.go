@@ -90,7 +90,8 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 	// Later flags win, so extra can override any of these but the addresses
 	// (check refuses those).
 	args := append([]string{"serve", "--addr", addr, "--db", c.db, "--data-dir", c.dir,
-		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", s.admin}, extra...)
+		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", s.admin,
+		"--registrations-per-hour", "-1"}, extra...) // the bench signs its users up from one address
 	logf, err := os.Create(s.log)
 	if err != nil {
 		return nil, err

@@ -152,6 +152,8 @@ func (p *proc) start() {
 		"--allowed-origins", "*",
 		"--handshake-rate", "-1",
 		"--max-conns-per-addr", "-1",
+		"--public-metrics=true", // metric reads them from the main address
+		"--registrations-per-hour", "-1",
 		"--shutdown-grace", "3s",
 		"--log-level", "info",
 	}

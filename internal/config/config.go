@@ -40,6 +40,9 @@ type Config struct {
 	HandshakeRate   int
 	// AdminAddr serves pprof and metrics on a separate address; empty is off.
 	AdminAddr string
+	// PublicMetrics serves /metrics on the main address too; by default it
+	// is on AdminAddr only.
+	PublicMetrics bool
 	// Admins are the usernames who may see the operations page.
 	Admins []string
 	// Layer is the channel layer: "memory" (one process) or a redis:// or
@@ -49,6 +52,12 @@ type Config struct {
 	// pub/sub; RedisPrefix starts its key and channel names.
 	RedisSharded bool
 	RedisPrefix  string
+	// PasswordHashes bounds concurrent password hashing (sign-ins and
+	// registrations); 0 means runtime.GOMAXPROCS(0).
+	PasswordHashes int
+	// RegistrationsPerHour bounds the accounts one client address may create
+	// in an hour; -1 for no limit.
+	RegistrationsPerHour int
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -87,8 +96,11 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	redisSharded := str("redis-sharded", "false", "with a redis layer: the URL names Redis Cluster nodes (redis://host:port?addr=host2:port2); use sharded pub/sub")
 	redisPrefix := str("redis-prefix", "herald:", "with a redis layer: prefix of its keys and channels (deployments sharing one Redis need distinct ones)")
 	adminAddr := str("admin-addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
+	publicMetrics := str("public-metrics", "false", "serve /metrics on the main address too (by default only on --admin-addr)")
 	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
 	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
+	passwordHashes := str("password-hashes", "0", "password hashes (19 MiB each) run at once; 0 for the number of CPUs")
+	registrations := str("registrations-per-hour", "10", "accounts one client address (IPv6: /64) may create per hour; -1 for no limit")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -158,8 +170,15 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		}
 		c.MaxConnsPerAddr = integer(&errs, "max-conns-per-addr", *maxConns)
 		c.HandshakeRate = integer(&errs, "handshake-rate", *handshakeRate)
+		if n, err := strconv.Atoi(*passwordHashes); err != nil || n < 0 || n > 1024 {
+			errs = append(errs, fmt.Errorf("--password-hashes %q: want 1 to 1024, or 0 for the number of CPUs", *passwordHashes))
+		} else {
+			c.PasswordHashes = n
+		}
+		c.RegistrationsPerHour = integer(&errs, "registrations-per-hour", *registrations)
 		c.Demo = boolean(&errs, "demo", *demo)
 		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
+		c.PublicMetrics = boolean(&errs, "public-metrics", *publicMetrics)
 		return c, errors.Join(errs...)
 	}
 }

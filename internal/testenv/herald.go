@@ -36,6 +36,8 @@ func Config(t testing.TB, dsn string) config.Config {
 		DB: dsn, DataDir: t.TempDir(), AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
 		JWTSecret: strings.Repeat("k", 32), ShutdownGrace: 2 * time.Second,
 		AllowedOrigins: []string{"http://localhost:8000"},
+		// Tests register many users from one address.
+		RegistrationsPerHour: -1,
 	}
 }
 

@@ -116,6 +116,7 @@ export class Herald {
       '--shutdown-grace', '2s',
       '--handshake-rate', '-1',
       '--max-conns-per-addr', '-1',
+      '--registrations-per-hour', '-1',
       ...this.args,
     ];
     const p = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
