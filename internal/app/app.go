@@ -117,8 +117,11 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.api, err = api.New(api.Config{
 		Platform: a.platform, Tokens: tokens, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
-		Throttle: auth.NewThrottle(auth.ThrottleConfig{}),
-		Admins:   a.cfg.Admins, OpsStats: a.opsStats,
+		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
+		RegistrationsPerHour: a.cfg.RegistrationsPerHour,
+		Hashing:              auth.NewHashGate(a.cfg.PasswordHashes, auth.DefaultHashWait),
+		AllowedOrigins:       a.cfg.AllowedOrigins,
+		Admins:               a.cfg.Admins, OpsStats: a.opsStats,
 	})
 	if err != nil {
 		return err
