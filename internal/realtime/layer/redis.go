@@ -647,8 +647,18 @@ func (r *Redis) readHistory(ctx context.Context, group string, since uint64, epo
 	if err != nil {
 		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
 	}
+	msgs, ok, err := decodeHistory(group, since, res)
+	if err != nil {
+		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
+	}
+	return msgs, ok, nil
+}
+
+// decodeHistory reads historyScript's reply: {1, entries...} with the
+// events after since, or {0} when they are not all in the window.
+func decodeHistory(group string, since uint64, res []any) ([]Message, bool, error) {
 	if len(res) == 0 {
-		return nil, false, fmt.Errorf("layer: history of %q: empty reply", group)
+		return nil, false, errors.New("empty reply")
 	}
 	if ok, _ := res[0].(int64); ok != 1 {
 		return nil, false, nil
@@ -663,10 +673,10 @@ func (r *Redis) readHistory(ctx context.Context, group string, since uint64, epo
 		_, rest, found := strings.Cut(s, "\n") // publish time
 		m, perr := decodePayload(group, rest)
 		if !found || perr != nil {
-			return nil, false, fmt.Errorf("layer: history of %q: bad entry %.60q", group, s)
+			return nil, false, fmt.Errorf("bad entry %.60q", s)
 		}
 		if m.Offset != want {
-			return nil, false, fmt.Errorf("layer: history of %q: offset %d where %d was expected", group, m.Offset, want)
+			return nil, false, fmt.Errorf("offset %d where %d was expected", m.Offset, want)
 		}
 		want++
 		out = append(out, m)
@@ -827,6 +837,9 @@ func (r *Redis) readPositions(ctx context.Context, groups []string) (ps []Positi
 }
 
 func parsePosition(vals []any) (uint64, string, error) {
+	if len(vals) != 2 {
+		return 0, "", fmt.Errorf("%d values in redis's answer to HMGET epoch last", len(vals))
+	}
 	epoch, _ := vals[0].(string)
 	last, _ := vals[1].(string)
 	if epoch == "" || last == "" {
