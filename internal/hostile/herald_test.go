@@ -339,11 +339,12 @@ func sum(m map[string]float64, name string, labels ...string) (total float64, fo
 type usage struct {
 	goroutines, rss, fds float64
 	conns                float64 // open WebSocket and SSE connections
+	heap, heapIdle       float64 // Go heap in use, and idle but not yet released
 }
 
 func (u usage) String() string {
-	return fmt.Sprintf("%.0f goroutines, %.1f MiB RSS, %.0f descriptors, %.0f real-time connections",
-		u.goroutines, u.rss/(1<<20), u.fds, u.conns)
+	return fmt.Sprintf("%.0f goroutines, %.1f MiB RSS (Go heap %.1f MiB in use, %.1f MiB idle), %.0f descriptors, %.0f real-time connections",
+		u.goroutines, u.rss/(1<<20), u.heap/(1<<20), u.heapIdle/(1<<20), u.fds, u.conns)
 }
 
 // usage runs a garbage collection in the process (through pprof's heap
@@ -373,6 +374,10 @@ func (h *herald) usage() (usage, error) {
 			return u, fmt.Errorf("metrics: no %s", name)
 		}
 	}
+	u.heap, _ = sum(m, "go_memstats_heap_inuse_bytes")
+	idle, _ := sum(m, "go_memstats_heap_idle_bytes")
+	released, _ := sum(m, "go_memstats_heap_released_bytes")
+	u.heapIdle = idle - released
 	return u, nil
 }
 

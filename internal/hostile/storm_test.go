@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -101,6 +102,9 @@ func (sc stormCase) run(t *testing.T, h *herald) {
 	}
 	t.Logf("%d requests in %v (%.0f/s): %v; peak RSS %s", sc.n, elapsed.Round(time.Millisecond),
 		float64(sc.n)/elapsed.Seconds(), counts, rss)
+	if limit := stormRSSLimit(); peak() > limit {
+		t.Errorf("RSS reached %s during the storm; want at most %.0f MiB", rss, limit/(1<<20))
+	}
 	if len(unanswered) > 0 {
 		h.overwhelmed.Store(true)
 		t.Errorf("%d of %d requests got no answer; the first: %s", len(unanswered), sc.n, unanswered[0])
@@ -111,6 +115,13 @@ func (sc stormCase) run(t *testing.T, h *herald) {
 	if sc.check != nil {
 		sc.check(t, counts)
 	}
+}
+
+// stormRSSLimit is the most RSS a storm may take the process to: issue
+// 13's target of 200 MiB on two cores. Password hashing (19 MiB each) runs
+// about one per core, so a larger machine may hold more at once.
+func stormRSSLimit() float64 {
+	return float64(200<<20 + 40<<20*max(0, runtime.NumCPU()-2))
 }
 
 // sampleRSS reads the process's RSS every 50 ms until stop is called;
