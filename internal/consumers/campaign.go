@@ -131,7 +131,7 @@ func (c *Consumers) view(ctx context.Context, uid, id int64, group string) (posi
 	if err != nil || snap.owner == uid {
 		return at, snap, err
 	}
-	public, err := c.publicPosition(ctx, group, at)
+	public, err := c.publicPosition(ctx, group, at, snap.resetOut)
 	if err != nil || public == at {
 		return at, snap, err
 	}

@@ -45,14 +45,13 @@ type snapshotEntry struct {
 
 // snapshot is campaign_data, encoded once for every connection that is sent
 // it: the JSON message and its WebSocket frame, and the campaign's owner.
+// resetOut is set for a public campaign whose room had no reset waiting in
+// the outbox after the campaign was read (publicPosition).
 type snapshot struct {
-	json  []byte
-	frame realtime.Frame
-	owner int64
-}
-
-func newSnapshot(b []byte, owner int64) snapshot {
-	return snapshot{json: b, frame: realtime.NewTextFrame(b), owner: owner}
+	json     []byte
+	frame    realtime.Frame
+	owner    int64
+	resetOut bool
 }
 
 // send queues the snapshot on conn and reports whether conn took it.
@@ -119,7 +118,17 @@ func (c *Consumers) loadSnapshot(ctx context.Context, viewerID, id int64) (s sna
 	if err != nil {
 		return snapshot{}, false, fmt.Errorf("encode campaign %d: %w", id, err)
 	}
-	return newSnapshot(b, detail.Owner.ID), detail.Status != platform.CampaignDraft, nil
+	s = snapshot{json: b, frame: realtime.NewTextFrame(b), owner: detail.Owner.ID}
+	if public = detail.Status != platform.CampaignDraft; public {
+		// Read after the campaign: a reset committed with its publication
+		// is waiting or already out.
+		pending, err := c.p.RoomResetPending(ctx, platform.CampaignGroup(id))
+		if err != nil {
+			return snapshot{}, false, err
+		}
+		s.resetOut = !pending
+	}
+	return s, public, nil
 }
 
 // put caches e as campaign id's snapshot; past maxSnapshots, arbitrary

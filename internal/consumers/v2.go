@@ -136,7 +136,7 @@ const subscribeWait = 500 * time.Millisecond
 func (c *Consumers) gatePublic(ctx context.Context, group string, at position) (position, error) {
 	ctx, cancel := context.WithTimeout(ctx, subscribeWait)
 	defer cancel()
-	return c.publicPosition(ctx, group, at)
+	return c.publicPosition(ctx, group, at, false)
 }
 
 // mayWatch says whether userID may receive a group's events (a validGroup):

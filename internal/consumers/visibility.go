@@ -33,16 +33,20 @@ const resetWait = 3 * time.Second
 // at itself when its epoch is known to have begun after the campaign was
 // made public, otherwise the room's position once the reset that made it
 // public (if any) has been published and delivered to this process.
+// resetOut says the caller already found no reset waiting after it found
+// the campaign public.
 //
 // The caller has checked that the campaign is public. Positions are
 // checked by epoch because a campaign goes public once: an epoch that began
 // while it was public holds only what was published while it was public.
-func (c *Consumers) publicPosition(ctx context.Context, group string, at position) (position, error) {
+func (c *Consumers) publicPosition(ctx context.Context, group string, at position, resetOut bool) (position, error) {
 	if at.Epoch != "" && c.public.has(group, at.Epoch) {
 		return at, nil
 	}
-	if err := c.awaitReset(ctx, group); err != nil {
-		return position{}, err
+	if !resetOut {
+		if err := c.awaitReset(ctx, group); err != nil {
+			return position{}, err
+		}
 	}
 	p, err := c.syncPosition(ctx, group)
 	if err != nil {
