@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -135,6 +136,40 @@ func TestFeedHugeLengths(t *testing.T) {
 					"%s, length %d: close code %d, want %d",
 					tc.name, l, code, tc.code)
 			}
+		}
+	}
+}
+
+// TestFeedCloseBodies: the peer's close is answered with its own code when
+// the body is valid, and with 1002 when it is one byte long, names a code
+// nobody may send or has a reason that is not UTF-8.
+func TestFeedCloseBodies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want uint16
+	}{
+		{"empty", nil, realtime.CloseNormal},
+		{"1000", ws.NewCloseFrameBody(1000, "bye"), 1000},
+		{"4000", ws.NewCloseFrameBody(4000, ""), 4000},
+		{"one byte", []byte{0x03}, realtime.CloseProtocolError},
+		{"999", ws.NewCloseFrameBody(999, ""), realtime.CloseProtocolError},
+		{"1005", ws.NewCloseFrameBody(1005, ""), realtime.CloseProtocolError},
+		{"5000", ws.NewCloseFrameBody(5000, ""), realtime.CloseProtocolError},
+		{"65535", ws.NewCloseFrameBody(65535, ""), realtime.CloseProtocolError},
+		{"bad UTF-8", append(ws.NewCloseFrameBody(1000, ""), 0xff, 0xfe), realtime.CloseProtocolError},
+	} {
+		w := newFeedConn(t)
+		err := w.feed(clientFrame(ws.OpClose, true, tc.body), &scratch{})
+		if !errors.Is(err, errPeerClosed) {
+			t.Fatalf(
+				"%s: feed returned %v, want errPeerClosed",
+				tc.name, err)
+		}
+		if code := queuedCloseCode(w); code != tc.want {
+			t.Errorf(
+				"%s: answered with %d, want %d",
+				tc.name, code, tc.want)
 		}
 	}
 }

@@ -232,10 +232,16 @@ func (w *wsConn) frame(h ws.Header, payload []byte) error {
 
 func (w *wsConn) onClose(payload []byte) error {
 	code := realtime.CloseNormal
-	if len(payload) >= 2 {
+	switch {
+	case len(payload) == 1:
+		// A close body is empty or starts with a two-byte code (RFC 6455
+		// 5.5.1).
+		code = realtime.CloseProtocolError
+	case len(payload) >= 2:
 		c, reason := ws.ParseCloseFrameDataUnsafe(payload)
 		code = uint16(c)
-		if ws.CheckCloseFrameData(c, reason) != nil {
+		// Codes from 5000 up are defined by nobody (RFC 6455 7.4.2).
+		if ws.CheckCloseFrameData(c, reason) != nil || c >= 5000 {
 			code = realtime.CloseProtocolError
 		}
 	}
