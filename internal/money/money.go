@@ -59,7 +59,7 @@ func (c Cents) String() string {
 	neg := c < 0
 	u := uint64(c)
 	if neg {
-		u = uint64(-c)
+		u = -u // in uint64, so the most negative amount does not overflow
 	}
 	s := fmt.Sprintf("%d.%02d", u/100, u%100)
 	if neg {

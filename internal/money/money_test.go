@@ -3,6 +3,7 @@ package money
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -71,4 +72,18 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip %q → %s → %d, %v", s, c, back, err)
 		}
 	})
+}
+
+// String is total: the extremes of int64 format without overflow.
+func TestStringExtremes(t *testing.T) {
+	for c, want := range map[Cents]string{
+		math.MinInt64: "-92233720368547758.08",
+		math.MaxInt64: "92233720368547758.07",
+		-1:            "-0.01",
+		Max:           "999999999999.99",
+	} {
+		if got := c.String(); got != want {
+			t.Errorf("Cents(%d).String() = %q, want %q", int64(c), got, want)
+		}
+	}
 }
