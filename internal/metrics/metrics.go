@@ -120,10 +120,12 @@ func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
 }
 
-// Published records an event the relay published, committed delay ago.
+// Published records an event the relay published, committed delay ago. The
+// delay is recorded before the event is counted, so whoever saw the count
+// finds the delay's sample when it reads the histogram next.
 func (m *Metrics) Published(typ string, delay time.Duration) {
-	m.published.WithLabelValues(typ).Inc()
 	m.publishDelay.WithLabelValues(typ).Observe(max(delay, 0).Seconds())
+	m.published.WithLabelValues(typ).Inc()
 }
 
 // PublishFailed records a failed relay round.
