@@ -151,7 +151,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.IntVar(&o.ReadBuffer, "read-buffer", o.ReadBuffer, "read buffer per client connection, bytes")
 	dur(&o.Progress, "progress", "interval of the progress line")
 	fs.BoolVar(&o.Profile, "profile", o.Profile, "take CPU profiles of the server during each measured phase into --out (needs --spawn or --admin-addr)")
-	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "the server's admin address (herald serve --admin-addr): pprof for --profile and a forced GC before reading memory; --spawn sets one up")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "the server's admin address (herald serve --admin-addr): pprof for --profile, a forced GC before reading memory and its /metrics (without it they are read from the main address, which serves them only with --public-metrics); --spawn sets one up")
 	dur(&o.ProfileFor, "profile-for", "length of a CPU profile of a phase without a fixed length (connecting, reconnecting)")
 	return fs
 }

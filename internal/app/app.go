@@ -134,7 +134,11 @@ func (a *App) init(ctx context.Context) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	mux.Handle("GET /metrics", a.metrics.Handler())
+	if a.cfg.PublicMetrics {
+		mux.Handle("GET /metrics", a.metrics.Handler())
+	} else {
+		mux.Handle("GET /metrics", http.NotFoundHandler()) // on the admin address only
+	}
 	// Everything else is the web app (its pages route in the browser).
 	mux.Handle("/", web.Handler())
 	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins)

@@ -76,7 +76,7 @@ func metric(t *testing.T, text, name string) float64 {
 
 // Health answers, and a delivered event moves the metrics that count it.
 func TestHealthAndMetrics(t *testing.T) {
-	base := serve(t, testenv.SQLite(t), nil)
+	base := serve(t, testenv.SQLite(t), func(c *config.Config) { c.PublicMetrics = true })
 	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("healthz: %d %q", code, body)
 	}

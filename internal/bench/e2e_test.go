@@ -13,15 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
 // startHerald runs a whole herald in this process on a loopback port and
-// returns its base URL.
+// returns its base URL. It serves /metrics there, as a herald the bench
+// drives without knowing its admin address must.
 func startHerald(t *testing.T) string {
 	t.Helper()
-	return testenv.StartHerald(t, testenv.SQLite(t)).Base
+	return testenv.StartHerald(t, testenv.SQLite(t), func(c *config.Config) { c.PublicMetrics = true }).Base
 }
 
 // runTiny runs one scenario against base and checks what every run must

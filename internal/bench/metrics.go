@@ -88,8 +88,8 @@ func parseMetrics(r io.Reader, names []string) map[string]float64 {
 // processes; nil when one has none.
 func (e *env) metrics(ctx context.Context) map[string]float64 {
 	var sum map[string]float64
-	for _, t := range e.targets {
-		m := scrape(ctx, e.rest.hc, t.HTTP+"/metrics")
+	for i := range e.targets {
+		m := scrape(ctx, e.rest.hc, e.metricsURL(i))
 		if m == nil {
 			return nil
 		}
@@ -102,6 +102,16 @@ func (e *env) metrics(ctx context.Context) map[string]float64 {
 		}
 	}
 	return sum
+}
+
+// metricsURL is where target i serves its metrics: its admin address when
+// the bench knows it (--spawn, or --admin-addr), else its main address,
+// where herald serves them only with --public-metrics.
+func (e *env) metricsURL(i int) string {
+	if len(e.admins) == len(e.targets) {
+		return e.admins[i] + "/metrics"
+	}
+	return e.targets[i].HTTP + "/metrics"
 }
 
 // gcServer asks the server for a heap profile with gc=1 — the one way to
