@@ -38,6 +38,13 @@ func WithPasswordParams(p auth.PasswordParams) Option {
 	return func(a *App) { a.hasher = auth.Hasher{Params: p} }
 }
 
+// WithWebSocketOptions adjusts the WebSocket transport's options after
+// herald set them from its configuration. Tests lengthen its timeouts, so
+// that on a busy machine what they test, not the clock, ends a connection.
+func WithWebSocketOptions(f func(*transport.Options)) Option {
+	return func(a *App) { a.tuneWS = f }
+}
+
 // App is a running herald's parts.
 type App struct {
 	hasher    auth.Hasher
@@ -55,6 +62,8 @@ type App struct {
 	started   time.Time
 	published atomic.Uint64
 	handler   http.Handler
+
+	tuneWS func(*transport.Options) // WithWebSocketOptions
 }
 
 // New opens the database, migrates it, loads demo data when asked and builds
@@ -169,13 +178,13 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	if a.cfg.HandshakeRate < 0 {
 		burst = 0
 	}
-	a.ws, err = transport.NewServer(a.hub, transport.Options{
+	a.ws, err = transport.NewServer(a.hub, a.webSocketOptions(transport.Options{
 		AllowedOrigins:  a.cfg.AllowedOrigins,
 		MaxConnsPerAddr: a.cfg.MaxConnsPerAddr,
 		HandshakeRate:   float64(a.cfg.HandshakeRate),
 		HandshakeBurst:  burst,
 		Logger:          a.log,
-	})
+	}))
 	if err != nil {
 		a.hub.Close()
 		return fmt.Errorf("websocket server: %w", err)
@@ -196,6 +205,14 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		}})
 	a.started = time.Now()
 	return nil
+}
+
+// webSocketOptions applies WithWebSocketOptions to o.
+func (a *App) webSocketOptions(o transport.Options) transport.Options {
+	if a.tuneWS != nil {
+		a.tuneWS(&o)
+	}
+	return o
 }
 
 // opsStats is the snapshot behind the operations page.

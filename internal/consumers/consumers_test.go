@@ -31,7 +31,13 @@ type server struct {
 
 func start(t *testing.T, dsn string, tweak ...func(*config.Config)) *server {
 	t.Helper()
-	h := testenv.StartHerald(t, dsn, tweak...)
+	return startWith(t, dsn, nil, tweak...)
+}
+
+// startWith is start with app options.
+func startWith(t *testing.T, dsn string, opts []app.Option, tweak ...func(*config.Config)) *server {
+	t.Helper()
+	h := testenv.StartHeraldWith(t, dsn, opts, tweak...)
 	return &server{Herald: h, t: t, base: h.Base, ws: h.WS, app: h.App}
 }
 

@@ -45,11 +45,19 @@ func Config(t testing.TB, dsn string) config.Config {
 // it stops when the test ends.
 func StartHerald(t testing.TB, dsn string, tweak ...func(*config.Config)) *Herald {
 	t.Helper()
+	return StartHeraldWith(t, dsn, nil, tweak...)
+}
+
+// StartHeraldWith is StartHerald with app options, for what is not
+// configuration (CheapPasswords is always one of them).
+func StartHeraldWith(t testing.TB, dsn string, opts []app.Option, tweak ...func(*config.Config)) *Herald {
+	t.Helper()
 	cfg := Config(t, dsn)
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.WithPasswordParams(CheapPasswords))
+	opts = append([]app.Option{app.WithPasswordParams(CheapPasswords)}, opts...)
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatalf("start herald on %s: %v", dsn, err)
 	}
