@@ -2,12 +2,13 @@
 // into a page served from herald's origin, receive herald's events.
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { Application, Quest } from '@herald/client';
-import { ApiUser, Herald, REPO, freePort, portIsFree } from '../setup/herald';
+import { ApiUser, Herald, REPO } from '../setup/herald';
 import { launch, openAs, shot, type UserPage } from './browser';
 
 const FIXTURE = join(REPO, 'web', 'test', 'fixtures', 'seed');
@@ -26,6 +27,7 @@ function seedBlock(file: string, heading: string, lang: string): string {
   return s.slice(start, s.indexOf('```', start));
 }
 
+/** The harness and the seeds' hooks, their hard-coded herald host pointed at port. */
 async function bundle(port: number): Promise<string> {
   const out = await build({
     entryPoints: [join(FIXTURE, 'harness.tsx')],
@@ -36,53 +38,52 @@ async function bundle(port: number): Promise<string> {
     minify: true,
     define: { 'process.env.NODE_ENV': '"production"' },
     nodePaths: [join(REPO, 'web', 'node_modules')],
-    plugins:
-      port === 8000
-        ? []
-        : [
-            {
-              // Port 8000 is taken: point the seeds' hard-coded host at this herald instead.
-              name: 'seed-host',
-              setup(b) {
-                b.onLoad({ filter: /fixtures[\\/]seed[\\/].*\.(tsx?|js)$/ }, (args) => ({
-                  contents: readFileSync(args.path, 'utf8').replaceAll(SEED_HOST, `ws://localhost:${port}`),
-                  loader: args.path.endsWith('.js') ? 'jsx' : args.path.endsWith('.tsx') ? 'tsx' : 'ts',
-                }));
-              },
-            },
-          ],
+    plugins: [
+      {
+        // herald serves on a port the system picked, not the seeds' 8000.
+        name: 'seed-host',
+        setup(b) {
+          b.onLoad({ filter: /fixtures[\\/]seed[\\/].*\.(tsx?|js)$/ }, (args) => ({
+            contents: readFileSync(args.path, 'utf8').replaceAll(SEED_HOST, `ws://localhost:${port}`),
+            loader: args.path.endsWith('.js') ? 'jsx' : args.path.endsWith('.tsx') ? 'tsx' : 'ts',
+          }));
+        },
+      },
+    ],
   });
   return out.outputFiles[0]!.text;
 }
 
 let site: Server | null = null;
+let harnessJS = '';
 
-/** Serves the harness page on 127.0.0.1:port, as the seeds' React dev server would. */
-function serveHarness(port: number, js: string): Promise<Server> {
+/**
+ * Serves the harness page (harnessJS) on 127.0.0.1 at a port the system
+ * picks, as the seeds' React dev server would; resolves with that port.
+ */
+function serveHarness(): Promise<number> {
   const html =
     '<!doctype html><html lang="en"><meta charset="utf-8"><title>seed hooks</title><div id="root"></div><script src="/harness.js"></script></html>';
   const srv = createServer((req, res) => {
     const isJS = req.url === '/harness.js';
     res.writeHead(200, { 'Content-Type': isJS ? 'text/javascript' : 'text/html; charset=utf-8' });
-    res.end(isJS ? js : html);
+    res.end(isJS ? harnessJS : html);
   });
+  site = srv;
   return new Promise((resolve, reject) => {
     srv.once('error', reject);
-    srv.listen(port, '127.0.0.1', () => resolve(srv));
+    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as AddressInfo).port));
   });
 }
 
 beforeAll(async () => {
-  const port = (await portIsFree(8000)) ? 8000 : await freePort();
-  if (port !== 8000) console.log(`port 8000 is taken: herald runs on ${port} and the seeds' "${SEED_HOST}" is rewritten to ws://localhost:${port}`);
-  // The page comes from localhost:3000 (the seeds' dev server, in herald's
-  // default allowed origins) when that port is free.
-  const sitePort = (await portIsFree(3000)) ? 3000 : await freePort();
-  const args = sitePort === 3000 ? [] : ['--allowed-origins', `http://localhost:${sitePort}`];
-  const [herald, b, js] = await Promise.all([Herald.start({ bin: inject('heraldBin'), port, args }), launch(), bundle(port)]);
-  h = herald;
-  browser = b;
-  site = await serveHarness(sitePort, js);
+  // Both ports are the system's pick, so a herald or a dev server already
+  // on the seeds' 8000 and 3000 does not matter. herald allows the page's
+  // origin, and the seeds' "ws://localhost:8000" is rewritten to it.
+  const sitePort = await serveHarness();
+  const args = ['--allowed-origins', `http://localhost:${sitePort}`];
+  [h, browser] = await Promise.all([Herald.start({ bin: inject('heraldBin'), args }), launch()]);
+  harnessJS = await bundle(h.port);
   carol = await ApiUser.signIn(h.url, 'carol');
   page = await openAs(browser, `http://localhost:${sitePort}`);
   // The seeds keep the access token in localStorage.

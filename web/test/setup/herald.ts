@@ -1,12 +1,11 @@
 // Builds and runs real herald servers for the tests: `go build` once per
 // run (or HERALD_BIN, as scripts/test passes the binary it built), then one
-// server per test file on a free loopback port with its own SQLite
-// database and the demo data (alice, bob, carol, dave / herald-demo).
+// server per test file on a loopback port the system picks, with its own
+// SQLite database and the demo data (alice, bob, carol, dave / herald-demo).
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,25 +25,13 @@ export function buildHerald(dir: string): string {
   return out;
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
-    });
-  });
-}
-
-/** Whether port can be listened on at 127.0.0.1. */
-export function portIsFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.once('error', () => res(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-  });
+/**
+ * The port in herald's "herald listening" log line (text or JSON), which
+ * names the address it is serving on.
+ */
+export function listeningPort(log: string): number | null {
+  const m = /herald listening[^\n]*?http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+  return m ? Number(m[1]) : null;
 }
 
 /** GET url answers 200 (node:http: a DOM test environment's fetch logs refused connections). */
@@ -61,6 +48,7 @@ function ready(url: string): Promise<boolean> {
 
 export interface HeraldOptions {
   bin: string;
+  /** The port to serve on (default: one the system picks at the first start). */
   port?: number;
   /** Directory of the database and the JWT secret (default: a new temp dir). */
   dir?: string;
@@ -70,15 +58,16 @@ export interface HeraldOptions {
 export class Herald {
   readonly bin: string;
   readonly dir: string;
-  readonly port: number;
   readonly args: string[];
+  /** 0 until the first start: herald then listens on a port the system picks, kept for restarts. */
+  private boundPort: number;
   private proc: ChildProcess | null = null;
   private log: string[] = [];
   private readonly ownDir: boolean;
 
   private constructor(o: HeraldOptions & { port: number; dir: string }, ownDir: boolean) {
     this.bin = o.bin;
-    this.port = o.port;
+    this.boundPort = o.port;
     this.dir = o.dir;
     this.args = o.args ?? [];
     this.ownDir = ownDir;
@@ -87,9 +76,14 @@ export class Herald {
   static async start(o: HeraldOptions): Promise<Herald> {
     const own = !o.dir;
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'herald-web-'));
-    const h = new Herald({ ...o, dir, port: o.port ?? (await freePort()) }, own);
+    const h = new Herald({ ...o, dir, port: o.port ?? 0 }, own);
     await h.start();
     return h;
+  }
+
+  get port(): number {
+    if (this.boundPort === 0) throw new Error('herald has not started yet: its port is not known');
+    return this.boundPort;
   }
 
   get url(): string {
@@ -104,15 +98,20 @@ export class Herald {
     return this.proc !== null;
   }
 
-  /** Starts the server (again: same port, same database) and waits until it answers. */
+  /**
+   * Starts the server (again: same port, same database) and waits until it
+   * answers. The first start takes a port the system picks (port 0) and reads
+   * it from herald's log, so test runs and a herald already serving on this
+   * machine never compete for one.
+   */
   async start(): Promise<void> {
     if (this.proc) return;
     const args = [
       'serve',
-      '--addr', `127.0.0.1:${this.port}`,
+      '--addr', `127.0.0.1:${this.boundPort}`,
       '--db', `sqlite:${join(this.dir, 'herald.db')}`,
       '--data-dir', this.dir,
-      '--log-level', 'warn',
+      '--log-level', 'info', // the "herald listening" line names the port
       '--shutdown-grace', '2s',
       '--handshake-rate', '-1',
       '--max-conns-per-addr', '-1',
@@ -121,9 +120,15 @@ export class Herald {
     ];
     const p = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = p;
+    let early = ''; // what herald printed until its port is known
     const keep = (b: Buffer) => {
-      this.log.push(b.toString());
+      const text = b.toString();
+      this.log.push(text);
       if (this.log.length > 200) this.log.shift();
+      if (this.boundPort === 0) {
+        early += text;
+        this.boundPort = listeningPort(early) ?? 0;
+      }
     };
     p.stdout?.on('data', keep);
     p.stderr?.on('data', keep);
@@ -135,7 +140,7 @@ export class Herald {
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (exited) throw new Error(`herald exited on start:\n${this.log.join('')}`);
-      if (await ready(`${this.url}/readyz`)) return;
+      if (this.boundPort !== 0 && (await ready(`${this.url}/readyz`))) return;
       if (Date.now() > deadline) throw new Error(`herald did not start:\n${this.log.join('')}`);
       await new Promise((r) => setTimeout(r, 50));
     }
