@@ -158,6 +158,8 @@ func (a *App) init(ctx context.Context) error {
 // transport, the seeds' consumers and the outbox relay that feeds them.
 func (a *App) initRealtime(tokens *auth.Issuer) error {
 	var err error
+	// The parts below count the panics they recover here.
+	a.metrics = metrics.New()
 	a.hub, err = realtime.NewHub(realtime.HubOptions{
 		// A resume may replay a whole history window (1,000 events) on top
 		// of the live queue bound; a client cut off at the live bound can
@@ -170,6 +172,7 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		// subscribed while they come back, so their resumes are replayed
 		// here instead of from Redis.
 		UnsubscribeDelay: a.unsubscribeDelay(),
+		OnPanic:          a.metrics.Panicked,
 	}, a.newLayer)
 	if err != nil {
 		return err
@@ -178,27 +181,29 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	if a.cfg.HandshakeRate < 0 {
 		burst = 0
 	}
+	// One limiter: an address's WebSocket connections and event streams
+	// count together.
+	limits := transport.NewAddrLimiter(a.cfg.MaxConnsPerAddr, float64(a.cfg.HandshakeRate), burst)
 	a.ws, err = transport.NewServer(a.hub, a.webSocketOptions(transport.Options{
-		AllowedOrigins:  a.cfg.AllowedOrigins,
-		MaxConnsPerAddr: a.cfg.MaxConnsPerAddr,
-		HandshakeRate:   float64(a.cfg.HandshakeRate),
-		HandshakeBurst:  burst,
-		Logger:          a.log,
+		AllowedOrigins: a.cfg.AllowedOrigins,
+		Limits:         limits,
+		Logger:         a.log,
+		OnPanic:        a.metrics.Panicked,
 	}))
 	if err != nil {
 		a.hub.Close()
 		return fmt.Errorf("websocket server: %w", err)
 	}
 	a.sse = transport.NewSSE(a.hub, transport.SSEOptions{
-		AllowedOrigins:  a.cfg.AllowedOrigins,
-		MaxConnsPerAddr: a.cfg.MaxConnsPerAddr,
-		HandshakeRate:   float64(a.cfg.HandshakeRate),
-		HandshakeBurst:  burst,
-		Logger:          a.log,
+		AllowedOrigins: a.cfg.AllowedOrigins,
+		Limits:         limits,
+		Logger:         a.log,
+		OnPanic:        a.metrics.Panicked,
 	})
-	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy})
-	a.metrics = metrics.New(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
-	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed,
+	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
+		OnPanic: a.metrics.Panicked})
+	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
+	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
 		Published: func(typ string, delay time.Duration) {
 			a.published.Add(1)
 			a.metrics.Published(typ, delay)
@@ -253,7 +258,7 @@ func (a *App) unsubscribeDelay() time.Duration {
 // function.
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 	if a.inMemoryLayer() {
-		return layer.NewMemory(deliver, layer.MemoryOptions{}), nil
+		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -261,6 +266,7 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 		Prefix:  a.cfg.RedisPrefix,
 		Sharded: a.cfg.RedisSharded,
 		Logger:  a.log,
+		OnPanic: a.metrics.Panicked,
 		// Events this process could not receive are gone for its members:
 		// they reconnect (1012, after a random delay) and resume, which
 		// tells them recovered=false where they missed something.

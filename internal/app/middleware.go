@@ -1,20 +1,24 @@
 package app
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/panics"
 )
 
 // chain wraps h with herald's HTTP middleware, outermost first: request id
 // and access log, panic recovery, CORS.
 func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string) http.Handler {
-	return logRequests(log, m, recoverPanics(log, cors(origins, h)))
+	return logRequests(log, m, recoverPanics(log, m.Panicked, cors(origins, h)))
 }
 
 type statusWriter struct {
@@ -42,6 +46,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// statusClientClosed is the status logged for a request whose client went
+// away before anything was answered.
+const statusClientClosed = 499
+
 func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
@@ -55,7 +63,13 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 		start := time.Now()
 		next.ServeHTTP(sw, r)
 		elapsed := time.Since(start)
-		if sw.status == 0 {
+		switch {
+		case sw.status != 0:
+		case r.Context().Err() != nil:
+			// Nothing was answered to a client that went away: recorded as
+			// nginx does, "client closed request".
+			sw.status = statusClientClosed
+		default:
 			sw.status = http.StatusSwitchingProtocols // hijacked: a real-time upgrade
 		}
 		// ServeMux records the matched pattern on the request: a bounded
@@ -70,22 +84,83 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 	})
 }
 
-func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+// internalError is the problem document of a request whose handler
+// panicked (api.Problem's shape).
+const internalError = `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"internal error","code":"error"}` + "\n"
+
+// recoverPanics fails a request whose handler panicked with 500 (a
+// problem document), logs the panic with its stack and tells onPanic. When
+// the response had already started, the connection is cut instead (as
+// net/http does with ErrAbortHandler), so the client sees it incomplete;
+// when it was taken over (a WebSocket), it is the taker's.
+func recoverPanics(log *slog.Logger, onPanic func(string), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &startWriter{ResponseWriter: w}
 		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
-				w.Header().Set("Content-Type", "application/problem+json")
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			panics.Report(log.With("method", r.Method, "path", r.URL.Path), onPanic, panics.HTTP, p)
+			switch {
+			case rw.hijacked:
+			case rw.started:
+				panic(http.ErrAbortHandler)
+			default:
+				h := w.Header()
+				h.Del("Content-Length") // what the handler meant to send
+				h.Del("Content-Encoding")
+				h.Set("Content-Type", "application/problem+json")
+				h.Set("X-Content-Type-Options", "nosniff")
 				w.WriteHeader(http.StatusInternalServerError)
-				_, _ = w.Write([]byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"internal error","code":"error"}`))
+				_, _ = io.WriteString(w, internalError)
 			}
 		}()
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(rw, r)
 	})
 }
+
+// startWriter records whether the response was started (its header sent)
+// or the connection taken over.
+type startWriter struct {
+	http.ResponseWriter
+	started, hijacked bool
+}
+
+func (w *startWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.started = true // 1xx informational headers may be followed by the real ones
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// FlushError sends the header (and what is buffered): the response has
+// started.
+func (w *startWriter) FlushError() error {
+	w.started = true
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack takes the connection over; a panic after it leaves the response
+// alone.
+func (w *startWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return nc, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the deadlines underneath.
+func (w *startWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // cors lets browsers on the allowed origins call the API with credentials.
 // Same-origin requests (the embedded web app) need none of it.

@@ -73,7 +73,7 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 		}
 		again, err := c.p.QuestIDsByCreator(r.Context(), uid)
 		if err != nil {
-			c.log.Error("realtime: load quests", "user_id", uid, "err", err)
+			c.logFailure("load quests", err, "user_id", uid)
 			conn.Close(realtime.CloseInternalError, "cannot load quests")
 			return
 		}

@@ -154,7 +154,7 @@ func (c *Consumers) sendFresh(ctx context.Context, conn *realtime.Conn, uid int6
 	case platform.KindOf(err) == platform.KindNotFound:
 		notFound(conn, room.id)
 	default:
-		c.log.Error("realtime: load campaign", "campaign_id", room.id, "err", err)
+		c.logFailure("load campaign", err, "campaign_id", room.id)
 		conn.Close(realtime.CloseInternalError, "cannot load campaign")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
@@ -46,9 +47,20 @@ func (c *Consumers) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.sendPresence()
+			c.presenceTick()
 		}
 	}
+}
+
+// presenceTick is one turn of Run: a panic in it is reported and the next
+// tick sends the counts again.
+func (c *Consumers) presenceTick() {
+	defer func() {
+		if p := recover(); p != nil {
+			panics.Report(c.log, c.onPanic, panics.Presence, p)
+		}
+	}()
+	c.sendPresence()
 }
 
 // sendPresence sends each room whose count changed its new count, and

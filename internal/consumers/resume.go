@@ -156,7 +156,7 @@ func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group str
 	recovered, err := c.hub.JoinFrom(ctx, conn, group, p.Offset, p.Epoch)
 	if err != nil {
 		if !errors.Is(err, realtime.ErrClosed) {
-			c.log.Error("realtime: join group", "group", group, "err", err)
+			c.logFailure("join group", err, "group", group)
 			conn.Close(realtime.CloseInternalError, "cannot join "+group)
 		}
 		return false, false

@@ -44,9 +44,11 @@ func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg t
 	if err != nil {
 		return
 	}
-	open(accepted{
-		conn:     st.Conn(),
-		position: func(g string, p position) { st.SetPosition(g, p.Epoch, p.Offset) },
+	st.Open(func() {
+		open(accepted{
+			conn:     st.Conn(),
+			position: func(g string, p position) { st.SetPosition(g, p.Epoch, p.Offset) },
+		})
 	})
 	st.Serve(r.Context())
 }

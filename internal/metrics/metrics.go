@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -40,14 +41,17 @@ type Metrics struct {
 	publishDelay   *prometheus.HistogramVec
 	published      *prometheus.CounterVec
 	publishFailure prometheus.Counter
+	panics         *prometheus.CounterVec
 }
 
 // latencyBuckets spans 100 µs to 10 s.
 var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
 
 // New registers herald's metrics, and the Go runtime's and process's, in a
-// registry of its own.
-func New(src Sources) *Metrics {
+// registry of its own. The parts that report panics are built with Panicked
+// as their hook, so the metrics exist before them; Watch adds what is read
+// from those parts at scrape time.
+func New() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -64,8 +68,19 @@ func New(src Sources) *Metrics {
 	m.publishFailure = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "herald_event_publish_failures_total", Help: "Relay rounds that failed to publish (events stay in the outbox).",
 	})
-	m.reg.MustRegister(m.httpDuration, m.publishDelay, m.published, m.publishFailure)
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_panics_total", Help: "Panics recovered, by boundary: each ended only its connection, request or loop turn.",
+	}, []string{"where"})
+	for _, w := range panics.Wheres() {
+		m.panics.WithLabelValues(w) // every boundary shows, at 0, before its first panic
+	}
+	m.reg.MustRegister(m.httpDuration, m.publishDelay, m.published, m.publishFailure, m.panics)
+	return m
+}
 
+// Watch registers the metrics read from src's parts at scrape time. Call it
+// once, when they exist.
+func (m *Metrics) Watch(src Sources) {
 	if h := src.Hub; h != nil {
 		stat := func(f func(realtime.Stats) float64) func() float64 {
 			return func() float64 { return f(h.Stats()) }
@@ -101,7 +116,6 @@ func New(src Sources) *Metrics {
 				ConstLabels: prometheus.Labels{"transport": "sse"}}, func() float64 { return float64(sse.Refused()) }),
 		)
 	}
-	return m
 }
 
 // Handler serves the registry in the Prometheus exposition format.
@@ -130,3 +144,7 @@ func (m *Metrics) Published(typ string, delay time.Duration) {
 
 // PublishFailed records a failed relay round.
 func (m *Metrics) PublishFailed() { m.publishFailure.Inc() }
+
+// Panicked counts a panic recovered at the boundary where (a panics.Wheres
+// name); it is the OnPanic hook of the parts that recover.
+func (m *Metrics) Panicked(where string) { m.panics.WithLabelValues(where).Inc() }

@@ -1,0 +1,105 @@
+package app
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/metrics"
+)
+
+// A handler that panics fails only its request: before it answered, with a
+// 500 problem document; after it started answering, by cutting that
+// response short; after it took the connection over, not at all. Other
+// requests are served, and each panic is counted.
+func TestRecoverPanics(t *testing.T) {
+	m := metrics.New()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/boom", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		panic("handler failed")
+	})
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("partial"))
+		_ = http.NewResponseController(w).Flush() // on the wire: no client retries it
+		panic("handler failed late")
+	})
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		nc, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\n\r\nmine")
+		_ = rw.Flush()
+		defer nc.Close()
+		panic("handler failed after hijack")
+	})
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	srv := httptest.NewServer(chain(mux, slog.New(slog.DiscardHandler), m, nil))
+	defer srv.Close()
+
+	res, err := http.Get(srv.URL + "/boom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Type, Title, Detail, Code string
+		Status                    int
+	}
+	err = json.NewDecoder(res.Body).Decode(&p)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 500 || res.Header.Get("Content-Type") != "application/problem+json" ||
+		p.Status != 500 || p.Code != "error" || p.Title != "Internal Server Error" {
+		t.Fatalf("panic before answering: %d %s %+v %v", res.StatusCode, res.Header.Get("Content-Type"), p, err)
+	}
+
+	if res, err := http.Get(srv.URL + "/late"); err == nil {
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil {
+			t.Fatal("a response cut short by a panic read as complete")
+		}
+	}
+
+	nc, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(nc, "GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n")
+	got, _ := io.ReadAll(bufio.NewReader(nc))
+	nc.Close()
+	if string(got) != "HTTP/1.1 101 Switching Protocols\r\n\r\nmine" {
+		t.Fatalf("a hijacked connection got %q; want only what its handler wrote", got)
+	}
+
+	res, err = http.Get(srv.URL + "/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("another request: %d", res.StatusCode)
+	}
+	// The hijacked connection's panic is recovered once its handler's
+	// deferred close has run, which the client may see first.
+	want := `herald_panics_total{where="http"} 3` + "\n"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if strings.Contains(rec.Body.String(), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q", want)
+		}
+	}
+}
