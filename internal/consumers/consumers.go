@@ -51,7 +51,6 @@ type Consumers struct {
 	presence presence
 	snaps    snapshots
 	public   publicEpochs
-	users    knownUsers
 }
 
 // New returns the consumers.
@@ -100,12 +99,11 @@ func (c *Consumers) authenticate(r *http.Request) (int64, error) {
 	}
 	// A token outlives its user when the database was reset under a kept
 	// secret: such a token is no credential.
-	found, err := c.userExists(r.Context(), uid)
-	if err != nil {
+	if _, err := c.p.UserByID(r.Context(), uid); err != nil {
+		if platform.KindOf(err) == platform.KindNotFound {
+			return 0, errAuth
+		}
 		return 0, err
-	}
-	if !found {
-		return 0, errAuth
 	}
 	return uid, nil
 }
