@@ -31,6 +31,9 @@ type Config struct {
 	// TrustProxy takes the client address from X-Forwarded-For for the
 	// per-address connection limits.
 	TrustProxy bool
+	// OnPanic, if set, is told of each panic recovered in Run's loop
+	// (panics.Presence), which goes on.
+	OnPanic func(where string)
 }
 
 // Consumers serves /ws/applications/ and /ws/campaign/<id>/.
@@ -41,6 +44,7 @@ type Consumers struct {
 	ws       *transport.Server
 	sse      *transport.SSE
 	log      *slog.Logger
+	onPanic  func(string)
 	proxy    bool
 	rooms    announceLocks
 	seen     versions
@@ -56,7 +60,7 @@ func New(cfg Config) *Consumers {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, proxy: cfg.TrustProxy}
+	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy}
 }
 
 // Register adds the endpoints to mux.
@@ -142,10 +146,27 @@ func sendError(conn *realtime.Conn, code, msg string) {
 	reply{conn: conn}.error(code, msg)
 }
 
-// failed answers a handshake the server could not serve, and logs why.
+// failed answers a handshake the server could not serve, and logs why. A
+// client that went away meanwhile is not answered.
 func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs ...any) {
-	c.log.Error("realtime: "+what, append(attrs, "err", err)...)
+	if c.logFailure(what, err, attrs...) {
+		return
+	}
 	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+// logFailure logs why a connection could not be served, at ERROR unless
+// err only says that the client went away mid-connect (its request's
+// context was canceled, which nothing else cancels): that is logged at
+// debug level, being no fault of the server, and reported.
+func (c *Consumers) logFailure(what string, err error, attrs ...any) (clientGone bool) {
+	clientGone = errors.Is(err, context.Canceled)
+	level := slog.LevelError
+	if clientGone {
+		level = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), level, "realtime: "+what, append(attrs, "err", err)...)
+	return clientGone
 }
 
 // message is what a client may send: {"type": …, "data": {"id": N}}.
@@ -186,7 +207,7 @@ func (c *Consumers) joinAll(ctx context.Context, conn *realtime.Conn, groups ...
 	for _, g := range groups {
 		if err := c.hub.Join(ctx, conn, g); err != nil {
 			if !errors.Is(err, realtime.ErrClosed) {
-				c.log.Error("realtime: join group", "group", g, "err", err)
+				c.logFailure("join group", err, "group", g)
 				conn.Close(realtime.CloseInternalError, "cannot join "+g)
 			}
 			return false
