@@ -181,27 +181,36 @@ func (c *Conn) pushEvent(frame []byte, msg *layer.Message) error {
 	return err
 }
 
-// queue is pushEvent's part under c.mu, which is released even if it
-// panics: the fan-out recovers and goes on to the other members.
+// queue is pushEvent's part under c.mu. It calls out to nothing (the
+// transport is woken after it), so it releases the lock without a defer,
+// which the fan-out would pay for every receiver.
 func (c *Conn) queue(frame []byte, msg *layer.Message) (wake bool, err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if msg != nil && len(c.holds) > 0 {
 		for _, h := range c.holds {
 			if h.group == msg.Group {
 				h.msgs = append(h.msgs, *msg)
+				c.mu.Unlock()
 				return false, nil
 			}
 		}
 	}
-	return c.pushLocked(frame)
+	wake, err = c.pushLocked(frame)
+	c.mu.Unlock()
+	return wake, err
 }
 
 // abandon closes c with CloseInternalError after queuing an event to it
 // panicked. If closing panics too (its transport's Wake), c is left closing,
-// which is enough: nothing is queued to it any more.
+// which is enough: nothing is queued to it any more. A queue lock the panic
+// left held (a bug in the queue itself) is left alone rather than waited
+// for.
 func (c *Conn) abandon() {
 	defer func() { _ = recover() }()
+	if !c.mu.TryLock() {
+		return
+	}
+	c.mu.Unlock()
 	c.Close(CloseInternalError, "internal error")
 }
 
