@@ -37,8 +37,9 @@ const resetWait = 3 * time.Second
 // the campaign public.
 //
 // The caller has checked that the campaign is public. Positions are
-// checked by epoch because a campaign goes public once: an epoch that began
-// while it was public holds only what was published while it was public.
+// checked by epoch: an epoch that began after the reset that made the
+// campaign public holds only what was published while it was public, since
+// any later change of who may see it resets the room again.
 func (c *Consumers) publicPosition(ctx context.Context, group string, at position, resetOut bool) (position, error) {
 	if at.Epoch != "" && c.public.has(group, at.Epoch) {
 		return at, nil
