@@ -193,7 +193,10 @@ func testResetNotOut(t *testing.T, dsn string, tweak ...func(*config.Config)) {
 		_, st, _ := testenv.DialSSE(t, s.base+fmt.Sprintf("/sse/campaign/%d/", cid), nil)
 		sseStatus <- st
 	}()
-	early, status, _ := testenv.DialWS(t, room, nil)
+	early, status, err := testenv.DialWS(t, room, nil)
+	if status == 0 {
+		t.Fatalf("handshake while the reset is pending: %v; want 503", err)
+	}
 	if st := <-sseStatus; st != http.StatusServiceUnavailable {
 		t.Errorf("SSE while the reset is pending: status %d; want 503", st)
 	}
