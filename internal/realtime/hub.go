@@ -139,7 +139,10 @@ func NewHub(opts HubOptions, newLayer LayerFactory) (*Hub, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	// A resume's credit is counted in int32 (Conn.creditBytes).
+	// A connection's queue and a resume's credit are counted in int32
+	// (Conn.queued, credit, creditBytes).
+	opts.MaxQueueFrames = min(opts.MaxQueueFrames, 1<<29)
+	opts.MaxReplayFrames = min(opts.MaxReplayFrames, 1<<29)
 	opts.MaxReplayBytes = min(opts.MaxReplayBytes, 1<<30)
 	h := &Hub{
 		log:        opts.Logger,
