@@ -61,6 +61,8 @@ func FuzzFeed(f *testing.F) {
 	f.Add(clientFrame(ws.OpText, true, bytes.Repeat([]byte("x"), 2000)), uint8(100))
 	f.Add(clientFrame(ws.OpClose, true, ws.NewCloseFrameBody(1000, "")), uint8(5))
 	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint8(2))
+	// A frame split across reads: its buffer must not be rounded up past it.
+	f.Add(append(hugeFrameHeader(0x81, 995), bytes.Repeat([]byte(" "), 1025)...), uint8(100))
 	// Whole headers (mask key included) at the extremes of the 64-bit length.
 	for _, l := range []uint64{1<<63 - 1, 1<<63 - 14, 1<<63 - 15, 1 << 62, 1<<32 + 1, 65536, 65535} {
 		for _, op := range []byte{0x81, 0x82, 0x01} {

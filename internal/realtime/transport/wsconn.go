@@ -92,42 +92,47 @@ var (
 // feed processes bytes read from the connection. A returned *closeErr asks
 // for a close with its code; errPeerClosed ends reading.
 func (w *wsConn) feed(data []byte, sc *scratch) error {
-	if w.stopRead {
-		return nil
-	}
-	if w.skip > 0 {
-		n := min(w.skip, int64(len(data)))
-		w.skip -= n
-		data = data[n:]
+	for {
+		if w.stopRead {
+			return nil
+		}
+		if w.skip > 0 {
+			n := min(w.skip, int64(len(data)))
+			w.skip -= n
+			data = data[n:]
+		}
 		if len(data) == 0 {
 			return nil
 		}
-	}
-	if len(w.rbuf) == 0 {
-		used, need, err := w.consume(data, sc)
-		if rest := data[used:]; err == nil && len(rest) > 0 {
-			w.rbuf = make([]byte, len(rest), max(need, len(rest), 64))
-			copy(w.rbuf, rest)
+		if len(w.rbuf) == 0 {
+			used, need, err := w.consume(data, sc)
+			if rest := data[used:]; err == nil && len(rest) > 0 && !w.stopRead {
+				w.rbuf = make([]byte, len(rest), max(need, len(rest), 64))
+				copy(w.rbuf, rest)
+			}
+			return err
 		}
-		return err
-	}
-	w.rbuf = append(w.rbuf, data...)
-	used, need, err := w.consume(w.rbuf, sc)
-	rest := w.rbuf[used:]
-	switch {
-	case err != nil || len(rest) == 0:
-		w.rbuf = nil // the partial frame is done; let its buffer go
-	case used > 0:
-		if cap(w.rbuf) > 4<<10 && len(rest) < cap(w.rbuf)/4 {
-			w.rbuf = append(make([]byte, 0, max(need, len(rest))), rest...)
-		} else {
+		// Top the partial frame up only to its buffer's capacity (the
+		// frame's size once its header is known): append would round the
+		// buffer up past one frame. What follows it is read in place on
+		// the next turn.
+		n := min(len(data), cap(w.rbuf)-len(w.rbuf))
+		w.rbuf = append(w.rbuf, data[:n]...)
+		data = data[n:]
+		used, need, err := w.consume(w.rbuf, sc)
+		rest := w.rbuf[used:]
+		switch {
+		case err != nil || len(rest) == 0:
+			w.rbuf = nil // the partial frame is done; let its buffer go
+		case need > cap(w.rbuf) || (cap(w.rbuf) > 4<<10 && len(rest) < cap(w.rbuf)/4):
+			w.rbuf = append(make([]byte, 0, max(need, len(rest), 64)), rest...)
+		case used > 0:
 			w.rbuf = w.rbuf[:copy(w.rbuf, rest)]
 		}
+		if err != nil {
+			return err
+		}
 	}
-	if w.rbuf != nil && need > cap(w.rbuf) {
-		w.rbuf = append(make([]byte, 0, need), w.rbuf...)
-	}
-	return err
 }
 
 // consume handles the complete frames at the start of b and returns the
