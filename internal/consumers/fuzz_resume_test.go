@@ -70,3 +70,28 @@ func resumeList(n int) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// TestParseResumeCostsItsLength: a hostile value is refused for what it
+// costs to read, not for a multiple of it (splitting 1 MiB of commas first
+// allocated 16 MiB).
+func TestParseResumeCostsItsLength(t *testing.T) {
+	for _, v := range []string{
+		strings.Repeat(",", 1<<20),
+		"campaign_1" + strings.Repeat(":", 1<<20),
+		strings.Repeat("campaign_1::0,", 1<<16),
+	} {
+		allocated := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := parseResume(v); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		}).AllocedBytesPerOp()
+		if allocated > int64(len(v)) {
+			t.Errorf(
+				"%.20q… (%d bytes) allocated %d bytes",
+				v, len(v), allocated)
+		}
+	}
+}

@@ -27,13 +27,15 @@ func parseResume(v string) (map[string]position, error) {
 	if v == "" {
 		return nil, nil
 	}
-	parts := strings.Split(v, ",")
-	if len(parts) > maxResume {
+	// Count before splitting: a value of commas or colons must cost no more
+	// than its own length.
+	n := strings.Count(v, ",") + 1
+	if n > maxResume {
 		return nil, fmt.Errorf("resume: at most %d positions", maxResume)
 	}
-	out := make(map[string]position, len(parts))
-	for _, p := range parts {
-		fields := strings.Split(p, ":")
+	out := make(map[string]position, n)
+	for p := range strings.SplitSeq(v, ",") {
+		fields := strings.SplitN(p, ":", 4)
 		if len(fields) != 3 || !validEpoch(fields[1]) {
 			return nil, fmt.Errorf("resume: %q is not group:epoch:offset", truncate(p))
 		}
