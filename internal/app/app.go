@@ -45,6 +45,12 @@ func WithWebSocketOptions(f func(*transport.Options)) Option {
 	return func(a *App) { a.tuneWS = f }
 }
 
+// WithConsumersConfig adjusts the real-time endpoints' configuration after
+// herald set it (tests lower its bounds).
+func WithConsumersConfig(f func(*consumers.Config)) Option {
+	return func(a *App) { a.tuneConsumers = f }
+}
+
 // App is a running herald's parts.
 type App struct {
 	hasher    auth.Hasher
@@ -64,6 +70,8 @@ type App struct {
 	handler   http.Handler
 
 	tuneWS func(*transport.Options) // WithWebSocketOptions
+	// tuneConsumers is WithConsumersConfig's.
+	tuneConsumers func(*consumers.Config)
 }
 
 // New opens the database, migrates it, loads demo data when asked and builds
@@ -200,8 +208,12 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		Logger:         a.log,
 		OnPanic:        a.metrics.Panicked,
 	})
-	a.consumers = consumers.New(consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
-		OnPanic: a.metrics.Panicked})
+	cc := consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
+		OnPanic: a.metrics.Panicked}
+	if a.tuneConsumers != nil {
+		a.tuneConsumers(&cc)
+	}
+	a.consumers = consumers.New(cc)
 	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
 		Published: func(typ string, delay time.Duration) {

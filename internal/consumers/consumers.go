@@ -34,24 +34,32 @@ type Config struct {
 	// OnPanic, if set, is told of each panic recovered in Run's loop
 	// (panics.Presence), which goes on.
 	OnPanic func(where string)
+	// MaxGroups bounds the groups a v2 client may subscribe to on one
+	// connection (DefaultMaxGroups when 0): anyone signed in can start
+	// campaigns, so without it one connection could join them all.
+	MaxGroups int
 }
+
+// DefaultMaxGroups is Config.MaxGroups's default.
+const DefaultMaxGroups = 1000
 
 // Consumers serves /ws/applications/ and /ws/campaign/<id>/.
 type Consumers struct {
-	p        *platform.Platform
-	tokens   *auth.Issuer
-	hub      *realtime.Hub
-	ws       *transport.Server
-	sse      *transport.SSE
-	log      *slog.Logger
-	onPanic  func(string)
-	proxy    bool
-	rooms    announceLocks
-	seen     versions
-	presence presence
-	snaps    snapshots
-	public   publicEpochs
-	users    knownUsers
+	p         *platform.Platform
+	tokens    *auth.Issuer
+	hub       *realtime.Hub
+	ws        *transport.Server
+	sse       *transport.SSE
+	log       *slog.Logger
+	onPanic   func(string)
+	proxy     bool
+	maxGroups int
+	rooms     announceLocks
+	seen      versions
+	presence  presence
+	snaps     snapshots
+	public    publicEpochs
+	users     knownUsers
 }
 
 // New returns the consumers.
@@ -60,7 +68,12 @@ func New(cfg Config) *Consumers {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy}
+	maxGroups := cfg.MaxGroups
+	if maxGroups <= 0 {
+		maxGroups = DefaultMaxGroups
+	}
+	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy,
+		maxGroups: maxGroups}
 }
 
 // Register adds the endpoints to mux.
@@ -139,6 +152,7 @@ const (
 	CodeForbidden      = "forbidden"
 	CodeRateLimited    = "rate_limited"
 	CodeInternal       = "internal_error"
+	CodeTooManyGroups  = "too_many_groups"
 )
 
 // sendError tells the client what was wrong with what it sent.

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -128,5 +130,44 @@ func TestUnknownUserRefused(t *testing.T) {
 	}
 	if _, status, err := testenv.DialWS(t, s.ws+"/ws/applications/?token="+r.tok, nil); err != nil {
 		t.Fatalf("the owner's own token: status %d, %v", status, err)
+	}
+}
+
+// TestSubscriptionsAreBounded: a v2 connection may be in at most MaxGroups
+// groups; one more subscribe is refused with too_many_groups until it
+// leaves one.
+func TestSubscriptionsAreBounded(t *testing.T) {
+	s := startWith(t, testenv.SQLite(t), []app.Option{app.WithConsumersConfig(func(c *consumers.Config) { c.MaxGroups = 2 })})
+	r := newRoom(t, s)
+	var groups []string
+	for range 2 {
+		c := s.call("POST", "/api/campaigns/", r.tok, map[string]any{"title": "Other", "goal_amount": "1.00", "status": "active"}, 201)
+		groups = append(groups, fmt.Sprintf("campaign_%d", id(c)))
+	}
+	c := dialV2(t, r.url(""))
+	if ev := c.NextEvent(wait); ev.Type != "campaign_data" {
+		t.Fatalf("first %s", ev.Type)
+	}
+	subscribe := func(typ, g string) testenv.Event {
+		t.Helper()
+		c.Send(map[string]any{"type": typ, "id": g, "data": map[string]any{"group": g}})
+		for {
+			ev := c.NextEvent(wait)
+			if ev.Type == "ack" || ev.Type == "error" {
+				return ev
+			}
+		}
+	}
+	if ev := subscribe("subscribe", groups[0]); ev.Type != "ack" {
+		t.Fatalf("second group: %s %s", ev.Type, ev.Data)
+	}
+	if code := errorCode(t, subscribe("subscribe", groups[1])); code != "too_many_groups" {
+		t.Fatalf("third group: %s; want too_many_groups", code)
+	}
+	if ev := subscribe("unsubscribe", groups[0]); ev.Type != "ack" {
+		t.Fatalf("unsubscribe: %s %s", ev.Type, ev.Data)
+	}
+	if ev := subscribe("subscribe", groups[1]); ev.Type != "ack" {
+		t.Fatalf("third group after leaving one: %s %s", ev.Type, ev.Data)
 	}
 }

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -100,6 +101,10 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	}
 	if conn.InGroup(sub.Group) {
 		rep.ack()
+		return true
+	}
+	if len(conn.Groups()) >= c.maxGroups {
+		rep.error(CodeTooManyGroups, fmt.Sprintf("a connection may be in at most %d groups; unsubscribe from one first", c.maxGroups))
 		return true
 	}
 	resuming := sub.Epoch != ""
