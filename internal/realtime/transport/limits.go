@@ -98,7 +98,9 @@ func (l *AddrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, re
 		st.tokens = min(l.burst, st.tokens+float64(now-st.last)/1e9*l.rate)
 		st.last = now
 		if st.tokens < 1 {
-			return false, "too many new connections from this address", max(1, int((1-st.tokens)/l.rate)+1)
+			// Bounded before the conversion: a tiny rate must not make
+			// the float too large for an int.
+			return false, "too many new connections from this address", max(1, int(min((1-st.tokens)/l.rate, 3600))+1)
 		}
 	}
 	if l.maxConns >= 0 && st.conns >= l.maxConns {
