@@ -32,7 +32,8 @@ type Config struct {
 	// per-address connection limits.
 	TrustProxy bool
 	// OnPanic, if set, is told of each panic recovered in Run's loop
-	// (panics.Presence), which goes on.
+	// (panics.Presence), which goes on, or while joining the connections of
+	// a quest's creator to the new quest (panics.Hub).
 	OnPanic func(where string)
 	// MaxGroups bounds the groups a v2 client may subscribe to on one
 	// connection (DefaultMaxGroups when 0): anyone signed in can start

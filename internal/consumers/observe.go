@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
@@ -54,6 +55,11 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 }
 
 func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {
+	defer func() { // a goroutine of its own: a panic ends only these joins
+		if p := recover(); p != nil {
+			panics.Report(c.log, c.onPanic, panics.Hub, p)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, conn := range members {
