@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+	"github.com/heraldhq/herald/internal/realtime/transport"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -39,6 +40,17 @@ func startWith(t *testing.T, dsn string, opts []app.Option, tweak ...func(*confi
 	t.Helper()
 	h := testenv.StartHeraldWith(t, dsn, opts, tweak...)
 	return &server{Herald: h, t: t, base: h.Base, ws: h.WS, app: h.App}
+}
+
+// queueBoundOnly lengthens the WebSocket write, idle and close timeouts, so
+// that a client which stops reading is cut off by its queue bound, with
+// 4000, and not by a clock. On a busy machine filling the queue can outlast
+// the write timeout, and reading the backlog before the close frame the
+// close timeout; either drops the connection without its close frame.
+func queueBoundOnly() app.Option {
+	return app.WithWebSocketOptions(func(o *transport.Options) {
+		o.WriteTimeout, o.IdleTimeout, o.CloseTimeout = time.Hour, time.Hour, time.Hour
+	})
 }
 
 // call sends a REST request and decodes the JSON answer into a map.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/platform"
-	"github.com/heraldhq/herald/internal/realtime/transport"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -237,13 +236,7 @@ func TestV1FramesAreExact(t *testing.T) {
 // A slow consumer cut off with 4000 resumes from the last event it read and
 // misses nothing.
 func TestSlowConsumerResumes(t *testing.T) {
-	// The queue bound must cut the client off, not a clock: on a busy
-	// machine filling the queue, and reading what was written before the
-	// close frame, can take longer than the write, idle and close timeouts,
-	// which would drop the connection without its close frame.
-	s := startWith(t, testenv.SQLite(t), []app.Option{app.WithWebSocketOptions(func(o *transport.Options) {
-		o.WriteTimeout, o.IdleTimeout, o.CloseTimeout = time.Hour, time.Hour, time.Hour
-	})})
+	s := startWith(t, testenv.SQLite(t), []app.Option{queueBoundOnly()})
 	r := newRoom(t, s)
 	c := dialV2(t, r.url(""))
 	c.NextEvent(wait)
