@@ -76,7 +76,12 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 		// label set, unlike raw paths.
 		m.ObserveHTTP(r.Pattern, r.Method, sw.status, elapsed)
 		level := slog.LevelDebug
-		if sw.status >= 500 {
+		switch {
+		case sw.status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") != "":
+			// Load shed on purpose (a full password-hashing gate, a room
+			// still being reset): a storm of these is not a server fault.
+			level = slog.LevelWarn
+		case sw.status >= 500:
 			level = slog.LevelError
 		}
 		log.Log(r.Context(), level, "http request", "id", id, "method", r.Method, "path", r.URL.Path,

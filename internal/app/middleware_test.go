@@ -103,3 +103,47 @@ func TestRecoverPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestShedRequestsLogAtWarn: a 503 with Retry-After is load shed on purpose
+// and logged at WARN; any other 5xx is a fault, at ERROR.
+func TestShedRequestsLogAtWarn(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/busy", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("/down", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	// The access line is written after the response: the handler hands
+	// each line over a channel.
+	lines := make(chan []byte, 8)
+	log := slog.New(slog.NewJSONHandler(lineWriter(lines), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := httptest.NewServer(chain(mux, log, metrics.New(), nil))
+	defer srv.Close()
+	for path, want := range map[string]string{"/busy": "WARN", "/down": "ERROR", "/fail": "ERROR"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		var line struct{ Level, Path string }
+		select {
+		case b := <-lines:
+			if err := json.Unmarshal(b, &line); err != nil || line.Path != path || line.Level != want {
+				t.Errorf(
+					"%s logged %s (%v); want level %s",
+					path, b, err, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no access line", path)
+		}
+	}
+}
+
+// lineWriter sends a copy of each write (slog writes a line at a time).
+type lineWriter chan []byte
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w <- append([]byte(nil), p...)
+	return len(p), nil
+}
