@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
-import { DEMO_PASSWORD, REPO } from '../setup/herald';
+import { DEMO_PASSWORD, REPO, retryWhileBusy } from '../setup/herald';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const SCREENSHOTS = join(REPO, 'artifacts', 'screenshots');
@@ -37,7 +37,10 @@ export interface UserPage {
 export async function openAs(browser: Browser, base: string, username?: string): Promise<UserPage> {
   const context = await browser.newContext({ baseURL: base, viewport: { width: 1280, height: 860 } });
   if (username) {
-    const r = await context.request.post('/api/auth/session/', { data: { username, password: DEMO_PASSWORD } });
+    const r = await retryWhileBusy(
+      () => context.request.post('/api/auth/session/', { data: { username, password: DEMO_PASSWORD } }),
+      (r) => (r.status() === 503 ? (r.headers()['retry-after'] ?? '') : null),
+    );
     if (!r.ok()) throw new Error(`session for ${username}: ${r.status()}`);
     await context.addInitScript(() => localStorage.setItem('herald_signed_in', '1'));
   }

@@ -169,6 +169,23 @@ export class Herald {
   }
 }
 
+/**
+ * Sends a request again, after the Retry-After it was given, while herald
+ * answers that it is busy (503: password checks run a few at a time, and a
+ * busy machine runs them slowly), for up to a minute; returns the first
+ * other answer. busy gives a busy answer's Retry-After ('' if none), and
+ * null for any other answer.
+ */
+export async function retryWhileBusy<T>(send: () => Promise<T>, busy: (r: T) => string | null): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const r = await send();
+    const retryAfter = busy(r);
+    if (retryAfter === null || Date.now() > deadline) return r;
+    await new Promise((res) => setTimeout(res, (Number(retryAfter) || 1) * 1000));
+  }
+}
+
 /** REST calls as a user, with bearer tokens. */
 export class ApiUser {
   constructor(
@@ -180,11 +197,15 @@ export class ApiUser {
   ) {}
 
   static async signIn(base: string, username: string, password = DEMO_PASSWORD): Promise<ApiUser> {
-    const r = await fetch(`${base}/api/auth/token/`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username, password }),
-    });
+    const r = await retryWhileBusy(
+      () =>
+        fetch(`${base}/api/auth/token/`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ username, password }),
+        }),
+      (r) => (r.status === 503 ? (r.headers.get('Retry-After') ?? '') : null),
+    );
     if (!r.ok) throw new Error(`sign in ${username}: ${r.status} ${await r.text()}`);
     const t = (await r.json()) as { access: string; refresh: string };
     const me = (await (await fetch(`${base}/api/auth/me/`, { headers: { Authorization: `Bearer ${t.access}` } })).json()) as { id: number };
