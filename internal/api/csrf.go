@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/origin"
 )
 
 // checkForgery refuses a write that another site's page could have made
@@ -43,8 +44,8 @@ func (s *Server) checkForgery(r *http.Request) error {
 // with neither comes from a program, not a page, and is trusted only if it
 // carries no session cookie, since then nothing ambient authenticates it.
 func (s *Server) sameOriginRequest(r *http.Request) bool {
-	if origin := r.Header.Get("Origin"); origin != "" {
-		return sameOrigin(origin, r.Host) || originAllowed(s.origins, origin)
+	if o := r.Header.Get("Origin"); o != "" {
+		return origin.Same(o, r.Host) || origin.Allowed(s.origins, o)
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		return site == "same-origin" || site == "none"
@@ -71,30 +72,4 @@ func hasBody(r *http.Request) bool {
 func jsonContentType(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
-}
-
-// sameOrigin reports whether origin names the host the request was sent to,
-// whatever its scheme (a TLS-terminating proxy may hide it): the page is
-// herald's own. host is the Host header, which a browser cannot forge.
-func sameOrigin(origin, host string) bool {
-	_, rest, ok := strings.Cut(origin, "://")
-	return ok && host != "" && strings.EqualFold(rest, host)
-}
-
-// originAllowed reports whether origin is on the allow-list: an exact
-// origin, "*" for any, or "https://*.example.com" for any subdomain.
-func originAllowed(allowed []string, origin string) bool {
-	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
-			return true
-		}
-		if scheme, host, ok := strings.Cut(a, "://*."); ok {
-			p := scheme + "://"
-			if len(origin) > len(p) && strings.EqualFold(origin[:len(p)], p) &&
-				strings.HasSuffix(strings.ToLower(origin[len(p):]), "."+strings.ToLower(host)) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/internal/panics"
 )
 
@@ -170,16 +170,15 @@ func (w *startWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // cors lets browsers on the allowed origins call the API with credentials.
 // Same-origin requests (the embedded web app) need none of it.
 func cors(origins []string, next http.Handler) http.Handler {
-	any := slices.Contains(origins, "*")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin == "" || (!any && !slices.Contains(origins, origin)) {
+		o := r.Header.Get("Origin")
+		if o == "" || !origin.Allowed(origins, o) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Origin", o)
 		h.Set("Access-Control-Allow-Credentials", "true")
 		h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

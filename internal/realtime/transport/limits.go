@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/heraldhq/herald/internal/origin"
 )
 
 // Defaults of the per-address limits.
@@ -151,9 +153,9 @@ func tooMany(w http.ResponseWriter, why string, retry int) {
 	http.Error(w, why, http.StatusTooManyRequests)
 }
 
-// sameOrigin reports whether origin names the host the request was sent to:
-// a page served by herald itself may always connect.
-func sameOrigin(origin, host string) bool {
-	_, rest, ok := strings.Cut(origin, "://")
-	return ok && host != "" && strings.EqualFold(rest, host)
+// originOK reports whether a handshake with this Origin header may connect:
+// none (not a browser), the server's own page, or an allowed origin; with
+// no allow-list configured, any.
+func originOK(allowed []string, o, host string) bool {
+	return o == "" || len(allowed) == 0 || origin.Same(o, host) || origin.Allowed(allowed, o)
 }

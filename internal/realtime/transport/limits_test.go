@@ -77,21 +77,3 @@ func TestAddrLimiterBounded(t *testing.T) {
 		t.Fatalf("%d entries tracked; bound %d", len(l.m), maxTracked)
 	}
 }
-
-func TestSameOrigin(t *testing.T) {
-	for _, c := range []struct {
-		origin, host string
-		want         bool
-	}{
-		{"http://localhost:8000", "localhost:8000", true},
-		{"https://App.Example.com", "app.example.com", true},
-		{"http://localhost:3000", "localhost:8000", false},
-		{"http://evil.example", "localhost:8000", false},
-		{"null", "localhost:8000", false},
-		{"http://localhost:8000", "", false},
-	} {
-		if got := sameOrigin(c.origin, c.host); got != c.want {
-			t.Errorf("sameOrigin(%q, %q) = %v", c.origin, c.host, got)
-		}
-	}
-}

@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,7 +325,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil, ErrServerClosed
 	}
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && !originAllowed(s.opts.AllowedOrigins, o) {
+	if o := r.Header.Get("Origin"); !originOK(s.opts.AllowedOrigins, o, r.Host) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil, ErrOriginNotAllowed
 	}
@@ -442,26 +441,6 @@ func (h *heldResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (h *heldResponse) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-func originAllowed(allowed []string, origin string) bool {
-	if len(allowed) == 0 {
-		return true
-	}
-	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
-			return true
-		}
-		// "https://*.example.com" accepts any subdomain of example.com.
-		if scheme, host, ok := strings.Cut(a, "://*."); ok {
-			p := scheme + "://"
-			if len(origin) > len(p) && strings.EqualFold(origin[:len(p)], p) &&
-				strings.HasSuffix(strings.ToLower(origin[len(p):]), "."+strings.ToLower(host)) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // now returns the server's monotonic clock in nanoseconds.
 func (s *Server) now() int64 { return int64(time.Since(s.start)) }

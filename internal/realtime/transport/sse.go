@@ -123,7 +123,7 @@ type SSEStream struct {
 // and calls Serve, which holds the stream open until it ends. On error the
 // HTTP response has been written.
 func (s *SSE) Accept(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*SSEStream, error) {
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) && !originAllowed(s.opts.AllowedOrigins, o) {
+	if o := r.Header.Get("Origin"); !originOK(s.opts.AllowedOrigins, o, r.Host) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return nil, ErrOriginNotAllowed
 	}
