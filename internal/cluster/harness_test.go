@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,18 +36,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	heraldBin = filepath.Join(dir, "herald")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	args := []string{"build", "-o", heraldBin}
+	var flags []string
 	if os.Getenv("HERALD_CLUSTER_RACE") != "" {
-		args = append(args, "-race") // the processes under the race detector (slower)
+		flags = append(flags, "-race") // the processes under the race detector (slower)
 	}
-	out, err := exec.Command(gobin, append(args, "github.com/heraldhq/herald/cmd/herald")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build herald: %v\n%s", err, out)
+	if heraldBin, err = testenv.BuildHerald(dir, flags...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testenv"
 )
 
 // heraldBin is the herald binary under test, built once by TestMain.
@@ -32,16 +33,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	heraldBin = filepath.Join(dir, "herald")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
 	// Built without -race: the suite tests the process as it is deployed,
 	// and the race detector's own memory would swamp the RSS bound.
-	out, err := exec.Command(gobin, "build", "-o", heraldBin, "github.com/heraldhq/herald/cmd/herald").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build herald: %v\n%s", err, out)
+	if heraldBin, err = testenv.BuildHerald(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

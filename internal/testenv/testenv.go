@@ -9,9 +9,12 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -91,4 +94,20 @@ func ForEachDB(t *testing.T, fn func(t *testing.T, dsn string)) {
 			fn(t, dsn)
 		})
 	}
+}
+
+// BuildHerald builds cmd/herald into dir with the go command of the running
+// toolchain and returns the binary's path; flags go to `go build` (for
+// example -race).
+func BuildHerald(dir string, flags ...string) (string, error) {
+	bin := filepath.Join(dir, "herald")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	args := append(append([]string{"build", "-o", bin}, flags...), "github.com/heraldhq/herald/cmd/herald")
+	if out, err := exec.Command(gobin, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build herald: %w\n%s", err, out)
+	}
+	return bin, nil
 }
