@@ -112,8 +112,14 @@ describe('useCampaignRoom and usePresence', () => {
     await dave.post('/api/campaigns/4/contributions/', { amount: '10.50' });
     await until(() => room!.campaign!.contributions_count === count + 1, 5000, 'the contribution');
     expect(Number(room!.campaign!.raised_amount)).toBeCloseTo(Number(before) + 10.5, 2);
-    expect(toasts).toEqual(['campaign_data', 'contribution']);
-    expect(watching).toBeNull();
+    // The count comes at most once a second: on a slow machine it may
+    // already have come, and then usePresence shows it.
+    expect(toasts.filter((t) => t !== 'presence')).toEqual(['campaign_data', 'contribution']);
+    if (toasts.includes('presence')) {
+      expect(watching).toBeGreaterThanOrEqual(1);
+    } else {
+      expect(watching).toBeNull();
+    }
   });
 });
 
