@@ -159,11 +159,18 @@ func (s *SSE) Accept(w http.ResponseWriter, r *http.Request, cfg ConnConfig) (*S
 		st.finish()
 		return nil, errors.New("transport: sse: client went away")
 	}
+	// Registered under the lock Shutdown sets closing under, so that a
+	// stream is either counted before Shutdown waits or refused.
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		st.finish()
+		return nil, ErrServerClosed
+	}
 	s.streams[st] = struct{}{}
-	s.mu.Unlock()
 	s.active.Add(1)
 	s.wg.Add(1)
+	s.mu.Unlock()
 	return st, nil
 }
 
