@@ -34,7 +34,7 @@ func TestRedisSubscriberCatchesUpAfterItsConnectionDrops(t *testing.T) {
 		}
 	}
 	publishN(t, a, "g", 5)
-	sb.wait(t, "g", 5, 5*time.Second)
+	sb.wait(t, "g", 5, 30*time.Second)
 	admin := srv.Client()
 	for round := range 5 {
 		// Redis drops b's subscriber connection; a keeps publishing.
@@ -44,9 +44,9 @@ func TestRedisSubscriberCatchesUpAfterItsConnectionDrops(t *testing.T) {
 		publishN(t, a, "g", 40)
 		publishN(t, a, "h", 3)
 		want := 5 + 40*(round+1)
-		got := sb.wait(t, "g", want, 10*time.Second)
+		got := sb.wait(t, "g", want, 30*time.Second)
 		checkOffsets(t, "g", got, 1)
-		checkOffsets(t, "h", sb.wait(t, "h", 3*(round+1), 10*time.Second), 1)
+		checkOffsets(t, "h", sb.wait(t, "h", 3*(round+1), 30*time.Second), 1)
 	}
 	time.Sleep(100 * time.Millisecond)
 	if n := len(sb.get("g")); n != 205 {
@@ -69,7 +69,7 @@ func TestRedisRestartWithPersistenceLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishN(t, a, "g", 10)
-	sb.wait(t, "g", 10, 5*time.Second)
+	sb.wait(t, "g", 10, 30*time.Second)
 
 	srv.Kill()
 	if _, err := a.Publish(ctx, Message{Group: "g", Type: "t", Data: []byte(`0`)}); err == nil {
@@ -87,14 +87,14 @@ func TestRedisRestartWithPersistenceLosesNothing(t *testing.T) {
 	srv.Restart()
 
 	// The relay retries until the layer takes the event.
-	waitFor(t, "publish after the restart", 10*time.Second, func() bool {
+	waitFor(t, "publish after the restart", 30*time.Second, func() bool {
 		_, err := a.Publish(ctx, Message{Group: "g", Type: "t", Data: []byte(`11`)})
 		return err == nil
 	})
 	publishN(t, a, "g", 9)
-	got := sb.wait(t, "g", 20, 10*time.Second)
+	got := sb.wait(t, "g", 20, 30*time.Second)
 	checkOffsets(t, "across the restart", got, 1)
-	waitFor(t, "ping after the restart", 5*time.Second, func() bool { return b.Ping(ctx) == nil })
+	waitFor(t, "ping after the restart", 30*time.Second, func() bool { return b.Ping(ctx) == nil })
 	if l := sb.lostGroups(); len(l) != 0 {
 		t.Fatalf("OnLost %v after a restart that kept the data", l)
 	}
@@ -115,18 +115,18 @@ func TestRedisRestartWithoutPersistenceReportsTheLoss(t *testing.T) {
 		}
 	}
 	publishN(t, a, "g", 4)
-	before := sb.wait(t, "g", 4, 5*time.Second)
+	before := sb.wait(t, "g", 4, 30*time.Second)
 	srv.Restart()
-	waitFor(t, "OnLost for g", 10*time.Second, func() bool { return slices.Contains(sb.lostGroups(), "g") })
+	waitFor(t, "OnLost for g", 30*time.Second, func() bool { return slices.Contains(sb.lostGroups(), "g") })
 	// "quiet" had no events: nothing of it can have been lost.
 	if l := sb.lostGroups(); !slices.Equal(l, []string{"g"}) {
 		t.Fatalf("OnLost calls = %v, want [g]", l)
 	}
-	waitFor(t, "publish after the restart", 10*time.Second, func() bool {
+	waitFor(t, "publish after the restart", 30*time.Second, func() bool {
 		_, err := a.Publish(ctx, Message{Group: "g", Type: "t", Data: []byte(`1`)})
 		return err == nil
 	})
-	got := sb.wait(t, "g", 5, 5*time.Second)
+	got := sb.wait(t, "g", 5, 30*time.Second)
 	if got[4].Offset != 1 || got[4].Epoch == before[0].Epoch {
 		t.Fatalf("first event after the loss: %+v, want offset 1 in a new epoch", got[4])
 	}
@@ -145,16 +145,16 @@ func TestRedisUnansweringServerIsDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishN(t, a, "g", 3)
-	sb.wait(t, "g", 3, 5*time.Second)
+	sb.wait(t, "g", 3, 30*time.Second)
 	srv.Pause()
-	waitFor(t, "the subscriber to notice", 5*time.Second, func() bool {
+	waitFor(t, "the subscriber to notice", 30*time.Second, func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return !b.nodes[""].up()
 	})
 	srv.Resume()
 	publishN(t, a, "g", 3)
-	got := sb.wait(t, "g", 6, 10*time.Second)
+	got := sb.wait(t, "g", 6, 30*time.Second)
 	checkOffsets(t, "after the pause", got, 1)
 	if st := b.Stats(); st.Reconnects < 1 || st.Lost != 0 {
 		t.Fatalf("stats = %+v", st)
@@ -182,7 +182,7 @@ func TestRedisSubscriberDropsWhileConfirming(t *testing.T) {
 				return
 			}
 			publishN(t, a, "g", 3) // 3–5: after the position, on no connection of b
-			waitFor(t, "the group confirmed again", 10*time.Second, func() bool {
+			waitFor(t, "the group confirmed again", 30*time.Second, func() bool {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				return s.reacked
@@ -192,7 +192,7 @@ func TestRedisSubscriberDropsWhileConfirming(t *testing.T) {
 	if err := b.Subscribe(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
-	got := sb.wait(t, "g", 3, 5*time.Second)
+	got := sb.wait(t, "g", 3, 30*time.Second)
 	checkOffsets(t, "g", got, 3)
 	time.Sleep(100 * time.Millisecond)
 	if n := len(sb.get("g")); n != 3 {
