@@ -51,7 +51,6 @@ type Server struct {
 	registrations *auth.Throttle
 	hashing       *auth.HashGate
 	origins       []string
-	users         *userCache
 	log           *slog.Logger
 	trustProxy    bool
 	admins        []string
@@ -72,7 +71,6 @@ func New(cfg Config) (*Server, error) {
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
 		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), hashing: cfg.Hashing, origins: cfg.AllowedOrigins,
-		users: newUserCache(userCacheTTL, userCacheSize),
 	}
 	if s.throttle == nil {
 		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})
@@ -184,7 +182,7 @@ func (s *Server) authenticate(r *http.Request, rt Route) (*http.Request, error) 
 	}
 	// A token outlives its user when the database is reset or the user is
 	// removed; without this check every write would fail on a foreign key.
-	ok, err := s.users.exists(r.Context(), uid, s.p.UserExists)
+	ok, err := s.p.UserExists(r.Context(), uid)
 	if err != nil {
 		return r, err
 	}

@@ -60,7 +60,6 @@ type Consumers struct {
 	presence  presence
 	snaps     snapshots
 	public    publicEpochs
-	users     knownUsers
 }
 
 // New returns the consumers.
@@ -114,7 +113,7 @@ func (c *Consumers) authenticate(r *http.Request) (int64, error) {
 	}
 	// A token outlives its user when the database was reset under a kept
 	// secret: such a token is no credential.
-	found, err := c.userExists(r.Context(), uid)
+	found, err := c.p.UserExists(r.Context(), uid)
 	if err != nil {
 		return 0, err
 	}

@@ -48,6 +48,7 @@ type Platform struct {
 	clock     func() time.Time
 	dummyHash string // verified against when a username is unknown, so timing does not tell
 	committed func()
+	users     knownUsers // UserExists's memory
 }
 
 // New returns a Platform over db.

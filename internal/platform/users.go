@@ -139,16 +139,3 @@ func (p *Platform) UserByID(ctx context.Context, id int64) (User, error) {
 	}
 	return u, nil
 }
-
-// UserExists reports whether a user account with id exists.
-func (p *Platform) UserExists(ctx context.Context, id int64) (bool, error) {
-	var one int
-	err := p.db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("look up user %d: %w", id, err)
-	}
-	return true, nil
-}
