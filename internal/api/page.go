@@ -18,14 +18,14 @@ func pageRequest(r *http.Request) (platform.PageRequest, error) {
 	pr := platform.PageRequest{Number: 1, Size: 20}
 	q := r.URL.Query()
 	if v := q.Get("page"); v != "" {
-		n, ok := parseID(v)
+		n, ok := platform.ParseID(v)
 		if !ok {
 			return pr, fieldProblem("page", "must be a positive integer without sign or leading zeros")
 		}
 		pr.Number = int(n)
 	}
 	if v := q.Get("page_size"); v != "" {
-		n, ok := parseID(v)
+		n, ok := platform.ParseID(v)
 		if !ok || n > maxPageSize {
 			return pr, fieldProblem("page_size", "must be an integer from 1 to "+strconv.Itoa(maxPageSize))
 		}

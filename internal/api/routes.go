@@ -156,7 +156,7 @@ func queryID(r *http.Request, name string) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, ok := parseID(v)
+	n, ok := platform.ParseID(v)
 	if !ok {
 		return 0, fieldProblem(name, "must be a positive integer id without sign or leading zeros")
 	}

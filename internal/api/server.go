@@ -201,25 +201,9 @@ func userID(r *http.Request) int64 {
 // pathID reads a positive integer path parameter; anything else is a 404,
 // as no object has such an id.
 func pathID(r *http.Request, name string) (int64, error) {
-	v, ok := parseID(r.PathValue(name))
+	v, ok := platform.ParseID(r.PathValue(name))
 	if !ok {
 		return 0, problem(http.StatusNotFound, "not_found", "no object with id "+strconv.Quote(r.PathValue(name)))
 	}
 	return v, nil
-}
-
-// parseID reads an id written the one way herald writes it: decimal digits
-// with no sign and no leading zero, from 1 to the largest int64. "+1" and
-// "01" are not campaign 1, so one object has one URL.
-func parseID(s string) (int64, bool) {
-	if s == "" || len(s) > 19 || s[0] == '0' {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v, err == nil
 }

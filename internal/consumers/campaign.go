@@ -20,7 +20,7 @@ import (
 // may see the campaign (its owner only while it is a draft) joins its room
 // and first receives campaign_data, the REST detail JSON.
 func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
-	id, ok := canonicalID(r.PathValue("id"))
+	id, ok := platform.ParseID(r.PathValue("id"))
 	if !ok {
 		http.NotFound(w, r) // as Channels' URL router: only digits match
 		return

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/heraldhq/herald/internal/platform"
 )
 
 // FuzzParseResume checks the reader of ?resume= and of an SSE stream's
@@ -39,7 +41,7 @@ func FuzzParseResume(f *testing.F) {
 			t.Fatalf("parseResume(%.80q) accepted %d positions", v, len(ps))
 		}
 		for g, p := range ps {
-			if !validGroup(g) || len(p.Epoch) > 64 || strings.ContainsAny(p.Epoch, ":,") {
+			if _, _, ok := platform.ParseGroup(g); !ok || len(p.Epoch) > 64 || strings.ContainsAny(p.Epoch, ":,") {
 				t.Fatalf("parseResume(%.80q) accepted group %q epoch %q", v, g, p.Epoch)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
@@ -39,7 +40,7 @@ func parseResume(v string) (map[string]position, error) {
 		if len(fields) != 3 || !validEpoch(fields[1]) {
 			return nil, fmt.Errorf("resume: %q is not group:epoch:offset", truncate(p))
 		}
-		if !validGroup(fields[0]) {
+		if _, _, ok := platform.ParseGroup(fields[0]); !ok {
 			return nil, fmt.Errorf("resume: %q: %s", truncate(p), groupRule)
 		}
 		off, ok := parseOffset(fields[2])
@@ -54,47 +55,15 @@ func parseResume(v string) (map[string]position, error) {
 // groupRule says which group names a client may use.
 const groupRule = "a group is campaign_N, quest_N or user_N, where N is a positive integer written without sign or leading zeros"
 
-// validGroup accepts the names clients may use for groups, each in the one
-// form its events are published under: campaign_<id>, quest_<id> or
-// user_<id>, <id> a positive int64 in canonical decimal.
-func validGroup(g string) bool {
-	kind, num, _ := strings.Cut(g, "_")
-	switch kind {
-	case "campaign", "quest", "user":
-		_, ok := canonicalID(num)
-		return ok
-	}
-	return false
-}
-
-// canonicalID parses a positive int64 written in canonical decimal: digits
-// only, no leading zero.
-func canonicalID(s string) (int64, bool) {
-	if s == "" || s[0] == '0' || len(s) > 19 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, err == nil
-}
-
 // maxOffset bounds the offsets a client may name: offsets are counted in
 // int64 in Redis, and the layers add to the one a client resumes from.
 const maxOffset = math.MaxInt64
 
-// parseOffset reads an offset in decimal digits, at most maxOffset.
+// parseOffset reads an offset in decimal digits (ParseUint takes no sign),
+// at most maxOffset.
 func parseOffset(s string) (uint64, bool) {
-	if s == "" || len(s) > 19 {
+	if len(s) > 19 {
 		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
 	}
 	off, err := strconv.ParseUint(s, 10, 64)
 	return off, err == nil && off <= maxOffset

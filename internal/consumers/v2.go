@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/platform"
@@ -72,7 +71,8 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
 		return true
 	}
-	if !validGroup(sub.Group) {
+	kind, id, ok := platform.ParseGroup(sub.Group)
+	if !ok {
 		rep.error(CodeInvalidGroup, groupRule)
 		return true
 	}
@@ -86,7 +86,7 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		rep.ack()
 		return true
 	}
-	public, err := c.mayWatch(ctx, conn.UserID(), sub.Group)
+	public, err := c.mayWatch(ctx, conn.UserID(), kind, id)
 	if err != nil {
 		switch platform.KindOf(err) {
 		case platform.KindNotFound:
@@ -144,25 +144,21 @@ func (c *Consumers) gatePublic(ctx context.Context, group string, at position) (
 	return c.publicPosition(ctx, group, at, false)
 }
 
-// mayWatch says whether userID may receive a group's events (a validGroup):
-// a campaign's room if they may see the campaign, a quest's group if they
-// created it, their own user group. public is set for a campaign room
-// watched by someone other than its owner, who may be sent only what was
-// published while it was public (publicPosition).
-func (c *Consumers) mayWatch(ctx context.Context, userID int64, group string) (public bool, err error) {
-	kind, num, _ := strings.Cut(group, "_")
-	id, ok := canonicalID(num)
-	if !ok {
-		return false, &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
-	}
+// mayWatch says whether userID may receive the events of the group of kind
+// and id (as platform.ParseGroup read them): a campaign's room if they may
+// see the campaign, a quest's group if they created it, their own user
+// group. public is set for a campaign room watched by someone other than
+// its owner, who may be sent only what was published while it was public
+// (publicPosition).
+func (c *Consumers) mayWatch(ctx context.Context, userID int64, kind string, id int64) (public bool, err error) {
 	switch kind {
-	case "campaign":
+	case platform.GroupCampaign:
 		cp, err := c.p.Campaign(ctx, userID, id)
 		if err != nil {
 			return false, err
 		}
 		return cp.Owner.ID != userID, nil
-	case "quest":
+	case platform.GroupQuest:
 		q, err := c.p.Quest(ctx, id)
 		if err != nil {
 			return false, err
@@ -171,11 +167,10 @@ func (c *Consumers) mayWatch(ctx context.Context, userID int64, group string) (p
 			return false, &platform.Error{Kind: platform.KindForbidden, Message: "only the quest's creator follows its applications"}
 		}
 		return false, nil
-	case "user":
+	default: // platform.GroupUser
 		if id != userID {
 			return false, &platform.Error{Kind: platform.KindForbidden, Message: "a user group is its user's alone"}
 		}
 		return false, nil
 	}
-	return false, &platform.Error{Kind: platform.KindNotFound, Message: "no group " + group}
 }

@@ -109,6 +109,42 @@ func UserGroup(id int64) string     { return "user_" + strconv.FormatInt(id, 10)
 func QuestGroup(id int64) string    { return "quest_" + strconv.FormatInt(id, 10) }
 func CampaignGroup(id int64) string { return "campaign_" + strconv.FormatInt(id, 10) }
 
+// Kinds of group, as ParseGroup names them.
+const (
+	GroupUser     = "user"
+	GroupQuest    = "quest"
+	GroupCampaign = "campaign"
+)
+
+// ParseGroup reads a group name in the one form UserGroup, QuestGroup and
+// CampaignGroup write it, returning its kind and id; any other name (a
+// sign, a leading zero, another prefix) is not a group's.
+func ParseGroup(g string) (kind string, id int64, ok bool) {
+	kind, num, _ := strings.Cut(g, "_")
+	switch kind {
+	case GroupUser, GroupQuest, GroupCampaign:
+		id, ok = ParseID(num)
+		return kind, id, ok
+	}
+	return "", 0, false
+}
+
+// ParseID reads an id written the one way herald writes it: decimal digits
+// with no sign and no leading zero, from 1 to the largest int64. "+1" and
+// "01" are not object 1, so one object has one URL and one group.
+func ParseID(s string) (int64, bool) {
+	if s == "" || len(s) > 19 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
 // ControlGroup carries a user's internal events (quest_created). It is kept
 // apart from UserGroup so that the user group's offsets count only what
 // clients receive, and a replay of it never carries internal events.
