@@ -55,11 +55,8 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 }
 
 func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {
-	defer func() { // a goroutine of its own: a panic ends only these joins
-		if p := recover(); p != nil {
-			panics.Report(c.log, c.onPanic, panics.Hub, p)
-		}
-	}()
+	// A goroutine of its own: a panic ends only these joins.
+	defer panics.Recover(c.log, c.onPanic, panics.Hub)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, conn := range members {

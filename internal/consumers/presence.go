@@ -47,25 +47,16 @@ func (c *Consumers) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.presenceTick()
+			c.sendPresence()
 		}
 	}
 }
 
-// presenceTick is one turn of Run: a panic in it is reported and the next
-// tick sends the counts again.
-func (c *Consumers) presenceTick() {
-	defer func() {
-		if p := recover(); p != nil {
-			panics.Report(c.log, c.onPanic, panics.Presence, p)
-		}
-	}()
-	c.sendPresence()
-}
-
 // sendPresence sends each room whose count changed its new count, and
-// forgets rooms that emptied.
+// forgets rooms that emptied. It is one turn of Run: after a panic the next
+// tick sends the counts again.
 func (c *Consumers) sendPresence() {
+	defer panics.Recover(c.log, c.onPanic, panics.Presence)
 	type change struct {
 		group string
 		count int

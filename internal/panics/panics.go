@@ -28,6 +28,16 @@ func Wheres() []string {
 	return []string{HTTP, Handshake, WSReader, WSWriter, SSE, Hub, Layer, Relay, Presence}
 }
 
+// Recover, deferred directly by one turn of a loop or a goroutine of its
+// own, recovers a panic and reports it (Report): the turn or the goroutine
+// ends, and whatever runs it goes on. Boundaries that must also close a
+// connection or fail a request recover themselves and call Report.
+func Recover(log *slog.Logger, onPanic func(where string), where string) {
+	if p := recover(); p != nil {
+		Report(log, onPanic, where, p)
+	}
+}
+
 // Report logs p, a panic recovered at the boundary where, at ERROR with the
 // stack of the goroutine that panicked, and tells onPanic (which may be
 // nil). Call it from the deferred function that recovered p.

@@ -482,7 +482,7 @@ func (h *Hub) removeMember(ctx context.Context, c *Conn, name string) error {
 // unsubscribeIdle unsubscribes group g of name if it is still empty. It
 // runs on a timer's goroutine.
 func (h *Hub) unsubscribeIdle(name string, g *group) {
-	defer h.recoverPanic()
+	defer panics.Recover(h.log, h.onPanic, panics.Hub)
 	sh := h.shard(name)
 	sh.subMu.Lock()
 	defer sh.subMu.Unlock()
@@ -505,7 +505,7 @@ func (h *Hub) unsubscribeIdle(name string, g *group) {
 // runs on the layer's delivery path (a publisher's or a Redis reader's
 // goroutine), which a panic here must not end.
 func (h *Hub) deliver(msg layer.Message) {
-	defer h.recoverPanic()
+	defer panics.Recover(h.log, h.onPanic, panics.Hub)
 	h.eventsIn.Add(1)
 	if h.observe != nil && !h.observe(msg) {
 		return
@@ -565,13 +565,6 @@ func (h *Hub) fanOut(f *fanOut, members []*Conn, i int, msg *layer.Message) (nex
 		}
 	}
 	return i
-}
-
-// recoverPanic is deferred by the hub's work on goroutines it does not own.
-func (h *Hub) recoverPanic() {
-	if p := recover(); p != nil {
-		panics.Report(h.log, h.onPanic, panics.Hub, p)
-	}
 }
 
 func (h *Hub) reportSlow(c *Conn, why string, pending int) {

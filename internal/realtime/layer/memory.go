@@ -311,20 +311,9 @@ func (m *Memory) sweeper(every time.Duration) {
 		case <-m.stop:
 			return
 		case <-t.C:
-			m.sweepGuarded()
+			m.sweep()
 		}
 	}
-}
-
-// sweepGuarded is one sweep, after which the sweeper goes on even if it
-// panicked.
-func (m *Memory) sweepGuarded() {
-	defer func() {
-		if p := recover(); p != nil {
-			panics.Report(m.log, m.onPanic, panics.Layer, p)
-		}
-	}()
-	m.sweep()
 }
 
 // sweep drops expired events and forgets groups that have neither
@@ -332,6 +321,8 @@ func (m *Memory) sweepGuarded() {
 // long-running process tracks stays bounded. A forgotten group gets a new
 // epoch if it is used again, which is correct: its history is gone.
 func (m *Memory) sweep() {
+	// The sweeper goes on after a panic here.
+	defer panics.Recover(m.log, m.onPanic, panics.Layer)
 	cutoff := m.now().UnixNano() - int64(m.age)
 	for i := range m.shards {
 		m.shards[i].sweep(cutoff)

@@ -951,14 +951,8 @@ func (r *Redis) keeper() {
 // guarded runs f, one turn of a background loop: a panic in it is
 // reported and the loop goes on with its next turn.
 func (r *Redis) guarded(f func()) {
-	defer r.recoverPanic()
+	defer panics.Recover(r.log, r.opt.OnPanic, panics.Layer)
 	f()
-}
-
-func (r *Redis) recoverPanic() {
-	if p := recover(); p != nil {
-		r.panicked(p)
-	}
 }
 
 func (r *Redis) panicked(p any) {

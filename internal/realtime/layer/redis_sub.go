@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/panics"
 )
 
 // rsub is a group this process is subscribed to, and where its delivery
@@ -653,7 +655,7 @@ func (sb *subscriber) run() {
 // handle processes what the connection of generation gen delivered. After
 // a panic the reader goes on with the next message.
 func (sb *subscriber) handle(gen uint64, v any) {
-	defer sb.r.recoverPanic()
+	defer panics.Recover(sb.r.log, sb.r.opt.OnPanic, panics.Layer)
 	switch m := v.(type) {
 	case *redis.Message:
 		sb.onMessage(m)

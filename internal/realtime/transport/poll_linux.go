@@ -95,7 +95,7 @@ func (p *poller) run() {
 // when the poller stops. After a panic it goes on with the next wait.
 func (p *poller) wait(events []unix.EpollEvent) (more bool) {
 	more = true
-	defer p.s.recoverLoop(panics.WSReader)
+	defer panics.Recover(p.s.log, p.s.opts.OnPanic, panics.WSReader)
 	n, err := unix.EpollWait(p.epfd, events, -1)
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {

@@ -552,14 +552,6 @@ func (s *Server) recoverWrite(wc *wsConn) {
 	}
 }
 
-// recoverLoop is deferred by one turn of a long-lived loop, which goes on
-// with the next turn after a panic.
-func (s *Server) recoverLoop(where string) {
-	if p := recover(); p != nil {
-		s.panicked(where, p)
-	}
-}
-
 func (s *Server) panicked(where string, p any) {
 	panics.Report(s.log, s.opts.OnPanic, where, p)
 }
@@ -649,7 +641,7 @@ func (s *Server) pinger() {
 // ping pings the connections of registry shard i and closes the silent
 // ones.
 func (s *Server) ping(i int) {
-	defer s.recoverLoop(panics.WSWriter)
+	defer panics.Recover(s.log, s.opts.OnPanic, panics.WSWriter)
 	now := s.now()
 	for _, wc := range s.snapshot(i) {
 		if time.Duration(now-wc.lastRead.Load()) > s.opts.IdleTimeout {

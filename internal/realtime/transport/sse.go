@@ -204,7 +204,9 @@ func (st *SSEStream) recoverOpen() {
 // closed (slow consumer, shutdown) or ctx ends. A panic while serving it
 // ends only this stream: the browser reconnects with its Last-Event-ID.
 func (st *SSEStream) Serve(ctx context.Context) {
-	defer st.recoverServe()
+	// Deferred before finish, so a panic in the handler's OnClose is
+	// caught too.
+	defer panics.Recover(st.srv.opts.Logger, st.srv.opts.OnPanic, panics.SSE)
 	defer st.finish()
 	heartbeat := time.NewTicker(st.srv.opts.Heartbeat)
 	defer heartbeat.Stop()
@@ -316,14 +318,6 @@ func (st *SSEStream) write(p []byte) bool {
 		return false
 	}
 	return st.rc.Flush() == nil
-}
-
-// recoverServe is deferred by Serve, before finish, so a panic in the
-// stream's handler's OnClose is caught too.
-func (st *SSEStream) recoverServe() {
-	if p := recover(); p != nil {
-		st.srv.panicked(p)
-	}
 }
 
 func (s *SSE) panicked(p any) {

@@ -497,7 +497,7 @@ func (w *wsConn) teardown() {
 	// Leaving the groups and OnClose run the hub's and the consumer's code,
 	// here on any goroutine (the close timer's too); the connection is gone
 	// whatever they do.
-	defer w.srv.recoverLoop(panics.WSReader)
+	defer panics.Recover(w.srv.log, w.srv.opts.OnPanic, panics.WSReader)
 	w.timerMu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
