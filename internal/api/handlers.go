@@ -78,20 +78,15 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, in credentials) 
 	if !ok {
 		return platform.User{}, throttled(w, wait, "too many failed sign-ins")
 	}
-	release, err := s.hashing.Acquire(r.Context())
-	if err != nil {
-		attempt.Release()
-		return platform.User{}, busy(w, err)
-	}
 	u, err := s.p.Authenticate(r.Context(), in.Username, in.Password)
-	release()
 	switch {
 	case platform.KindOf(err) == platform.KindUnauthorized:
 		// The attempt stays counted as a failure.
 		return platform.User{}, problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
 	case err != nil:
+		// No password was checked (the server was too busy, or failed).
 		attempt.Release()
-		return platform.User{}, err
+		return platform.User{}, busy(w, err)
 	}
 	attempt.Succeed()
 	return u, nil
@@ -126,16 +121,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return throttled(w, wait, "too many accounts created from this address")
 	}
-	release, err := s.hashing.Acquire(r.Context())
+	u, err := s.p.Register(r.Context(), in)
 	if err != nil {
 		attempt.Release()
 		return busy(w, err)
-	}
-	u, err := s.p.Register(r.Context(), in)
-	release()
-	if err != nil {
-		attempt.Release()
-		return err
 	}
 	writeJSON(w, http.StatusCreated, u)
 	return nil
@@ -148,8 +137,8 @@ func throttled(w http.ResponseWriter, wait time.Duration, why string) error {
 	return problem(http.StatusTooManyRequests, "throttled", why+"; try again in "+itoa(secs)+" seconds")
 }
 
-// busy answers a request that found no free password-hashing slot; a
-// request whose client went away gets err itself, which is not answered.
+// busy answers a request that found no free password-hashing slot with
+// 503; any other error is returned as it is.
 func busy(w http.ResponseWriter, err error) error {
 	if !errors.Is(err, auth.ErrBusy) {
 		return err

@@ -84,9 +84,9 @@ func (h *turnstileHasher) counts() (inside, most int) {
 	return h.inside, h.most
 }
 
-// newHashEnv serves the API alone on SQLite with h as its password hasher,
-// configured by tweak.
-func newHashEnv(t *testing.T, h *turnstileHasher, tweak func(*api.Config)) *env {
+// newHashEnv serves the API alone on SQLite with h as its password hasher
+// behind gate, configured by tweak.
+func newHashEnv(t *testing.T, h *turnstileHasher, gate *auth.HashGate, tweak func(*api.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.SQLite(t))
@@ -98,7 +98,7 @@ func newHashEnv(t *testing.T, h *turnstileHasher, tweak func(*api.Config)) *env 
 		t.Fatal(err)
 	}
 	h.Params = testenv.CheapPasswords
-	p, err := platform.New(db, platform.Options{Hasher: h, ValidatePassword: auth.ValidatePassword})
+	p, err := platform.New(db, platform.Options{Hasher: h, HashGate: gate, ValidatePassword: auth.ValidatePassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestPasswordHashingIsBounded(t *testing.T) {
 	t.Parallel()
 	h := &turnstileHasher{}
 	gate := auth.NewHashGate(2, time.Minute)
-	e := newHashEnv(t, h, func(c *api.Config) { c.Hashing = gate })
+	e := newHashEnv(t, h, gate, nil)
 	const n = 18
 	for i := range n / 3 {
 		e.user(fmt.Sprint("known", i))
@@ -213,7 +213,7 @@ func TestPasswordHashingBusy(t *testing.T) {
 	t.Parallel()
 	h := &turnstileHasher{}
 	gate := auth.NewHashGate(1, 20*time.Millisecond)
-	e := newHashEnv(t, h, func(c *api.Config) { c.Hashing = gate })
+	e := newHashEnv(t, h, gate, nil)
 	e.user("alice")
 
 	h.close()
@@ -255,7 +255,7 @@ func TestConcurrentSignInsAreThrottled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &turnstileHasher{}
-			e := newHashEnv(t, h, func(c *api.Config) { c.Hashing = auth.NewHashGate(64, time.Minute) })
+			e := newHashEnv(t, h, auth.NewHashGate(64, time.Minute), nil)
 			e.user("alice")
 
 			h.close()
@@ -288,8 +288,7 @@ func TestConcurrentSignInsAreThrottled(t *testing.T) {
 func TestRegistrationIsThrottled(t *testing.T) {
 	t.Parallel()
 	h := &turnstileHasher{}
-	e := newHashEnv(t, h, func(c *api.Config) {
-		c.Hashing = auth.NewHashGate(64, time.Minute)
+	e := newHashEnv(t, h, auth.NewHashGate(64, time.Minute), func(c *api.Config) {
 		c.RegistrationsPerHour = 0 // the default
 	})
 	register := func(name string) resp {

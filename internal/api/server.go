@@ -25,9 +25,6 @@ type Config struct {
 	// RegistrationsPerHour bounds the accounts one client address may
 	// create in an hour: 0 for DefaultRegistrationsPerHour, -1 for no limit.
 	RegistrationsPerHour int
-	// Hashing bounds concurrent password hashing; nil allows
-	// runtime.GOMAXPROCS(0) at once.
-	Hashing *auth.HashGate
 	// AllowedOrigins are the origins, besides the server's own, whose pages
 	// may write with the session cookie ("*" any, "https://*.example.com"
 	// any subdomain), as --allowed-origins says.
@@ -49,7 +46,6 @@ type Server struct {
 	throttle *auth.Throttle
 	// registrations counts accounts created per client address.
 	registrations *auth.Throttle
-	hashing       *auth.HashGate
 	origins       []string
 	log           *slog.Logger
 	trustProxy    bool
@@ -70,13 +66,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
-		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), hashing: cfg.Hashing, origins: cfg.AllowedOrigins,
+		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), origins: cfg.AllowedOrigins,
 	}
 	if s.throttle == nil {
 		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})
-	}
-	if s.hashing == nil {
-		s.hashing = auth.NewHashGate(0, 0)
 	}
 	if s.log == nil {
 		s.log = slog.Default()

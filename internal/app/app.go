@@ -115,6 +115,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.platform, err = platform.New(a.db, platform.Options{
 		Hasher: a.hasher, ValidatePassword: auth.ValidatePassword,
+		HashGate:  auth.NewHashGate(a.cfg.PasswordHashes, auth.DefaultHashWait),
 		Committed: func() { a.relay.Notify() },
 	})
 	if err != nil {
@@ -136,7 +137,6 @@ func (a *App) init(ctx context.Context) error {
 		Platform: a.platform, Tokens: tokens, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
 		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
 		RegistrationsPerHour: a.cfg.RegistrationsPerHour,
-		Hashing:              auth.NewHashGate(a.cfg.PasswordHashes, auth.DefaultHashWait),
 		AllowedOrigins:       a.cfg.AllowedOrigins,
 		Admins:               a.cfg.Admins, OpsStats: a.opsStats,
 	})

@@ -26,9 +26,20 @@ type PasswordHasher interface {
 	Verify(encoded, password string) (bool, error)
 }
 
+// HashGate bounds how many password hashes run at once (auth.HashGate):
+// each argon2id call holds its whole memory cost while it runs. Acquire
+// waits for a slot, or fails with an error that says the server is busy.
+type HashGate interface {
+	Acquire(ctx context.Context) (release func(), err error)
+}
+
 // Options configures a Platform.
 type Options struct {
 	Hasher PasswordHasher
+	// HashGate, if set, is taken around every password hash and check the
+	// platform runs (sign-in, the equal-time check of unknown users,
+	// registration); its error is returned, wrapped.
+	HashGate HashGate
 	// ValidatePassword checks a new password's strength; nil accepts any
 	// non-empty password.
 	ValidatePassword func(string) error
@@ -44,6 +55,7 @@ type Options struct {
 type Platform struct {
 	db        *store.DB
 	hasher    PasswordHasher
+	hashGate  HashGate
 	validate  func(string) error
 	clock     func() time.Time
 	dummyHash string // verified against when a username is unknown, so timing does not tell
@@ -56,7 +68,7 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 	if opts.Hasher == nil {
 		return nil, errors.New("platform: a password hasher is required")
 	}
-	p := &Platform{db: db, hasher: opts.Hasher, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed}
+	p := &Platform{db: db, hasher: opts.Hasher, hashGate: opts.HashGate, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed}
 	if p.clock == nil {
 		p.clock = time.Now
 	}

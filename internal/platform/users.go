@@ -55,7 +55,7 @@ func (p *Platform) Register(ctx context.Context, in Registration) (User, error) 
 	if taken {
 		return User{}, invalid("username", "a user with that username already exists")
 	}
-	hash, err := p.hasher.Hash(in.Password)
+	hash, err := p.hashPassword(ctx, in.Password)
 	if err != nil {
 		return User{}, fmt.Errorf("register: hash password: %w", err)
 	}
@@ -110,13 +110,17 @@ func (p *Platform) Authenticate(ctx context.Context, username, password string) 
 	}
 	bad := &Error{Kind: KindUnauthorized, Message: "no active account found with the given credentials"}
 	if errors.Is(err, sql.ErrNoRows) {
-		_, _ = p.hasher.Verify(p.dummyHash, password)
+		// The dummy hash is valid: the check fails only if no hashing slot
+		// came free, which the caller must hear rather than a fast 401.
+		if _, err := p.verifyPassword(ctx, p.dummyHash, password); err != nil {
+			return User{}, fmt.Errorf("authenticate: %w", err)
+		}
 		return User{}, bad
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate: %w", err)
 	}
-	ok, err := p.hasher.Verify(hash, password)
+	ok, err := p.verifyPassword(ctx, hash, password)
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate %d: %w", u.ID, err)
 	}
@@ -138,4 +142,31 @@ func (p *Platform) UserByID(ctx context.Context, id int64) (User, error) {
 		return User{}, fmt.Errorf("load user %d: %w", id, err)
 	}
 	return u, nil
+}
+
+// hashPassword and verifyPassword run the hasher within the hash gate, so
+// every password hash herald computes is bounded in concurrency.
+func (p *Platform) hashPassword(ctx context.Context, password string) (string, error) {
+	release, err := p.acquireHashing(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return p.hasher.Hash(password)
+}
+
+func (p *Platform) verifyPassword(ctx context.Context, encoded, password string) (bool, error) {
+	release, err := p.acquireHashing(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	return p.hasher.Verify(encoded, password)
+}
+
+func (p *Platform) acquireHashing(ctx context.Context) (release func(), err error) {
+	if p.hashGate == nil {
+		return func() {}, nil
+	}
+	return p.hashGate.Acquire(ctx)
 }
