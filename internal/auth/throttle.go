@@ -76,21 +76,6 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	return &Throttle{cfg: cfg, entries: make(map[string]*list.Element)}
 }
 
-// Check reports whether a login attempt for account from addr may proceed.
-// If not, retryAfter is how long until the lock lifts.
-func (t *Throttle) Check(account, addr string) (retryAfter time.Duration, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.cfg.Now()
-	t.prune(now)
-	for _, k := range t.keys(account, addr) {
-		if e := t.lookup(k.key, now); e != nil && e.failures >= k.max {
-			retryAfter = max(retryAfter, e.start.Add(t.cfg.Window).Sub(now))
-		}
-	}
-	return retryAfter, retryAfter == 0
-}
-
 // Begin counts an attempt for account from addr before its work starts, so
 // concurrent attempts cannot all pass a check made before any of them is
 // recorded. It refuses the attempt, with how long until the lock lifts, if
@@ -132,7 +117,9 @@ type Attempt struct {
 }
 
 // Succeed settles a successful sign-in: the account's failures are cleared
-// and the attempt no longer counts against the address, as in Success.
+// and the attempt no longer counts against the address. The address keeps
+// its other attempts: an attacker holding one valid account cannot clear
+// the count of its guesses at others.
 func (a *Attempt) Succeed() {
 	a.t.mu.Lock()
 	defer a.t.mu.Unlock()
@@ -165,32 +152,6 @@ func (t *Throttle) giveBack(e *throttleEntry) {
 		return
 	}
 	if e.failures--; e.failures <= 0 {
-		t.remove(el)
-	}
-}
-
-// Failure records a failed login for account from addr.
-func (t *Throttle) Failure(account, addr string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.cfg.Now()
-	t.prune(now)
-	for _, k := range t.keys(account, addr) {
-		e := t.lookup(k.key, now)
-		if e == nil {
-			e = t.insert(k.key, now)
-		}
-		e.failures++
-	}
-}
-
-// Success records a successful login, clearing the account's failures. The
-// address counter is kept: otherwise an attacker holding one valid account
-// could reset it between guesses at others.
-func (t *Throttle) Success(account, addr string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if el, ok := t.entries[accountKey(account)]; ok {
 		t.remove(el)
 	}
 }

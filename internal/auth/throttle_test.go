@@ -255,3 +255,47 @@ func TestThrottleAttemptSettles(t *testing.T) {
 	begin("dave", "")
 	mustDeny(t, th, "dave", "", DefaultThrottleWindow)
 }
+
+// The throttle's state seen one operation at a time, as the tests below
+// drive it (the server uses Begin and its Attempt).
+
+// Check reports whether a login attempt for account from addr may proceed.
+// If not, retryAfter is how long until the lock lifts.
+func (t *Throttle) Check(account, addr string) (retryAfter time.Duration, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.cfg.Now()
+	t.prune(now)
+	for _, k := range t.keys(account, addr) {
+		if e := t.lookup(k.key, now); e != nil && e.failures >= k.max {
+			retryAfter = max(retryAfter, e.start.Add(t.cfg.Window).Sub(now))
+		}
+	}
+	return retryAfter, retryAfter == 0
+}
+
+// Failure records a failed login for account from addr.
+func (t *Throttle) Failure(account, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.cfg.Now()
+	t.prune(now)
+	for _, k := range t.keys(account, addr) {
+		e := t.lookup(k.key, now)
+		if e == nil {
+			e = t.insert(k.key, now)
+		}
+		e.failures++
+	}
+}
+
+// Success records a successful login, clearing the account's failures. The
+// address counter is kept: otherwise an attacker holding one valid account
+// could reset it between guesses at others.
+func (t *Throttle) Success(account, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if el, ok := t.entries[accountKey(account)]; ok {
+		t.remove(el)
+	}
+}
