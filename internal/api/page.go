@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/internal/platform"
 )
 
@@ -87,15 +88,8 @@ func (s *Server) linkHost(r *http.Request) string {
 	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && strings.EqualFold(local.String(), host) {
 		return host
 	}
-	for _, o := range s.origins {
-		_, oh, _ := strings.Cut(o, "://")
-		if strings.EqualFold(oh, host) {
-			return host
-		}
-		// "https://*.example.com" names every subdomain of example.com.
-		if sub, ok := strings.CutPrefix(oh, "*"); ok && len(host) > len(sub) && strings.EqualFold(host[len(host)-len(sub):], sub) {
-			return host
-		}
+	if origin.HostAllowed(s.origins, host) {
+		return host
 	}
 	return ""
 }

@@ -1,7 +1,7 @@
 // Package origin decides which web pages may use herald from a browser: the
 // page's Origin against the server's own host and the --allowed-origins
-// list. The REST API's CORS and cross-site write checks and the real-time
-// handshakes all ask it, so the three can never disagree.
+// list. The REST API's CORS, cross-site write checks and pagination links
+// and the real-time handshakes all ask it, so they can never disagree.
 package origin
 
 import "strings"
@@ -22,13 +22,43 @@ func Allowed(allowed []string, origin string) bool {
 		if a == "*" || strings.EqualFold(a, origin) {
 			return true
 		}
-		if scheme, host, ok := strings.Cut(a, "://*."); ok {
-			p := scheme + "://"
-			if len(origin) > len(p) && strings.EqualFold(origin[:len(p)], p) &&
-				strings.HasSuffix(strings.ToLower(origin[len(p):]), "."+strings.ToLower(host)) {
-				return true
-			}
+		scheme, pattern, ok := strings.Cut(a, "://")
+		domain, wild := strings.CutPrefix(pattern, "*.")
+		if !ok || !wild {
+			continue
+		}
+		if s, host, ok := strings.Cut(origin, "://"); ok && strings.EqualFold(s, scheme) && subdomain(host, domain) {
+			return true
 		}
 	}
 	return false
+}
+
+// HostAllowed reports whether host (a Host header) is the host of an
+// allowed origin, or a subdomain of a "https://*.example.com" one. "*"
+// names no host: it allows any page, not any name for the server.
+func HostAllowed(allowed []string, host string) bool {
+	if host == "" {
+		return false
+	}
+	for _, a := range allowed {
+		_, pattern, ok := strings.Cut(a, "://")
+		if !ok {
+			continue
+		}
+		if strings.EqualFold(pattern, host) {
+			return true
+		}
+		if domain, wild := strings.CutPrefix(pattern, "*."); wild && subdomain(host, domain) {
+			return true
+		}
+	}
+	return false
+}
+
+// subdomain reports whether host is a subdomain of domain (not domain
+// itself), case-insensitively.
+func subdomain(host, domain string) bool {
+	n := len(host) - len(domain)
+	return n > 1 && host[n-1] == '.' && strings.EqualFold(host[n:], domain)
 }

@@ -47,3 +47,23 @@ func TestAllowed(t *testing.T) {
 		t.Error(`"*" did not allow an origin`)
 	}
 }
+
+func TestHostAllowed(t *testing.T) {
+	list := []string{"*", "http://localhost:3000", "https://*.example.com"}
+	for host, want := range map[string]bool{
+		"localhost:3000":   true,
+		"LOCALHOST:3000":   true,
+		"localhost:3001":   false,
+		"app.example.com":  true,
+		"a.b.example.com":  true,
+		"example.com":      false,
+		"evilexample.com":  false,
+		"example.com.evil": false,
+		"evil.example":     false,
+		"":                 false,
+	} {
+		if got := HostAllowed(list, host); got != want {
+			t.Errorf("HostAllowed(%q) = %v; want %v", host, got, want)
+		}
+	}
+}
