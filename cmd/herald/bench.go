@@ -35,11 +35,15 @@ Scenarios:
   resume    --conns clients drop at once and reconnect, --rounds times; time
             until all have campaign_data again (--resume v2: until all have
             the missed events replayed through protocol v2 resume)
+  signin    password sign-ins: a burst of --conns at once (right passwords,
+            then unknown users) and --publishers clients signing in for
+            --duration; the server's peak RSS and the sign-in rate
 
 Examples:
   herald bench idle --spawn --conns 10000
   herald bench fanout --spawn --conns 1000 --steps 10,20,50,100,200,400
   herald bench apps --target http://127.0.0.1:8000 --out results/apps
+  herald bench signin --spawn --conns 200
 
 Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `
@@ -115,7 +119,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	})
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
-	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout), users (personal)")
+	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout), users (personal); signin: sign-ins in the burst")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout), REST writes/s (personal, apps)")
 	fs.Func("steps", "fanout: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
@@ -128,13 +132,13 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 		}
 		return nil
 	})
-	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume)")
+	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume), the sustained sign-ins (signin)")
 	fs.BoolVar(&o.Token, "token", o.Token, "campaign clients authenticate with ?token= (idle, fanout, resume)")
 	dur(&o.Settle, "settle", "idle: quiet time before reading the server's memory")
 	dur(&o.Hold, "hold", "idle: keep the connections open this much longer")
 	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "pad the campaign so campaign_data is about this size (0: no padding)")
 	fs.IntVar(&o.EventBytes, "event-bytes", o.EventBytes, "fanout: size of one comment event message")
-	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent REST writers (keep-alive connections)")
+	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent REST writers (keep-alive connections); signin: clients signing in for --duration")
 	dur(&o.Drain, "drain", "after the writes, wait at most this long for the last events")
 	dur(&o.MaxP99, "max-p99", "fanout: a step passes with no loss and p99 latency at most this")
 	fs.BoolVar(&o.KeepGoing, "keep-going", o.KeepGoing, "fanout: run every step even after one fails")

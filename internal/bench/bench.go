@@ -29,7 +29,7 @@ import (
 )
 
 // Scenarios are the workloads `herald bench` runs.
-var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume"}
+var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin"}
 
 // Duration is a time.Duration written as "30s" in results.
 type Duration time.Duration
@@ -140,6 +140,8 @@ func Defaults(scenario string) Options {
 		o.Creators, o.Applicants, o.Rate, o.ReadBuffer = 50, 50, 20, 2048
 	case "resume":
 		o.Conns, o.Rounds, o.Pause, o.ResumeMode, o.Missed = 1000, 3, Duration(2*time.Second), ResumeReconnect, 10
+	case "signin":
+		o.Conns, o.Publishers, o.Duration = 200, 8, Duration(20*time.Second)
 	}
 	return o
 }
@@ -187,6 +189,9 @@ func (o *Options) check(nofile uint64) error {
 	}
 	if n := max(len(o.Steps), 1); time.Duration(n)*o.Duration.D() > MaxTotal {
 		bad("%d steps of %v is longer than %v", n, o.Duration, MaxTotal)
+	}
+	if o.Scenario == "signin" && (o.Conns > 2000 || o.Publishers > 1000) {
+		bad("signin: --conns %d, --publishers %d: want at most 2000 sign-ins in a burst and 1000 clients", o.Conns, o.Publishers)
 	}
 	if o.Scenario == "resume" {
 		if o.Rounds < 1 || o.Rounds > 100 {
@@ -409,6 +414,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		err = e.runApps(ctx)
 	case "resume":
 		err = e.runResume(ctx)
+	case "signin":
+		err = e.runSignIn(ctx)
 	}
 	stopTicker()
 	if e.prof != nil && e.prof.n > 0 {

@@ -181,6 +181,36 @@ func TestScenariosEndToEnd(t *testing.T) {
 			}
 		}
 	})
+	t.Run("signin", func(t *testing.T) {
+		o := Defaults("signin")
+		o.Conns, o.Publishers, o.Duration = 10, 2, Duration(time.Second)
+		res, out := runTiny(t, base, o)
+		f := res.SignIn
+		if f == nil || f.Users != 10 || len(f.Bursts) != 2 {
+			t.Fatalf("%+v\n%s", f, out)
+		}
+		// Right passwords sign in (or are told to come back); unknown users
+		// are refused; every answer is counted once.
+		for i, want := range []string{"200", "401"} {
+			b := f.Bursts[i]
+			n := 0
+			for code, k := range b.Codes {
+				if code != want && code != "503" {
+					t.Errorf("burst %d answered %s %d times", i+1, code, k)
+				}
+				n += k
+			}
+			if n != 10 || b.Codes[want] == 0 || b.RSSKiB <= 0 || b.PeakKiB < b.RSSKiB {
+				t.Errorf("burst %d: %+v", i+1, b)
+			}
+		}
+		if s := f.Sustained; s.Clients != 2 || s.OK == 0 || s.PerS <= 0 || s.Codes["200"] != int(s.OK) {
+			t.Errorf("sustained: %+v", s)
+		}
+		if f.RSSFreshKiB <= 0 || f.RSSPeakKiB < f.RSSFreshKiB || !strings.Contains(out, "sign-ins/s") {
+			t.Errorf("memory %+v\n%s", f, out)
+		}
+	})
 }
 
 // A target off the loopback interface is refused before anything is sent.

@@ -54,6 +54,7 @@ type Results struct {
 	Personal *QuestFigures   `json:"personal,omitempty"`
 	Apps     *QuestFigures   `json:"apps,omitempty"`
 	Resume   *ResumeFigures  `json:"resume,omitempty"`
+	SignIn   *SignInFigures  `json:"signin,omitempty"`
 	Timeline []TimelinePoint `json:"timeline,omitempty"`
 	Server   *ProcessFigures `json:"server_process,omitempty"`
 	Bench    *ProcessFigures `json:"bench_process,omitempty"`

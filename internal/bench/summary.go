@@ -99,6 +99,20 @@ func (e *env) summary() {
 		for i, rd := range f.Rounds {
 			w("round %d: %d clients dropped and reconnected at once: %s", i+1, rd.Clients, roundLine(rd))
 		}
+	case r.SignIn != nil:
+		f := r.SignIn
+		w("server RSS: fresh %s, after registering %d users %s", mibText(f.RSSFreshKiB), f.Users, mibText(f.RSSRegisteredKiB))
+		for _, bu := range f.Bursts {
+			what := "known users, right passwords"
+			if !bu.KnownUsers {
+				what = "unknown users"
+			}
+			w("burst of %d concurrent sign-ins (%s) in %.2fs: %s; RSS %s, peak so far %s",
+				bu.Requests, what, bu.Seconds, codesText(bu.Codes), mibText(bu.RSSKiB), mibText(bu.PeakKiB))
+		}
+		s := f.Sustained
+		w("sustained, %d clients for %.0fs: %.1f sign-ins/s (%s)", s.Clients, s.Seconds, s.PerS, codesText(s.Codes))
+		w("server peak RSS (VmHWM) over the run: %s", mibText(f.RSSPeakKiB))
 	}
 	for _, n := range r.Notes {
 		w("note: %s", n)
@@ -139,4 +153,12 @@ func coresOf(p *ProcessFigures) float64 {
 		return 0
 	}
 	return p.Cores
+}
+
+// mibText writes KiB as MiB, or "unknown" for 0 (no server pid).
+func mibText(kib int64) string {
+	if kib <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(kib)/1024)
 }
