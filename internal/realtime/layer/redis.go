@@ -534,38 +534,24 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 		return r.readHistory(ctx, group, since, epoch)
 	}
 	fromStart := epoch == "" && since == 0
-	deadline := time.Now().Add(historyWait)
-	checked := false
-	for {
-		known, se, sl := s.position()
-		if known && (fromStart || (se == epoch && sl >= since)) {
-			break
-		}
-		if !known {
-			// Another member's Subscribe is still waiting for Redis.
-			select {
-			case <-s.ready:
-				if s.readyErr != nil {
-					return nil, false, fmt.Errorf("layer: history of %q: %w", group, s.readyErr)
-				}
-			default:
-			}
-		} else if !checked {
-			// Not worth waiting for a position Redis cannot serve.
-			if _, ok, err := r.readHistory(ctx, group, since, epoch); err != nil || !ok {
-				return nil, false, err
-			}
-			checked = true
-		}
-		if time.Now().After(deadline) {
-			r.log.Warn("channel layer: subscription did not reach a resumed position in time", "group", group, "since", since, "delivered", sl)
-			return nil, false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, false, fmt.Errorf("layer: history of %q: %w", group, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
+	var unserved bool
+	var readErr error
+	_, sl, reached, err := s.await(ctx, func(se string, sl uint64) bool {
+		return fromStart || (se == epoch && sl >= since)
+	}, func() bool {
+		// Not worth waiting for a position Redis cannot serve.
+		_, ok, err := r.readHistory(ctx, group, since, epoch)
+		unserved, readErr = !ok, err
+		return unserved || err != nil
+	})
+	switch {
+	case readErr != nil || unserved:
+		return nil, false, readErr
+	case err != nil:
+		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
+	case !reached:
+		r.log.Warn("channel layer: subscription did not reach a resumed position in time", "group", group, "since", since, "delivered", sl)
+		return nil, false, nil
 	}
 	// A client where this process's delivery stands (a join, Hub.JoinFrom
 	// from Position) or a little behind is replayed from the events this
@@ -769,30 +755,16 @@ func (r *Redis) Sync(ctx context.Context, group string) (Position, error) {
 	if s == nil {
 		return Position{Offset: off, Epoch: epoch}, nil
 	}
-	deadline := time.Now().Add(historyWait)
-	for {
-		known, se, sl := s.position()
-		if known && (epoch == "" || (se == epoch && sl >= off)) {
-			return Position{Offset: sl, Epoch: se}, nil
-		}
-		if !known {
-			select {
-			case <-s.ready:
-				if s.readyErr != nil {
-					return Position{}, fmt.Errorf("layer: sync %q: %w", group, s.readyErr)
-				}
-			default:
-			}
-		}
-		if time.Now().After(deadline) {
-			return Position{}, fmt.Errorf("layer: sync %q: the subscription did not deliver offset %d of epoch %s in time (it stands at %d of %s)", group, off, epoch, sl, se)
-		}
-		select {
-		case <-ctx.Done():
-			return Position{}, fmt.Errorf("layer: sync %q: %w", group, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
+	se, sl, reached, err := s.await(ctx, func(se string, sl uint64) bool {
+		return epoch == "" || (se == epoch && sl >= off)
+	}, nil)
+	switch {
+	case err != nil:
+		return Position{}, fmt.Errorf("layer: sync %q: %w", group, err)
+	case !reached:
+		return Position{}, fmt.Errorf("layer: sync %q: the subscription did not deliver offset %d of epoch %s in time (it stands at %d of %s)", group, off, epoch, sl, se)
 	}
+	return Position{Offset: sl, Epoch: se}, nil
 }
 
 var _ Syncer = (*Redis)(nil)

@@ -121,6 +121,48 @@ func (s *rsub) position() (known bool, epoch string, last uint64) {
 	return s.known, s.epoch, s.last
 }
 
+// await waits until s has delivered far enough (far says so of its
+// position), polling for up to historyWait, and returns where s stands.
+// While s is not confirmed yet (another member's Subscribe is still waiting
+// for Redis) it waits for that, and fails with its error. once, if set, runs
+// the first time the position is known but not far enough, and ends the
+// wait by returning true. reached is false if the wait ended short of it.
+// History and Sync share it.
+func (s *rsub) await(ctx context.Context, far func(epoch string, last uint64) bool, once func() bool) (epoch string, last uint64, reached bool, err error) {
+	deadline := time.Now().Add(historyWait)
+	for {
+		known, se, sl := s.position()
+		switch {
+		case known && far(se, sl):
+			return se, sl, true, nil
+		case !known:
+			select {
+			case <-s.ready:
+				if s.readyErr != nil {
+					return se, sl, false, s.readyErr
+				}
+			default:
+			}
+		case once != nil:
+			stop := once()
+			once = nil
+			if stop {
+				return se, sl, false, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return se, sl, false, nil
+		}
+		t := time.NewTimer(2 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return se, sl, false, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // Subscribe implements Layer. It returns once Redis confirmed the
 // subscription, so every event published afterwards reaches the handler;
 // it fails if Redis cannot be reached.
