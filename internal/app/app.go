@@ -69,8 +69,8 @@ type App struct {
 	published atomic.Uint64
 	handler   http.Handler
 
-	tuneWS func(*transport.Options) // WithWebSocketOptions
-	// tuneConsumers is WithConsumersConfig's.
+	// What WithWebSocketOptions and WithConsumersConfig adjust.
+	tuneWS        func(*transport.Options)
 	tuneConsumers func(*consumers.Config)
 }
 
@@ -192,12 +192,16 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	// One limiter: an address's WebSocket connections and event streams
 	// count together.
 	limits := transport.NewAddrLimiter(a.cfg.MaxConnsPerAddr, float64(a.cfg.HandshakeRate), burst)
-	a.ws, err = transport.NewServer(a.hub, a.webSocketOptions(transport.Options{
+	wo := transport.Options{
 		AllowedOrigins: a.cfg.AllowedOrigins,
 		Limits:         limits,
 		Logger:         a.log,
 		OnPanic:        a.metrics.Panicked,
-	}))
+	}
+	if a.tuneWS != nil {
+		a.tuneWS(&wo)
+	}
+	a.ws, err = transport.NewServer(a.hub, wo)
 	if err != nil {
 		a.hub.Close()
 		return fmt.Errorf("websocket server: %w", err)
@@ -222,14 +226,6 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		}})
 	a.started = time.Now()
 	return nil
-}
-
-// webSocketOptions applies WithWebSocketOptions to o.
-func (a *App) webSocketOptions(o transport.Options) transport.Options {
-	if a.tuneWS != nil {
-		a.tuneWS(&o)
-	}
-	return o
 }
 
 // opsStats is the snapshot behind the operations page.
