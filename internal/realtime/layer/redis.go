@@ -968,5 +968,20 @@ func decodePayload(group, s string) (Message, error) {
 	if err != nil || (off == 0) != (typ == TypeReset) || epoch == "" {
 		return Message{}, errors.New("layer: malformed event")
 	}
-	return Message{Group: group, Type: typ, Data: []byte(data), Offset: off, Epoch: epoch}, nil
+	// Type and Epoch outlive the payload (maps keyed by type, a
+	// subscription's epoch): as substrings they would keep the whole
+	// payload, data included, alive with them.
+	return Message{Group: group, Type: internType(typ), Data: []byte(data), Offset: off, Epoch: strings.Clone(epoch)}, nil
+}
+
+// internType returns typ as a string of its own: a constant for the event
+// types herald publishes (no allocation per event), else a clone.
+func internType(typ string) string {
+	for _, t := range [...]string{"comment", "contribution", "update", "release", "milestone",
+		"new_application", "application_update", "quest_created", TypeReset} {
+		if typ == t {
+			return t
+		}
+	}
+	return strings.Clone(typ)
 }
