@@ -673,25 +673,8 @@ func (s *Server) shutdown(ctx context.Context, period time.Duration) error {
 		// Leave a fifth of the time for the last clients to answer.
 		period = min(period, time.Until(dl)*4/5)
 	}
+	s.closeSpread(ctx, conns, period)
 	var err error
-	if len(conns) > 0 {
-		// Close in small steps: one timer tick per step, not per connection.
-		const tick = 10 * time.Millisecond
-		steps := max(1, int(period/tick))
-		per := (len(conns) + steps - 1) / steps
-		for i := 0; i < len(conns); i += per {
-			for _, wc := range conns[i:min(i+per, len(conns))] {
-				wc.closeWithTimeout(realtime.CloseServiceRestart, "service restart")
-			}
-			if period > 0 && i+per < len(conns) {
-				select {
-				case <-time.After(tick):
-				case <-ctx.Done():
-					period = 0 // close the rest at once
-				}
-			}
-		}
-	}
 	// Wait for the close handshakes; each one is bounded by the close and
 	// write timeouts.
 	for s.active.Load() > 0 {
@@ -706,6 +689,52 @@ func (s *Server) shutdown(ctx context.Context, period time.Duration) error {
 	}
 	s.stop()
 	return err
+}
+
+// minCloseGap is the least time between two batches of closes: one timer
+// wake per batch, not per connection, however many connections there are.
+const minCloseGap = 10 * time.Millisecond
+
+// closeBatches is how many batches closeSpread sends n closes in over
+// period: one per connection while they are at least minCloseGap apart,
+// fewer and bigger beyond that, one when there is no time to spread over.
+func closeBatches(n int, period time.Duration) int {
+	return max(1, min(n, int(period/minCloseGap)))
+}
+
+// closeSpread sends CloseServiceRestart to conns in closeBatches batches
+// spread evenly over period: batch k of b goes out at period·k/b after the
+// start, so the first closes at once and the last a batch's gap before
+// period ends, whatever the count. Each batch waits for its own time, not
+// for a tick after the previous one, so slow wakes do not add up. When ctx
+// ends, the rest are closed at once.
+func (s *Server) closeSpread(ctx context.Context, conns []*wsConn, period time.Duration) {
+	n := len(conns)
+	if n == 0 {
+		return
+	}
+	b := closeBatches(n, period)
+	start := time.Now()
+	timer := time.NewTimer(period)
+	defer timer.Stop()
+	for k := range b {
+		if wait := time.Until(start.Add(batchAt(k, b, period))); wait > 0 && ctx.Err() == nil {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		for _, wc := range conns[k*n/b : (k+1)*n/b] {
+			wc.closeWithTimeout(realtime.CloseServiceRestart, "service restart")
+		}
+	}
+}
+
+// batchAt is when batch k of b is due, counted from the start of a spread
+// over period.
+func batchAt(k, b int, period time.Duration) time.Duration {
+	return time.Duration(int64(period) * int64(k) / int64(b))
 }
 
 func (s *Server) stop() {
