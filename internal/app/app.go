@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/demo"
+	"github.com/heraldhq/herald/internal/eventlog"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
@@ -64,6 +65,7 @@ type App struct {
 	sse       *transport.SSE
 	consumers *consumers.Consumers
 	relay     *relay.Relay
+	eventLog  *eventlog.Log
 	metrics   *metrics.Metrics
 	started   time.Time
 	published atomic.Uint64
@@ -168,6 +170,9 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	var err error
 	// The parts below count the panics they recover here.
 	a.metrics = metrics.New()
+	// The database is the event log; the channel layer reads from it what
+	// it does not hold.
+	a.eventLog = eventlog.New(a.db, eventlog.Options{})
 	a.hub, err = realtime.NewHub(realtime.HubOptions{
 		// A resume may replay a whole history window (1,000 events) on top
 		// of the live queue bound; a client cut off at the live bound can
@@ -243,7 +248,7 @@ func (a *App) opsStats(ctx context.Context) api.OpsStats {
 		RateLimited:       a.ws.RateLimited(),
 		HandshakesRefused: a.ws.Refused() + a.sse.Refused(),
 	}
-	_ = a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&st.OutboxPending)
+	_ = a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE NOT published").Scan(&st.OutboxPending)
 	return st
 }
 
@@ -266,13 +271,14 @@ func (a *App) unsubscribeDelay() time.Duration {
 // function.
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 	if a.inMemoryLayer() {
-		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked}), nil
+		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked, Log: a.eventLog}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return layer.NewRedis(ctx, a.cfg.Layer, deliver, layer.RedisOptions{
 		Prefix:  a.cfg.RedisPrefix,
 		Sharded: a.cfg.RedisSharded,
+		Log:     a.eventLog,
 		Logger:  a.log,
 		OnPanic: a.metrics.Panicked,
 		// Events this process could not receive are gone for its members:

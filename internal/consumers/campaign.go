@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"hash/maphash"
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/platform"
@@ -254,33 +252,11 @@ func (c *Consumers) announce(ctx context.Context, userID, campaignID int64, grou
 	if err != nil || !public {
 		return err
 	}
-	unlock := c.rooms.lock(group)
-	defer unlock()
-	// The outbox first, then the published versions: the relay records a
-	// version as published before it deletes the outbox row, so one of the
-	// two always sees it.
-	pending, err := c.p.EventPending(ctx, group, typ, data)
-	if err != nil || pending {
-		return err
-	}
+	// The hub's last version first (it outlives the log's window), then
+	// the log, which records it unless it holds that exact event already.
 	if c.seen.has(group, typ, id, data) {
 		return nil
 	}
-	_, err = c.hub.Publish(ctx, group, typ, data)
+	_, err = c.p.Announce(ctx, group, typ, data)
 	return err
-}
-
-// announceLocks serializes announces per room, so two clients announcing the
-// same object at once publish it once.
-type announceLocks struct {
-	once sync.Once
-	seed maphash.Seed
-	mu   [64]sync.Mutex
-}
-
-func (l *announceLocks) lock(group string) func() {
-	l.once.Do(func() { l.seed = maphash.MakeSeed() })
-	m := &l.mu[maphash.String(l.seed, group)%uint64(len(l.mu))]
-	m.Lock()
-	return m.Unlock
 }

@@ -55,7 +55,6 @@ type Consumers struct {
 	onPanic   func(string)
 	proxy     bool
 	maxGroups int
-	rooms     announceLocks
 	seen      versions
 	presence  presence
 	snaps     snapshots

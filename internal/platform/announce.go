@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 )
@@ -41,14 +42,29 @@ func (p *Platform) ObjectJSON(ctx context.Context, viewerID, campaignID int64, t
 	return b, nil
 }
 
-// EventPending reports whether the outbox still holds this exact event: it
-// is committed and about to be published, so announcing it would duplicate it.
-func (p *Platform) EventPending(ctx context.Context, group, typ string, data []byte) (bool, error) {
-	var n int64
-	err := p.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2 AND data = $3",
-		group, typ, string(data)).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("look up pending %s event in %s: %w", typ, group, err)
-	}
-	return n > 0, nil
+// Announce records data as a typ event of group, unless the log already
+// holds that exact event (committed, waiting or published within the
+// history window): an announce of a version its own write already recorded,
+// or that another client announced, adds nothing. It reports whether it
+// recorded the event. The check and the record hold the group's log row, so
+// concurrent announces on any process record a version once.
+func (p *Platform) Announce(ctx context.Context, group, typ string, data []byte) (recorded bool, err error) {
+	err = p.write(ctx, func(tx *sql.Tx) error {
+		// Lock the group's row first (the check must see every committed
+		// event of the group); a group with no row has no event to match.
+		if _, err := tx.ExecContext(ctx, "SELECT last FROM group_log WHERE grp = $1"+p.db.ForUpdate(), group); err != nil {
+			return fmt.Errorf("lock the log of %s: %w", group, err)
+		}
+		var n int64
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2 AND data = $3",
+			group, typ, string(data)).Scan(&n); err != nil {
+			return fmt.Errorf("look up %s event in %s: %w", typ, group, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		recorded = true
+		return p.record(ctx, tx, group, typ, json.RawMessage(data))
+	})
+	return recorded, err
 }

@@ -162,7 +162,7 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 // channel layer still holds the room's history from before it.
 func (p *Platform) RoomResetPending(ctx context.Context, group string) (bool, error) {
 	var n int64
-	err := p.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2", group, EventRoomReset).Scan(&n)
+	err := p.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2 AND NOT published", group, EventRoomReset).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("look up a pending reset of %s: %w", group, err)
 	}

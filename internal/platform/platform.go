@@ -8,7 +8,9 @@ package platform
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,18 +164,54 @@ func ParseID(s string) (int64, bool) {
 // clients receive, and a replay of it never carries internal events.
 func ControlGroup(id int64) string { return "ctl_user_" + strconv.FormatInt(id, 10) }
 
-// record adds an event to the outbox inside tx. data is marshalled here, once;
-// the relay publishes these exact bytes.
+// record adds an event to the outbox inside tx, at the next offset of its
+// group. data is marshalled here, once; the relay publishes these exact
+// bytes.
+//
+// The offset comes from the group's row in group_log, updated in tx: its
+// row lock, held until tx ends, orders the group's writes, so offsets are
+// gap-free and follow commit order, and they are durable with the write. A
+// group's first event mints its epoch; a reset (EventRoomReset) mints a new
+// one and starts the group's offsets over at 0.
 func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("record %s event: encode: %w", typ, err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO outbox (grp, type, data, created_at) VALUES ($1, $2, $3, $4)",
-		group, typ, string(b), p.now()); err != nil {
+	first, onConflict := "1", "last = group_log.last + 1"
+	if typ == EventRoomReset {
+		first, onConflict = "0", "epoch = excluded.epoch, last = 0"
+	}
+	sequence := func(epochArg string) string {
+		return "INSERT INTO group_log (grp, epoch, last) VALUES ($1, " + epochArg + ", " + first +
+			") ON CONFLICT (grp) DO UPDATE SET " + onConflict + " RETURNING epoch, last"
+	}
+	epoch := newEpoch()
+	if p.db.Dialect == store.Postgres {
+		// One round trip. The group's row stays locked from here to the
+		// commit, which is why events are recorded last in a write.
+		_, err = tx.ExecContext(ctx, "WITH g AS ("+sequence("$5")+
+			") INSERT INTO outbox (grp, type, data, created_at, epoch, off) SELECT $1, $2, $3, $4, g.epoch, g.last FROM g",
+			group, typ, string(b), p.now(), epoch)
+	} else {
+		var off int64
+		if err = tx.QueryRowContext(ctx, sequence("$2"), group, epoch).Scan(&epoch, &off); err == nil {
+			_, err = tx.ExecContext(ctx, "INSERT INTO outbox (grp, type, data, created_at, epoch, off) VALUES ($1, $2, $3, $4, $5, $6)",
+				group, typ, string(b), p.now(), epoch, off)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("record %s event for %s: %w", typ, group, err)
 	}
 	return nil
+}
+
+// newEpoch mints a group's epoch: random, so that a position is never
+// ambiguous across a database that was replaced.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // OutboxEvent is an event recorded by a committed write, not yet published.
@@ -185,9 +223,10 @@ type OutboxEvent struct {
 	CreatedAt time.Time
 }
 
-// PendingEvents returns up to limit unpublished events, oldest first.
+// PendingEvents returns up to limit events not yet published, oldest
+// first.
 func (p *Platform) PendingEvents(ctx context.Context, limit int) ([]OutboxEvent, error) {
-	rows, err := p.db.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", limit)
+	rows, err := p.db.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox WHERE NOT published ORDER BY id LIMIT $1", limit)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}

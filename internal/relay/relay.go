@@ -1,7 +1,10 @@
 // Package relay publishes the events that committed writes recorded in the
-// outbox table to the channel layer, in commit order per group, and deletes
-// each once the layer has it. A process that dies between commit and publish
-// loses nothing: the events wait in the outbox for the next relay.
+// outbox table to the channel layer, in commit order per group, with the
+// offsets and epochs their writes gave them, and marks each published once
+// the layer has it. A process that dies between commit and publish loses
+// nothing: the events wait in the outbox for the next relay. Published
+// events stay in the outbox for the history window (the event log that
+// resumes read when a layer lost them) and are pruned after it.
 package relay
 
 import (
@@ -45,6 +48,13 @@ type Options struct {
 	// it was committed; Failed of each round that could not publish.
 	Published func(typ string, delay time.Duration)
 	Failed    func()
+	// HistorySize and HistoryAge are the window published events are kept
+	// for: a group's latest HistorySize events, none older than HistoryAge
+	// (defaults layer.DefaultHistorySize and layer.DefaultHistoryAge). A
+	// group's older events are pruned a few hundred at a time, so it keeps
+	// up to a quarter more.
+	HistorySize int
+	HistoryAge  time.Duration
 	// OnPanic, if set, is told of each panic recovered in a round
 	// (panics.Relay). The round fails like one that could not publish: its
 	// transaction is rolled back, its events stay in the outbox and the
@@ -88,6 +98,12 @@ func New(db *store.DB, pub Publisher, opt Options) *Relay {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	if opt.HistorySize <= 0 {
+		opt.HistorySize = layer.DefaultHistorySize
+	}
+	if opt.HistoryAge <= 0 {
+		opt.HistoryAge = layer.DefaultHistoryAge
+	}
 	return &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1)}
 }
 
@@ -105,6 +121,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	pruneInterval := min(r.opt.HistoryAge/10, 10*time.Second)
+	lastPrune := time.Now()
 	for {
 		// While publishing fails, writes do not cut the backoff short: the
 		// wake stays pending until the timer fires, so an outage costs one
@@ -126,6 +144,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		n, err := r.round(ctx)
+		if time.Since(lastPrune) >= pruneInterval && ctx.Err() == nil {
+			lastPrune = time.Now()
+			r.prune(ctx)
+		}
 		switch {
 		case errors.Is(err, errBusy):
 			// Another process's relay held the lock for LockWait: it
@@ -201,11 +223,10 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		published, pubErr := r.publish(ctx, evs)
 		if published > 0 {
 			err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-				_, err := tx.ExecContext(ctx, deleteQuery(evs[:published]))
-				return err
+				return r.markPublished(ctx, tx, evs[:published])
 			})
 			if err != nil {
-				return published, errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
+				return published, errors.Join(pubErr, err)
 			}
 		}
 		return published, pubErr
@@ -235,10 +256,10 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		if published == 0 {
 			return pubErr // nothing to keep; roll back
 		}
-		// Delete what the layer has; what failed stays, in order, for the
+		// Mark what the layer has; what failed stays, in order, for the
 		// next round.
-		if _, err := tx.ExecContext(ctx, deleteQuery(evs[:published])); err != nil {
-			return errors.Join(pubErr, fmt.Errorf("outbox relay: delete published: %w", err))
+		if err := r.markPublished(ctx, tx, evs[:published]); err != nil {
+			return errors.Join(pubErr, err)
 		}
 		return nil
 	})
@@ -262,19 +283,20 @@ func (r *Relay) round(ctx context.Context) (n int, err error) {
 }
 
 type event struct {
-	id         int64
-	group, typ string
-	data       string
-	created    time.Time
+	id                int64
+	group, typ, epoch string
+	data              string
+	offset            int64
+	created           time.Time
 }
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// readBatch reads up to n of the oldest outbox events.
+// readBatch reads up to n of the oldest events not yet published.
 func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, grp, type, data, created_at FROM outbox ORDER BY id LIMIT $1", n)
+	rows, err := q.QueryContext(ctx, "SELECT id, grp, type, data, created_at, epoch, off FROM outbox WHERE NOT published ORDER BY id LIMIT $1", n)
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay: read: %w", err)
 	}
@@ -282,7 +304,7 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 	var evs []event
 	for rows.Next() {
 		var e event
-		if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created); err != nil {
+		if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created, &e.epoch, &e.offset); err != nil {
 			return nil, fmt.Errorf("outbox relay: read: %w", err)
 		}
 		evs = append(evs, e)
@@ -293,10 +315,12 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 	return evs, nil
 }
 
-// publishKey is an outbox row's identity: a relay that dies after
-// publishing and before deleting the row makes the next one publish it
-// again, and a layer that keeps keys (Redis) returns the first offset
-// instead of publishing twice.
+// publishKey is an outbox row's identity, for a row recorded before events
+// got their positions in their writes (their epoch is empty): a relay that
+// dies after publishing and before marking the row makes the next one
+// publish it again, and a layer that keeps keys (Redis) returns the first
+// offset instead of publishing twice. A row with its position needs none:
+// a layer takes an offset it already has as a duplicate.
 func publishKey(e event) string {
 	return "outbox:" + strconv.FormatInt(e.id, 10) + ":" + strconv.FormatInt(e.created.UnixMicro(), 10)
 }
@@ -310,7 +334,11 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 	keys := make([]string, len(evs))
 	for i, e := range evs {
 		msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data)}
-		keys[i] = publishKey(e)
+		if e.epoch == "" {
+			keys[i] = publishKey(e)
+			continue
+		}
+		msgs[i].Offset, msgs[i].Epoch = uint64(e.offset), e.epoch
 	}
 	offs, err := r.pub.PublishBatch(ctx, msgs, keys)
 	n := min(len(offs), len(evs))
@@ -326,10 +354,73 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 	return n, nil
 }
 
-func deleteQuery(evs []event) string {
+// markPublished marks evs published in tx and prunes, for the groups
+// they advanced, the events that left the history window: everything
+// before a reset, and a group's oldest events each time it has recorded
+// another pruneEvery.
+func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) error {
 	ids := make([]string, len(evs))
 	for i, e := range evs {
 		ids[i] = strconv.FormatInt(e.id, 10)
 	}
-	return "DELETE FROM outbox WHERE id IN (" + strings.Join(ids, ",") + ")"
+	if _, err := tx.ExecContext(ctx, "UPDATE outbox SET published = TRUE WHERE id IN ("+strings.Join(ids, ",")+")"); err != nil {
+		return fmt.Errorf("outbox relay: mark published: %w", err)
+	}
+	size := int64(r.opt.HistorySize)
+	for _, e := range evs {
+		var err error
+		switch {
+		case e.epoch == "":
+		case e.typ == layer.TypeReset:
+			_, err = tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch <> $2 AND published", e.group, e.epoch)
+		case e.offset > size && e.offset%pruneEvery == 0:
+			_, err = tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch = $2 AND off <= $3 AND published", e.group, e.epoch, e.offset-size)
+		}
+		if err != nil {
+			return fmt.Errorf("outbox relay: prune %s: %w", e.group, err)
+		}
+	}
+	return nil
+}
+
+// prune is pruneAged behind the relay's recover boundary; a failure is
+// logged and tried again at the next interval.
+func (r *Relay) prune(ctx context.Context) {
+	defer panics.Recover(r.opt.Logger, r.opt.OnPanic, panics.Relay)
+	if _, err := r.pruneAged(ctx); err != nil {
+		r.opt.Logger.Warn("outbox relay: prune", "err", err)
+	}
+}
+
+// pruneEvery is how many events a group records between two prunes of its
+// oldest.
+const pruneEvery = 256
+
+// pruneBatch bounds the events one pruneAged statement deletes.
+const pruneBatch = 5000
+
+// pruneAged deletes published events older than the history window, a
+// batch at a time, and returns how many it deleted.
+func (r *Relay) pruneAged(ctx context.Context) (int64, error) {
+	var total int64
+	cutoff := time.Now().Add(-r.opt.HistoryAge)
+	for {
+		var n int64
+		err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published AND created_at < $1 ORDER BY created_at LIMIT $2)",
+				cutoff, pruneBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("outbox relay: prune events older than %s: %w", r.opt.HistoryAge, err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
 }

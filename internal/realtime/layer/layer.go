@@ -103,3 +103,21 @@ type Layer interface {
 
 // ErrClosed is returned by the methods of a closed Layer.
 var ErrClosed = errors.New("layer: closed")
+
+// Log is the durable record of every group's events that a layer falls back
+// on for what it does not hold: the database's outbox (eventlog.Log), where
+// each event got its offset and epoch in its write's transaction. Messages
+// published with those positions (Offset > 0, or a reset with its Epoch)
+// keep them; a layer then is a transport and a cache, and losing its data
+// (a restarted process, an emptied Redis) loses no event.
+type Log interface {
+	// Read returns the events of group in epoch with offsets in (since,
+	// upTo], oldest first, or ok false when epoch is not the group's
+	// current one or some of them are no longer kept. An empty epoch with
+	// since 0 means from the start of the group's current epoch. upTo 0
+	// means up to the group's last published event.
+	Read(ctx context.Context, group, epoch string, since, upTo uint64) (msgs []Message, ok bool, err error)
+	// Positions returns where each group stands among its published events,
+	// as Layer.Position answers: (0, "") for a group with no events.
+	Positions(ctx context.Context, groups []string) ([]Position, error)
+}

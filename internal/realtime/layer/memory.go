@@ -38,12 +38,19 @@ type MemoryOptions struct {
 	// (panics.Layer), which goes on; Logger logs it (default slog.Default()).
 	OnPanic func(where string)
 	Logger  *slog.Logger
+	// Log, if set, is the durable record behind the window: History reads
+	// from it what the window does not hold (older events, or everything
+	// before this process started), and Position answers from it for a
+	// group this layer has no state of.
+	Log Log
 }
 
 const memShards = 32
 
-// Memory is a single-process Layer. Offsets and history live in this process
-// only, so a new Memory has a new epoch for every group.
+// Memory is a single-process Layer. Events published with their positions
+// (from a Log) keep them, so a restarted process goes on where the log
+// stands; events published without are numbered here, in a new epoch for
+// every group of every new Memory.
 type Memory struct {
 	handler func(Message)
 	size    int
@@ -51,6 +58,7 @@ type Memory struct {
 	now     func() time.Time
 	onPanic func(string)
 	log     *slog.Logger
+	backlog Log
 
 	id          string // random, makes epochs of different layers distinct
 	incarnation atomic.Uint64
@@ -73,9 +81,10 @@ type memGroup struct {
 	last       uint64 // last assigned offset
 	subscribed bool
 	dead       bool // removed from its shard; callers holding it must look up again
-	// restarted is set once a reset began the current epoch, so Position
-	// names it even before its first event.
-	restarted bool
+	// known is set once epoch and last say where the group stands: after
+	// its first event or reset here. Until then Position and History
+	// answer from the Log.
+	known bool
 
 	// ring holds the window: n entries starting at head. It grows lazily up
 	// to the configured size, so quiet groups cost little.
@@ -119,6 +128,7 @@ func NewMemory(handler func(Message), opts MemoryOptions) *Memory {
 		now:     opts.Now,
 		onPanic: opts.OnPanic,
 		log:     opts.Logger,
+		backlog: opts.Log,
 		id:      hex.EncodeToString(b[:]),
 		seed:    maphash.MakeSeed(),
 		stop:    make(chan struct{}),
@@ -148,7 +158,7 @@ func (m *Memory) group(name string, create bool) *memGroup {
 				sh.mu.Unlock()
 				return nil
 			}
-			g = &memGroup{epoch: m.id + "." + strconv.FormatUint(m.incarnation.Add(1), 10)}
+			g = &memGroup{}
 			sh.groups[name] = g
 		}
 		sh.mu.Unlock()
@@ -160,7 +170,11 @@ func (m *Memory) group(name string, create bool) *memGroup {
 	}
 }
 
-// Publish implements Layer.
+// Publish implements Layer. A message with its position (Offset > 0, or a
+// reset with its Epoch) keeps it: one this layer already has is a
+// duplicate, dropped; one that does not follow the last it has starts the
+// window afresh from it (the events in between are the Log's). Other
+// messages get the group's next offset here.
 func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("layer: publish to %q: %w", msg.Group, err)
@@ -171,12 +185,25 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 	g := m.group(msg.Group, true)
 	defer g.mu.Unlock()
 	if msg.Type == TypeReset {
+		if msg.Epoch != "" && g.known && g.epoch == msg.Epoch {
+			return 0, nil // published again
+		}
 		m.reset(g, msg)
 		return 0, nil
 	}
-	g.last++
-	msg.Offset = g.last
-	msg.Epoch = g.epoch
+	switch {
+	case msg.Offset == 0:
+		if !g.known {
+			g.epoch, g.last, g.known = m.newEpoch(), 0, true
+		}
+		msg.Offset, msg.Epoch = g.last+1, g.epoch
+	case g.known && g.epoch == msg.Epoch && msg.Offset <= g.last:
+		return msg.Offset, nil // published again
+	case !g.known || g.epoch != msg.Epoch || msg.Offset != g.last+1:
+		g.clearWindow()
+		g.epoch, g.known = msg.Epoch, true
+	}
+	g.last = msg.Offset
 	if m.size > 0 {
 		now := m.now().UnixNano()
 		g.expire(now - int64(m.age))
@@ -189,17 +216,29 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 	return msg.Offset, nil
 }
 
-// reset starts g's history over in a new epoch and delivers msg, the reset,
-// at its offset 0. g is locked.
+func (m *Memory) newEpoch() string {
+	return m.id + "." + strconv.FormatUint(m.incarnation.Add(1), 10)
+}
+
+// reset starts g's history over in msg's epoch (a new one of this layer's
+// if it has none) and delivers msg, the reset, at its offset 0. g is
+// locked.
 func (m *Memory) reset(g *memGroup, msg Message) {
-	g.epoch = m.id + "." + strconv.FormatUint(m.incarnation.Add(1), 10)
-	g.last, g.restarted = 0, true
-	clear(g.ring)
-	g.ring, g.head, g.n = nil, 0, 0
-	msg.Offset, msg.Epoch = 0, g.epoch
+	if msg.Epoch == "" {
+		msg.Epoch = m.newEpoch()
+	}
+	g.epoch, g.last, g.known = msg.Epoch, 0, true
+	g.clearWindow()
+	msg.Offset = 0
 	if g.subscribed {
 		m.handler(msg)
 	}
+}
+
+// clearWindow drops g's window. g is locked.
+func (g *memGroup) clearWindow() {
+	clear(g.ring)
+	g.ring, g.head, g.n = nil, 0, 0
 }
 
 // Subscribe implements Layer.
@@ -233,7 +272,9 @@ func (m *Memory) Unsubscribe(ctx context.Context, group string) error {
 
 // History implements Layer. An empty epoch with since == 0 stands for "from
 // the very beginning" and succeeds while the group's first event is still in
-// the window (or nothing was ever published).
+// the window (or nothing was ever published). What the window does not hold
+// is read from the Log, up to the last event this layer delivered (those
+// after it still come through the handler).
 func (m *Memory) History(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
@@ -242,35 +283,66 @@ func (m *Memory) History(ctx context.Context, group string, since uint64, epoch 
 		return nil, false, ErrClosed
 	}
 	g := m.group(group, false)
-	if g == nil {
+	if g == nil || !g.known {
+		if g != nil {
+			g.mu.Unlock()
+		}
+		if m.backlog != nil {
+			// Nothing published here yet: all the Log has published came
+			// before, and what comes next reaches the handler.
+			return m.backlog.Read(ctx, group, epoch, since, 0)
+		}
 		return nil, epoch == "" && since == 0, nil
 	}
-	defer g.mu.Unlock()
+	msgs, ok, miss := m.window(g, since, epoch)
+	g.mu.Unlock()
+	if ok || !miss.valid || m.backlog == nil {
+		return msgs, ok, nil
+	}
+	return m.backlog.Read(ctx, group, miss.epoch, since, miss.upTo)
+}
+
+// logRead is a read of the Log that answers a History call the window
+// could not: offsets (since, upTo] of epoch.
+type logRead struct {
+	valid bool
+	epoch string
+	upTo  uint64
+}
+
+// window answers History from g's window (g locked and known). When the
+// position is in g's epoch but older than the window, miss says what to
+// read from the Log instead.
+func (m *Memory) window(g *memGroup, since uint64, epoch string) ([]Message, bool, logRead) {
 	g.expire(m.now().UnixNano() - int64(m.age))
 	first := g.last + 1 // oldest offset still in the window
 	if g.n > 0 {
 		first = g.ring[g.head].msg.Offset
 	}
+	older := logRead{valid: true, epoch: g.epoch, upTo: g.last}
 	switch {
 	case epoch == "" && since == 0:
 		if first != 1 {
-			return nil, false, nil
+			return nil, false, older
 		}
 	case epoch != g.epoch:
-		return nil, false, nil
+		return nil, false, logRead{}
 	}
-	if since > g.last || since+1 < first {
-		return nil, false, nil
+	if since > g.last {
+		return nil, false, logRead{}
+	}
+	if since+1 < first {
+		return nil, false, older
 	}
 	count := int(g.last - since)
 	if count == 0 {
-		return nil, true, nil
+		return nil, true, logRead{}
 	}
 	out := make([]Message, 0, count)
 	for i := g.n - count; i < g.n; i++ {
 		out = append(out, g.ring[(g.head+i)%len(g.ring)].msg)
 	}
-	return out, true, nil
+	return out, true, logRead{}
 }
 
 // Position implements Layer.
@@ -282,14 +354,21 @@ func (m *Memory) Position(ctx context.Context, group string) (uint64, string, er
 		return 0, "", ErrClosed
 	}
 	g := m.group(group, false)
-	if g == nil {
-		return 0, "", nil
+	if g != nil {
+		known, last, epoch := g.known, g.last, g.epoch
+		g.mu.Unlock()
+		if known {
+			return last, epoch, nil
+		}
 	}
-	defer g.mu.Unlock()
-	if g.last == 0 && !g.restarted {
-		return 0, "", nil
+	if m.backlog != nil {
+		ps, err := m.backlog.Positions(ctx, []string{group})
+		if err != nil {
+			return 0, "", fmt.Errorf("layer: position of %q: %w", group, err)
+		}
+		return ps[0].Offset, ps[0].Epoch, nil
 	}
-	return g.last, g.epoch, nil
+	return 0, "", nil
 }
 
 // Close implements Layer. It stops the sweeper and waits for it.

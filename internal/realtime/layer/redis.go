@@ -62,6 +62,13 @@ type RedisOptions struct {
 	// the handler; it must be quick and must not call Subscribe,
 	// Unsubscribe or Publish synchronously.
 	OnLost func(group string)
+	// Log, if set, is the durable record behind Redis: History, the
+	// subscriptions' gap fills and catch-ups read from it what Redis does
+	// not hold (older than its window, or lost with its data), and the
+	// position of a group Redis has no state of is the Log's. Events
+	// published with their positions keep them, so an emptied Redis costs
+	// no client a reload.
+	Log Log
 	// Logger receives connection state changes (default slog.Default()).
 	Logger *slog.Logger
 	// OnPanic, if set, is told of each panic the layer recovered
@@ -140,6 +147,7 @@ type Redis struct {
 type redisCounters struct {
 	published, delivered, duplicates, gapFills, lost, reconnects atomic.Uint64
 	localPositions, localHistory, sharedHistory                  atomic.Uint64
+	logHistory, logPositions                                     atomic.Uint64
 }
 
 // RedisStats are the layer's counters.
@@ -158,6 +166,11 @@ type RedisStats struct {
 	// SharedHistory counts History calls whose read of the window was
 	// shared with concurrent calls.
 	SharedHistory uint64
+	// LogHistory counts reads of events from the Log (History, gap fills
+	// and catch-ups Redis could not serve), LogPositions positions read
+	// from it for groups Redis had no state of.
+	LogHistory   uint64
+	LogPositions uint64
 }
 
 var _ Layer = (*Redis)(nil)
@@ -335,25 +348,31 @@ func (r *Redis) key(group, kind string) string {
 
 func (r *Redis) channel(group string) string { return r.key(group, "c") }
 
-// publishScript assigns the next offset of a group, keeps the event in the
-// group's window and publishes it, atomically.
+// publishScript keeps an event in its group's window and publishes it,
+// atomically, at the next offset of the group or at the offset it brings.
 //
 // KEYS: state hash, history list, publish-key set.
 // ARGV: channel, type, data, history size, history age (ms), state TTL (ms),
-// epoch to mint if the group has none, publish key or "", publish command,
-// "1" for a reset (TypeReset).
-// Returns {offset, epoch, 1 if the key was seen before (nothing published)}.
+// epoch (the event's own, or one to mint if the group has none), publish key
+// or "", publish command, "1" for a reset (TypeReset), the event's offset
+// ("0": assign the next).
+// Returns {offset, epoch, 1 if the event was published before (nothing
+// published now)}.
 //
-// A reset mints the new epoch with last 0 and drops the window and the
-// publish keys; its own key is kept in the state hash, so publishing it
-// again does not start the group over a second time.
+// A reset takes its epoch with last 0 and drops the window and the publish
+// keys; its own key is kept in the state hash, so publishing it again does
+// not start the group over a second time. An event with its own offset is
+// a duplicate if the group is at that offset or past it in its epoch; if it
+// does not follow the group's last (Redis lost its data, or the event's
+// epoch is new here), the window starts over with it.
 const publishScript = `
 local meta, hist, seen = KEYS[1], KEYS[2], KEYS[3]
 local size, age = tonumber(ARGV[4]), tonumber(ARGV[5])
 local key = ARGV[8]
+local given = tonumber(ARGV[11])
 if ARGV[10] == '1' then
   local m = redis.call('HMGET', meta, 'epoch', 'reset')
-  if key ~= '' and m[1] and m[2] == key then
+  if m[1] and ((key ~= '' and m[2] == key) or m[1] == ARGV[7]) then
     return {0, m[1], 1}
   end
   redis.call('DEL', hist, seen)
@@ -362,19 +381,35 @@ if ARGV[10] == '1' then
   redis.call(ARGV[9], ARGV[1], '0\n' .. ARGV[7] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
   return {0, ARGV[7], 0}
 end
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  epoch = ARGV[7]
-  redis.call('DEL', hist, seen)
-  redis.call('HSET', meta, 'epoch', epoch, 'last', 0)
-end
-if key ~= '' then
-  local prev = redis.call('ZSCORE', seen, key)
-  if prev then
-    return {tonumber(prev), epoch, 1}
+local off
+local m = redis.call('HMGET', meta, 'epoch', 'last')
+local epoch = m[1]
+if given > 0 then
+  local last = tonumber(m[2] or '0')
+  if epoch == ARGV[7] and last >= given then
+    return {given, epoch, 1}
   end
+  if epoch ~= ARGV[7] or last ~= given - 1 then
+    epoch = ARGV[7]
+    redis.call('DEL', hist, seen)
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
+  redis.call('HSET', meta, 'last', given)
+  off = given
+else
+  if not epoch then
+    epoch = ARGV[7]
+    redis.call('DEL', hist, seen)
+    redis.call('HSET', meta, 'epoch', epoch, 'last', 0)
+  end
+  if key ~= '' then
+    local prev = redis.call('ZSCORE', seen, key)
+    if prev then
+      return {tonumber(prev), epoch, 1}
+    end
+  end
+  off = redis.call('HINCRBY', meta, 'last', 1)
 end
-local off = redis.call('HINCRBY', meta, 'last', 1)
 local payload = off .. '\n' .. epoch .. '\n' .. ARGV[2] .. '\n' .. ARGV[3]
 if size > 0 then
   local t = redis.call('TIME')
@@ -483,7 +518,10 @@ func (r *Redis) publishPipeline(ctx context.Context, msgs []Message, keys []stri
 	// per command.
 	_, _ = r.pub.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range msgs {
-			epoch := r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
+			epoch := m.Epoch
+			if epoch == "" || (m.Offset == 0 && m.Type != TypeReset) {
+				epoch = r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
+			}
 			reset := "0"
 			if m.Type == TypeReset {
 				reset = "1"
@@ -491,7 +529,7 @@ func (r *Redis) publishPipeline(ctx context.Context, msgs []Message, keys []stri
 			cmds[i] = r.publish.EvalSha(ctx, p,
 				[]string{r.key(m.Group, "m"), r.key(m.Group, "h"), r.key(m.Group, "d")},
 				r.channel(m.Group), m.Type, m.Data, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
-				r.opt.StateTTL.Milliseconds(), epoch, keys[i], cmd, reset)
+				r.opt.StateTTL.Milliseconds(), epoch, keys[i], cmd, reset, m.Offset)
 		}
 		return nil
 	})
@@ -531,7 +569,7 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 	s := r.groups[group]
 	r.mu.Unlock()
 	if s == nil {
-		return r.readHistory(ctx, group, since, epoch)
+		return r.windowOrLog(ctx, group, since, epoch, 0)
 	}
 	fromStart := epoch == "" && since == 0
 	var unserved bool
@@ -539,8 +577,9 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 	_, sl, reached, err := s.await(ctx, func(se string, sl uint64) bool {
 		return fromStart || (se == epoch && sl >= since)
 	}, func() bool {
-		// Not worth waiting for a position Redis cannot serve.
-		_, ok, err := r.readHistory(ctx, group, since, epoch)
+		// Not worth waiting for a position neither Redis nor the log can
+		// serve.
+		_, ok, err := r.windowOrLog(ctx, group, since, epoch, 0)
 		unserved, readErr = !ok, err
 		return unserved || err != nil
 	})
@@ -562,10 +601,25 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 	}
 	// The read must hold every event delivered here by now; those after
 	// it still reach the handler.
-	_, _, delivered := s.position()
+	_, de, delivered := s.position()
 	msgs, ok, err := r.sharedHistory(ctx, group, since, epoch, delivered)
-	if err != nil || !ok {
+	if err != nil {
 		return msgs, ok, err
+	}
+	if !ok {
+		if r.opt.Log == nil || (de != epoch && !fromStart) {
+			return nil, false, nil
+		}
+		// Older than Redis's window, or lost with its data: the log has
+		// it, up to what was delivered here.
+		if delivered == 0 {
+			return nil, true, nil // nothing delivered yet: all of it comes through the handler
+		}
+		r.stats.logHistory.Add(1)
+		if fromStart {
+			return r.opt.Log.Read(ctx, group, de, 0, delivered)
+		}
+		return r.opt.Log.Read(ctx, group, epoch, since, delivered)
 	}
 	_, se, sl := s.position()
 	if se == "" && sl == 0 {
@@ -583,6 +637,21 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 		}
 	}
 	return msgs, true, nil
+}
+
+// windowOrLog reads the group's events after since from Redis's window,
+// or from the Log, up to upTo (0: its last published), when Redis does not
+// hold them all.
+func (r *Redis) windowOrLog(ctx context.Context, group string, since uint64, epoch string, upTo uint64) ([]Message, bool, error) {
+	msgs, ok, err := r.readHistory(ctx, group, since, epoch)
+	if ok || r.opt.Log == nil {
+		return msgs, ok, err
+	}
+	if err != nil {
+		r.log.Debug("channel layer: history unreadable in redis; reading the log", "group", group, "err", err)
+	}
+	r.stats.logHistory.Add(1)
+	return r.opt.Log.Read(ctx, group, epoch, since, upTo)
 }
 
 // historyWait bounds how long History waits for a subscription to deliver
@@ -800,9 +869,28 @@ func (r *Redis) readPositions(ctx context.Context, groups []string) (ps []Positi
 		return nil, nil, fmt.Errorf("layer: positions of %d groups: %w", len(groups), err)
 	}
 	ps, errs = make([]Position, len(groups)), make([]error, len(groups))
+	var missing []int
 	for i, c := range cmds {
 		if ps[i].Offset, ps[i].Epoch, errs[i] = parsePosition(c.Val()); errs[i] != nil {
 			errs[i] = fmt.Errorf("layer: position of %q: %w", groups[i], errs[i])
+		} else if ps[i].Epoch == "" {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 && r.opt.Log != nil {
+		// No state in Redis: the group has no events, or Redis lost them.
+		// The log knows which.
+		names := make([]string, len(missing))
+		for j, i := range missing {
+			names[j] = groups[i]
+		}
+		lps, err := r.opt.Log.Positions(ctx, names)
+		if err != nil {
+			return nil, nil, fmt.Errorf("layer: positions of %d groups from the log: %w", len(names), err)
+		}
+		r.stats.logPositions.Add(uint64(len(names)))
+		for j, i := range missing {
+			ps[i] = lps[j]
 		}
 	}
 	return ps, errs, nil
@@ -864,6 +952,8 @@ func (r *Redis) Stats() RedisStats {
 		LocalPositions: r.stats.localPositions.Load(),
 		LocalHistory:   r.stats.localHistory.Load(),
 		SharedHistory:  r.stats.sharedHistory.Load(),
+		LogHistory:     r.stats.logHistory.Load(),
+		LogPositions:   r.stats.logPositions.Load(),
 	}
 }
 

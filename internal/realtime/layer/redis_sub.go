@@ -1036,16 +1036,30 @@ func (r *Redis) resetLocked(s *rsub, msg Message) {
 	r.handler(msg)
 }
 
-// fillLocked delivers the events after s.last from the history, and msg
-// (which should be among them) if the history cannot be read.
+// fillLocked delivers the events after s.last from the history (Redis's
+// window, else the Log), and msg (which should be among them) if the
+// history cannot be read.
 func (r *Redis) fillLocked(s *rsub, msg *Message) {
 	r.stats.gapFills.Add(1)
+	// With msg, the events before it are all committed: the Log has them
+	// even if no relay marked them published yet. Without, a catch-up goes
+	// as far as what is published.
+	var upTo uint64
+	if msg != nil && msg.Offset > 0 && (msg.Epoch == s.epoch || (s.epoch == "" && s.last == 0)) {
+		upTo = msg.Offset - 1
+	}
 	var msgs []Message
 	var ok bool
 	var err error
 	for attempt := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		msgs, ok, err = r.readHistory(ctx, s.group, s.last, s.epoch)
+		if s.epoch == "" && s.last == 0 && msg != nil {
+			// The group had no events when subscribed: its first ones come
+			// from the start of msg's epoch.
+			msgs, ok, err = r.windowOrLog(ctx, s.group, 0, msg.Epoch, upTo)
+		} else {
+			msgs, ok, err = r.windowOrLog(ctx, s.group, s.last, s.epoch, upTo)
+		}
 		cancel()
 		if err == nil || attempt == 2 || r.isClosed() {
 			break

@@ -339,7 +339,7 @@ func silentPublish(t *testing.T, r *Redis, group string) {
 	_, err := r.publish.Run(context.Background(), r.pub,
 		[]string{r.key(group, "m"), r.key(group, "h"), r.key(group, "d")},
 		r.channel(group), "t", `"silent"`, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
-		r.opt.StateTTL.Milliseconds(), "x.1", "", "EXISTS").Result()
+		r.opt.StateTTL.Milliseconds(), "x.1", "", "EXISTS", "0", 0).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
