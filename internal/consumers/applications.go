@@ -46,30 +46,24 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 		return
 	}
 	cfg := transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)}
-	c.accept(k, w, r, cfg, func(acc accepted) {
-		conn := acc.conn
+	c.accept(k, w, r, cfg, func(conn *realtime.Conn) {
 		// Quests created from now on are announced on the control group;
 		// those created since the list above was read are found by reading
 		// it again.
 		if !c.joinAll(r.Context(), conn, platform.ControlGroup(uid)) {
 			return
 		}
+		// A v2 client resumes each group it names and starts the others
+		// where they stood at the handshake; it is told where it stands in
+		// each (subscribed) before any of the group's live events.
 		for i, g := range groups {
-			if p, asked := resume[g]; asked {
-				recovered, ok := c.joinFrom(r.Context(), conn, g, p)
-				if !ok {
-					return
-				}
-				if recovered {
-					acc.position(g, p)
-				}
-				sendSubscribed(conn, g, recovered)
-				continue
+			from, asked := resume[g]
+			if !asked {
+				from = start[i]
 			}
-			if _, ok := c.joinFrom(r.Context(), conn, g, start[i]); !ok {
+			if _, ok := c.joinFrom(r.Context(), conn, g, from, c.tell(conn, g, nil)); !ok {
 				return
 			}
-			acc.position(g, start[i])
 		}
 		again, err := c.p.QuestIDsByCreator(r.Context(), uid)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -37,7 +38,32 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := &campaignRoom{c: c, id: id, group: platform.CampaignGroup(id)}
-	start, detail, loadErr := c.view(r.Context(), uid, id, room.group)
+	// A v2 client resuming within the window gets exactly what it missed
+	// and no snapshot, so none is read for it: whether it may see the room
+	// from its position is checked without one (mayResume). Whether the
+	// position is within the window is asked before accepting, so a layer
+	// that cannot tell (Redis unreachable) refuses the handshake and the
+	// client retries, as when the position cannot be read, instead of being
+	// told its events are lost.
+	p, asked := resume[room.group]
+	var (
+		inWindow bool
+		start    position
+		detail   snapshot
+		loadErr  error
+	)
+	if asked {
+		var may bool
+		if may, loadErr = c.mayResume(r.Context(), uid, id, room.group, p); loadErr == nil && may {
+			if _, inWindow, err = c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err != nil {
+				c.failed(w, "history", err)
+				return
+			}
+		}
+	}
+	if loadErr == nil && !inWindow {
+		start, detail, loadErr = c.view(r.Context(), uid, id, room.group)
+	}
 	switch {
 	case errors.Is(loadErr, errResetPending):
 		w.Header().Set("Retry-After", "1")
@@ -52,65 +78,96 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "campaign not found", http.StatusNotFound)
 		return
 	}
-	// Whether a resume is within the window is asked before accepting, so
-	// a layer that cannot tell (Redis unreachable) refuses the handshake
-	// and the client retries, as when the position cannot be read, instead
-	// of being told its events are lost.
-	p, asked := resume[room.group]
-	inWindow := false
-	if asked && loadErr == nil {
-		if _, inWindow, err = c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err != nil {
-			c.failed(w, "history", err)
-			return
-		}
-	}
 	cfg := transport.ConnConfig{UserID: uid, Version: v, Value: room, Handler: room, Addr: c.clientAddr(r)}
 	// What the connection is sent first goes out with the handshake.
-	c.accept(k, w, r, cfg, func(acc accepted) {
-		conn := acc.conn
+	c.accept(k, w, r, cfg, func(conn *realtime.Conn) {
 		if loadErr != nil {
 			notFound(conn, id)
 			return
 		}
-		// A v2 client resuming within the window gets exactly what it
-		// missed and no snapshot; otherwise the snapshot is its fresh state.
-		if asked {
-			if inWindow {
-				recovered, ok := c.joinFrom(r.Context(), conn, room.group, p)
-				if !ok {
-					return
-				}
-				c.presence.watch(room.group)
-				if recovered {
-					acc.position(room.group, p)
-					sendSubscribed(conn, room.group, true)
-					return
-				}
-				// The window moved on meanwhile: joined live; the snapshot
-				// below brings the state up to date.
-				sendSubscribed(conn, room.group, false)
-				c.sendFresh(r.Context(), conn, uid, room)
-				return
-			}
-			sendSubscribed(conn, room.group, false)
+		// Whenever the join cannot replay (the window moved on meanwhile,
+		// the room started over), the state is read again while the
+		// room's events are held back: subscribed, campaign_data, then
+		// only the events after it.
+		cu := realtime.Catchup{Fresh: c.freshCampaign(conn, uid, room)}
+		from := start
+		switch {
+		case inWindow:
+			from = p
+			cu.Replayed = func(at position) { sendSubscribed(conn, room.group, true, at) }
+		case asked:
+			// Not resumable: told so, then the snapshot is its fresh state.
+			sendSubscribed(conn, room.group, false, start)
+		case conn.Version() >= 2:
+			// A fresh start: where campaign_data and the replay behind it
+			// leave the client.
+			cu.Replayed = func(at position) { sendSubscribed(conn, room.group, true, at) }
 		}
-		if !detail.send(conn) {
+		if !inWindow && !detail.send(conn) {
 			return
 		}
-		recovered, ok := c.joinFrom(r.Context(), conn, room.group, start)
-		if !ok {
-			return
+		if _, ok := c.joinFrom(r.Context(), conn, room.group, from, cu); ok {
+			c.presence.watch(room.group)
 		}
-		c.presence.watch(room.group)
-		if !recovered {
-			// The room started over between the snapshot and the join (a
-			// reset, a Redis that lost its data): what came in between was
-			// not replayed, so the state is sent again.
-			c.sendFresh(r.Context(), conn, uid, room)
-			return
-		}
-		acc.position(room.group, start)
 	})
+}
+
+// mayResume says whether viewer uid may resume the room of campaign id from
+// p, without reading the campaign's snapshot. The owner may resume any
+// position (History then tells whether it is still there). Anyone else
+// only a position in an epoch that began after the campaign was made
+// public (publicPosition), or from the start ("" epoch) once the room's
+// current epoch is such a one: an epoch this process already found public
+// is answered from memory (a campaign never goes back to draft); otherwise
+// the campaign's visibility is read, without its relations. false means
+// the position cannot be resumed (recovered=false and a fresh snapshot); a
+// campaign the viewer may not see is a not-found error.
+func (c *Consumers) mayResume(ctx context.Context, uid, id int64, group string, p position) (bool, error) {
+	if p.Epoch != "" && c.public.has(group, p.Epoch) {
+		return true, nil
+	}
+	cp, err := c.p.Campaign(ctx, uid, id)
+	if err != nil {
+		return false, err
+	}
+	if cp.Owner.ID == uid {
+		return true, nil
+	}
+	at, err := c.positionNow(ctx, group)
+	if err != nil {
+		return false, err
+	}
+	public, err := c.publicPosition(ctx, group, at, false)
+	if err != nil {
+		return false, err
+	}
+	return p.Epoch == "" || p.Epoch == public.Epoch, nil
+}
+
+// freshCampaign is the Catchup.Fresh of a connection to room: campaign_data
+// as uid may see it, read while the room's events are held back, after a
+// subscribed recovered=false for a v2 client; it closes the connection if
+// the campaign is no longer there for it.
+func (c *Consumers) freshCampaign(conn *realtime.Conn, uid int64, room *campaignRoom) func(context.Context) (position, error) {
+	return func(ctx context.Context) (position, error) {
+		at, snap, err := c.view(ctx, uid, room.id, room.group)
+		switch {
+		case err == nil:
+		case platform.KindOf(err) == platform.KindNotFound:
+			notFound(conn, room.id)
+			return position{}, fmt.Errorf("campaign %d: %w", room.id, realtime.ErrClosed)
+		case errors.Is(err, errResetPending):
+			conn.Close(realtime.CloseServiceRestart, "the room started over; reconnect and resume")
+			return position{}, fmt.Errorf("campaign %d: %w", room.id, realtime.ErrClosed)
+		default:
+			return position{}, fmt.Errorf("load campaign %d: %w", room.id, err)
+		}
+		if conn.Version() >= 2 {
+			sendSubscribed(conn, room.group, false, at)
+		}
+		snap.send(conn)
+		return at, nil
+	}
 }
 
 // view is what a connection to campaign id starts from: the room's
@@ -135,26 +192,6 @@ func (c *Consumers) view(ctx context.Context, uid, id int64, group string) (posi
 	}
 	snap, err = c.snapshot(ctx, uid, id, public)
 	return public, snap, err
-}
-
-// sendFresh sends a joined connection campaign_data read now, which covers
-// whatever it was not replayed, or closes it if the campaign is no longer
-// there for it.
-func (c *Consumers) sendFresh(ctx context.Context, conn *realtime.Conn, uid int64, room *campaignRoom) {
-	at, err := c.positionNow(ctx, room.group)
-	var snap snapshot
-	if err == nil {
-		snap, err = c.snapshot(ctx, uid, room.id, at)
-	}
-	switch {
-	case err == nil:
-		snap.send(conn)
-	case platform.KindOf(err) == platform.KindNotFound:
-		notFound(conn, room.id)
-	default:
-		c.logFailure("load campaign", err, "campaign_id", room.id)
-		conn.Close(realtime.CloseInternalError, "cannot load campaign")
-	}
 }
 
 // notFound tells a connection its campaign is not there for it and closes

@@ -39,6 +39,21 @@ type Config struct {
 	// connection (DefaultMaxGroups when 0): anyone signed in can start
 	// campaigns, so without it one connection could join them all.
 	MaxGroups int
+
+	hooks *testHooks
+}
+
+// testHooks let tests act at the points of a join that only a race reaches
+// otherwise (export_test.go sets them).
+type testHooks struct {
+	// beforeJoin runs before a connection joins group (for a resume, after
+	// its position was found within the window).
+	beforeJoin func(group string)
+	// beforeFresh runs when a join could not replay, before the fresh
+	// state is read.
+	beforeFresh func(group string)
+	// consumers is set by New, for the tests' counters.
+	consumers *Consumers
 }
 
 // DefaultMaxGroups is Config.MaxGroups's default.
@@ -59,6 +74,7 @@ type Consumers struct {
 	presence  presence
 	snaps     snapshots
 	public    publicEpochs
+	hooks     *testHooks
 }
 
 // New returns the consumers.
@@ -71,8 +87,13 @@ func New(cfg Config) *Consumers {
 	if maxGroups <= 0 {
 		maxGroups = DefaultMaxGroups
 	}
-	return &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy,
+	c := &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy,
 		maxGroups: maxGroups}
+	if cfg.hooks != nil {
+		c.hooks = cfg.hooks
+		c.hooks.consumers = c
+	}
+	return c
 }
 
 // Register adds the endpoints to mux.

@@ -121,10 +121,22 @@ func (c *Consumers) positionsNow(ctx context.Context, groups []string) ([]positi
 	return out, nil
 }
 
-// joinFrom joins conn to group and replays what it missed since p, so an
-// event published between the handshake and the join is never lost.
-func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group string, p position) (recovered bool, ok bool) {
-	recovered, err := c.hub.JoinFrom(ctx, conn, group, p.Offset, p.Epoch)
+// joinFrom joins conn to group from p (Hub.JoinFromWith): it replays what
+// the client missed since p, so an event published between the handshake
+// and the join is never lost, and runs cu before the live events.
+func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group string, p position, cu realtime.Catchup) (recovered bool, ok bool) {
+	if h := c.hooks; h != nil {
+		if h.beforeJoin != nil {
+			h.beforeJoin(group)
+		}
+		if fresh := cu.Fresh; fresh != nil && h.beforeFresh != nil {
+			cu.Fresh = func(ctx context.Context) (position, error) {
+				h.beforeFresh(group)
+				return fresh(ctx)
+			}
+		}
+	}
+	recovered, err := c.hub.JoinFromWith(ctx, conn, group, p, cu)
 	if err != nil {
 		if !errors.Is(err, realtime.ErrClosed) {
 			c.logFailure("join group", err, "group", group)
@@ -135,19 +147,58 @@ func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group str
 	return recovered, true
 }
 
-// sendSubscribed tells a v2 client whether resuming group from its position
-// worked; recovered=false means events were lost for it: reload state
-// through REST (or use the campaign_data that follows).
-func sendSubscribed(conn *realtime.Conn, group string, recovered bool) {
+// tell is the Catchup of a group whose fresh state the server does not send
+// (the groups of /ws/applications/, a subscribe): a v2 client is told where
+// it stands once the join replayed what it missed, or, when it could not,
+// that events were lost (it reloads through REST) and from where the live
+// events follow. v1 clients are told nothing and get every event held
+// during the join.
+func (c *Consumers) tell(conn *realtime.Conn, group string, before func()) realtime.Catchup {
+	if conn.Version() < 2 {
+		return realtime.Catchup{}
+	}
+	if before == nil {
+		before = func() {}
+	}
+	return realtime.Catchup{
+		Replayed: func(at position) {
+			before()
+			sendSubscribed(conn, group, true, at)
+		},
+		Fresh: func(ctx context.Context) (position, error) {
+			at, err := c.positionNow(ctx, group)
+			if err != nil {
+				return position{}, err
+			}
+			before()
+			sendSubscribed(conn, group, false, at)
+			return at, nil
+		},
+	}
+}
+
+// subscribedData is the data of a subscribed message: a v2 client's place
+// in a group it joined. recovered=false means events were lost for it:
+// reload state through REST (or use the campaign_data that follows). Every
+// later event of the group comes after epoch:offset.
+type subscribedData struct {
+	Group     string `json:"group"`
+	Recovered bool   `json:"recovered"`
+	Epoch     string `json:"epoch"`
+	Offset    uint64 `json:"offset"`
+}
+
+// sendSubscribed tells a v2 client where it stands in group. On an event
+// stream the message carries the position as its id too, so the browser's
+// Last-Event-ID covers the group before its first event.
+func sendSubscribed(conn *realtime.Conn, group string, recovered bool, at position) {
 	b, _ := json.Marshal(struct {
-		Type string `json:"type"`
-		Data struct {
-			Group     string `json:"group"`
-			Recovered bool   `json:"recovered"`
-		} `json:"data"`
-	}{Type: "subscribed", Data: struct {
-		Group     string `json:"group"`
-		Recovered bool   `json:"recovered"`
-	}{group, recovered}})
+		Type string         `json:"type"`
+		Data subscribedData `json:"data"`
+	}{"subscribed", subscribedData{group, recovered, at.Epoch, at.Offset}})
+	if conn.Encoding() == realtime.EncodingSSE {
+		_ = conn.Send(realtime.NewSSEMessageAt(b, group, at))
+		return
+	}
 	_ = conn.SendJSON(b)
 }

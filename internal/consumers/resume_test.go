@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/realtime/layer"
 	"github.com/heraldhq/herald/internal/testenv"
 )
 
@@ -74,14 +75,38 @@ func commentID(t *testing.T, ev testenv.Event) int64 {
 
 func subscribed(t *testing.T, ev testenv.Event, group string) bool {
 	t.Helper()
+	recovered, _ := subscribedAt(t, ev, group)
+	return recovered
+}
+
+// subscribedAt reads a subscribed message for group: whether the join
+// replayed what the client missed, and where the client then stands.
+func subscribedAt(t *testing.T, ev testenv.Event, group string) (bool, layer.Position) {
+	t.Helper()
 	var d struct {
 		Group     string
 		Recovered bool
+		Epoch     *string
+		Offset    *uint64
 	}
-	if ev.Type != "subscribed" || json.Unmarshal(ev.Data, &d) != nil || d.Group != group {
-		t.Fatalf("got %s %s; want subscribed for %s", ev.Type, ev.Data, group)
+	if ev.Type != "subscribed" || json.Unmarshal(ev.Data, &d) != nil || d.Group != group || d.Epoch == nil || d.Offset == nil {
+		t.Fatalf("got %s %s; want subscribed for %s with its position", ev.Type, ev.Data, group)
 	}
-	return d.Recovered
+	return d.Recovered, layer.Position{Offset: *d.Offset, Epoch: *d.Epoch}
+}
+
+// joined reads what a fresh v2 connection to a campaign room gets first,
+// campaign_data and then where it stands, and returns that position.
+func joined(t *testing.T, c *testenv.WSClient, group string) layer.Position {
+	t.Helper()
+	if ev := c.NextEvent(wait); ev.Type != "campaign_data" {
+		t.Fatalf("first %s %s; want campaign_data", ev.Type, ev.Data)
+	}
+	recovered, at := subscribedAt(t, c.NextEvent(wait), group)
+	if !recovered {
+		t.Fatalf("a fresh connection to %s was not recovered", group)
+	}
+	return at
 }
 
 // A v2 client that drops while 1,000 events are published gets each of them
@@ -90,9 +115,7 @@ func TestResumeAfterDisconnect(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
 	r := newRoom(t, s)
 	c := dialV2(t, r.url(""))
-	if ev := c.NextEvent(wait); ev.Type != "campaign_data" {
-		t.Fatalf("first %s", ev.Type)
-	}
+	joined(t, c, r.group)
 	r.comment(t, 3)
 	var last testenv.Event
 	for i := 0; i < 3; i++ {
@@ -128,7 +151,7 @@ func TestResumeOutsideWindow(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
 	r := newRoom(t, s)
 	c := dialV2(t, r.url(""))
-	c.NextEvent(wait)
+	joined(t, c, r.group)
 	r.comment(t, 1)
 	first := c.NextEvent(wait)
 	c.Close()
@@ -181,11 +204,14 @@ func TestResumeBadInput(t *testing.T) {
 // while it was away arrive on reconnect.
 func TestResumeApplications(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
-	_, creatorTok := s.user("creator")
+	creator, creatorTok := s.user("creator")
 	q := s.call("POST", "/api/quests/", creatorTok, map[string]string{"title": "Survey"}, 201)
 	group := fmt.Sprintf("quest_%d", id(q))
 	s.settle()
 	c := testenv.MustDialWS(t, s.ws+"/ws/applications/?v=2&token="+creatorTok, nil)
+	own := fmt.Sprintf("user_%d", creator)
+	_, ownAt := subscribedAt(t, c.NextEvent(wait), own)
+	subscribedAt(t, c.NextEvent(wait), group)
 	_, tok := s.user("first")
 	s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", id(q)), tok, map[string]string{}, 201)
 	first := c.NextEvent(wait)
@@ -201,7 +227,11 @@ func TestResumeApplications(t *testing.T) {
 		want = append(want, name)
 	}
 	s.settle()
-	c = dialV2(t, s.ws+"/ws/applications/?v=2&token="+creatorTok+resumeQuery(group, first.Epoch, first.Offset))
+	resume := url.QueryEscape(fmt.Sprintf("%s:%s:%d,%s:%s:%d", own, ownAt.Epoch, ownAt.Offset, group, first.Epoch, first.Offset))
+	c = dialV2(t, s.ws+"/ws/applications/?v=2&token="+creatorTok+"&resume="+resume)
+	if !subscribed(t, c.NextEvent(wait), own) {
+		t.Fatalf("the creator's own group, quiet all along, was not recovered")
+	}
 	for i, name := range want {
 		ev := c.NextEvent(wait)
 		var d struct{ Applicant string }
@@ -239,7 +269,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 	s := startWith(t, testenv.SQLite(t), []app.Option{queueBoundOnly()})
 	r := newRoom(t, s)
 	c := dialV2(t, r.url(""))
-	c.NextEvent(wait)
+	joined(t, c, r.group)
 	big := strings.Repeat("y", 4900)
 	var all []int64
 	// Publish until the server cuts the unread connection off (its 4 MiB

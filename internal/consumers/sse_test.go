@@ -23,6 +23,10 @@ func TestSSECampaignRoom(t *testing.T) {
 	if ev := c.MustNext(wait); ev.Event != "campaign_data" || ev.ID != "" {
 		t.Fatalf("first event %+v", ev)
 	}
+	// Where the stream stands in the room, as an id before its first event.
+	if ev := c.MustNext(wait); ev.Event != "subscribed" || ev.ID != r.group+"::0" || !strings.Contains(ev.Data, `"recovered":true`) {
+		t.Fatalf("second event %+v; want subscribed with the id %s::0", ev, r.group)
+	}
 	if c.Retry == "" {
 		t.Error("no retry: advice")
 	}
@@ -49,7 +53,8 @@ func TestSSELastEventIDResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.MustNext(wait)
+	c.MustNext(wait) // campaign_data
+	c.MustNext(wait) // subscribed
 	r.comment(t, 2)
 	c.MustNext(wait)
 	c.MustNext(wait)
@@ -92,6 +97,11 @@ func TestSSEApplicationsResumesAllGroups(t *testing.T) {
 	c, _, err := testenv.DialSSE(t, s.base+"/sse/applications/", auth)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for range 2 { // the creator's own group and its quest's
+		if ev := c.MustNext(wait); ev.Event != "subscribed" {
+			t.Fatalf("first events: %+v; want subscribed", ev)
+		}
 	}
 	_, applicantTok := s.user("applicant")
 	s.call("POST", fmt.Sprintf("/api/quests/%d/applications/", id(q)), applicantTok, map[string]string{}, 201)
@@ -141,7 +151,8 @@ func TestSSEShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.MustNext(wait)
+	c.MustNext(wait) // campaign_data
+	c.MustNext(wait) // subscribed
 	done := make(chan struct{})
 	go func() { s.Stop(); close(done) }()
 	select {

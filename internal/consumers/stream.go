@@ -16,23 +16,14 @@ const (
 	viaSSE
 )
 
-// accepted is a connection the transport took over.
-type accepted struct {
-	conn *realtime.Conn
-	// position records a group's starting place in an SSE stream's ids.
-	position func(group string, p position)
-}
-
 // accept hands the request to the endpoint's transport and runs open on the
 // connection it accepted. For WebSocket, open runs while the handshake
 // response is held back, so the messages open sends go out with it in one
 // write; for SSE it runs before the stream is served, until it ends. When
 // the transport refuses, it has answered the request and open does not run.
-func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg transport.ConnConfig, open func(accepted)) {
+func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg transport.ConnConfig, open func(*realtime.Conn)) {
 	if k == viaWebSocket {
-		cfg.Open = func(conn *realtime.Conn) {
-			open(accepted{conn: conn, position: func(string, position) {}})
-		}
+		cfg.Open = open
 		_, _ = c.ws.Upgrade(w, r, cfg)
 		return
 	}
@@ -44,12 +35,9 @@ func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg t
 	if err != nil {
 		return
 	}
-	st.Open(func() {
-		open(accepted{
-			conn:     st.Conn(),
-			position: func(g string, p position) { st.SetPosition(g, p.Epoch, p.Offset) },
-		})
-	})
+	// The stream's id names its position in each group from the subscribed
+	// message that joining it sends, before the group's first event.
+	st.Open(func() { open(st.Conn()) })
 	st.Serve(r.Context())
 }
 

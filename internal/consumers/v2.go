@@ -53,11 +53,13 @@ func (r reply) ack() {
 }
 
 // subscription is the data of subscribe and unsubscribe: a group, and for
-// subscribe optionally the position to resume it from.
+// subscribe optionally the position to resume it from. An epoch given
+// empty is a position too: the start of a group that had no events yet
+// when the client was told where it stood.
 type subscription struct {
-	Group  string `json:"group"`
-	Epoch  string `json:"epoch"`
-	Offset uint64 `json:"offset"`
+	Group  string  `json:"group"`
+	Epoch  *string `json:"epoch"`
+	Offset uint64  `json:"offset"`
 }
 
 // handleV2 handles the messages only v2 clients may send; it reports false
@@ -67,7 +69,7 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		return false
 	}
 	var sub subscription
-	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || !validEpoch(sub.Epoch) || sub.Offset > maxOffset {
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || sub.Epoch != nil && !validEpoch(*sub.Epoch) || sub.Offset > maxOffset {
 		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
 		return true
 	}
@@ -107,7 +109,7 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		rep.error(CodeTooManyGroups, fmt.Sprintf("a connection may be in at most %d groups; unsubscribe from one first", c.maxGroups))
 		return true
 	}
-	resuming := sub.Epoch != ""
+	resuming := sub.Epoch != nil
 	var from position
 	if public || !resuming {
 		if from, err = c.positionNow(ctx, sub.Group); err == nil && public {
@@ -120,15 +122,13 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		}
 	}
 	if resuming {
-		from = position{Offset: sub.Offset, Epoch: sub.Epoch}
+		from = position{Offset: sub.Offset, Epoch: *sub.Epoch}
 	}
-	recovered, ok := c.joinFrom(ctx, conn, sub.Group, from)
-	if !ok {
-		return true
+	// The ack and where the client stands come before the group's live
+	// events: recovered=false when the join could not replay from there.
+	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, c.tell(conn, sub.Group, rep.ack)); ok {
+		c.presence.watch(sub.Group)
 	}
-	c.presence.watch(sub.Group)
-	rep.ack()
-	sendSubscribed(conn, sub.Group, recovered || !resuming)
 	return true
 }
 

@@ -25,12 +25,13 @@ func ackID(t *testing.T, ev testenv.Event) string {
 func TestSubscribeUnsubscribe(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
 	r := newRoom(t, s)
-	_, otherTok := s.user("other")
+	other, otherTok := s.user("other")
 	draft := s.call("POST", "/api/campaigns/", r.tok, map[string]any{"title": "Draft", "goal_amount": "1.00"}, 201)
 	q := s.call("POST", "/api/quests/", r.tok, map[string]string{"title": "Q"}, 201)
 	s.settle()
 	c := testenv.MustDialWS(t, s.ws+"/ws/applications/?v=2&token="+otherTok, nil)
 	c.Ignore = []string{"presence"}
+	subscribedAt(t, c.NextEvent(wait), fmt.Sprintf("user_%d", other))
 
 	c.Send(map[string]any{"type": "subscribe", "id": "s1", "data": map[string]any{"group": r.group}})
 	if id := ackID(t, c.NextEvent(wait)); id != `"s1"` {
@@ -89,7 +90,7 @@ func TestAnnounceAck(t *testing.T) {
 	s := start(t, testenv.SQLite(t))
 	r := newRoom(t, s)
 	c := dialV2(t, r.url(""))
-	c.NextEvent(wait)
+	joined(t, c, r.group)
 	ids := r.comment(t, 1)
 	c.NextEvent(wait) // the relayed comment
 	c.Send(map[string]any{"type": "comment", "id": "a1", "data": map[string]any{"id": ids[0]}})

@@ -91,6 +91,9 @@ type Conn struct {
 type hold struct {
 	group string
 	msgs  []layer.Message
+	// overflow is set when more arrived than a replay may queue
+	// (HubOptions.MaxReplayFrames); the rest were not kept.
+	overflow bool
 }
 
 // UserID returns the authenticated user id, 0 for anonymous.
@@ -189,7 +192,11 @@ func (c *Conn) queue(frame []byte, msg *layer.Message) (wake bool, err error) {
 	if msg != nil && len(c.holds) > 0 {
 		for _, h := range c.holds {
 			if h.group == msg.Group {
-				h.msgs = append(h.msgs, *msg)
+				if len(h.msgs) < c.hub.maxReplayFrames {
+					h.msgs = append(h.msgs, *msg)
+				} else {
+					h.overflow = true
+				}
 				c.mu.Unlock()
 				return false, nil
 			}

@@ -91,6 +91,23 @@ func NewSSEMessage(payload []byte) Frame {
 	return Frame{b: append(b, "\n\n"...)}
 }
 
+// NewSSEMessageAt is NewSSEMessage with the id of group's position at. The
+// SSE transport writes it as the stream's position in all its groups, as it
+// does an event's, so a message telling the client where it stands in a
+// group (subscribed) also moves the browser's Last-Event-ID there.
+func NewSSEMessageAt(payload []byte, group string, at layer.Position) Frame {
+	m := NewSSEMessage(payload).b
+	b := make([]byte, 0, 26+len(group)+len(at.Epoch)+len(m))
+	b = append(b, "id: "...)
+	b = append(b, group...)
+	b = append(b, ':')
+	b = append(b, at.Epoch...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, at.Offset, 10)
+	b = append(b, '\n')
+	return Frame{b: append(b, m...)}
+}
+
 // NewCloseFrame returns a WebSocket close frame with code and reason; the
 // reason is cut to fit a control frame.
 func NewCloseFrame(code uint16, reason string) Frame {

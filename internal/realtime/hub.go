@@ -284,8 +284,33 @@ func (h *Hub) Join(ctx context.Context, c *Conn, group string) error {
 // position is outside the layer's window (or the epoch changed, or the
 // replay would not fit the send queue's frame or byte bound): the client must reload its state
 // (through REST) and only gets the live events. c must not be in group
-// already.
+// already. JoinFromWith also lets the caller send what belongs between the
+// replay and the live events.
 func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64, epoch string) (recovered bool, err error) {
+	return h.JoinFromWith(ctx, c, group, layer.Position{Offset: since, Epoch: epoch}, Catchup{})
+}
+
+// Catchup is what JoinFromWith does while it still holds the group's live
+// events back, so that what it sends comes after the replay (if any) and
+// before every live event.
+type Catchup struct {
+	// Replayed, if set, is called once the missed events are queued
+	// (recovered): at is where the connection then stands, the last event
+	// replayed or else the position it joined from.
+	Replayed func(at layer.Position)
+	// Fresh, if set, is called when the join cannot replay (recovered is
+	// false). It reads the connection's state afresh, sends it (or only the
+	// news that events were lost) and returns the group's position it read
+	// it at: the held events up to that position are dropped, the later ones
+	// queued after what it sent. Without it every held event is queued. If
+	// it fails, the held events are dropped and its error returned: the
+	// caller closes the connection.
+	Fresh func(ctx context.Context) (layer.Position, error)
+}
+
+// JoinFromWith is JoinFrom from position from, with cu run while the live
+// events are held.
+func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from layer.Position, cu Catchup) (recovered bool, err error) {
 	if c.InGroup(group) {
 		return false, fmt.Errorf("realtime: resume %q: %w", group, ErrAlreadyJoined)
 	}
@@ -293,69 +318,13 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 	c.mu.Lock()
 	c.holds = append(c.holds, hd)
 	c.mu.Unlock()
-	release := func(history []layer.Message, ok bool) {
-		c.mu.Lock()
-		c.holds = slices.DeleteFunc(c.holds, func(x *hold) bool { return x == hd })
-		if len(c.holds) == 0 {
-			c.holds = nil
-		}
-		pending := int(c.queued+c.inflight) + len(hd.msgs)
-		if ok && pending+len(history) > h.maxReplayFrames {
-			ok = false // too far behind to catch up through the queue
-		}
-		last := since
-		var wake bool
-		var perr error
-		var replay [][]byte
-		if ok {
-			size := 0
-			for i := range history {
-				if m := &history[i]; m.Offset > last {
-					f := c.enc.Encode(m)
-					replay = append(replay, f)
-					size += len(f)
-					last = m.Offset
-				}
-			}
-			if c.qBytes+size > h.maxReplayBytes {
-				// Too much to catch up on through the queue: better tell
-				// the client to reload.
-				ok, replay, last = false, nil, since
-			} else {
-				c.credit += int32(len(replay))
-				c.creditBytes += int32(size)
-			}
-		}
-		for _, f := range replay {
-			if perr == nil {
-				var w bool
-				w, perr = c.pushLocked(f)
-				wake = wake || w
-			}
-		}
-		for i := range hd.msgs {
-			if m := &hd.msgs[i]; (!ok || m.Offset > last) && perr == nil {
-				var w bool
-				w, perr = c.pushLocked(c.enc.Encode(m))
-				wake = wake || w
-			}
-		}
-		c.mu.Unlock()
-		if perr == ErrSlowConsumer {
-			h.reportSlow(c, "send queue full", h.maxFrames)
-		}
-		if wake {
-			c.transport.Wake()
-		}
-		recovered = ok
-	}
 	if err := h.Join(ctx, c, group); err != nil {
-		release(nil, false)
+		h.unhold(c, hd, keepNone, layer.Position{})
 		return false, err
 	}
-	msgs, ok, err := h.layer.History(ctx, group, since, epoch)
+	msgs, ok, err := h.layer.History(ctx, group, from.Offset, from.Epoch)
 	if err != nil {
-		release(nil, false)
+		h.unhold(c, hd, keepAll, layer.Position{})
 		return false, fmt.Errorf("realtime: history of %q: %w", group, err)
 	}
 	if ok && h.observe != nil {
@@ -365,8 +334,134 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 		// the replay too.
 		msgs = slices.DeleteFunc(msgs, func(m layer.Message) bool { return !h.observe(m) })
 	}
-	release(msgs, ok)
-	return recovered, nil
+	at := from
+	if ok {
+		ok, at = h.replay(c, hd, msgs, from)
+	}
+	switch {
+	case ok:
+		if cu.Replayed != nil {
+			cu.Replayed(at)
+		}
+		h.unhold(c, hd, keepNewer, at)
+	case cu.Fresh != nil:
+		p, err := cu.Fresh(ctx)
+		if err != nil {
+			h.unhold(c, hd, keepNone, layer.Position{})
+			return false, fmt.Errorf("realtime: fresh state for %q: %w", group, err)
+		}
+		h.unhold(c, hd, keepNewer, p)
+	default:
+		h.unhold(c, hd, keepAll, layer.Position{})
+	}
+	return ok, nil
+}
+
+// replay queues history, the events of hd's group after from, ahead of what
+// is held, unless it would not fit the replay bounds. It returns whether
+// it did and where the connection then stands.
+func (h *Hub) replay(c *Conn, hd *hold, history []layer.Message, from layer.Position) (bool, layer.Position) {
+	c.mu.Lock()
+	pending := int(c.queued+c.inflight) + len(hd.msgs)
+	if pending+len(history) > h.maxReplayFrames {
+		c.mu.Unlock()
+		return false, from // too far behind to catch up through the queue
+	}
+	at := from
+	var replay [][]byte
+	size := 0
+	for i := range history {
+		if m := &history[i]; m.Offset > at.Offset || m.Epoch != at.Epoch {
+			f := c.enc.Encode(m)
+			replay = append(replay, f)
+			size += len(f)
+			at = layer.Position{Offset: m.Offset, Epoch: m.Epoch}
+		}
+	}
+	if c.qBytes+size > h.maxReplayBytes {
+		// Too much to catch up on through the queue: better tell the
+		// client to reload.
+		c.mu.Unlock()
+		return false, from
+	}
+	c.credit += int32(len(replay))
+	c.creditBytes += int32(size)
+	var wake bool
+	var perr error
+	for _, f := range replay {
+		var w bool
+		if w, perr = c.pushLocked(f); perr != nil {
+			break
+		}
+		wake = wake || w
+	}
+	c.mu.Unlock()
+	h.afterPush(c, wake, perr)
+	return true, at
+}
+
+// Which held events unhold queues.
+const (
+	keepAll   = iota // every one
+	keepNone         // none: the connection is being closed
+	keepNewer        // those after the position given
+)
+
+// unhold ends hd and queues the events it held, as keep says.
+func (h *Hub) unhold(c *Conn, hd *hold, keep int, after layer.Position) {
+	c.mu.Lock()
+	c.holds = slices.DeleteFunc(c.holds, func(x *hold) bool { return x == hd })
+	if len(c.holds) == 0 {
+		c.holds = nil
+	}
+	var wake bool
+	var perr error
+	switch {
+	case hd.overflow && keep != keepNone:
+		// More arrived while joining than a replay may queue: the
+		// connection cannot catch up without a gap.
+		wake, perr = c.overflowLocked(), ErrSlowConsumer
+	case keep == keepAll:
+		for i := 0; i < len(hd.msgs) && perr == nil; i++ {
+			var w bool
+			w, perr = c.pushLocked(c.enc.Encode(&hd.msgs[i]))
+			wake = wake || w
+		}
+	case keep == keepNewer:
+		// Events of the position's epoch are newer past its offset. Those
+		// of another epoch are older if an event of the position's epoch
+		// was delivered after them (a group's events arrive in order), and
+		// otherwise taken as newer: a repeat is harmless, a gap is not.
+		lastAt := -1
+		for i := range hd.msgs {
+			if hd.msgs[i].Epoch == after.Epoch {
+				lastAt = i
+			}
+		}
+		for i := 0; i < len(hd.msgs) && perr == nil; i++ {
+			m := &hd.msgs[i]
+			if m.Epoch == after.Epoch && m.Offset <= after.Offset || m.Epoch != after.Epoch && i < lastAt {
+				continue
+			}
+			var w bool
+			w, perr = c.pushLocked(c.enc.Encode(m))
+			wake = wake || w
+		}
+	}
+	hd.msgs = nil
+	c.mu.Unlock()
+	h.afterPush(c, wake, perr)
+}
+
+// afterPush does what queuing under c.mu left for after it: report a slow
+// consumer, wake the transport.
+func (h *Hub) afterPush(c *Conn, wake bool, err error) {
+	if err == ErrSlowConsumer {
+		h.reportSlow(c, "send queue full", h.maxFrames)
+	}
+	if wake {
+		c.transport.Wake()
+	}
 }
 
 // Leave removes c from group. The last local member unsubscribes this
