@@ -262,7 +262,7 @@ func (p *proc) ready() int {
 	return resp.StatusCode
 }
 
-// outbox returns how many events wait in the outbox.
+// outbox returns how many events wait in the outbox to be published.
 func (d *deployment) outbox() int {
 	db, err := sql.Open("pgx", d.dsn)
 	if err != nil {
@@ -270,7 +270,7 @@ func (d *deployment) outbox() int {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM outbox").Scan(&n); err != nil {
+	if err := db.QueryRow("SELECT count(*) FROM outbox WHERE NOT published").Scan(&n); err != nil {
 		d.t.Fatal(err)
 	}
 	return n

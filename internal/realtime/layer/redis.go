@@ -649,6 +649,14 @@ func (r *Redis) windowOrLog(ctx context.Context, group string, since uint64, epo
 	}
 	if err != nil {
 		r.log.Debug("channel layer: history unreadable in redis; reading the log", "group", group, "err", err)
+	} else if upTo == 0 && epoch != "" {
+		// Events Redis has are committed, even those no relay has marked
+		// published in the log yet: read up to them.
+		if vals, herr := r.cmd.HMGet(ctx, r.key(group, "m"), "epoch", "last").Result(); herr == nil {
+			if last, e, perr := parsePosition(vals); perr == nil && e == epoch {
+				upTo = last
+			}
+		}
 	}
 	r.stats.logHistory.Add(1)
 	return r.opt.Log.Read(ctx, group, epoch, since, upTo)
