@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -89,12 +90,28 @@ type versions struct {
 	m    map[versionKey]uint64
 }
 
+// versionKey names a campaign object by numbers and a constant, never by
+// the strings of the event it was seen in: a layer may hand those out as
+// substrings of the whole payload it read, which an entry would keep alive
+// as long as it is remembered. (Cloning them instead would cost an
+// allocation per event, since assigning to a map replaces its string keys.)
 type versionKey struct {
-	group, typ string
-	id         int64
+	campaign, id int64
+	typ          string // one of platform.AnnounceTypes
 }
 
 const maxVersions = 100_000
+
+// keyOf is the key of object id of type typ published to group, if group is
+// a campaign room and typ a type of its objects.
+func keyOf(group, typ string, id int64) (versionKey, bool) {
+	kind, campaign, ok := platform.ParseGroup(group)
+	i := slices.Index(platform.AnnounceTypes, typ)
+	if !ok || kind != platform.GroupCampaign || i < 0 {
+		return versionKey{}, false
+	}
+	return versionKey{campaign: campaign, id: id, typ: platform.AnnounceTypes[i]}, true
+}
 
 func (v *versions) init() {
 	v.once.Do(func() {
@@ -105,6 +122,10 @@ func (v *versions) init() {
 
 func (v *versions) add(group, typ string, data []byte) {
 	id, ok := objectID(data)
+	if !ok {
+		return
+	}
+	k, ok := keyOf(group, typ, id)
 	if !ok {
 		return
 	}
@@ -121,15 +142,19 @@ func (v *versions) add(group, typ string, data []byte) {
 			}
 		}
 	}
-	v.m[versionKey{group, typ, id}] = h
+	v.m[k] = h
 }
 
 func (v *versions) has(group, typ string, id int64, data []byte) bool {
+	k, ok := keyOf(group, typ, id)
+	if !ok {
+		return false
+	}
 	v.init()
 	h := maphash.Bytes(v.seed, data)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	got, ok := v.m[versionKey{group, typ, id}]
+	got, ok := v.m[k]
 	return ok && got == h
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,5 +152,7 @@ func (s *snapshots) put(id int64, e snapshotEntry) {
 	if old, ok := s.m[id]; ok && old.at.Epoch == e.at.Epoch && old.at.Offset > e.at.Offset {
 		return
 	}
+	// A copy: a layer's epoch may be a substring of a whole event it read.
+	e.at.Epoch = strings.Clone(e.at.Epoch)
 	s.m[id] = e
 }

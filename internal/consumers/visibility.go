@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,5 +133,6 @@ func (p *publicEpochs) add(group, epoch string) {
 			}
 		}
 	}
-	p.m[group] = epoch
+	// Copies: a layer's epoch may be a substring of a whole event it read.
+	p.m[strings.Clone(group)] = strings.Clone(epoch)
 }
