@@ -131,7 +131,36 @@ func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 	if route == "" {
 		route = "other"
 	}
-	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
+	m.httpDuration.WithLabelValues(route, methodLabel(method), strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// methodLabel is an HTTP method as a label value: one of the standard
+// methods, else "other". A client may send any token as its method, and
+// net/http hands it over as a substring of the whole request line (up to
+// the header limit): as a label, each new one would add a series that keeps
+// its request line alive for as long as the process runs.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodOptions:
+		return http.MethodOptions
+	case http.MethodConnect:
+		return http.MethodConnect
+	case http.MethodTrace:
+		return http.MethodTrace
+	}
+	return "other"
 }
 
 // Published records an event the relay published, committed delay ago. The
