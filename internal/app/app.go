@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,9 @@ type App struct {
 	started   time.Time
 	published atomic.Uint64
 	handler   http.Handler
+	// draining is set when shutdown begins: responses say Connection:
+	// close and /readyz answers 503.
+	draining atomic.Bool
 
 	// What WithWebSocketOptions and WithConsumersConfig adjust.
 	tuneWS        func(*transport.Options)
@@ -160,7 +164,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 	// Everything else is the web app (its pages route in the browser).
 	mux.Handle("/", web.Handler())
-	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins)
+	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins, &a.draining)
 	return nil
 }
 
@@ -202,6 +206,12 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		Limits:         limits,
 		Logger:         a.log,
 		OnPanic:        a.metrics.Panicked,
+		// The closes are spread over the whole grace period (less the part
+		// Shutdown keeps for the last close handshakes).
+		DrainPeriod: a.cfg.ShutdownGrace,
+	}
+	if wo.DrainPeriod <= 0 {
+		wo.DrainPeriod = -1 // no grace: close at once
 	}
 	if a.tuneWS != nil {
 		a.tuneWS(&wo)
@@ -298,6 +308,12 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if a.draining.Load() {
+		// A load balancer sends no new clients to a process shutting down.
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
 	var failed []string
 	if err := a.db.PingContext(ctx); err != nil {
 		failed = append(failed, fmt.Sprintf("database: %v", err))
@@ -342,6 +358,8 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 
 // Serve accepts connections on ln until ctx ends, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	ln = &closeOnceListener{Listener: ln}
+	conns := &httpConns{closed: make(chan struct{}, 1)}
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -351,6 +369,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState:         conns.track,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -388,10 +407,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", "grace", a.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
-	// HTTP requests finish while real-time clients are told to reconnect
-	// elsewhere, spread over the grace period.
+	// From here every response says Connection: close, and no connection
+	// is accepted: clients (and load balancers) go to another process.
+	a.draining.Store(true)
+	_ = ln.Close()
+	// Real-time clients are told to reconnect elsewhere, spread over the
+	// grace period.
 	wsDone := make(chan error, 1)
 	go func() { wsDone <- a.ws.Shutdown(sctx) }()
+	a.drainKeptAlive(sctx, conns)
 	// Event streams are HTTP responses still being written: ending them
 	// lets srv.Shutdown finish.
 	go func() { _ = a.sse.Shutdown(sctx) }()
@@ -404,6 +428,63 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// drainKeptAlive leaves the open HTTP connections up for the first half of
+// the grace period, or until none is left but event streams, before
+// http.Server.Shutdown closes the idle ones. HTTP/1.1 cannot tell an idle
+// connection that it is about to close, and a request a client sends on it
+// as it closes is lost (net/http's Shutdown also drops a request it reads
+// once it has begun): here such a request is served instead, with
+// Connection: close, like the requests that were in flight, so a client
+// that honours that header loses none.
+func (a *App) drainKeptAlive(ctx context.Context, conns *httpConns) {
+	t := time.NewTimer(a.cfg.ShutdownGrace / 2)
+	defer t.Stop()
+	for conns.open() > int64(a.sse.Conns()) {
+		select {
+		case <-conns.closed:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// httpConns counts the HTTP connections open on a server, hijacked ones
+// (WebSocket) excluded.
+type httpConns struct {
+	n      atomic.Int64
+	closed chan struct{} // signalled (buffer 1) when one closes
+}
+
+func (c *httpConns) track(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		c.n.Add(1)
+	case http.StateHijacked, http.StateClosed:
+		c.n.Add(-1)
+		select {
+		case c.closed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *httpConns) open() int64 { return c.n.Load() }
+
+// closeOnceListener lets Serve stop accepting before http.Server.Shutdown,
+// which closes the listener again.
+type closeOnceListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *closeOnceListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // serveAdmin starts the admin listener: pprof and metrics, for operators

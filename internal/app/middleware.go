@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/metrics"
@@ -15,32 +16,46 @@ import (
 	"github.com/heraldhq/herald/internal/panics"
 )
 
-// chain wraps h with herald's HTTP middleware, outermost first: request id
-// and access log, panic recovery, CORS.
-func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string) http.Handler {
-	return logRequests(log, m, recoverPanics(log, m.Panicked, cors(origins, h)))
+// chain wraps h with herald's HTTP middleware, outermost first: request id,
+// access log and Connection: close while draining (nil: never), panic
+// recovery, CORS.
+func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string, draining *atomic.Bool) http.Handler {
+	return logRequests(log, m, draining, recoverPanics(log, m.Panicked, cors(origins, h)))
 }
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int
+	status   int
+	bytes    int
+	draining *atomic.Bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
-		w.status = code
+		w.start(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.start(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += n
 	return n, err
+}
+
+// start records the response's status as its header is about to go out.
+// Once the server drains, that header says Connection: close, also for a
+// request that was in flight when the draining began: net/http then closes
+// the connection after this response, and the client sends its next request
+// on a new connection, to another process.
+func (w *statusWriter) start(code int) {
+	w.status = code
+	if w.draining != nil && w.draining.Load() {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
@@ -50,7 +65,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // away before anything was answered.
 const statusClientClosed = 499
 
-func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
+func logRequests(log *slog.Logger, m *metrics.Metrics, draining *atomic.Bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {
@@ -59,7 +74,7 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, draining: draining}
 		start := time.Now()
 		next.ServeHTTP(sw, r)
 		elapsed := time.Since(start)

@@ -44,7 +44,7 @@ func TestRecoverPanics(t *testing.T) {
 		panic("handler failed after hijack")
 	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
-	srv := httptest.NewServer(chain(mux, slog.New(slog.DiscardHandler), m, nil))
+	srv := httptest.NewServer(chain(mux, slog.New(slog.DiscardHandler), m, nil, nil))
 	defer srv.Close()
 
 	res, err := http.Get(srv.URL + "/boom")
@@ -118,7 +118,7 @@ func TestShedRequestsLogAtWarn(t *testing.T) {
 	// each line over a channel.
 	lines := make(chan []byte, 8)
 	log := slog.New(slog.NewJSONHandler(lineWriter(lines), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := httptest.NewServer(chain(mux, log, metrics.New(), nil))
+	srv := httptest.NewServer(chain(mux, log, metrics.New(), nil, nil))
 	defer srv.Close()
 	for path, want := range map[string]string{"/busy": "WARN", "/down": "ERROR", "/fail": "ERROR"} {
 		res, err := http.Get(srv.URL + path)
