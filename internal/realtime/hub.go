@@ -721,6 +721,22 @@ func (h *Hub) Members(name string) []*Conn {
 	return nil
 }
 
+// Groups returns the names of the groups this process is subscribed to:
+// those with local members, and the empty ones kept for
+// UnsubscribeDelay.
+func (h *Hub) Groups() []string {
+	var out []string
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for name := range sh.groups {
+			out = append(out, name)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
 // GroupSize returns the number of local members of group.
 func (h *Hub) GroupSize(name string) int {
 	sh := h.shard(name)
