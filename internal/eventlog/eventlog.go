@@ -162,7 +162,9 @@ func (l *Log) read(ctx context.Context, group, epoch string, since, upTo uint64)
 			return nil, false, nil // the oldest of them are no longer kept
 		}
 		want++
-		out = append(out, layer.Message{Group: group, Type: typ, Data: []byte(data), Offset: uint64(off), Epoch: epoch})
+		// cur, the database's string, not epoch, which may be cut from a
+		// client's request.
+		out = append(out, layer.Message{Group: group, Type: typ, Data: []byte(data), Offset: uint64(off), Epoch: cur})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("event log: read %s: %w", group, err)
