@@ -58,6 +58,13 @@ type Config struct {
 	// RegistrationsPerHour bounds the accounts one client address may create
 	// in an hour; -1 for no limit.
 	RegistrationsPerHour int
+	// ChannelsRedis, when set, is the redis:// URL of a Django app's
+	// channels_redis layer herald takes the group_send messages of;
+	// ChannelsPrefix is that layer's prefix and ChannelsLayer its kind:
+	// "core" (RedisChannelLayer) or "pubsub" (RedisPubSubChannelLayer).
+	ChannelsRedis  string
+	ChannelsPrefix string
+	ChannelsLayer  string
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -101,6 +108,9 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
 	passwordHashes := str("password-hashes", "0", "password hashes (19 MiB each) run at once; 0 for the number of CPUs")
 	registrations := str("registrations-per-hour", "10", "accounts one client address (IPv6: /64) may create per hour; -1 for no limit")
+	channelsRedis := str("channels-redis", "", "redis://host:port/db of a Django app's channels_redis layer whose group_send messages herald's clients receive; empty turns it off")
+	channelsPrefix := str("channels-prefix", "asgi", "with --channels-redis: the layer's prefix setting")
+	channelsLayer := str("channels-layer", "core", "with --channels-redis: core (channels_redis.core.RedisChannelLayer) or pubsub (channels_redis.pubsub.RedisPubSubChannelLayer)")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -176,6 +186,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			c.PasswordHashes = n
 		}
 		c.RegistrationsPerHour = integer(&errs, "registrations-per-hour", *registrations)
+		c.ChannelsRedis, c.ChannelsPrefix, c.ChannelsLayer = *channelsRedis, *channelsPrefix, *channelsLayer
+		errs = append(errs, checkChannels(c)...)
 		c.Demo = boolean(&errs, "demo", *demo)
 		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
 		c.PublicMetrics = boolean(&errs, "public-metrics", *publicMetrics)
@@ -222,6 +234,23 @@ func checkLayer(c Config) error {
 		return fmt.Errorf("--redis-prefix %q: want a non-empty prefix without braces", c.RedisPrefix)
 	}
 	return nil
+}
+
+func checkChannels(c Config) []error {
+	var errs []error
+	if c.ChannelsRedis != "" {
+		u, err := url.Parse(c.ChannelsRedis)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--channels-redis %q: want redis://host:port/db", c.ChannelsRedis))
+		}
+	}
+	if c.ChannelsPrefix == "" || strings.ContainsAny(c.ChannelsPrefix, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("--channels-prefix %q: want the layer's prefix (asgi unless set otherwise), without spaces", c.ChannelsPrefix))
+	}
+	if c.ChannelsLayer != "core" && c.ChannelsLayer != "pubsub" {
+		errs = append(errs, fmt.Errorf("--channels-layer %q: want core or pubsub", c.ChannelsLayer))
+	}
+	return errs
 }
 
 func duration(errs *[]error, name, v string, min, max time.Duration) time.Duration {
