@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/api"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/channelsredis"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/demo"
@@ -66,6 +67,9 @@ type App struct {
 	sse       *transport.SSE
 	consumers *consumers.Consumers
 	relay     *relay.Relay
+	// channels is the membership of a Django app's channel layer, when
+	// --channels-redis names one.
+	channels  *channelsredis.Member
 	eventLog  *eventlog.Log
 	metrics   *metrics.Metrics
 	started   time.Time
@@ -128,6 +132,9 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	if err := a.initRealtime(tokens); err != nil {
+		return err
+	}
+	if err := a.initChannelsRedis(ctx); err != nil {
 		return err
 	}
 	if a.cfg.Demo {
@@ -393,10 +400,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(presenceDone)
 		a.consumers.Run(relayCtx)
 	}()
+	channelsDone := a.runChannelsRedis(relayCtx)
 	defer func() {
 		stopRelay()
 		<-relayDone
 		<-presenceDone
+		<-channelsDone
 	}()
 	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
 	select {
@@ -523,6 +532,9 @@ func (a *App) Close() error {
 	}
 	if a.hub != nil {
 		_ = a.hub.Close()
+	}
+	if a.channels != nil {
+		_ = a.channels.Close()
 	}
 	return a.db.Close()
 }
