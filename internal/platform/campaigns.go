@@ -84,10 +84,14 @@ func (p *Platform) CreateCampaign(ctx context.Context, userID int64, in Campaign
 	}
 	var id int64
 	now := p.now()
-	err := p.db.QueryRowContext(ctx,
-		`INSERT INTO campaigns (owner_id, title, description, goal_cents, currency, raised_cents, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7) RETURNING id`,
-		userID, title, desc, goal, currency, status, now).Scan(&id)
+	// A write like the others: SQLite's writes queue in Tx, and an
+	// idempotency key is recorded with the campaign.
+	err := p.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx,
+			`INSERT INTO campaigns (owner_id, title, description, goal_cents, currency, raised_cents, status, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7) RETURNING id`,
+			userID, title, desc, goal, currency, status, now).Scan(&id)
+	})
 	if err != nil {
 		return CampaignDetail{}, fmt.Errorf("create campaign: %w", err)
 	}

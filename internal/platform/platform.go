@@ -86,11 +86,19 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 func (p *Platform) DB() *store.DB { return p.db }
 
 // write runs fn as one transaction and, once it has committed, wakes the
-// outbox relay.
+// outbox relay. The idempotency key of ctx's request, if any, is recorded
+// first in the same transaction (a *KeyUsedError if another request has
+// it).
 func (p *Platform) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := p.db.Tx(ctx, fn); err != nil {
+	if err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := p.recordKey(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	}); err != nil {
 		return err
 	}
+	keyCommitted(ctx)
 	if p.committed != nil {
 		p.committed()
 	}
