@@ -67,13 +67,14 @@ func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {
 
 // followQuest joins conn to a quest created after it connected, replaying
 // the quest's events from its first, so an application made before the join
-// still arrives. Joining twice is harmless.
+// still arrives (a v2 client is told its position, as for its other
+// groups). Joining twice is harmless.
 func (c *Consumers) followQuest(ctx context.Context, conn *realtime.Conn, questID int64) {
 	group := platform.QuestGroup(questID)
 	if conn.InGroup(group) {
 		return
 	}
-	if _, err := c.hub.JoinFrom(ctx, conn, group, 0, ""); err != nil &&
+	if _, err := c.hub.JoinFromWith(ctx, conn, group, position{}, c.tell(conn, group, nil)); err != nil &&
 		!errors.Is(err, realtime.ErrAlreadyJoined) && !errors.Is(err, realtime.ErrClosed) {
 		c.log.Error("realtime: follow new quest", "group", group, "err", err)
 	}
