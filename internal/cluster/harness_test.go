@@ -79,9 +79,15 @@ type proc struct {
 // channel layer (the shared Redis when empty) and extra serve flags.
 func deploy(t *testing.T, n int, layerURL string, extra ...string) *deployment {
 	t.Helper()
+	return deployOn(t, testenv.Postgres(t), n, layerURL, extra...)
+}
+
+// deployOn is deploy on the database dsn.
+func deployOn(t *testing.T, dsn string, n int, layerURL string, extra ...string) *deployment {
+	t.Helper()
 	var b [24]byte
 	_, _ = rand.Read(b[:])
-	d := &deployment{t: t, dsn: testenv.Postgres(t), layer: layerURL, secret: hex.EncodeToString(b[:]), extra: extra}
+	d := &deployment{t: t, dsn: dsn, layer: layerURL, secret: hex.EncodeToString(b[:]), extra: extra}
 	if d.layer == "" {
 		d.layer = redistest.SharedURL()
 		d.prefix = redistest.Prefix(t)
@@ -241,6 +247,16 @@ func (p *proc) running() bool {
 	default:
 		return true
 	}
+}
+
+// pid is the process id of the running process (0 if it is not running).
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 func (p *proc) url(path string) string {
