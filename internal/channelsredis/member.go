@@ -216,7 +216,7 @@ func New(ctx context.Context, url string, opt Options) (*Member, error) {
 	o.DisableIdentity = true
 	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	o.DialTimeout = 2 * time.Second
-	o.ReadTimeout = 3 * time.Second
+	o.ReadTimeout = 3*time.Second + opt.Block // blocking pops wait Block
 	o.WriteTimeout = 3 * time.Second
 	// Each shard blocks a connection of its own.
 	o.PoolSize = opt.Shards + 8
@@ -733,7 +733,7 @@ func (m *Member) popShard(ctx context.Context, i int) {
 			continue
 		}
 		pctx := context.WithoutCancel(ctx)
-		first, err := m.rdb.BZPopMin(pctx, m.opt.Block, keys...).Result()
+		first, err := m.bzpopmin(pctx, keys)
 		if errors.Is(err, redis.Nil) {
 			continue // nothing within Block
 		}
@@ -759,6 +759,32 @@ func (m *Member) popShard(ctx context.Context, i int) {
 			m.record(ctx, it)
 		}
 	}
+}
+
+// bzpopmin is BZPOPMIN keys… Block; the client's own rounds a timeout up
+// to whole seconds.
+func (m *Member) bzpopmin(ctx context.Context, keys []string) (*redis.ZWithKey, error) {
+	args := make([]any, 0, len(keys)+2)
+	args = append(args, "BZPOPMIN")
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	args = append(args, strconv.FormatFloat(m.opt.Block.Seconds(), 'f', 3, 64))
+	v, err := m.rdb.Do(ctx, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != 3 {
+		return nil, fmt.Errorf("BZPOPMIN: %d values in its reply", len(v))
+	}
+	key, _ := v[0].(string)
+	member, _ := v[1].(string)
+	score, _ := v[2].(string)
+	f, err := strconv.ParseFloat(score, 64)
+	if err != nil {
+		return nil, fmt.Errorf("BZPOPMIN: score %q: %w", score, err)
+	}
+	return &redis.ZWithKey{Key: key, Z: redis.Z{Score: f, Member: member}}, nil
 }
 
 // ---- RedisPubSubChannelLayer ----
