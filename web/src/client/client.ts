@@ -64,11 +64,9 @@ export interface CloseInfo {
 export interface ResyncInfo {
   recovered: boolean;
   /**
-   * The groups the client resumed and whether each was recovered. Only
-   * groups the client had seen an event of can be resumed (the server does
-   * not tell a group's position before its first event), so on an endpoint
-   * with several groups (/ws/applications/) a group that was quiet before
-   * the disconnect is not covered: reload there after every reconnect.
+   * The groups the client resumed and whether each was recovered: every
+   * group it had joined, quiet ones included (the server tells a group's
+   * position when the client joins it).
    */
   groups: Record<string, boolean>;
 }
@@ -98,7 +96,8 @@ export type Positions = ReadonlyMap<string, StreamPosition>;
  * How a reconnecting client asks to resume from its last positions, and
  * how it recognizes the server's answers. herald's (v2 and SSE):
  * `?resume=group:epoch:offset,…`, answered per group by
- * {"type":"subscribed","data":{"group","recovered"}} after the replay.
+ * {"type":"subscribed","data":{"group","recovered","epoch","offset"}} after
+ * the replay.
  */
 export interface ResumeStrategy {
   /** Query parameters to add to a reconnect's URL. */
@@ -107,8 +106,11 @@ export interface ResumeStrategy {
   message?(positions: Positions): ClientMessage | null;
   /** The groups whose answers to wait for. */
   groups(positions: Positions): string[];
-  /** The resume answer a frame carries, or undefined. */
-  answer(frame: UnknownFrame): { group: string; recovered: boolean } | undefined;
+  /**
+   * The resume answer a frame carries, or undefined; with the position it
+   * leaves the client at, when the server tells it.
+   */
+  answer(frame: UnknownFrame): { group: string; recovered: boolean; position?: StreamPosition } | undefined;
 }
 
 /** herald's resume: ?resume= with every known position, `subscribed` answers. */
@@ -117,8 +119,10 @@ export const heraldResume: ResumeStrategy = {
   groups: (ps) => [...ps.keys()],
   answer(f) {
     if (f.type !== 'subscribed' || typeof f.data !== 'object' || f.data === null) return undefined;
-    const d = f.data as { group?: unknown; recovered?: unknown };
-    return typeof d.group === 'string' ? { group: d.group, recovered: d.recovered === true } : undefined;
+    const d = f.data as { group?: unknown; recovered?: unknown; epoch?: unknown; offset?: unknown };
+    if (typeof d.group !== 'string') return undefined;
+    const position = positionOf(d as Partial<StreamPosition>) ?? undefined;
+    return { group: d.group, recovered: d.recovered === true, position };
   },
 };
 
@@ -523,8 +527,13 @@ export class HeraldClient {
       const prev = this.positionsMap.get(pos.group);
       if (!prev || prev.epoch !== pos.epoch || pos.offset > prev.offset) this.positionsMap.set(pos.group, pos);
     }
+    const ans = heraldResumeAnswer(this.opts.resume, f);
+    // Where the server says the client stands in a group, from the moment
+    // it joins: it replaces what the client had (after recovered=false the
+    // old position is void), and a group quiet until a disconnect can be
+    // resumed.
+    if (ans?.position) this.positionsMap.set(ans.group, ans.position);
     if (this.awaitingResume) {
-      const ans = heraldResumeAnswer(this.opts.resume, f);
       if (ans && this.awaitingResume.left.delete(ans.group)) {
         this.awaitingResume.groups.set(ans.group, ans.recovered);
         if (this.awaitingResume.left.size === 0) this.finishResume(false);

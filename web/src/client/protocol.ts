@@ -171,12 +171,17 @@ export interface PresenceData {
 }
 
 /**
- * v2: the answer to a resume (?resume= or a subscribe with a position):
- * recovered false means events of the group were lost; reload it.
+ * v2: where the client stands in a group it joined, sent for every group
+ * (on connect, after a resume's replay, for a subscribe) before the
+ * group's live events. recovered false means events of the group were
+ * lost; reload it. epoch and offset are the position to resume from, even
+ * before the group's first event ("" and 0: from the group's start).
  */
 export interface SubscribedData {
   group: string;
   recovered: boolean;
+  epoch: string;
+  offset: number;
 }
 
 /** v2: a client message with an "id" was accepted. */

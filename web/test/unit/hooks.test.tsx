@@ -114,7 +114,7 @@ describe('useCampaignRoom and usePresence', () => {
     expect(Number(room!.campaign!.raised_amount)).toBeCloseTo(Number(before) + 10.5, 2);
     // The count comes at most once a second: on a slow machine it may
     // already have come, and then usePresence shows it.
-    expect(toasts.filter((t) => t !== 'presence')).toEqual(['campaign_data', 'contribution']);
+    expect(toasts.filter((t) => t !== 'presence')).toEqual(['campaign_data', 'subscribed', 'contribution']);
     if (toasts.includes('presence')) {
       expect(watching).toBeGreaterThanOrEqual(1);
     } else {

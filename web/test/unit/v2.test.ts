@@ -69,13 +69,43 @@ describe('v2', () => {
     c.close();
   });
 
+  it('knows its position in a quiet room from the start, and resumes it after a lost connection', async () => {
+    const quiet = await carol.post<{ id: number }>('/api/campaigns/', { title: 'Quiet', goal_amount: '10.00', status: 'active' });
+    const group = `campaign_${quiet.id}`;
+    const { transport, cut } = cuttableTransport();
+    const c = client(h.url, { url: `/ws/campaign/${quiet.id}/`, version: 2, transport, backoff: { baseMs: 400, maxMs: 400, random: () => 0.99 } });
+    const snaps = record(c, 'campaign_data');
+    const contribs = record(c, 'contribution');
+    const joined = next(c, 'subscribed');
+    c.connect();
+    // No event yet: the room's position comes with the join.
+    expect((await joined).data).toEqual({ group, recovered: true, epoch: '', offset: 0 });
+    expect(c.positions.get(group)).toEqual({ group, epoch: '', offset: 0 });
+
+    const resync = next(c, 'resync');
+    cut();
+    await until(() => c.state === 'reconnecting', 2000, 'the loss');
+    const missed = [
+      await dave.post<Contribution>(`/api/campaigns/${quiet.id}/contributions/`, { amount: '1.00' }),
+      await dave.post<Contribution>(`/api/campaigns/${quiet.id}/contributions/`, { amount: '2.00' }),
+    ];
+    expect(await resync).toEqual({ recovered: true, groups: { [group]: true } });
+    await until(() => contribs.length === 2, 5000, 'the replay');
+    expect(contribs.map(({ ev }) => (ev as { data: Contribution }).data.id)).toEqual(missed.map((m) => m.id));
+    expect(snaps).toHaveLength(1);
+    expect(c.positions.get(group)).toMatchObject({ group, offset: 2 });
+    c.close();
+  });
+
   it('subscribes to more groups the user may see, and not to others', async () => {
     const c = client(h.url, { url: '/ws/campaign/1/', version: 2, auth: bearer(carol) });
     c.connect();
     await next(c, 'campaign_data');
-    const subscribed = next(c, 'subscribed');
+    const subscribed = next(c, 'subscribed', (m) => m.data.group === 'campaign_2');
     await c.subscribe('campaign_2');
-    expect((await subscribed).data).toEqual({ group: 'campaign_2', recovered: true });
+    const told = (await subscribed).data;
+    expect(told).toMatchObject({ group: 'campaign_2', recovered: true });
+    expect(c.positions.get('campaign_2')).toEqual({ group: 'campaign_2', epoch: told.epoch, offset: told.offset });
     const ev = next(c, 'comment', (m) => m.data.campaign === 2);
     await dave.post('/api/campaigns/2/comments/', { content: 'over here' });
     expect((await ev).group).toBe('campaign_2');
