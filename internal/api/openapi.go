@@ -37,6 +37,9 @@ func (s *Server) OpenAPI() map[string]any {
 			}
 			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": sch})
 		}
+		if rt.Method == http.MethodPost {
+			params = append(params, idempotencyParam(rt))
+		}
 		if params != nil {
 			op["parameters"] = params
 		}
@@ -67,8 +70,17 @@ func (s *Server) OpenAPI() map[string]any {
 		} else if rt.Path == "/api/schema/" {
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
 		}
-		responses[itoa(rt.Status)] = ok
 		errs := append([]int{}, rt.Errors...)
+		if rt.Method == http.MethodPost {
+			errs = append(errs, http.StatusBadRequest) // a malformed Idempotency-Key
+		}
+		if recordsKey(rt) {
+			ok["headers"] = map[string]any{replayedHeader: map[string]any{
+				"description": "true when this is the stored answer to an earlier request with the same " + idempotencyHeader,
+				"schema":      map[string]any{"type": "string", "enum": []string{"true"}}}}
+			errs = append(errs, http.StatusConflict, http.StatusUnprocessableEntity)
+		}
+		responses[itoa(rt.Status)] = ok
 		if rt.Auth == AuthRequired || !contains(errs, http.StatusUnauthorized) {
 			errs = append(errs, http.StatusUnauthorized) // a bad token is refused anywhere
 		}
@@ -101,6 +113,21 @@ func (s *Server) OpenAPI() map[string]any {
 				"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
 		},
 	}
+}
+
+// idempotencyParam documents the Idempotency-Key header of a POST.
+func idempotencyParam(rt Route) map[string]any {
+	desc := "Makes a retry safe: a request sent again with the same key (same method, path and body) " +
+		"within 24 hours is not applied again and gets the first answer, with Idempotent-Replayed: true. " +
+		"The same key with another request: 422 idempotency_key_reused; while the first is still answering: " +
+		"409 request_in_progress with Retry-After; applied but its answer lost: 409 already_applied. " +
+		"Keys are per user."
+	if !recordsKey(rt) {
+		desc = "Accepted (and checked) but not recorded here: the answer holds credentials, which are never stored, " +
+			"and sending the request again is harmless."
+	}
+	return map[string]any{"name": idempotencyHeader, "in": "header", "required": false, "description": desc,
+		"schema": map[string]any{"type": "string", "minLength": 1, "maxLength": maxKeyLen, "pattern": "^[!-~]+$"}}
 }
 
 var pathParams = regexp.MustCompile(`\{(\w+)\}`)

@@ -29,7 +29,10 @@ type Route struct {
 	Status  int   // success status
 	Errors  []int // error statuses it may answer besides 401 for a bad token
 	Query   []string
-	handle  func(http.ResponseWriter, *http.Request) error
+	// Credentials: the answer holds tokens or a ticket, so it is never
+	// stored for an Idempotency-Key replay.
+	Credentials bool
+	handle      func(http.ResponseWriter, *http.Request) error
 }
 
 func (s *Server) routeTable() []Route {
@@ -47,19 +50,19 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Path: "/api/auth/register/", Summary: "Create an account", Tag: "auth",
 			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.register},
 		{Method: "POST", Path: "/api/auth/token/", Summary: "Sign in: get an access and a refresh token", Tag: "auth",
-			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.token},
+			Body: credentials{}, Result: tokenPair{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, Credentials: true, handle: s.token},
 		{Method: "POST", Path: "/api/auth/token/refresh/", Summary: "Get a new access token for a refresh token", Tag: "auth",
-			Body: refreshRequest{}, Result: accessToken{}, Status: read, Errors: []int{bad, unauth}, handle: s.refresh},
+			Body: refreshRequest{}, Result: accessToken{}, Status: read, Errors: []int{bad, unauth}, Credentials: true, handle: s.refresh},
 		{Method: "GET", Path: "/api/auth/session/", Summary: "Who is signed in: {\"user\": null} for visitors", Tag: "auth",
 			Result: currentSession{}, Status: read, handle: s.getSession},
 		{Method: "POST", Path: "/api/auth/session/", Summary: "Sign in with HttpOnly cookies (the web app's session)", Tag: "auth",
-			Body: credentials{}, Result: session{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.createSession},
+			Body: credentials{}, Result: session{}, Status: read, Errors: []int{bad, unauth, http.StatusTooManyRequests, http.StatusServiceUnavailable}, Credentials: true, handle: s.createSession},
 		{Method: "POST", Path: "/api/auth/session/refresh/", Summary: "Renew the session's access cookie", Tag: "auth",
-			Result: session{}, Status: read, Errors: []int{unauth}, handle: s.refreshSession},
+			Result: session{}, Status: read, Errors: []int{unauth}, Credentials: true, handle: s.refreshSession},
 		{Method: "DELETE", Path: "/api/auth/session/", Summary: "Sign out: clear the session cookies", Tag: "auth",
 			Status: http.StatusNoContent, handle: s.deleteSession},
 		{Method: "POST", Path: "/api/ws-ticket/", Summary: "A one-use ticket (valid 30 s) for ?ticket= on a real-time endpoint", Tag: "auth", Auth: AuthRequired,
-			Result: ticket{}, Status: made, Errors: []int{unauth}, handle: s.wsTicket},
+			Result: ticket{}, Status: made, Errors: []int{unauth}, Credentials: true, handle: s.wsTicket},
 		{Method: "GET", Path: "/api/auth/me/", Summary: "The signed-in user", Tag: "auth", Auth: AuthRequired,
 			Result: platform.User{}, Status: read, Errors: []int{unauth}, handle: s.me},
 

@@ -142,7 +142,11 @@ const userKey ctxKey = iota
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route) {
 	r, err := s.authenticate(r, rt)
 	if err == nil {
-		err = rt.handle(w, r)
+		if rt.Method == http.MethodPost {
+			err = s.serveIdempotent(w, r, rt)
+		} else {
+			err = rt.handle(w, r)
+		}
 	}
 	if err != nil {
 		s.writeProblem(w, r, err)

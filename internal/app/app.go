@@ -401,11 +401,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		a.consumers.Run(relayCtx)
 	}()
 	channelsDone := a.runChannelsRedis(relayCtx)
+	keysDone := make(chan struct{})
+	go func() {
+		defer close(keysDone)
+		a.sweepKeys(relayCtx)
+	}()
 	defer func() {
 		stopRelay()
 		<-relayDone
 		<-presenceDone
 		<-channelsDone
+		<-keysDone
 	}()
 	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
 	select {
@@ -437,6 +443,30 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// keySweepEvery is how often idempotency keys past their 24 hours are
+// deleted; they are kept at least that long, so a sweep now and then is
+// enough.
+const keySweepEvery = 10 * time.Minute
+
+// sweepKeys deletes expired idempotency keys at start and every
+// keySweepEvery until ctx ends.
+func (a *App) sweepKeys(ctx context.Context) {
+	t := time.NewTicker(keySweepEvery)
+	defer t.Stop()
+	for {
+		if n, err := a.platform.SweepIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("sweep idempotency keys", "err", err)
+		} else if n > 0 {
+			a.log.Info("swept idempotency keys", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // drainKeptAlive leaves the open HTTP connections up for the first half of

@@ -147,3 +147,26 @@ func (w lineWriter) Write(p []byte) (int, error) {
 	w <- append([]byte(nil), p...)
 	return len(p), nil
 }
+
+// A page on an allowed origin may send Idempotency-Key (the preflight
+// allows it) and read Idempotent-Replayed.
+func TestCORSAllowsIdempotencyKey(t *testing.T) {
+	const origin = "https://app.example.com"
+	h := cors([]string{origin}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	pre := httptest.NewRequest("OPTIONS", "/api/quests/", nil)
+	pre.Header.Set("Origin", origin)
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	pre.Header.Set("Access-Control-Request-Headers", "content-type,idempotency-key")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, pre)
+	if allowed := w.Header().Get("Access-Control-Allow-Headers"); !strings.Contains(strings.ToLower(allowed), "idempotency-key") {
+		t.Errorf("preflight allows %q, not Idempotency-Key", allowed)
+	}
+	req := httptest.NewRequest("POST", "/api/quests/", nil)
+	req.Header.Set("Origin", origin)
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if exposed := w.Header().Get("Access-Control-Expose-Headers"); !strings.Contains(exposed, "Idempotent-Replayed") {
+		t.Errorf("exposed headers %q lack Idempotent-Replayed", exposed)
+	}
+}

@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strings"
@@ -128,7 +129,80 @@ func headerCases() []hcase {
 	})
 
 	hcs = append(hcs, csrfCases()...)
+	hcs = append(hcs, idempotencyKeyCases()...)
 	return httpCasesOf("headers", hcs)
+}
+
+// idempotencyKeyCases are Idempotency-Key headers on a write: anything but
+// 1 to 255 visible ASCII characters, once, is refused before anything is
+// written; a good key is replayed, and not taken over by another request.
+func idempotencyKeyCases() []httpCase {
+	const comments = "/api/campaigns/1/comments/"
+	comment := `{"content":"keyed"}`
+	keyed := func(f fixture, body string, keys ...string) req {
+		r := jsonReq("POST", comments, f.bob, body)
+		for _, k := range keys {
+			r.header.Add("Idempotency-Key", k)
+		}
+		return r
+	}
+	namesTheHeader := func(t *testing.T, _ *herald, r *response) {
+		var p struct{ Errors map[string][]string }
+		if err := r.json(&p); err != nil || len(p.Errors["Idempotency-Key"]) == 0 {
+			t.Errorf("the problem does not name the header (%v): %s", err, clip(string(r.Body), 300))
+		}
+	}
+	var hcs []httpCase
+	for _, k := range []struct{ name, value string }{
+		{"empty", ""},
+		{"256 bytes", strings.Repeat("k", 256)},
+		{"60 KiB", strings.Repeat("k", 60<<10)},
+		{"with a space", "a b"},
+		{"UTF-8", "clé-✓"},
+		{"Latin-1 bytes", "cl\xe9"},
+	} {
+		hcs = append(hcs, httpCase{name: "Idempotency-Key " + k.name, want: []int{badRequest}, check: namesTheHeader,
+			req: func(f fixture) req { return keyed(f, comment, k.value) }})
+	}
+	hcs = append(hcs,
+		httpCase{name: "two Idempotency-Keys", want: []int{badRequest}, check: namesTheHeader,
+			req: func(f fixture) req { return keyed(f, comment, "one", "two") }},
+		httpCase{name: "Idempotency-Key 100 KiB", want: []int{headerLarge},
+			req: func(f fixture) req { return keyed(f, comment, strings.Repeat("k", 100<<10)) }},
+	)
+	for _, c := range []struct{ name, value string }{{"NUL", "\x00"}, {"a control character", "\x01"}, {"DEL", "\x7f"}} {
+		hcs = append(hcs, httpCase{name: "Idempotency-Key with " + c.name, want: []int{badRequest},
+			raw: "POST " + comments + " HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bob}\r\nContent-Type: application/json\r\n" +
+				"Idempotency-Key: a" + c.value + "b\r\nContent-Length: " + fmt.Sprint(len(comment)) + "\r\nConnection: close\r\n\r\n",
+			rawBody: comment})
+	}
+	// A good key: the retry is the first answer again, another request
+	// with it is refused, and a request that failed does not spend it.
+	retry := func(key, body string, want int, then func(t *testing.T, first, again *response)) func(*testing.T, *herald, *response) {
+		return func(t *testing.T, h *herald, first *response) {
+			again := h.client(t).must(t, keyed(h.fixture, body, key))
+			wantStatus(t, again, want)
+			if then != nil {
+				then(t, first, again)
+			}
+		}
+	}
+	hcs = append(hcs,
+		httpCase{name: "Idempotency-Key sent twice", want: []int{created},
+			req: func(f fixture) req { return keyed(f, comment, "hostile-twice") },
+			check: retry("hostile-twice", comment, created, func(t *testing.T, first, again *response) {
+				if again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(first.Body, again.Body) {
+					t.Errorf("the retry is not the first answer replayed: %v %s", again.Header, clip(string(again.Body), 300))
+				}
+			})},
+		httpCase{name: "Idempotency-Key taken over by another body", want: []int{created},
+			req:   func(f fixture) req { return keyed(f, comment, "hostile-other") },
+			check: retry("hostile-other", `{"content":"another"}`, http.StatusUnprocessableEntity, nil)},
+		httpCase{name: "Idempotency-Key of a malformed body", want: []int{badRequest},
+			req:   func(f fixture) req { return keyed(f, `{"content":`, "hostile-bad-body") },
+			check: retry("hostile-bad-body", comment, created, nil)},
+	)
+	return hcs
 }
 
 // csrfCases are writes authenticated by the session cookie: only the
