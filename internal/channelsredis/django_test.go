@@ -287,6 +287,28 @@ func testDjango(t *testing.T, layer string) {
 		}
 	}
 
+	// The processes together took each message once and recorded it.
+	var recorded, leaders float64
+	for _, h := range heralds {
+		mfs, err := h.App.Metrics().Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch mf.GetName() {
+				case "herald_channels_redis_recorded_total":
+					recorded += m.GetCounter().GetValue()
+				case "herald_channels_redis_leader":
+					leaders += m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if recorded != 3*n || leaders != 1 {
+		t.Errorf("herald_channels_redis_recorded_total %v (want %d), herald_channels_redis_leader %v (want 1)", recorded, 3*n, leaders)
+	}
+
 	// Each message is in the log once.
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
