@@ -73,7 +73,7 @@ var (
 	channelsRecorded = prometheus.NewDesc("herald_channels_redis_recorded_total",
 		"Messages of the Django app's channel layer recorded as events.", nil, nil)
 	channelsReturned = prometheus.NewDesc("herald_channels_redis_returned_total",
-		"Messages given back to the Django app's channel layer unrecorded when herald stopped.", nil, nil)
+		"Messages given back to the Django app's channel layer unrecorded, for the next leader.", nil, nil)
 	channelsDropped = prometheus.NewDesc("herald_channels_redis_dropped_total",
 		"Messages of the Django app's channel layer dropped, by reason.", []string{"reason"}, nil)
 	channelsLeader = prometheus.NewDesc("herald_channels_redis_leader",

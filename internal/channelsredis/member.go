@@ -243,7 +243,7 @@ func (m *Member) Close() error { return m.rdb.Close() }
 type Stats struct {
 	Received uint64            // messages taken from the layer
 	Recorded uint64            // messages recorded as events
-	Returned uint64            // core: messages given back to the layer at shutdown, unrecorded
+	Returned uint64            // core: messages given back to the layer unrecorded (at shutdown, or when the lease ran out)
 	Dropped  map[string]uint64 // by reason (Drop*)
 	Leader   bool              // whether this process takes the messages now
 }
@@ -749,6 +749,16 @@ func (m *Member) popShard(ctx context.Context, i int) {
 			batch = append(batch, more...)
 		}
 		group := m.groupOfKey(first.Key)
+		if !m.leading() {
+			// The lease ran out during the pop: another process may be
+			// popping this group already, and the next leader takes these
+			// first, in order.
+			for _, z := range batch {
+				raw, _ := z.Member.(string)
+				m.giveBack(item{group: group, key: first.Key, member: raw, score: z.Score})
+			}
+			continue
+		}
 		for _, z := range batch {
 			raw, _ := z.Member.(string)
 			it, ok := m.take(group, raw, true)
