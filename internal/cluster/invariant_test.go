@@ -716,6 +716,7 @@ type writers struct {
 	ok       int
 	failed   int
 	retried  int // requests sent again
+	replayed int // writes a retry found applied (the stored answer, or already_applied)
 	acked    map[int64]bool
 	outcomes map[string]int // failure kind → count
 	failures []string
@@ -811,6 +812,7 @@ type answer struct {
 	err         error
 	contentType string
 	retryAfter  time.Duration
+	replayed    bool // the answer stored for the key, sent again
 	id          int64
 	problem     struct {
 		Status int    `json:"status"`
@@ -845,6 +847,7 @@ func (w *writers) post(p *proc, req writeReq, key string) answer {
 	}
 	defer resp.Body.Close()
 	a.status, a.contentType = resp.StatusCode, resp.Header.Get("Content-Type")
+	a.replayed = resp.Header.Get("Idempotent-Replayed") == "true"
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		a.retryAfter = time.Duration(s) * time.Second
 	}
@@ -874,12 +877,18 @@ func (w *writers) write(i int64, req writeReq) {
 	for attempt := 0; ; attempt++ {
 		p := w.d.running(int(i) + attempt)
 		a := w.post(p, req, key)
-		if a.err == nil && a.status < 300 {
+		// 409 already_applied: a request sent before was applied and its
+		// answer lost; the write is done, its id unknown.
+		applied := a.err == nil && a.status == http.StatusConflict && a.problem.Code == "already_applied"
+		if a.err == nil && a.status < 300 || applied {
 			w.mu.Lock()
 			w.writes++
 			w.ok++
-			if req.comment {
+			if req.comment && !applied {
 				w.acked[a.id] = true
+			}
+			if a.replayed || applied {
+				w.replayed++
 			}
 			w.mu.Unlock()
 			return
@@ -935,10 +944,10 @@ func clear503(a answer) bool {
 
 // writeStats are the writers' counters.
 type writeStats struct {
-	writes, ok, failed, retried, unclear int
-	acked                                map[int64]bool
-	outcomes                             map[string]int
-	failures, unclearOnes                []string
+	writes, ok, failed, retried, replayed, unclear int
+	acked                                          map[int64]bool
+	outcomes                                       map[string]int
+	failures, unclearOnes                          []string
 }
 
 func (w *writers) stats() writeStats {
@@ -952,7 +961,7 @@ func (w *writers) stats() writeStats {
 	for k, v := range w.outcomes {
 		out[k] = v
 	}
-	return writeStats{w.writes, w.ok, w.failed, w.retried, w.nUnclear, acked, out, slices.Clone(w.failures), slices.Clone(w.unclear)}
+	return writeStats{w.writes, w.ok, w.failed, w.retried, w.replayed, w.nUnclear, acked, out, slices.Clone(w.failures), slices.Clone(w.unclear)}
 }
 
 // running picks the i-th process among those running, as a load balancer
@@ -985,7 +994,8 @@ type figures struct {
 	lost, dup, phantom                     int
 	reloads, recovered, connects           int
 	gaps, repeats, epochJumps, problemSubs int
-	posts, ok, failed, retried, doubled    int
+	posts, ok, failed, retried, replayed   int
+	doubled                                int
 	catchUp, total                         time.Duration
 	worst                                  []string
 }
@@ -993,10 +1003,11 @@ type figures struct {
 func (f figures) String() string {
 	return fmt.Sprintf("%d comments committed, %d events delivered to %d subscribers (%d ws, %d sse); "+
 		"lost %d, dup %d, phantom %d; reloads (recovered:false) %d, recovered:true %d, connections %d; "+
-		"offset gaps %d, repeats %d, silent epoch changes %d; POSTs %d (ok %d, failed %d, retried requests %d, committed twice %d); "+
+		"offset gaps %d, repeats %d, silent epoch changes %d; POSTs %d (ok %d, failed %d, requests sent again %d, "+
+		"found applied on a retry %d, committed twice %d); "+
 		"caught up %v after the writes ended; %v in all",
 		f.committed, f.events, f.subs, f.ws, f.sse, f.lost, f.dup, f.phantom, f.reloads, f.recovered, f.connects,
-		f.gaps, f.repeats, f.epochJumps, f.posts, f.ok, f.failed, f.retried, f.doubled,
+		f.gaps, f.repeats, f.epochJumps, f.posts, f.ok, f.failed, f.retried, f.replayed, f.doubled,
 		f.catchUp.Round(time.Millisecond), f.total.Round(time.Millisecond))
 }
 
@@ -1071,7 +1082,7 @@ func finish(t *testing.T, d *deployment, token string, campaign int64, w *writer
 		}
 	}
 	ws := w.stats()
-	f.posts, f.ok, f.failed, f.retried = ws.writes, ws.ok, ws.failed, ws.retried
+	f.posts, f.ok, f.failed, f.retried, f.replayed = ws.writes, ws.ok, ws.failed, ws.retried, ws.replayed
 	contents := map[string]int{}
 	for _, c := range committed {
 		contents[c]++
