@@ -454,7 +454,14 @@ func TestFailover(t *testing.T) {
 				send(1) // waits in Redis for the next leader
 				joined(t, c, "campaign_1", b)
 			} else {
-				subscribed(t, c, b)
+				// a's subscription may outlive it a moment in Redis: b
+				// listens once it has dropped a probe to a group herald
+				// does not serve.
+				waitFor(t, "b subscribed", func() bool {
+					c.Publish(context.Background(), "asgi__group__probe", pubsubBytes(t, map[string]any{"type": "x", "data": 1}))
+					time.Sleep(10 * time.Millisecond)
+					return b.Stats().Dropped[DropGroup] > 0
+				})
 				send(1)
 			}
 			waitFor(t, "message 1", func() bool { return len(s.all()) == 2 })
