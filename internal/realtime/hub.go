@@ -400,15 +400,17 @@ func (h *Hub) replay(c *Conn, hd *hold, history []layer.Message, from layer.Posi
 	return true, at
 }
 
-// Which held events unhold queues.
+// keep says which of the events a join held unhold queues.
+type keep uint8
+
 const (
-	keepAll   = iota // every one
-	keepNone         // none: the connection is being closed
-	keepNewer        // those after the position given
+	keepAll   keep = iota // every one
+	keepNone              // none: the join failed, its caller closes the connection
+	keepNewer             // those after the position given
 )
 
 // unhold ends hd and queues the events it held, as keep says.
-func (h *Hub) unhold(c *Conn, hd *hold, keep int, after layer.Position) {
+func (h *Hub) unhold(c *Conn, hd *hold, keep keep, after layer.Position) {
 	c.mu.Lock()
 	c.holds = slices.DeleteFunc(c.holds, func(x *hold) bool { return x == hd })
 	if len(c.holds) == 0 {
@@ -417,7 +419,7 @@ func (h *Hub) unhold(c *Conn, hd *hold, keep int, after layer.Position) {
 	var wake bool
 	var perr error
 	switch {
-	case hd.overflow && keep != keepNone:
+	case hd.overflow && keep != keepNone && c.state == stateOpen:
 		// More arrived while joining than a replay may queue: the
 		// connection cannot catch up without a gap.
 		wake, perr = c.overflowLocked(), ErrSlowConsumer
