@@ -151,8 +151,9 @@ func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group str
 // (the groups of /ws/applications/, a subscribe): a v2 client is told where
 // it stands once the join replayed what it missed, or, when it could not,
 // that events were lost (it reloads through REST) and from where the live
-// events follow. v1 clients are told nothing and get every event held
-// during the join.
+// events follow. before, if set, runs just ahead of that (a subscribe's
+// ack). v1 clients are told nothing and get every event held during the
+// join.
 func (c *Consumers) tell(conn *realtime.Conn, group string, before func()) realtime.Catchup {
 	if conn.Version() < 2 {
 		return realtime.Catchup{}
