@@ -146,7 +146,7 @@ func (s *pgServer) start() {
 }
 
 // stop shuts the server down as `pg_ctl stop -m fast` does (SIGINT: open
-// transactions are rolled back, sessions ended) and waits until it is gone.
+// transactions are rolled back, connections ended) and waits until it is gone.
 func (s *pgServer) stop() {
 	s.t.Helper()
 	if s.cmd == nil {
