@@ -428,8 +428,8 @@ func TestChaosNeverReadingClients(t *testing.T) {
 		t.Errorf("%d resumes answered recovered:false; want none", f.reloads)
 	}
 	// Each connection's queue is bounded (512 frames, 4 MiB) and its
-	// frames are shared: 44 stalled clients must not cost 44 queues of
-	// copies.
+	// frames are shared: the stalled clients must not cost a queue of
+	// copies each.
 	if limit := base + 96<<20; top > limit {
 		t.Errorf("RSS peaked at %d MiB, more than 96 MiB over the %d MiB it started at", top>>20, base>>20)
 	}
