@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/money"
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // Problem is an RFC 9457 problem document, with herald's extensions: a
@@ -63,6 +64,13 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		}
 	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
 		return // the client went away; nobody to answer
+	case store.IsUnavailable(err):
+		// The database is down or restarting: the same request may succeed
+		// once it is back (a write cut off at its commit is retried safely
+		// with the same Idempotency-Key).
+		s.log.WarnContext(r.Context(), "request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		p = problem(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again in a moment")
+		w.Header().Set("Retry-After", "1")
 	default:
 		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		p = problem(http.StatusInternalServerError, "error", "internal error")

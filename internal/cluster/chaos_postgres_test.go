@@ -1,10 +1,3 @@
-//go:build chaos_pending
-
-// This scenario's target is not met yet: while PostgreSQL is down, herald
-// answers writes 500 "internal error", not a 503 a client can act on
-// (docs/reliability.md). It runs with -tags chaos_pending until it is met;
-// then this constraint goes and it runs with the rest of the suite.
-
 package cluster
 
 import (

@@ -1,5 +1,3 @@
-//go:build chaos_pending
-
 package cluster
 
 import (
