@@ -1,10 +1,15 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/groups"
 )
 
 // reservedTypes are the event types another system may not record: herald's
@@ -15,6 +20,21 @@ var reservedTypes = []string{
 	"campaign_data", "error", "subscribed", "ack", "presence",
 }
 
+// ReservedType reports whether typ is one of herald's own message types,
+// which no other system may record.
+func ReservedType(typ string) bool { return slices.Contains(reservedTypes, typ) }
+
+// ExternalEvent is an event another system sends to one of herald's
+// groups: Data is its JSON as clients get it.
+type ExternalEvent struct {
+	Group string
+	Type  string
+	Data  []byte
+}
+
+// MaxExternalBatch bounds the events RecordExternalBatch records at once.
+const MaxExternalBatch = 100
+
 // RecordExternal records an event that another system sent to group (a
 // Django app's group_send, through its channel layer), in one transaction,
 // so that it reaches herald's clients like the events of herald's own
@@ -23,16 +43,86 @@ var reservedTypes = []string{
 // it. A group herald does not serve, a reserved type or data that is not
 // JSON is refused as KindInvalid.
 func (p *Platform) RecordExternal(ctx context.Context, group, typ string, data []byte) error {
-	if _, _, ok := ParseGroup(group); !ok {
-		return invalid("group", "%q is not a group herald serves", group)
-	}
-	if typ == "" || slices.Contains(reservedTypes, typ) {
-		return invalid("type", "%q cannot be recorded from outside", typ)
-	}
-	if !json.Valid(data) {
-		return invalid("data", "not JSON")
+	f := fieldErrors{}
+	checkExternal(f, "", ExternalEvent{group, typ, data})
+	if err := f.err(); err != nil {
+		return err
 	}
 	return p.write(ctx, func(tx *sql.Tx) error {
 		return p.record(ctx, tx, group, typ, json.RawMessage(data))
 	})
+}
+
+// RecordExternalBatch records events as RecordExternal does, all in one
+// transaction (all or none), each group's in the order given, and returns
+// their positions in that order. A refused event is named in the
+// KindInvalid error's fields by its index: events[i].group.
+//
+// The group_log rows are taken in the order of the groups' names, whatever
+// the batch's order: two batches locking the same groups in different
+// orders would each wait for the other (on PostgreSQL, until one is
+// aborted as a deadlock).
+func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEvent) ([]Position, error) {
+	if len(events) == 0 || len(events) > MaxExternalBatch {
+		return nil, invalid("events", "a batch holds 1 to %d events", MaxExternalBatch)
+	}
+	f := fieldErrors{}
+	for i, e := range events {
+		checkExternal(f, fmt.Sprintf("events[%d].", i), e)
+	}
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	order := make([]int, len(events))
+	for i := range order {
+		order[i] = i
+	}
+	// Stable: a group's events keep the batch's order.
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(events[a].Group, events[b].Group) })
+	out := make([]Position, len(events))
+	err := p.write(ctx, func(tx *sql.Tx) error {
+		for _, i := range order {
+			e := events[i]
+			pos, err := p.recordAt(ctx, tx, e.Group, e.Type, json.RawMessage(e.Data))
+			if err != nil {
+				return err
+			}
+			out[i] = pos
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkExternal adds to f what is wrong with e, its fields named after
+// prefix.
+func checkExternal(f fieldErrors, prefix string, e ExternalEvent) {
+	if err := groups.Valid(e.Group); err != nil {
+		f.add(prefix+"group", "%q is not a group herald serves: %v", clip(e.Group), err)
+	}
+	if e.Type == "" || ReservedType(e.Type) {
+		f.add(prefix+"type", "%q cannot be recorded from outside", clip(e.Type))
+	}
+	// Clients get data in WebSocket text frames, which must be UTF-8: one
+	// invalid byte would make browsers drop the connection of everyone in
+	// the group.
+	if !json.Valid(e.Data) || !utf8.Valid(e.Data) {
+		f.add(prefix+"data", "not JSON in UTF-8")
+	}
+}
+
+// clip shortens a value from outside for an error message.
+func clip(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	for i := 80; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i] + "…"
+		}
+	}
+	return ""
 }

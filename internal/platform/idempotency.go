@@ -36,7 +36,10 @@ const (
 // in the write's transaction.
 type IdempotentRequest struct {
 	UserID int64
-	Key    string
+	// APIKeyID, when set, scopes the key to that API key (a publish)
+	// instead of UserID.
+	APIKeyID string
+	Key      string
 	// Hash identifies the request (its method, path and body): the same
 	// key with another request is refused.
 	Hash string
@@ -59,6 +62,23 @@ func idempotentRequest(ctx context.Context) *IdempotentRequest {
 	return r
 }
 
+// keyScope is where a request's keys are kept: per user, or per API key
+// (publishes), in a table of each, so that two scopes' keys never meet.
+type keyScope struct {
+	table, column string
+	id            any
+}
+
+func (r *IdempotentRequest) scope() keyScope {
+	if r.APIKeyID != "" {
+		return keyScope{"api_key_idempotency", "api_key_id", r.APIKeyID}
+	}
+	return keyScope{"idempotency_keys", "user_id", r.UserID}
+}
+
+// keyScopes are every scope's table and column, for the sweep.
+var keyScopes = []keyScope{{"idempotency_keys", "user_id", nil}, {"api_key_idempotency", "api_key_id", nil}}
+
 // KeyUsedError is a write's error when another request already recorded
 // its idempotency key (committed, or committing while this one waited).
 // Nothing of this write was committed.
@@ -77,8 +97,9 @@ func (p *Platform) recordKey(ctx context.Context, tx *sql.Tx) error {
 	if r == nil || r.committed.Load() {
 		return nil
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (user_id, idem_key, request_hash, created_at)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idem_key) DO NOTHING`, r.UserID, r.Key, r.Hash, p.now())
+	sc := r.scope()
+	res, err := tx.ExecContext(ctx, `INSERT INTO `+sc.table+` (`+sc.column+`, idem_key, request_hash, created_at)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (`+sc.column+`, idem_key) DO NOTHING`, sc.id, r.Key, r.Hash, p.now())
 	if err != nil {
 		return fmt.Errorf("record idempotency key: %w", err)
 	}
@@ -121,6 +142,13 @@ type KeyRecord struct {
 // IdempotencyKey returns what is recorded of userID's key, and false when
 // nothing is (never used, or its write was not committed).
 func (p *Platform) IdempotencyKey(ctx context.Context, userID int64, key string) (KeyRecord, bool, error) {
+	return p.KeyRecordOf(ctx, &IdempotentRequest{UserID: userID, Key: key})
+}
+
+// KeyRecordOf returns what is recorded of r's key in r's scope (its user
+// or its API key), and false when nothing is.
+func (p *Platform) KeyRecordOf(ctx context.Context, r *IdempotentRequest) (KeyRecord, bool, error) {
+	sc := r.scope()
 	var (
 		rec        KeyRecord
 		created    time.Time
@@ -129,7 +157,7 @@ func (p *Platform) IdempotencyKey(ctx context.Context, userID int64, key string)
 		body       []byte
 	)
 	err := p.db.QueryRowContext(ctx, `SELECT request_hash, created_at, status, content_type, location, body
-		FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2`, userID, key).
+		FROM `+sc.table+` WHERE `+sc.column+` = $1 AND idem_key = $2`, sc.id, r.Key).
 		Scan(&rec.Hash, &created, &status, &ctype, &loc, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return KeyRecord{}, false, nil
@@ -146,7 +174,8 @@ func (p *Platform) IdempotencyKey(ctx context.Context, userID int64, key string)
 }
 
 // StoreResponse keeps the answer of r, whose write committed, for its
-// retries, and drops r's user's oldest keys beyond the per-user bound.
+// retries, and drops the oldest keys of r's user (or API key) beyond the
+// per-user bound.
 func (p *Platform) StoreResponse(ctx context.Context, r *IdempotentRequest, resp StoredResponse) error {
 	if len(resp.Body) > MaxStoredResponse {
 		resp.Body = nil
@@ -155,16 +184,17 @@ func (p *Platform) StoreResponse(ctx context.Context, r *IdempotentRequest, resp
 	if resp.Body != nil {
 		body = resp.Body
 	}
+	sc := r.scope()
 	return p.db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET status = $3, content_type = $4, location = $5, body = $6
-			WHERE user_id = $1 AND idem_key = $2`, r.UserID, r.Key, resp.Status, resp.ContentType, resp.Location, body); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE `+sc.table+` SET status = $3, content_type = $4, location = $5, body = $6
+			WHERE `+sc.column+` = $1 AND idem_key = $2`, sc.id, r.Key, resp.Status, resp.ContentType, resp.Location, body); err != nil {
 			return fmt.Errorf("store idempotent response: %w", err)
 		}
 		// Cheap while the user has fewer keys than the bound: the
 		// subquery finds no row and nothing is compared.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE user_id = $1 AND created_at <
-			(SELECT created_at FROM idempotency_keys WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1 OFFSET $2)`,
-			r.UserID, MaxIdempotencyKeysPerUser-1); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+sc.table+` WHERE `+sc.column+` = $1 AND created_at <
+			(SELECT created_at FROM `+sc.table+` WHERE `+sc.column+` = $1 ORDER BY created_at DESC LIMIT 1 OFFSET $2)`,
+			sc.id, MaxIdempotencyKeysPerUser-1); err != nil {
 			return fmt.Errorf("drop old idempotency keys: %w", err)
 		}
 		return nil
@@ -177,24 +207,27 @@ func (p *Platform) StoreResponse(ctx context.Context, r *IdempotentRequest, resp
 func (p *Platform) SweepIdempotencyKeys(ctx context.Context) (int64, error) {
 	before := p.now().Add(-IdempotencyKeyTTL)
 	var total int64
-	for {
-		var n int64
-		err := p.db.Tx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE (user_id, idem_key) IN
-				(SELECT user_id, idem_key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
-				before, sweepBatch)
-			if err != nil {
+	for _, sc := range keyScopes {
+		for {
+			var n int64
+			err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+				res, err := tx.ExecContext(ctx, `DELETE FROM `+sc.table+` WHERE (`+sc.column+`, idem_key) IN
+					(SELECT `+sc.column+`, idem_key FROM `+sc.table+` WHERE created_at < $1 ORDER BY created_at LIMIT $2)`,
+					before, sweepBatch)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
 				return err
+			})
+			if err != nil {
+				return total, fmt.Errorf("sweep idempotency keys (%s): %w", sc.table, err)
 			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("sweep idempotency keys: %w", err)
-		}
-		total += n
-		if n < sweepBatch {
-			return total, nil
+			total += n
+			if n < sweepBatch {
+				break
+			}
 		}
 	}
+	return total, nil
 }

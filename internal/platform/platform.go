@@ -182,9 +182,23 @@ func ControlGroup(id int64) string { return "ctl_user_" + strconv.FormatInt(id, 
 // group's first event mints its epoch; a reset (EventRoomReset) mints a new
 // one and starts the group's offsets over at 0.
 func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, data any) error {
+	_, err := p.recordAt(ctx, tx, group, typ, data)
+	return err
+}
+
+// Position is where a recorded event stands in its group's log.
+type Position struct {
+	Group  string `json:"group"`
+	Offset int64  `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// recordAt is record, returning the event's position.
+func (p *Platform) recordAt(ctx context.Context, tx *sql.Tx, group, typ string, data any) (Position, error) {
+	pos := Position{Group: group}
 	b, err := json.Marshal(data)
 	if err != nil {
-		return fmt.Errorf("record %s event: encode: %w", typ, err)
+		return pos, fmt.Errorf("record %s event: encode: %w", typ, err)
 	}
 	first, onConflict := "1", "last = group_log.last + 1"
 	if typ == EventRoomReset {
@@ -198,20 +212,19 @@ func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, da
 	if p.db.Dialect == store.Postgres {
 		// One round trip. The group's row stays locked from here to the
 		// commit, which is why events are recorded last in a write.
-		_, err = tx.ExecContext(ctx, "WITH g AS ("+sequence("$5")+
-			") INSERT INTO outbox (grp, type, data, created_at, epoch, off) SELECT $1, $2, $3, $4, g.epoch, g.last FROM g",
-			group, typ, string(b), p.now(), epoch)
+		err = tx.QueryRowContext(ctx, "WITH g AS ("+sequence("$5")+
+			") INSERT INTO outbox (grp, type, data, created_at, epoch, off) SELECT $1, $2, $3, $4, g.epoch, g.last FROM g RETURNING epoch, off",
+			group, typ, string(b), p.now(), epoch).Scan(&pos.Epoch, &pos.Offset)
 	} else {
-		var off int64
-		if err = tx.QueryRowContext(ctx, sequence("$2"), group, epoch).Scan(&epoch, &off); err == nil {
+		if err = tx.QueryRowContext(ctx, sequence("$2"), group, epoch).Scan(&pos.Epoch, &pos.Offset); err == nil {
 			_, err = tx.ExecContext(ctx, "INSERT INTO outbox (grp, type, data, created_at, epoch, off) VALUES ($1, $2, $3, $4, $5, $6)",
-				group, typ, string(b), p.now(), epoch, off)
+				group, typ, string(b), p.now(), pos.Epoch, pos.Offset)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("record %s event for %s: %w", typ, group, err)
+		return pos, fmt.Errorf("record %s event for %s: %w", typ, group, err)
 	}
-	return nil
+	return pos, nil
 }
 
 // newEpoch mints a group's epoch: random, so that a position is never
