@@ -65,6 +65,11 @@ type Config struct {
 	ChannelsRedis  string
 	ChannelsPrefix string
 	ChannelsLayer  string
+	// PublishMaxData bounds the data of one event published with an API
+	// key, in bytes; PublishRate is the events per second one key may
+	// publish (bursts of twice that), -1 for no limit.
+	PublishMaxData int
+	PublishRate    int
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -111,6 +116,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	channelsRedis := str("channels-redis", "", "redis://host:port/db of a Django app's channels_redis layer whose group_send messages herald's clients receive; empty turns it off")
 	channelsPrefix := str("channels-prefix", "asgi", "with --channels-redis: the layer's prefix setting")
 	channelsLayer := str("channels-layer", "core", "with --channels-redis: core (channels_redis.core.RedisChannelLayer) or pubsub (channels_redis.pubsub.RedisPubSubChannelLayer)")
+	publishMaxData := str("publish-max-data", "65536", "bytes of data one event published with an API key may have (POST /api/publish/), up to 1048576")
+	publishRate := str("publish-rate", "100", "events per second one API key may publish (bursts of twice that); -1 for no limit")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -188,6 +195,12 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		c.RegistrationsPerHour = integer(&errs, "registrations-per-hour", *registrations)
 		c.ChannelsRedis, c.ChannelsPrefix, c.ChannelsLayer = *channelsRedis, *channelsPrefix, *channelsLayer
 		errs = append(errs, checkChannels(c)...)
+		if n, err := strconv.Atoi(*publishMaxData); err != nil || n < 1 || n > 1<<20 {
+			errs = append(errs, fmt.Errorf("--publish-max-data %q: want a number of bytes from 1 to 1048576", *publishMaxData))
+		} else {
+			c.PublishMaxData = n
+		}
+		c.PublishRate = integer(&errs, "publish-rate", *publishRate)
 		c.Demo = boolean(&errs, "demo", *demo)
 		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
 		c.PublicMetrics = boolean(&errs, "public-metrics", *publicMetrics)
