@@ -1,5 +1,6 @@
 // Command herald is the herald real-time server: `herald serve` (the default)
-// runs it, `herald migrate` applies database migrations, `herald bench`
+// runs it, `herald migrate` applies database migrations, `herald apikey`
+// manages the API keys other backends publish with, `herald bench`
 // load-tests a running server.
 package main
 
@@ -23,6 +24,9 @@ const usage = `herald — real-time campaigns and quests: REST API, WebSocket an
 Usage:
   herald [serve] [flags]   run the server (the default command)
   herald migrate [flags]   apply database migrations and exit
+  herald apikey create|list|revoke
+                           manage the API keys other backends publish events
+                           with (POST /api/publish/)
   herald bench <scenario>  load-test a running herald over loopback (idle,
                            fanout, personal, apps, resume)
   herald help [command]    show help for a command
@@ -57,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return serve(ctx, args, stdout, stderr, getenv)
 	case "migrate":
 		return migrate(ctx, args, stdout, stderr, getenv)
+	case "apikey":
+		return apikeyCommand(ctx, args, stdout, stderr, getenv)
 	case "bench":
 		return benchCommand(ctx, args, stdout, stderr)
 	case "help":
