@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // AnnounceTypes are the event types a campaign room's client may announce,
@@ -46,14 +48,16 @@ func (p *Platform) ObjectJSON(ctx context.Context, viewerID, campaignID int64, t
 // holds that exact event (committed, waiting or published within the
 // history window): an announce of a version its own write already recorded,
 // or that another client announced, adds nothing. It reports whether it
-// recorded the event. The check and the record hold the group's log row, so
-// concurrent announces on any process record a version once.
+// recorded the event. The check and the record hold a lock of the group's
+// announces, so concurrent announces on any process record a version once.
 func (p *Platform) Announce(ctx context.Context, group, typ string, data []byte) (recorded bool, err error) {
 	err = p.write(ctx, func(tx *sql.Tx) error {
-		// Lock the group's row first (the check must see every committed
-		// event of the group); a group with no row has no event to match.
-		if _, err := tx.ExecContext(ctx, "SELECT last FROM group_log WHERE grp = $1"+p.db.ForUpdate(), group); err != nil {
-			return fmt.Errorf("lock the log of %s: %w", group, err)
+		// SQLite runs one write at a time; PostgreSQL takes a lock of
+		// this group's announces, released at commit.
+		if p.db.Dialect == store.Postgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "announce:"+group); err != nil {
+				return fmt.Errorf("lock the announces of %s: %w", group, err)
+			}
 		}
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox WHERE grp = $1 AND type = $2 AND data = $3",

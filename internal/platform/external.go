@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -38,8 +37,7 @@ const MaxExternalBatch = 100
 // RecordExternal records an event that another system sent to group (a
 // Django app's group_send, through its channel layer), in one transaction,
 // so that it reaches herald's clients like the events of herald's own
-// writes: with the group's next offset and its epoch, through the relay,
-// in the history and on resume. data is the event's JSON as clients get
+// writes: numbered in its group by the relay, in the history and on resume. data is the event's JSON as clients get
 // it. A group herald does not serve, a reserved type or data that is not
 // JSON is refused as KindInvalid.
 func (p *Platform) RecordExternal(ctx context.Context, group, typ string, data []byte) error {
@@ -55,14 +53,9 @@ func (p *Platform) RecordExternal(ctx context.Context, group, typ string, data [
 
 // RecordExternalBatch records events as RecordExternal does, all in one
 // transaction (all or none), each group's in the order given, and returns
-// their positions in that order. A refused event is named in the
-// KindInvalid error's fields by its index: events[i].group.
-//
-// The group_log rows are taken in the order of the groups' names, whatever
-// the batch's order: two batches locking the same groups in different
-// orders would each wait for the other (on PostgreSQL, until one is
-// aborted as a deadlock).
-func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEvent) ([]Position, error) {
+// their ids in that order. A refused event is named in the KindInvalid
+// error's fields by its index: events[i].group.
+func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEvent) ([]Recorded, error) {
 	if len(events) == 0 || len(events) > MaxExternalBatch {
 		return nil, invalid("events", "a batch holds 1 to %d events", MaxExternalBatch)
 	}
@@ -73,21 +66,14 @@ func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEve
 	if err := f.err(); err != nil {
 		return nil, err
 	}
-	order := make([]int, len(events))
-	for i := range order {
-		order[i] = i
-	}
-	// Stable: a group's events keep the batch's order.
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(events[a].Group, events[b].Group) })
-	out := make([]Position, len(events))
+	out := make([]Recorded, len(events))
 	err := p.write(ctx, func(tx *sql.Tx) error {
-		for _, i := range order {
-			e := events[i]
-			pos, err := p.recordAt(ctx, tx, e.Group, e.Type, json.RawMessage(e.Data))
+		for i, e := range events {
+			rec, err := p.recordAt(ctx, tx, e.Group, e.Type, json.RawMessage(e.Data))
 			if err != nil {
 				return err
 			}
-			out[i] = pos
+			out[i] = rec
 		}
 		return nil
 	})

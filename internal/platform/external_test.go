@@ -17,6 +17,7 @@ func TestRecordExternal(t *testing.T) {
 		ctx := context.Background()
 		alice := mustUser(t, p, "alice")
 		room := platform.CampaignGroup(activeCampaign(t, p, alice, "10.00"))
+		sequence(t, p)
 		before := logOf(t, p.DB(), room)
 		if err := p.RecordExternal(ctx, room, "contribution", []byte(`{"id":9,"amount":"1.50"}`)); err != nil {
 			t.Fatal(err)
@@ -24,6 +25,7 @@ func TestRecordExternal(t *testing.T) {
 		if err := p.RecordExternal(ctx, "quest_77", "new_application", []byte(`{"application_id":1}`)); err != nil {
 			t.Fatal(err)
 		}
+		sequence(t, p)
 		after := logOf(t, p.DB(), room)
 		if len(after) != len(before)+1 {
 			t.Fatalf("%d events, want %d", len(after), len(before)+1)

@@ -9,10 +9,14 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -205,68 +209,212 @@ func (r *Relay) flushWith(ctx context.Context, round func(context.Context) (int,
 	}
 }
 
-// Round publishes one batch of the oldest events and deletes those the
+// Round publishes one batch of the oldest events and marks those the
 // publisher accepted. It returns how many it published.
 //
-// On PostgreSQL it all happens in one transaction holding the relay lock, so
-// relays of several processes never interleave; a round that finds another
-// process's relay busy waits for it (up to LockWait, then returns errBusy). SQLite serves one
-// process, whose single relay needs no lock: it reads, publishes and then
-// deletes without holding the database's write lock while the hub fans the
-// events out, which would stall every write behind a large room.
+// First it numbers the batch's new events: each gets its group's next
+// offset, in the group's epoch (a reset starts a new epoch at 0), and that
+// is committed before any of them is published, so a position a client
+// sees is already the database's. Events numbered by a round that failed
+// to publish them go first, with their numbers.
+//
+// On PostgreSQL a round holds the relay lock, so relays of several
+// processes never number or publish at once and a group's events are
+// published in offset order; a round that finds another process's relay
+// busy waits for it (up to LockWait, then returns errBusy). SQLite serves
+// one process, whose single relay needs no lock. Neither holds a write
+// transaction while the hub fans the events out, which would stall every
+// write behind a large room.
 func (r *Relay) Round(ctx context.Context) (int, error) {
-	if r.db.Dialect != store.Postgres {
-		evs, err := readBatch(ctx, r.db, r.opt.Batch)
+	if r.db.Dialect == store.Postgres {
+		unlock, err := r.lock(ctx)
 		if err != nil {
 			return 0, err
 		}
-		published, pubErr := r.publish(ctx, evs)
-		if published > 0 {
-			err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-				return r.markPublished(ctx, tx, evs[:published])
-			})
-			if err != nil {
-				return published, errors.Join(pubErr, err)
-			}
-		}
-		return published, pubErr
+		defer unlock()
 	}
-	published := 0
-	var pubErr error
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		// Wait for the relay holding the lock rather than try and come back
-		// later: its round may have read the outbox before this process's
-		// write committed, and polling for the lock would burn the
-		// database's CPU exactly when it is busiest. Waiting costs nothing
-		// but a connection; the bound catches a holder that hangs.
-		// One round trip: set_config(…, true) is SET LOCAL, and the lock is
-		// taken for the row it yields, so after it.
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($2) FROM (SELECT set_config('lock_timeout', $1, true)) AS t",
-			strconv.FormatInt(r.opt.LockWait.Milliseconds(), 10)+"ms", relayLockID); err != nil {
-			if store.IsLockTimeout(err) {
-				return errBusy
-			}
-			return fmt.Errorf("outbox relay: take lock: %w", err)
+	evs, err := readBatch(ctx, r.db, r.opt.Batch)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.number(ctx, evs); err != nil {
+		return 0, err
+	}
+	published, pubErr := r.publish(ctx, evs)
+	if published > 0 {
+		err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+			return r.markPublished(ctx, tx, evs[:published])
+		})
+		if err != nil {
+			return published, errors.Join(pubErr, err)
 		}
-		evs, err := readBatch(ctx, tx, r.opt.Batch)
+	}
+	return published, pubErr
+}
+
+// lock takes the relay lock on a connection of its own, waiting at most
+// LockWait, and returns its release. Waiting for the relay holding it
+// rather than trying and coming back later: its round may have read the
+// outbox before this process's write committed, and polling for the lock
+// would burn the database's CPU exactly when it is busiest. A connection
+// whose unlock fails is dropped, which releases the lock with the session.
+func (r *Relay) lock(ctx context.Context) (unlock func(), err error) {
+	conn, err := r.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("outbox relay: connection for the lock: %w", err)
+	}
+	drop := func() {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = conn.Close()
+	}
+	// One round trip: the session's lock_timeout, then the lock.
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($2) FROM (SELECT set_config('lock_timeout', $1, false)) AS t",
+		strconv.FormatInt(r.opt.LockWait.Milliseconds(), 10)+"ms", relayLockID); err != nil {
+		drop()
+		if store.IsLockTimeout(err) {
+			return nil, errBusy
+		}
+		return nil, fmt.Errorf("outbox relay: take lock: %w", err)
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(uctx, "SELECT pg_advisory_unlock($1), set_config('lock_timeout', '0', false)", relayLockID); err != nil {
+			drop()
+			return
+		}
+		_ = conn.Close()
+	}, nil
+}
+
+// number gives each event of evs not numbered yet its group's next offset
+// in the group's epoch, in evs's order, and commits the numbers (and the
+// groups' heads in group_log) in one transaction.
+func (r *Relay) number(ctx context.Context, evs []event) error {
+	var fresh []string
+	for _, e := range evs {
+		if e.epoch == "" && !slices.Contains(fresh, e.group) {
+			fresh = append(fresh, e.group)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		heads, err := readHeads(ctx, tx, fresh)
 		if err != nil {
 			return err
 		}
-		published, pubErr = r.publish(ctx, evs)
-		if published == 0 {
-			return pubErr // nothing to keep; roll back
+		for i := range evs {
+			e := &evs[i]
+			if e.epoch != "" {
+				continue
+			}
+			h := heads[e.group]
+			if h == nil {
+				h = &head{epoch: newEpoch()}
+				heads[e.group] = h
+			}
+			if e.typ == layer.TypeReset {
+				h.epoch, h.last = newEpoch(), 0
+			} else {
+				h.last++
+			}
+			e.epoch, e.offset = h.epoch, h.last
 		}
-		// Mark what the layer has; what failed stays, in order, for the
-		// next round.
-		if err := r.markPublished(ctx, tx, evs[:published]); err != nil {
-			return errors.Join(pubErr, err)
-		}
-		return nil
+		return writeNumbers(ctx, tx, evs, heads)
 	})
-	if err == nil {
-		err = pubErr // some published and committed, the rest failed
+	if err != nil {
+		// Nothing was numbered: the next round numbers them again.
+		for i := range evs {
+			if slices.Contains(fresh, evs[i].group) && !evs[i].numbered {
+				evs[i].epoch, evs[i].offset = "", 0
+			}
+		}
+		return fmt.Errorf("outbox relay: number events: %w", err)
 	}
-	return published, err
+	return nil
+}
+
+// head is where a group's log stands: its epoch and last offset.
+type head struct {
+	epoch string
+	last  int64
+}
+
+// readHeads reads the heads of groups from group_log; a group without a
+// row has no events yet.
+func readHeads(ctx context.Context, tx *sql.Tx, groups []string) (map[string]*head, error) {
+	heads := make(map[string]*head, len(groups))
+	for len(groups) > 0 {
+		n := min(len(groups), 500)
+		args := make([]any, n)
+		marks := make([]string, n)
+		for i, g := range groups[:n] {
+			args[i], marks[i] = g, "$"+strconv.Itoa(i+1)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT grp, epoch, last FROM group_log WHERE grp IN ("+strings.Join(marks, ",")+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("read group heads: %w", err)
+		}
+		for rows.Next() {
+			var g string
+			h := &head{}
+			if err := rows.Scan(&g, &h.epoch, &h.last); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read group heads: %w", err)
+			}
+			heads[g] = h
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read group heads: %w", err)
+		}
+		groups = groups[n:]
+	}
+	return heads, nil
+}
+
+// writeNumbers stores the numbers evs got and the groups' new heads.
+func writeNumbers(ctx context.Context, tx *sql.Tx, evs []event, heads map[string]*head) error {
+	var vals []string
+	var args []any
+	for i := range evs {
+		e := &evs[i]
+		if e.numbered {
+			continue
+		}
+		n := len(args)
+		vals = append(vals, fmt.Sprintf("(CAST($%d AS BIGINT), CAST($%d AS TEXT), CAST($%d AS BIGINT))", n+1, n+2, n+3))
+		args = append(args, e.id, e.epoch, e.offset)
+	}
+	if len(vals) > 0 {
+		// A CTE names the columns the same way on both databases.
+		q := "WITH v(id, epoch, off) AS (VALUES " + strings.Join(vals, ",") + ") UPDATE outbox SET epoch = v.epoch, off = v.off FROM v WHERE outbox.id = v.id"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("store event numbers: %w", err)
+		}
+	}
+	vals, args = vals[:0], args[:0]
+	for g, h := range heads {
+		n := len(args)
+		vals = append(vals, fmt.Sprintf("($%d, $%d, $%d)", n+1, n+2, n+3))
+		args = append(args, g, h.epoch, h.last)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO group_log (grp, epoch, last) VALUES "+strings.Join(vals, ",")+
+		" ON CONFLICT (grp) DO UPDATE SET epoch = excluded.epoch, last = excluded.last", args...); err != nil {
+		return fmt.Errorf("store group heads: %w", err)
+	}
+	return nil
+}
+
+// newEpoch mints a group's epoch: random, so that a position is never
+// ambiguous across a database that was replaced.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // round is Round behind the relay's recover boundary: a panic fails the
@@ -288,15 +436,19 @@ type event struct {
 	data              string
 	offset            int64
 	created           time.Time
+	numbered          bool // read with its number
 }
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// readBatch reads up to n of the oldest events not yet published.
+// readBatch reads up to n of the oldest events not yet published: first
+// those numbered already (by a round that could not publish them; their
+// numbers come before any new one), then the others, in commit order per
+// group.
 func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id, grp, type, data, created_at, epoch, off FROM outbox WHERE NOT published ORDER BY id LIMIT $1", n)
+	rows, err := q.QueryContext(ctx, "SELECT id, grp, type, data, created_at, epoch, off FROM outbox WHERE NOT published ORDER BY epoch = '', id LIMIT $1", n)
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay: read: %w", err)
 	}
@@ -307,22 +459,13 @@ func readBatch(ctx context.Context, q querier, n int) ([]event, error) {
 		if err := rows.Scan(&e.id, &e.group, &e.typ, &e.data, &e.created, &e.epoch, &e.offset); err != nil {
 			return nil, fmt.Errorf("outbox relay: read: %w", err)
 		}
+		e.numbered = e.epoch != ""
 		evs = append(evs, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("outbox relay: read: %w", err)
 	}
 	return evs, nil
-}
-
-// publishKey is an outbox row's identity, for a row recorded before events
-// got their positions in their writes (their epoch is empty): a relay that
-// dies after publishing and before marking the row makes the next one
-// publish it again, and a layer that keeps keys (Redis) returns the first
-// offset instead of publishing twice. A row with its position needs none:
-// a layer takes an offset it already has as a duplicate.
-func publishKey(e event) string {
-	return "outbox:" + strconv.FormatInt(e.id, 10) + ":" + strconv.FormatInt(e.created.UnixMicro(), 10)
 }
 
 // publish publishes evs in order until one fails; it returns how many went.
@@ -333,12 +476,9 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 	msgs := make([]layer.Message, len(evs))
 	keys := make([]string, len(evs))
 	for i, e := range evs {
-		msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data)}
-		if e.epoch == "" {
-			keys[i] = publishKey(e)
-			continue
-		}
-		msgs[i].Offset, msgs[i].Epoch = uint64(e.offset), e.epoch
+		// Its number identifies it: a layer that has it already (a round
+		// that published it failed to mark it) drops it.
+		msgs[i] = layer.Message{Group: e.group, Type: e.typ, Data: []byte(e.data), Offset: uint64(e.offset), Epoch: e.epoch}
 	}
 	offs, err := r.pub.PublishBatch(ctx, msgs, keys)
 	n := min(len(offs), len(evs))
@@ -370,7 +510,6 @@ func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) erro
 	for _, e := range evs {
 		var err error
 		switch {
-		case e.epoch == "":
 		case e.typ == layer.TypeReset:
 			_, err = tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch <> $2 AND published", e.group, e.epoch)
 		case e.offset > size && e.offset%pruneEvery == 0:
