@@ -32,6 +32,17 @@ func (a *App) initChannelsRedis(ctx context.Context) error {
 			}
 			return err
 		},
+		RecordBatch: func(ctx context.Context, events []channelsredis.Event) error {
+			evs := make([]platform.ExternalEvent, len(events))
+			for i, e := range events {
+				evs[i] = platform.ExternalEvent{Group: e.Group, Type: e.Type, Data: e.Data}
+			}
+			_, err := a.platform.RecordExternalBatch(ctx, evs)
+			if platform.KindOf(err) == platform.KindInvalid {
+				return fmt.Errorf("%w: %v", channelsredis.ErrRejected, err)
+			}
+			return err
+		},
 		GroupKind: func(group string) (string, bool) {
 			kind, _, ok := platform.ParseGroup(group)
 			return kind, ok

@@ -27,9 +27,10 @@ type event struct {
 
 // sink records what Members hand over, optionally failing.
 type sink struct {
-	mu     sync.Mutex
-	events []event
-	fail   func(event) error
+	mu      sync.Mutex
+	events  []event
+	fail    func(event) error
+	batches int
 }
 
 func (s *sink) record(_ context.Context, group, typ string, data []byte) error {
@@ -42,6 +43,28 @@ func (s *sink) record(_ context.Context, group, typ string, data []byte) error {
 		}
 	}
 	s.events = append(s.events, e)
+	return nil
+}
+
+// recordBatch records events as one call, all or none; batches counts the
+// calls of more than one event.
+func (s *sink) recordBatch(ctx context.Context, evs []Event) error {
+	s.mu.Lock()
+	if s.fail != nil {
+		for _, e := range evs {
+			if err := s.fail(event{e.Group, e.Type, e.Data}); err != nil {
+				s.mu.Unlock()
+				return err
+			}
+		}
+	}
+	s.batches++
+	s.mu.Unlock()
+	for _, e := range evs {
+		s.mu.Lock()
+		s.events = append(s.events, event{e.Group, e.Type, bytes.Clone(e.Data)})
+		s.mu.Unlock()
+	}
 	return nil
 }
 
@@ -268,12 +291,15 @@ func TestPubSubTakesWhatChannelsRedisPublishes(t *testing.T) {
 	c.Publish(ctx, "asgi__group__user_12", golden(t, "application_update", "pubsub"))
 	c.Publish(ctx, "asgi__group__campaign_9", golden(t, "extremes", "pubsub"))
 	waitFor(t, "two events", func() bool { return len(s.all()) == 2 })
-	got := s.all()
-	if e := got[0]; e.group != "user_12" || e.typ != "application_update" || !sameJSON(t, e.data, golden(t, "application_update", "json")) {
-		t.Errorf("first: %s %s %s", e.group, e.typ, e.data)
+	got := map[string]event{}
+	for _, e := range s.all() {
+		got[e.group] = e
 	}
-	if e := got[1]; e.group != "campaign_9" || e.typ != "update" || !sameJSON(t, e.data, golden(t, "extremes", "json")) {
-		t.Errorf("second: %s %s %s", e.group, e.typ, e.data)
+	if e := got["user_12"]; e.typ != "application_update" || !sameJSON(t, e.data, golden(t, "application_update", "json")) {
+		t.Errorf("user_12: %s %s", e.typ, e.data)
+	}
+	if e := got["campaign_9"]; e.typ != "update" || !sameJSON(t, e.data, golden(t, "extremes", "json")) {
+		t.Errorf("campaign_9: %s %s", e.typ, e.data)
 	}
 }
 
@@ -380,7 +406,7 @@ func TestOneDeliveryAcrossProcesses(t *testing.T) {
 			gs.set("quest_5", "user_7")
 			var ms []*running
 			for range 3 {
-				ms = append(ms, start(t, srv.URL(), layer, s, gs))
+				ms = append(ms, start(t, srv.URL(), layer, s, gs, func(o *Options) { o.RecordBatch = s.recordBatch }))
 			}
 			if layer == Core {
 				joined(t, c, "quest_5", ms...)
@@ -550,5 +576,48 @@ func TestMembershipFollowsClients(t *testing.T) {
 	}
 	if c.ZScore(ctx, "asgi:group:user_2", "herald.user_2").Err() != nil {
 		t.Error("herald left user_2, which has a client")
+	}
+}
+
+// TestBatchRefusedFallsBackToOneAtATime: a group's waiting messages are
+// recorded in one call; a batch the log refuses is recorded message by
+// message, so only the refused one is dropped and the others keep their
+// order.
+func TestBatchRefusedFallsBackToOneAtATime(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client()
+	s, gs := &sink{}, &groups{}
+	s.setFail(func(e event) error {
+		if string(e.data) == `"reject me"` {
+			return fmt.Errorf("%w: not for the log", ErrRejected)
+		}
+		return nil
+	})
+	gs.set("quest_5", "user_5")
+	// Waiting before herald takes them: each group's popped together.
+	at := now()
+	for i, d := range []string{"1", "2", "3"} {
+		store(t, c, "quest_5", coreBytes(t, "quest_5", map[string]any{"type": "new_application", "data": d}, i), at+float64(i)/1000)
+	}
+	for i, d := range []string{"a", "reject me", "b"} {
+		store(t, c, "user_5", coreBytes(t, "user_5", map[string]any{"type": "application_update", "data": d}, 10+i), at+float64(i)/1000)
+	}
+	m := start(t, srv.URL(), Core, s, gs, func(o *Options) { o.RecordBatch = s.recordBatch })
+	waitFor(t, "five events", func() bool { return len(s.all()) == 5 })
+	got := map[string][]string{}
+	for _, e := range s.all() {
+		got[e.group] = append(got[e.group], string(e.data))
+	}
+	if q, u := strings.Join(got["quest_5"], " "), strings.Join(got["user_5"], " "); q != `"1" "2" "3"` || u != `"a" "b"` {
+		t.Errorf("recorded quest_5 %s, user_5 %s", q, u)
+	}
+	if st := m.Stats(); st.Dropped[DropRejected] != 1 || st.Recorded != 5 {
+		t.Errorf("stats %+v", st)
+	}
+	s.mu.Lock()
+	batches := s.batches
+	s.mu.Unlock()
+	if batches != 1 {
+		t.Errorf("%d calls recorded batches, want 1 (quest_5's)", batches)
 	}
 }
