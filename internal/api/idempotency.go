@@ -52,12 +52,12 @@ func idempotencyKey(h http.Header) (string, bool, error) {
 }
 
 // recordsKey says whether rt's requests record their Idempotency-Key:
-// signed-in writes do. Sign-ins, refreshes, registration and tickets do
-// not: their answers hold credentials, which are never stored, and sending
-// them again is harmless (a new token, a new ticket; registration answers
-// that the name is taken).
+// signed-in writes do, and publishes, per API key. Sign-ins, refreshes,
+// registration and tickets do not: their answers hold credentials, which
+// are never stored, and sending them again is harmless (a new token, a new
+// ticket; registration answers that the name is taken).
 func recordsKey(rt Route) bool {
-	return rt.Method == http.MethodPost && rt.Auth == AuthRequired && !rt.Credentials
+	return rt.Method == http.MethodPost && (rt.Auth == AuthRequired || rt.Auth == AuthAPIKey) && !rt.Credentials
 }
 
 // serveIdempotent runs a POST route, honouring its Idempotency-Key: a
@@ -76,6 +76,9 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, r *http.Request, rt Rout
 		return err
 	}
 	req := &platform.IdempotentRequest{UserID: userID(r), Key: key, Hash: requestHash(r, body)}
+	if k, ok := apiKeyOf(r); ok {
+		req.APIKeyID = k.ID
+	}
 	if done, err := s.answerFromKey(w, r, req); done || err != nil {
 		return err
 	}
@@ -128,7 +131,7 @@ func requestHash(r *http.Request, body []byte) string {
 // answerFromKey answers req from what its key already holds: the stored
 // answer, or why there is none. false when the key is unused.
 func (s *Server) answerFromKey(w http.ResponseWriter, r *http.Request, req *platform.IdempotentRequest) (bool, error) {
-	rec, found, err := s.p.IdempotencyKey(r.Context(), req.UserID, req.Key)
+	rec, found, err := s.p.KeyRecordOf(r.Context(), req)
 	if err != nil || !found {
 		return false, err
 	}

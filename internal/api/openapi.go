@@ -44,12 +44,21 @@ func (s *Server) OpenAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.Body != nil {
+			var sch map[string]any
+			if rt.BodySchema != nil {
+				sch = rt.BodySchema(g)
+			} else {
+				sch = g.schema(reflect.TypeOf(rt.Body), true)
+			}
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Body), true)}}}
+				"application/json": map[string]any{"schema": sch}}}
 		}
-		if rt.Auth == AuthRequired {
+		switch rt.Auth {
+		case AuthRequired:
 			op["security"] = []any{map[string]any{"bearer": []string{}}}
-		} else {
+		case AuthAPIKey:
+			op["security"] = []any{map[string]any{"apiKey": []string{}}}
+		default:
 			op["security"] = []any{map[string]any{}, map[string]any{"bearer": []string{}}}
 		}
 		responses := map[string]any{}
@@ -109,8 +118,11 @@ func (s *Server) OpenAPI() map[string]any {
 				"content": map[string]any{"application/problem+json": map[string]any{
 					"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}},
 			}},
-			"securitySchemes": map[string]any{"bearer": map[string]any{
-				"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+			"securitySchemes": map[string]any{
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+				"apiKey": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "hk_<id>_<secret>",
+					"description": "An API key from `herald apikey create`, sent as Authorization: Bearer hk_…; it may publish to the groups its scopes name."},
+			},
 		},
 	}
 }
@@ -122,6 +134,9 @@ func idempotencyParam(rt Route) map[string]any {
 		"The same key with another request: 422 idempotency_key_reused; while the first is still answering: " +
 		"409 request_in_progress with Retry-After; applied but its answer lost: 409 already_applied. " +
 		"Keys are per user."
+	if rt.Auth == AuthAPIKey {
+		desc = strings.Replace(desc, "Keys are per user.", "Keys are per API key.", 1)
+	}
 	if !recordsKey(rt) {
 		desc = "Accepted (and checked) but not recorded here: the answer holds credentials, which are never stored, " +
 			"and sending the request again is harmless."
@@ -154,6 +169,7 @@ func contains(xs []int, x int) bool {
 }
 
 var (
+	rawT   = reflect.TypeFor[json.RawMessage]()
 	centsT = reflect.TypeFor[money.Cents]()
 	timeT  = reflect.TypeFor[platform.Time]()
 	dateT  = reflect.TypeFor[platform.Date]()
@@ -176,6 +192,8 @@ func (g *schemaGen) schema(t reflect.Type, input bool) map[string]any {
 		if input {
 			s = map[string]any{"type": []string{"string", "number"}, "description": `a decimal amount with at most 2 places, e.g. "100.00"`}
 		}
+	case rawT:
+		s = map[string]any{"type": "object", "description": "any JSON object, passed on as it is"}
 	case timeT:
 		s = map[string]any{"type": "string", "format": "date-time"}
 	case dateT:
@@ -258,4 +276,23 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.schemaJSON)
 	return nil
+}
+
+// publishSchema documents POST /api/publish/'s two bodies: one event, or a
+// batch of them.
+func publishSchema(g *schemaGen) map[string]any {
+	one := g.schema(reflect.TypeFor[PublishEvent](), true)
+	batch := g.schema(reflect.TypeFor[PublishBatch](), true)
+	ev := g.defs["PublishEventInput"].(map[string]any)
+	ev["required"] = []string{"group", "type", "data"}
+	props := ev["properties"].(map[string]any)
+	props["group"] = map[string]any{"type": "string", "description": "campaign_N, quest_N or user_N", "examples": []string{"campaign_5"}}
+	props["type"] = map[string]any{"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$", "examples": []string{"score_update"},
+		"description": "not one of herald's own message types (room_reset, quest_created, campaign_data, error, subscribed, ack, presence)"}
+	props["data"].(map[string]any)["description"] = "a JSON object, 64 KiB at most by default (--publish-max-data); clients receive it as it is"
+	b := g.defs["PublishBatchInput"].(map[string]any)
+	b["required"] = []string{"events"}
+	evs := b["properties"].(map[string]any)["events"].(map[string]any)
+	evs["minItems"], evs["maxItems"] = 1, MaxPublishBatch
+	return map[string]any{"oneOf": []any{one, batch}}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -175,6 +176,15 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(403, "PATCH", ap, fanTok, map[string]any{"status": "approved"})
 		call(200, "PATCH", ap, ownerTok, map[string]any{"status": "approved"})
 
+		runRelay(t, e) // a publish answers once the relay has numbered its events
+		_, pubKey := newAPIKey(t, e.app.Platform().DB(), "campaign")
+		pub := map[string]any{"group": "campaign_1", "type": "score", "data": map[string]any{"home": 1}}
+		call(201, "POST", "/api/publish/", pubKey, pub)
+		call(201, "POST", "/api/publish/", pubKey, map[string]any{"events": []any{pub, pub}})
+		call(400, "POST", "/api/publish/", pubKey, map[string]any{"group": "campaign_1", "type": "Score", "data": map[string]any{}})
+		call(401, "POST", "/api/publish/", "hk_unknown", pub)
+		call(403, "POST", "/api/publish/", pubKey, map[string]any{"group": "quest_1", "type": "score", "data": map[string]any{}})
+
 		var missing []string
 		for op := range sc.ops {
 			if !sc.seen[op] && op != "GET /api/schema/" {
@@ -186,4 +196,50 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("documented operations never reached in the walk (is each really served?): %v", missing)
 		}
 	})
+}
+
+// The publish body's schema takes one event or a batch, and neither an
+// event without its fields, nor both forms, nor a batch over 100.
+func TestOpenAPIPublishBody(t *testing.T) {
+	e := newEnv(t, testenv.SQLite(t))
+	r := e.must(http.StatusOK, "GET", "/api/schema/", "", nil)
+	raw, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("file:///openapi.json", raw); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(pointer("paths", "/api/publish/", "post", "requestBody", "content", "application/json", "schema"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := `{"group":"campaign_1","type":"t","data":{"a":1}}`
+	for body, valid := range map[string]bool{
+		ev:                                   true,
+		`{"events":[` + ev + `,` + ev + `]}`: true,
+		`{"group":"campaign_1","type":"t"}`:  false,
+		`{"group":"campaign_1","type":"t","data":[]}`: false,
+		`{"group":"campaign_1","type":"T","data":{}}`: false,
+		`{"events":[]}`: false,
+		`{"events":[` + strings.Repeat(ev+",", 100) + ev + `]}`:             false,
+		`{"group":"campaign_1","type":"t","data":{},"events":[` + ev + `]}`: false,
+		`{"group":"campaign_1","type":"t","data":{},"ttl":1}`:               false,
+	} {
+		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(inst); (err == nil) != valid {
+			t.Errorf("%s: valid %v, want %v (%v)", clipBody(body), err == nil, valid, err)
+		}
+	}
+}
+
+func clipBody(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -13,6 +13,7 @@ type AuthMode int
 const (
 	AuthNone     AuthMode = iota // anyone; a valid token is still read (drafts, own applications)
 	AuthRequired                 // a valid access token
+	AuthAPIKey                   // a valid API key (publishing), never a user's token
 )
 
 // Route is one operation: how it is reached, what it takes and returns (for
@@ -32,7 +33,10 @@ type Route struct {
 	// Credentials: the answer holds tokens or a ticket, so it is never
 	// stored for an Idempotency-Key replay.
 	Credentials bool
-	handle      func(http.ResponseWriter, *http.Request) error
+	// BodySchema, when set, documents the body instead of Body's type
+	// (a body of more than one shape).
+	BodySchema func(*schemaGen) map[string]any
+	handle     func(http.ResponseWriter, *http.Request) error
 }
 
 func (s *Server) routeTable() []Route {
@@ -146,6 +150,10 @@ func (s *Server) routeTable() []Route {
 			Result: platform.Application{}, Status: read, Errors: []int{unauth, nf}, handle: withID(s.p.Application)},
 		{Method: "PATCH", Path: "/api/applications/{id}/", Summary: "Approve or reject (creator) or withdraw (applicant)", Tag: "quests", Auth: AuthRequired,
 			Body: statusChange{}, Result: platform.Application{}, Status: read, Errors: []int{bad, unauth, forb, nf, confl}, handle: withIDBody(read, s.setApplicationStatus)},
+
+		{Method: "POST", Path: "/api/publish/", Summary: "Publish events to groups with an API key (docs/publish.md): one event, or a batch of up to 100 recorded all or none", Tag: "publish", Auth: AuthAPIKey,
+			Body: publishRequest{}, BodySchema: publishSchema, Result: PublishResult{}, Status: made,
+			Errors: []int{bad, unauth, forb, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusTooManyRequests}, handle: s.publish},
 
 		{Method: "GET", Path: "/api/ops/", Summary: "A snapshot of the running server for the operations page (administrators)", Tag: "meta", Auth: AuthRequired,
 			Result: OpsStats{}, Status: read, Errors: []int{unauth, forb, nf}, handle: s.ops},

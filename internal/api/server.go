@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/platform"
 )
@@ -37,6 +39,19 @@ type Config struct {
 	Admins []string
 	// OpsStats reports the running server for /api/ops/.
 	OpsStats func(context.Context) OpsStats
+	// APIKeys checks the keys of POST /api/publish/; nil refuses every
+	// key.
+	APIKeys *apikey.Store
+	// PublishMaxData bounds one published event's data, in bytes: 0 for
+	// DefaultPublishMaxData.
+	PublishMaxData int
+	// PublishRate is the events per second one API key may publish
+	// (bursts of twice that, at least a whole batch): 0 for
+	// DefaultPublishRate, -1 for no limit.
+	PublishRate int
+	// PublishWait bounds how long a publish's answer waits for the relay
+	// to number its events: 0 for DefaultPublishWait.
+	PublishWait time.Duration
 }
 
 // Server serves the REST API.
@@ -53,6 +68,11 @@ type Server struct {
 	opsStats      func(context.Context) OpsStats
 	mux           *http.ServeMux
 	routes        []Route
+	keys          *apikey.Store
+	// publishMaxData and publishLimit bound what one API key publishes.
+	publishMaxData int
+	publishLimit   *keyLimiter
+	publishWait    time.Duration
 
 	schemaOnce sync.Once
 	schemaJSON []byte
@@ -67,7 +87,19 @@ func New(cfg Config) (*Server, error) {
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
 		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), origins: cfg.AllowedOrigins,
+		keys: cfg.APIKeys, publishMaxData: cfg.PublishMaxData, publishWait: cfg.PublishWait,
 	}
+	if s.publishMaxData <= 0 {
+		s.publishMaxData = DefaultPublishMaxData
+	}
+	if s.publishWait <= 0 {
+		s.publishWait = DefaultPublishWait
+	}
+	rate := cfg.PublishRate
+	if rate == 0 {
+		rate = DefaultPublishRate
+	}
+	s.publishLimit = newKeyLimiter(rate)
 	if s.throttle == nil {
 		s.throttle = auth.NewThrottle(auth.ThrottleConfig{})
 	}
@@ -136,7 +168,10 @@ func (s *Server) dispatch(routes []Route) http.Handler {
 
 type ctxKey int
 
-const userKey ctxKey = iota
+const (
+	userKey   ctxKey = iota
+	apiKeyKey        // the apikey.Key of a publish
+)
 
 // serveRoute authenticates the request as the route requires and runs it.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route) {
@@ -159,6 +194,10 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route) {
 // that is present but bad is refused even where none is needed, as Django
 // REST framework does, so a client learns its token has expired.
 func (s *Server) authenticate(r *http.Request, rt Route) (*http.Request, error) {
+	if rt.Auth == AuthAPIKey {
+		// No cookie authenticates these routes, so no page can forge them.
+		return s.authenticateKey(r)
+	}
 	if err := s.checkForgery(r); err != nil {
 		return r, err
 	}

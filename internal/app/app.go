@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/api"
+	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/channelsredis"
 	"github.com/heraldhq/herald/internal/config"
@@ -151,6 +152,9 @@ func (a *App) init(ctx context.Context) error {
 		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
 		RegistrationsPerHour: a.cfg.RegistrationsPerHour,
 		AllowedOrigins:       a.cfg.AllowedOrigins,
+		APIKeys:              apikey.New(a.db, nil),
+		PublishMaxData:       a.cfg.PublishMaxData,
+		PublishRate:          a.cfg.PublishRate,
 		Admins:               a.cfg.Admins, OpsStats: a.opsStats,
 	})
 	if err != nil {
