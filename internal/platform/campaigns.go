@@ -182,10 +182,12 @@ func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, cam
 
 // campaignForNewChild is campaignForWrite for adding an object whose event
 // is independent of its siblings' (a comment, an update, a release): the
-// row is share-locked, so such writes to one campaign run side by side up
-// to recording their event, while a change to the campaign itself or to an
-// existing object still waits for them. Recording the event takes the
-// room's group_log row, which numbers the events in commit order.
+// row is share-locked, so such writes to one campaign commit side by side
+// (on PostgreSQL, in one flush to disk) instead of one after another, while
+// a change to the campaign itself or to an existing object still waits for
+// them. Their events may be numbered in another order than their commits;
+// each is still published once, and no client state depends on the order
+// of two new objects.
 func (p *Platform) campaignForNewChild(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
 	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForShare())
 }
