@@ -77,10 +77,12 @@ type herald struct {
 
 // fixture is what the cases need of the running process: access tokens
 // of the demo users (ids 1 to 4, signed by the suite with the server's
-// secret) and the server's own origin.
+// secret), the server's own origin, and publish API keys made by `herald
+// apikey` (scopes campaign and user_2; a revoked one).
 type fixture struct {
 	alice, bob, carol, dave string
 	origin                  string // http://host:port
+	publisher, revokedKey   string
 }
 
 // startHerald starts herald on a new SQLite database with the demo data and
@@ -97,10 +99,18 @@ func startHerald(t *testing.T) *herald {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	db := "sqlite:" + filepath.Join(dir, "herald.db")
+	publisher := apikeyCreate(t, db, "campaign,user_2")
+	revoked := apikeyCreate(t, db, "campaign")
+	if id, _, ok := strings.Cut(strings.TrimPrefix(revoked, "hk_"), "_"); !ok {
+		t.Fatalf("herald apikey create printed %q", revoked)
+	} else {
+		heraldCmd(t, "apikey", "revoke", id, "--db", db)
+	}
 	h.cmd = exec.Command(heraldBin, "serve",
 		"--addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0",
-		"--db", "sqlite:"+filepath.Join(dir, "herald.db"),
+		"--db", db,
 		"--data-dir", dir,
 		"--demo=true",
 		"--jwt-secret", string(h.secret),
@@ -138,8 +148,36 @@ func startHerald(t *testing.T) *herald {
 		t.Fatal(err)
 	}
 	h.fixture = fixture{origin: h.base,
-		alice: h.access(1), bob: h.access(2), carol: h.access(3), dave: h.access(4)}
+		alice: h.access(1), bob: h.access(2), carol: h.access(3), dave: h.access(4),
+		publisher: publisher, revokedKey: revoked}
 	return h
+}
+
+// heraldCmd runs a herald command to its end and returns its standard
+// output; only its flags configure it, whatever HERALD_* the test runs
+// with.
+func heraldCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(heraldBin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("herald %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
+}
+
+// apikeyCreate makes a publish API key with scopes on db, as an operator
+// would, and returns it.
+func apikeyCreate(t *testing.T, db, scopes string) string {
+	t.Helper()
+	return strings.TrimSpace(heraldCmd(t, "apikey", "create", "--db", db, "--name", "hostile suite", "--scope", scopes))
 }
 
 // awaitListening reads the addresses the process logs once it listens (it

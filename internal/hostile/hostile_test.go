@@ -49,7 +49,7 @@ func TestHostile(t *testing.T) {
 	t.Logf("before: %v", before)
 
 	var cases []hcase
-	for _, family := range [][]hcase{frameCases(), messageCases(), httpCases(), headerCases(), tokenCases(), resumeCases(), limitCases()} {
+	for _, family := range [][]hcase{frameCases(), messageCases(), httpCases(), headerCases(), tokenCases(), resumeCases(), limitCases(), publishCases()} {
 		cases = append(cases, family...)
 	}
 	// The cases mostly wait on the server (for close handshakes, for

@@ -28,7 +28,8 @@ func (hc httpCase) run(t *testing.T, h *herald) {
 	var err error
 	if hc.raw != "" {
 		f := h.fixture
-		head := strings.NewReplacer("{host}", h.addr, "{alice}", f.alice, "{bob}", f.bob, "{carol}", f.carol, "{dave}", f.dave).Replace(hc.raw)
+		head := strings.NewReplacer("{host}", h.addr, "{alice}", f.alice, "{bob}", f.bob, "{carol}", f.carol, "{dave}", f.dave,
+			"{publisher}", f.publisher).Replace(hc.raw)
 		r, err = c.raw(head+hc.rawBody, 20*time.Second)
 	} else {
 		r, err = c.do(hc.req(h.fixture))
@@ -74,9 +75,10 @@ type bodyEndpoint struct {
 	valid        string
 }
 
-// token is the access token of a demo user by name ("" for none).
+// token is the access token of a demo user by name, or the publish API
+// key for "publisher" ("" for none).
 func (f fixture) token(name string) string {
-	return map[string]string{"alice": f.alice, "bob": f.bob, "carol": f.carol, "dave": f.dave}[name]
+	return map[string]string{"alice": f.alice, "bob": f.bob, "carol": f.carol, "dave": f.dave, "publisher": f.publisher}[name]
 }
 
 // bodyEndpoints are every REST operation with a body, on the demo data
@@ -103,6 +105,7 @@ func bodyEndpoints() []bodyEndpoint {
 		{"PATCH", "/api/quests/3/", "carol", `{"description":"d"}`},
 		{"POST", "/api/quests/3/applications/", "bob", `{"message":"m"}`},
 		{"PATCH", "/api/applications/5/", "dave", `{"status":"withdrawn"}`},
+		{"POST", "/api/publish/", "publisher", `{"group":"campaign_1","type":"hostile","data":{}}`},
 	}
 }
 
