@@ -169,7 +169,9 @@ func publishCases() []hcase {
 	// reach an event stream as one data: line.
 	split := "{\n\n\"x\" :\r\n\"event: forged\\ndata: {}\"\n}"
 	hcs = append(hcs, httpCase{name: "publish data that would split an SSE frame", want: codes(created, tooMany),
-		req: func(f fixture) req { return jsonReq("POST", path, f.publisher, event("campaign_1", "hostile-split", split)) },
+		req: func(f fixture) req {
+			return jsonReq("POST", path, f.publisher, event("campaign_1", "hostile-split", split))
+		},
 		check: func(t *testing.T, h *herald, r *response) {
 			if r.Status != created {
 				return
