@@ -52,6 +52,12 @@ type Options struct {
 	// it was committed; Failed of each round that could not publish.
 	Published func(typ string, delay time.Duration)
 	Failed    func()
+	// Numbered, if set, is told of each event of a round, by its outbox
+	// id, once its number is committed and before it is published (a
+	// publish's answer gives the positions; reading them back from the
+	// outbox can come too late in a busy group, whose oldest events are
+	// pruned). It runs on the relay's goroutine and must not block.
+	Numbered func(id int64, group, epoch string, offset int64)
 	// HistorySize and HistoryAge are the window published events are kept
 	// for: a group's latest HistorySize events, none older than HistoryAge
 	// (defaults layer.DefaultHistorySize and layer.DefaultHistoryAge). A
@@ -239,6 +245,11 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 	}
 	if err := r.number(ctx, evs); err != nil {
 		return 0, err
+	}
+	if r.opt.Numbered != nil {
+		for _, e := range evs {
+			r.opt.Numbered(e.id, e.group, e.epoch, e.offset)
+		}
 	}
 	published, pubErr := r.publish(ctx, evs)
 	if published > 0 {
