@@ -134,44 +134,123 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 
 // positions waits for the relay to number recs in their groups (their
 // commit woke it, so this takes milliseconds) and returns their positions
-// in recs' order. It gives up after publishWait, leaving out those still
-// not numbered, and waits on even if the client has gone: the answer is
-// also kept for its Idempotency-Key.
+// in recs' order. The relay of this process tells them as it numbers them
+// (Numbered); the outbox is read at once, for events numbered before this
+// waited, and then every positionPoll, for events another process's relay
+// numbers. It gives up after publishWait, leaving out those not numbered,
+// and waits on even if the client has gone: the answer is also kept for
+// its Idempotency-Key.
 func (s *Server) positions(ctx context.Context, recs []platform.Recorded) []PublishedEvent {
 	out := make([]PublishedEvent, len(recs))
-	waiting := make(map[int64]int, len(recs))
+	index := make(map[int64]int, len(recs))
+	ids := make([]int64, len(recs))
 	for i, rec := range recs {
 		out[i].Group = rec.Group
-		waiting[rec.ID] = i
+		index[rec.ID], ids[i] = i, rec.ID
+	}
+	w := s.waiters.add(ids)
+	defer s.waiters.remove(ids, w)
+	fill := func(got map[int64]platform.Position) {
+		for id, pos := range got {
+			if i, ok := index[id]; ok {
+				out[i].Offset, out[i].Epoch = &pos.Offset, &pos.Epoch
+				delete(index, id)
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.publishWait)
 	defer cancel()
-	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		ids := make([]int64, 0, len(waiting))
-		for id := range waiting {
-			ids = append(ids, id)
-		}
-		got, err := s.p.Positions(ctx, ids)
-		if err != nil {
-			if ctx.Err() == nil {
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for len(index) > 0 {
+		select {
+		case <-w.wake:
+			fill(s.waiters.take(w))
+		case <-poll.C:
+			missing := make([]int64, 0, len(index))
+			for id := range index {
+				missing = append(missing, id)
+			}
+			got, err := s.p.Positions(ctx, missing)
+			if err != nil && ctx.Err() == nil {
 				s.log.WarnContext(ctx, "publish: read the positions of recorded events", "err", err)
 			}
-			return out
-		}
-		for id, pos := range got {
-			i := waiting[id]
-			out[i].Offset, out[i].Epoch = &pos.Offset, &pos.Epoch
-			delete(waiting, id)
-		}
-		if len(waiting) == 0 {
-			return out
-		}
-		t := time.NewTimer(delay)
-		select {
+			fill(got)
+			poll.Reset(positionPoll)
 		case <-ctx.Done():
-			t.Stop()
 			return out
-		case <-t.C:
+		}
+	}
+	return out
+}
+
+// positionPoll is how often a publish's answer reads the positions of its
+// events that this process's relay has not told it of.
+const positionPoll = 50 * time.Millisecond
+
+// Numbered is told by the outbox relay of each event it numbered
+// (relay.Options.Numbered), for the publishes waiting for their positions.
+// It does not block.
+func (s *Server) Numbered(id int64, group, epoch string, offset int64) {
+	s.waiters.numbered(id, platform.Position{Group: group, Epoch: epoch, Offset: offset})
+}
+
+// positionWaiters are the publishes waiting for their events' positions,
+// by outbox id.
+type positionWaiters struct {
+	mu   sync.Mutex
+	byID map[int64]*positionWaiter
+}
+
+type positionWaiter struct {
+	got  map[int64]platform.Position // guarded by positionWaiters.mu
+	wake chan struct{}               // signalled (buffer 1) when got grows
+}
+
+func (ws *positionWaiters) add(ids []int64) *positionWaiter {
+	w := &positionWaiter{got: map[int64]platform.Position{}, wake: make(chan struct{}, 1)}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.byID == nil {
+		ws.byID = map[int64]*positionWaiter{}
+	}
+	for _, id := range ids {
+		ws.byID[id] = w
+	}
+	return w
+}
+
+func (ws *positionWaiters) remove(ids []int64, w *positionWaiter) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, id := range ids {
+		if ws.byID[id] == w {
+			delete(ws.byID, id)
+		}
+	}
+}
+
+// take returns what w was told since the last take.
+func (ws *positionWaiters) take(w *positionWaiter) map[int64]platform.Position {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	got := w.got
+	w.got = map[int64]platform.Position{}
+	return got
+}
+
+func (ws *positionWaiters) numbered(id int64, pos platform.Position) {
+	ws.mu.Lock()
+	w := ws.byID[id]
+	if w != nil {
+		w.got[id] = pos
+		delete(ws.byID, id)
+	}
+	ws.mu.Unlock()
+	if w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
 		}
 	}
 }

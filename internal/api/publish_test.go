@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/apikey"
+	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/testenv"
 )
@@ -401,6 +402,50 @@ func TestPublishIdempotencyKey(t *testing.T) {
 		}
 		if r := e.doKey("POST", "/api/publish/", key, body, "bad key"); r.Status != http.StatusBadRequest {
 			t.Errorf("a key with a space: %d", r.Status)
+		}
+	})
+}
+
+// An event numbered and pruned from the log before its publish's answer
+// could read it back (a busy group: 1,000 newer events) is still answered
+// with its position: the relay tells it as it numbers it.
+func TestPublishAnswersPositionsOfPrunedEvents(t *testing.T) {
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		e := newEnv(t, dsn) // no relay running: the test drives it
+		db := e.app.Platform().DB()
+		_, key := newAPIKey(t, db, "campaign")
+		answer := make(chan resp, 1)
+		go func() {
+			answer <- e.do("POST", "/api/publish/", key, `{"group":"campaign_9","type":"first","data":{}}`)
+		}()
+		// Once it is recorded, 1,300 events follow it into the group
+		// before the relay numbers any.
+		deadline := time.Now().Add(deliveryWait)
+		for outboxCount(t, db, "campaign_9") == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the publish was never recorded")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for range 13 {
+			batch := make([]platform.ExternalEvent, 100)
+			for i := range batch {
+				batch[i] = platform.ExternalEvent{Group: "campaign_9", Type: "later", Data: []byte(`{}`)}
+			}
+			if _, err := e.app.Platform().RecordExternalBatch(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.app.Relay().Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var first int
+		if err := db.QueryRow("SELECT COUNT(*) FROM outbox WHERE grp = 'campaign_9' AND type = 'first'").Scan(&first); err != nil || first != 0 {
+			t.Fatalf("the first event is still in the log (%d, %v): the test does not test what it says", first, err)
+		}
+		r := <-answer
+		if pos := positions(t, r); len(pos) != 1 || pos[0].Offset != 1 || pos[0].Epoch == "" {
+			t.Errorf("answered %s, want offset 1", r.Body)
 		}
 	})
 }

@@ -73,6 +73,7 @@ type Server struct {
 	publishMaxData int
 	publishLimit   *keyLimiter
 	publishWait    time.Duration
+	waiters        positionWaiters
 
 	schemaOnce sync.Once
 	schemaJSON []byte

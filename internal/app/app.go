@@ -246,6 +246,13 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	a.consumers = consumers.New(cc)
 	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
+		// A publish's answer gives its events' positions. The API is
+		// built after the relay, and before the relay runs.
+		Numbered: func(id int64, group, epoch string, offset int64) {
+			if a.api != nil {
+				a.api.Numbered(id, group, epoch, offset)
+			}
+		},
 		Published: func(typ string, delay time.Duration) {
 			a.published.Add(1)
 			a.metrics.Published(typ, delay)
