@@ -117,3 +117,17 @@ func TestAPIKeyCommandRefuses(t *testing.T) {
 		t.Errorf("help apikey: %v\n%s", err, out.String())
 	}
 }
+
+// The bench's command line, written to results.json, never holds the key.
+func TestBenchRedactsTheKey(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"publish", "--api-key", "hk_secret", "--conns", "5"}, []string{"publish", "--api-key", "hk_…", "--conns", "5"}},
+		{[]string{"publish", "-api-key=hk_secret"}, []string{"publish", "-api-key=hk_…"}},
+		{[]string{"publish", "--api-key"}, []string{"publish", "--api-key"}},
+		{[]string{"fanout", "--rate", "5"}, []string{"fanout", "--rate", "5"}},
+	} {
+		if got := redactKey(c.in); strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("redactKey(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

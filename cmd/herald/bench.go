@@ -38,12 +38,20 @@ Scenarios:
   signin    password sign-ins: a burst of --conns at once (right passwords,
             then unknown users) and --publishers clients signing in for
             --duration; the server's peak RSS and the sign-in rate
+  publish   POST /api/publish/ with an API key (--api-key, or one made on
+            the spawned server's database): --publishers clients publishing
+            as fast as answered for --duration per batch size of --batches,
+            into a group nobody watches (events/s over HTTP); then single
+            events at --rate to --conns subscribers of a campaign room
+            (publish-to-receipt latency). --spawn runs the server with
+            --publish-rate -1
 
 Examples:
   herald bench idle --spawn --conns 10000
   herald bench fanout --spawn --conns 1000 --steps 10,20,50,100,200,400
   herald bench apps --target http://127.0.0.1:8000 --out results/apps
   herald bench signin --spawn --conns 200
+  herald bench publish --spawn --conns 1000 --batches 1,10,100 --rate 50
 
 Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `
@@ -82,9 +90,27 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("bench %s: unexpected argument %q", scenario, fs.Arg(0))
 	}
 	o.Stdout = stdout
-	o.Command = append([]string{os.Args[0], "bench"}, args...)
+	o.Command = append([]string{os.Args[0], "bench"}, redactKey(args)...)
 	_, err := bench.Run(ctx, o)
 	return err
+}
+
+// redactKey returns args with the value of --api-key hidden: the command
+// line is written to results.json and printed.
+func redactKey(args []string) []string {
+	out := append([]string(nil), args...)
+	for i, a := range out {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "api-key" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if hasValue {
+			out[i] = a[:strings.Index(a, "=")+1] + "hk_…"
+		} else if i+1 < len(out) {
+			out[i+1] = "hk_…"
+		}
+	}
+	return out
 }
 
 // benchFlags declares the flags of one scenario, bound to o.
@@ -119,8 +145,20 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	})
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
-	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout), users (personal); signin: sign-ins in the burst")
-	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout), REST writes/s (personal, apps)")
+	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout, publish), users (personal); signin: sign-ins in the burst")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps)")
+	fs.Func("batches", "publish: comma-separated batch sizes (1 to 100) to measure throughput with, --duration each", func(s string) error {
+		o.Batches = nil
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", f)
+			}
+			o.Batches = append(o.Batches, v)
+		}
+		return nil
+	})
+	fs.StringVar(&o.APIKey, "api-key", o.APIKey, "publish: the API key to publish with (scope campaign); with --spawn one is made")
 	fs.Func("steps", "fanout: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
 		for _, f := range strings.Split(s, ",") {
@@ -132,7 +170,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 		}
 		return nil
 	})
-	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume), the sustained sign-ins (signin)")
+	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume), the sustained sign-ins (signin), each batch size and the latency phase (publish)")
 	fs.BoolVar(&o.Token, "token", o.Token, "campaign clients authenticate with ?token= (idle, fanout, resume)")
 	dur(&o.Settle, "settle", "idle: quiet time before reading the server's memory")
 	dur(&o.Hold, "hold", "idle: keep the connections open this much longer")

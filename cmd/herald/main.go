@@ -28,7 +28,7 @@ Usage:
                            manage the API keys other backends publish events
                            with (POST /api/publish/)
   herald bench <scenario>  load-test a running herald over loopback (idle,
-                           fanout, personal, apps, resume)
+                           fanout, personal, apps, resume, signin, publish)
   herald help [command]    show help for a command
 
 Every flag can also be set with an environment variable HERALD_<FLAG>, e.g.

@@ -29,7 +29,7 @@ import (
 )
 
 // Scenarios are the workloads `herald bench` runs.
-var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin"}
+var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin", "publish"}
 
 // Duration is a time.Duration written as "30s" in results.
 type Duration time.Duration
@@ -101,6 +101,11 @@ type Options struct {
 	Pause         Duration `json:"pause,omitempty"`          // resume: between rounds
 	ResumeMode    string   `json:"resume_mode,omitempty"`    // resume: how clients come back
 	Missed        int      `json:"missed,omitempty"`         // resume v2: events published while the clients are away
+	// Batches are the publish scenario's batch sizes, --duration each.
+	Batches []int `json:"batches,omitempty"`
+	// APIKey is the key the publish scenario publishes with (made on the
+	// spawned server's database with --spawn). Never written to results.
+	APIKey string `json:"-"`
 	// ConnectRate paces the clients a scenario connects before measuring
 	// (subscribers, users, resume clients); 0 is as fast as allowed.
 	ConnectRate         float64  `json:"connect_rate"`
@@ -142,6 +147,8 @@ func Defaults(scenario string) Options {
 		o.Conns, o.Rounds, o.Pause, o.ResumeMode, o.Missed = 1000, 3, Duration(2*time.Second), ResumeReconnect, 10
 	case "signin":
 		o.Conns, o.Publishers, o.Duration = 200, 8, Duration(20*time.Second)
+	case "publish":
+		o.Conns, o.Rate, o.Batches, o.Publishers, o.Duration = 1000, 50, []int{1, 10, 100}, 16, Duration(10*time.Second)
 	}
 	return o
 }
@@ -192,6 +199,25 @@ func (o *Options) check(nofile uint64) error {
 	}
 	if o.Scenario == "signin" && (o.Conns > 2000 || o.Publishers > 1000) {
 		bad("signin: --conns %d, --publishers %d: want at most 2000 sign-ins in a burst and 1000 clients", o.Conns, o.Publishers)
+	}
+	if o.Scenario == "publish" {
+		if o.Rate <= 0 {
+			bad("--rate must be positive for publish (the latency phase's events/s)")
+		}
+		if len(o.Batches) == 0 || len(o.Batches) > 10 {
+			bad("--batches: want 1 to 10 batch sizes")
+		}
+		for _, b := range o.Batches {
+			if b < 1 || b > 100 {
+				bad("--batches: %d is not a batch size from 1 to 100", b)
+			}
+		}
+		if time.Duration(len(o.Batches)+1)*o.Duration.D() > MaxTotal {
+			bad("%d phases of %v is longer than %v", len(o.Batches)+1, o.Duration, MaxTotal)
+		}
+		if !o.Spawn && o.APIKey == "" {
+			bad("publish: --api-key is needed without --spawn (herald apikey create --scope campaign; the server's --publish-rate must allow the load)")
+		}
 	}
 	if o.Scenario == "resume" {
 		if o.Rounds < 1 || o.Rounds > 100 {
@@ -280,6 +306,8 @@ type env struct {
 	out     io.Writer
 	res     *Results
 	runID   string
+	// spawnDB is the spawned servers' database, when --spawn made them.
+	spawnDB string
 	pids    []int // server processes, none when unknown
 	start   time.Time
 	nofile  uint64
@@ -330,7 +358,13 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	if o.Spawn {
-		cl, err := spawnCluster(ctx, o.HeraldBin, o.ServeArgs, o.ServeEnv, o.Procs, o.Timeout.D())
+		serveArgs := o.ServeArgs
+		if o.Scenario == "publish" {
+			// The bench measures the API, not the per-key limit; --serve-args
+			// come later and win.
+			serveArgs = append([]string{"--publish-rate", "-1"}, serveArgs...)
+		}
+		cl, err := spawnCluster(ctx, o.HeraldBin, serveArgs, o.ServeEnv, o.Procs, o.Timeout.D())
 		if err != nil {
 			return nil, err
 		}
@@ -346,6 +380,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, store.Redact(cl.db))
 		}
 		o.Target, o.AdminAddr = strings.Join(bases, ","), strings.Join(admins, ",")
+		e.spawnDB = cl.db
 		e.res.Params.AdminAddr = o.AdminAddr
 		e.res.Spawned = true
 	}
@@ -416,6 +451,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		err = e.runResume(ctx)
 	case "signin":
 		err = e.runSignIn(ctx)
+	case "publish":
+		err = e.runPublish(ctx)
 	}
 	stopTicker()
 	if e.prof != nil && e.prof.n > 0 {

@@ -55,6 +55,7 @@ type Results struct {
 	Apps     *QuestFigures   `json:"apps,omitempty"`
 	Resume   *ResumeFigures  `json:"resume,omitempty"`
 	SignIn   *SignInFigures  `json:"signin,omitempty"`
+	Publish  *PublishFigures `json:"publish,omitempty"`
 	Timeline []TimelinePoint `json:"timeline,omitempty"`
 	Server   *ProcessFigures `json:"server_process,omitempty"`
 	Bench    *ProcessFigures `json:"bench_process,omitempty"`

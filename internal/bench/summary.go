@@ -113,6 +113,20 @@ func (e *env) summary() {
 		s := f.Sustained
 		w("sustained, %d clients for %.0fs: %.1f sign-ins/s (%s)", s.Clients, s.Seconds, s.PerS, codesText(s.Codes))
 		w("server peak RSS (VmHWM) over the run: %s", mibText(f.RSSPeakKiB))
+	case r.Publish != nil:
+		f := r.Publish
+		for _, st := range f.Throughput {
+			w("%s", publishStepLine(st))
+		}
+		if f.BestEventsPerS > 0 {
+			w("highest publish rate: %.0f events/s over HTTP, in batches of %d", f.BestEventsPerS, f.BestBatch)
+		}
+		if l := f.Latency; l != nil {
+			if l.Connect != nil {
+				w("subscribers: %s", connectLine(l.Connect))
+			}
+			w("%s", publishLatencyLine(l))
+		}
 	}
 	for _, n := range r.Notes {
 		w("note: %s", n)
