@@ -8,7 +8,9 @@ package platform
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,12 +175,13 @@ func ControlGroup(id int64) string { return "ctl_user_" + strconv.FormatInt(id, 
 // record adds an event to the outbox inside tx. data is marshalled here,
 // once; the relay publishes these exact bytes.
 //
-// The relay numbers the event before it publishes it: its group's next
-// offset, in the group's epoch (group_log), durable in the database before
-// any client can see it. Numbering it here instead would hold the group's
-// row locked through every write's commit: one commit, and one flush of
-// the log to disk, at a time per group (on PostgreSQL here ~325 a second
-// at most), where the relay numbers a whole round of events in one.
+// On PostgreSQL the relay numbers the event before it publishes it: its
+// group's next offset, in the group's epoch (group_log), durable in the
+// database before any client can see it. Numbering it here instead would
+// hold the group's row locked through every write's commit: one commit,
+// and one flush of the log to disk, at a time per group (on PostgreSQL
+// here ~325 a second at most), where the relay numbers a whole round of
+// events in one. On SQLite it is numbered here.
 func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, data any) error {
 	_, err := p.recordAt(ctx, tx, group, typ, data)
 	return err
@@ -198,11 +201,34 @@ func (p *Platform) recordAt(ctx context.Context, tx *sql.Tx, group, typ string, 
 	if err != nil {
 		return rec, fmt.Errorf("record %s event: encode: %w", typ, err)
 	}
-	if err := tx.QueryRowContext(ctx, "INSERT INTO outbox (grp, type, data, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-		group, typ, string(b), p.now()).Scan(&rec.ID); err != nil {
+	var epoch string
+	var off int64
+	if p.db.Dialect != store.Postgres {
+		// SQLite runs one write at a time anyway: numbering the event here
+		// makes no write wait, and spares the relay a transaction before
+		// every round it publishes.
+		first, onConflict := "1", "last = group_log.last + 1"
+		if typ == EventRoomReset {
+			first, onConflict = "0", "epoch = excluded.epoch, last = 0"
+		}
+		if err := tx.QueryRowContext(ctx, "INSERT INTO group_log (grp, epoch, last) VALUES ($1, $2, "+first+
+			") ON CONFLICT (grp) DO UPDATE SET "+onConflict+" RETURNING epoch, last", group, newEpoch()).Scan(&epoch, &off); err != nil {
+			return rec, fmt.Errorf("number %s event for %s: %w", typ, group, err)
+		}
+	}
+	if err := tx.QueryRowContext(ctx, "INSERT INTO outbox (grp, type, data, created_at, epoch, off) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+		group, typ, string(b), p.now(), epoch, off).Scan(&rec.ID); err != nil {
 		return rec, fmt.Errorf("record %s event for %s: %w", typ, group, err)
 	}
 	return rec, nil
+}
+
+// newEpoch mints a group's epoch, as the relay does: random, so that a
+// position is never ambiguous across a database that was replaced.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // OutboxEvent is an event recorded by a committed write, not yet published.
