@@ -132,12 +132,12 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// positions waits for the relay to number recs in their groups (their
-// commit woke it, so this takes milliseconds) and returns their positions
+// positions waits until recs are numbered in their groups (their commit
+// woke the relay, so this takes milliseconds) and returns their positions
 // in recs' order. The relay of this process tells them as it numbers them
 // (Numbered); the outbox is read at once, for events numbered before this
-// waited, and then every positionPoll, for events another process's relay
-// numbers. It gives up after publishWait, leaving out those not numbered,
+// waited (on SQLite, in their own write), and then every positionPoll, for
+// events another process's relay numbers. It gives up after publishWait, leaving out those not numbered,
 // and waits on even if the client has gone: the answer is also kept for
 // its Idempotency-Key.
 func (s *Server) positions(ctx context.Context, recs []platform.Recorded) []PublishedEvent {
