@@ -215,9 +215,6 @@ func (o *Options) check(nofile uint64) error {
 		if time.Duration(len(o.Batches)+1)*o.Duration.D() > MaxTotal {
 			bad("%d phases of %v is longer than %v", len(o.Batches)+1, o.Duration, MaxTotal)
 		}
-		if !o.Spawn && o.APIKey == "" {
-			bad("publish: --api-key is needed without --spawn (herald apikey create --scope campaign; the server's --publish-rate must allow the load)")
-		}
 	}
 	if o.Scenario == "resume" {
 		if o.Rounds < 1 || o.Rounds > 100 {

@@ -86,7 +86,7 @@ func (e *env) apiKey(ctx context.Context) (string, error) {
 		return e.o.APIKey, nil
 	}
 	if e.spawnDB == "" {
-		return "", fmt.Errorf("publish: --api-key is needed without --spawn (herald apikey create --scope campaign)")
+		return "", fmt.Errorf("publish: --api-key is needed without --spawn (herald apikey create --scope campaign; the server's --publish-rate must allow the load)")
 	}
 	db, err := store.Open(ctx, e.spawnDB)
 	if err != nil {
