@@ -48,7 +48,11 @@ it('renews an expired session for REST and for reconnecting', async () => {
   await indicator(p, 'reconnecting');
   await h.start();
   await indicator(p, 'open', 40_000);
-  expect(renewals).toHaveLength(2);
+  // Renewed at least once more; twice when the draining server still
+  // answered the first renewal (it serves requests on open connections for
+  // part of its grace), and never in a loop.
+  expect(renewals.length).toBeGreaterThanOrEqual(2);
+  expect(renewals.length).toBeLessThanOrEqual(3);
 
   const carol = await ApiUser.signIn(h.url, 'carol');
   const q = (await carol.get<{ results: Quest[] }>(`/api/quests/?creator=${carol.id}`)).results.find((x) => x.title === QUEST)!;
