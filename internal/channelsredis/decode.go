@@ -10,6 +10,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/heraldhq/herald/internal/jsonstr"
 )
 
 // Limits of what Decode accepts.
@@ -230,7 +232,7 @@ func (x *transcoder) value(depth int) error {
 		if err != nil {
 			return err
 		}
-		x.out = appendString(x.out, s)
+		x.out = jsonstr.Append(x.out, s)
 	case msgpcode.IsFixedArray(c), c == msgpcode.Array16, c == msgpcode.Array32:
 		n, err := d.DecodeArrayLen()
 		if err != nil {
@@ -261,7 +263,7 @@ func (x *transcoder) value(depth int) error {
 			if err != nil {
 				return err
 			}
-			x.out = appendString(x.out, k)
+			x.out = jsonstr.Append(x.out, k)
 			x.out = append(x.out, ':')
 			if err := x.value(depth + 1); err != nil {
 				return err
@@ -326,48 +328,4 @@ func appendFloat(dst []byte, v float64) []byte {
 	dst = append(dst, digits[:e+1]...)
 	dst = append(dst, '.')
 	return append(dst, digits[e+1:]...)
-}
-
-// appendString writes s, valid UTF-8, as a JSON string. U+2028 and U+2029
-// are escaped too, so the JSON is also valid JavaScript.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldhq/herald/internal/jsonstr"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
 
@@ -146,15 +147,15 @@ func (e Encoding) Encode(msg *layer.Message) []byte {
 	case EncodingWebSocketV2:
 		dst = newFrameBuf(80 + len(msg.Type) + len(msg.Data) + len(msg.Group) + len(msg.Epoch))
 		dst = append(dst, `{"type":`...)
-		dst = appendJSONString(dst, msg.Type)
+		dst = jsonstr.Append(dst, msg.Type)
 		dst = append(dst, `,"data":`...)
 		dst = append(dst, msg.Data...)
 		dst = append(dst, `,"group":`...)
-		dst = appendJSONString(dst, msg.Group)
+		dst = jsonstr.Append(dst, msg.Group)
 		dst = append(dst, `,"offset":`...)
 		dst = strconv.AppendUint(dst, msg.Offset, 10)
 		dst = append(dst, `,"epoch":`...)
-		dst = appendJSONString(dst, msg.Epoch)
+		dst = jsonstr.Append(dst, msg.Epoch)
 	case EncodingSSE:
 		dst = make([]byte, 0, 32+len(msg.Group)+len(msg.Epoch)+len(msg.Type)+len(msg.Data))
 		dst = append(dst, "id: "...)
@@ -171,7 +172,7 @@ func (e Encoding) Encode(msg *layer.Message) []byte {
 	default:
 		dst = newFrameBuf(20 + len(msg.Type) + len(msg.Data))
 		dst = append(dst, `{"type":`...)
-		dst = appendJSONString(dst, msg.Type)
+		dst = jsonstr.Append(dst, msg.Type)
 		dst = append(dst, `,"data":`...)
 		dst = append(dst, msg.Data...)
 	}
@@ -202,55 +203,3 @@ func finishTextFrame(buf []byte) []byte {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-// appendJSONString appends s as a JSON string, escaping what RFC 8259
-// requires plus U+2028/U+2029 (as encoding/json does); invalid UTF-8 becomes
-// U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}

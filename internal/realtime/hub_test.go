@@ -346,18 +346,6 @@ func TestConnCloseAfterQueued(t *testing.T) {
 	l.Release(b)
 }
 
-func TestAppendJSONString(t *testing.T) {
-	for _, s := range []string{"plain", `q"b\s`, "ctl\x00\x1f\n\t\r", "uni é ✓ \u2028", "bad \xff utf8"} {
-		got := appendJSONString(nil, s)
-		want, _ := json.Marshal(s)
-		if !bytes.Equal(got, want) {
-			t.Errorf(
-				"appendJSONString(%q) = %s, want %s",
-				s, got, want)
-		}
-	}
-}
-
 func TestNewCloseFrameLongReason(t *testing.T) {
 	f := NewCloseFrame(CloseNormal, string(bytes.Repeat([]byte("é"), 100)))
 	fr, err := ws.ReadFrame(bytes.NewReader(f.Bytes()))
