@@ -24,6 +24,7 @@ import (
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/eventlog"
 	"github.com/heraldhq/herald/internal/metrics"
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
@@ -467,16 +468,23 @@ func (a *App) sweepKeys(ctx context.Context) {
 	t := time.NewTicker(keySweepEvery)
 	defer t.Stop()
 	for {
-		if n, err := a.platform.SweepIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("sweep idempotency keys", "err", err)
-		} else if n > 0 {
-			a.log.Info("swept idempotency keys", "deleted", n)
-		}
+		a.sweepKeysOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// sweepKeysOnce is one turn of sweepKeys, behind its recover boundary: a
+// panic ends the turn, and the next one runs on time.
+func (a *App) sweepKeysOnce(ctx context.Context) {
+	defer panics.Recover(a.log, a.metrics.Panicked, panics.Relay)
+	if n, err := a.platform.SweepIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("sweep idempotency keys", "err", err)
+	} else if n > 0 {
+		a.log.Info("swept idempotency keys", "deleted", n)
 	}
 }
 

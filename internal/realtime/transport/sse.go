@@ -300,15 +300,6 @@ func (st *SSEStream) setPosition(group, pos []byte) {
 	*p = append((*p)[:0], pos...)
 }
 
-// SetPosition records where the stream stands in a group it resumed, so
-// the ids it writes carry that group even before its next event.
-func (st *SSEStream) SetPosition(group, epoch string, offset uint64) {
-	if epoch == "" {
-		return
-	}
-	st.setPosition([]byte(group), strconv.AppendUint([]byte(epoch+":"), offset, 10))
-}
-
 func (st *SSEStream) write(p []byte) bool {
 	_ = st.rc.SetWriteDeadline(time.Now().Add(st.srv.opts.WriteTimeout))
 	if _, err := st.w.Write(p); err != nil {

@@ -10,7 +10,7 @@ import (
 // its groups.
 func TestSSEAppendFrame(t *testing.T) {
 	st := &SSEStream{positions: map[string]*[]byte{}}
-	st.SetPosition("user_1", "e1", 7)
+	st.setPosition([]byte("user_1"), []byte("e1:7"))
 	frame := []byte("id: quest_3:e2:5\nevent: new_application\ndata: {}\n\n")
 	got := string(st.appendFrame(nil, frame))
 	want := "id: user_1:e1:7,quest_3:e2:5\nevent: new_application\ndata: {}\n\n"
