@@ -256,6 +256,9 @@ func TestOnClosePanic(t *testing.T) {
 	eventually(t, "joins", func() bool { return e.hub.GroupSize("room") == 2 })
 	bad.conn.Close()
 	eventually(t, "the closed connection to end", func() bool { return e.srv.Conns() == 1 && e.h.closed.Load() == 1 })
+	// The panic is counted once the recover boundary has reported it,
+	// which may come just after the connection ended.
+	eventually(t, "the panic to be counted", func() bool { return e.counts.get(panics.WSReader) >= 1 })
 	if n := e.counts.get(panics.WSReader); n != 1 {
 		t.Fatalf("%d panics counted, want 1", n)
 	}
