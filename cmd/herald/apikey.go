@@ -99,7 +99,7 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	for _, m := range applied {
 		fmt.Fprintln(stderr, "applied", m)
 	}
-	keys := apikey.New(db, nil)
+	keys := apikey.New(db, nil, nil)
 	switch sub {
 	case "create":
 		return createKey(ctx, keys, name, scopes, stdout, stderr)

@@ -46,7 +46,7 @@ func TestAPIKeyCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		keys := apikey.New(db, nil)
+		keys := apikey.New(db, nil, nil)
 		k, err := keys.Authenticate(ctx, token)
 		if err != nil || k.Name != "billing backend" || strings.Join(k.Scopes, ",") != "campaign,user_5" {
 			t.Fatalf("the created key: %+v, %v", k, err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/auth"
-	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/platform"
 )
 
@@ -113,7 +112,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	for i, e := range events {
-		if !groups.Allowed(key.Scopes, e.Group) {
+		if !s.groups.Allowed(key.Scopes, e.Group) {
 			p := problem(http.StatusForbidden, "scope_not_allowed", fmt.Sprintf("this API key may not publish to %s", e.Group))
 			p.Errors = map[string][]string{fieldName(in, i, "group"): {"not in this API key's scopes"}}
 			return p
@@ -287,7 +286,7 @@ func (s *Server) checkPublish(in publishRequest) ([]platform.ExternalEvent, erro
 			name := fieldName(in, i, field)
 			errs[name] = append(errs[name], msg)
 		}
-		if err := groups.Valid(e.Group); err != nil {
+		if err := s.groups.Valid(e.Group); err != nil {
 			bad("group", err.Error())
 		}
 		if why := checkType(e.Type); why != "" {

@@ -24,7 +24,7 @@ const deliveryWait = 20 * time.Second
 // runs, and returns it and its token.
 func newAPIKey(t *testing.T, db *store.DB, scopes ...string) (apikey.Key, string) {
 	t.Helper()
-	k, token, err := apikey.New(db, nil).Create(context.Background(), "test backend", scopes)
+	k, token, err := apikey.New(db, nil, nil).Create(context.Background(), "test backend", scopes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestPublishRefuses(t *testing.T) {
 		db := e.app.Platform().DB()
 		_, key := newAPIKey(t, db, "campaign", "user_7")
 		revokedKey, revoked := newAPIKey(t, db, "campaign")
-		if _, err := apikey.New(db, nil).Revoke(context.Background(), revokedKey.ID); err != nil {
+		if _, err := apikey.New(db, nil, nil).Revoke(context.Background(), revokedKey.ID); err != nil {
 			t.Fatal(err)
 		}
 		_, userToken := e.user("alice")

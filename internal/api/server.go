@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/apikey"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/platform"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// PublishWait bounds how long a publish's answer waits for the relay
 	// to number its events: 0 for DefaultPublishWait.
 	PublishWait time.Duration
+	// Groups are the groups events may be published to; nil is the
+	// built-in namespaces alone.
+	Groups *groups.Registry
 }
 
 // Server serves the REST API.
@@ -74,6 +78,7 @@ type Server struct {
 	publishLimit   *keyLimiter
 	publishWait    time.Duration
 	waiters        positionWaiters
+	groups         *groups.Registry
 
 	schemaOnce sync.Once
 	schemaJSON []byte
@@ -89,6 +94,9 @@ func New(cfg Config) (*Server, error) {
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
 		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), origins: cfg.AllowedOrigins,
 		keys: cfg.APIKeys, publishMaxData: cfg.PublishMaxData, publishWait: cfg.PublishWait,
+	}
+	if s.groups = cfg.Groups; s.groups == nil {
+		s.groups = groups.Default()
 	}
 	if s.publishMaxData <= 0 {
 		s.publishMaxData = DefaultPublishMaxData

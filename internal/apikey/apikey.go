@@ -67,20 +67,25 @@ type Key struct {
 
 // Store keeps API keys in herald's database.
 type Store struct {
-	db  *store.DB
-	now func() time.Time
+	db     *store.DB
+	groups *groups.Registry
+	now    func() time.Time
 	// dummy is compared against when a key's id is unknown, so the answer
 	// takes the time of a wrong secret.
 	dummy []byte
 }
 
-// New returns a Store over db; now is the clock (nil: time.Now).
-func New(db *store.DB, now func() time.Time) *Store {
+// New returns a Store over db whose keys' scopes are reg's namespaces and
+// groups (nil: the built-in ones); now is the clock (nil: time.Now).
+func New(db *store.DB, reg *groups.Registry, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
+	if reg == nil {
+		reg = groups.Default()
+	}
 	d := sha256.Sum256([]byte("herald-api-key-timing"))
-	return &Store{db: db, now: now, dummy: d[:]}
+	return &Store{db: db, groups: reg, now: now, dummy: d[:]}
 }
 
 func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
@@ -101,11 +106,11 @@ func CheckName(name string) error {
 }
 
 // CheckScopes returns the scopes deduplicated, in their order, or an error
-// naming the first that cannot be granted (groups.ValidScope).
-func CheckScopes(scopes []string) ([]string, error) {
+// naming the first that cannot be granted (Registry.ValidScope).
+func CheckScopes(reg *groups.Registry, scopes []string) ([]string, error) {
 	var out []string
 	for _, sc := range scopes {
-		if err := groups.ValidScope(sc); err != nil {
+		if err := reg.ValidScope(sc); err != nil {
 			return nil, fmt.Errorf("scope %q: %w", sc, err)
 		}
 		if !slices.Contains(out, sc) {
@@ -124,7 +129,7 @@ func (s *Store) Create(ctx context.Context, name string, scopes []string) (Key, 
 	if err := CheckName(name); err != nil {
 		return Key{}, "", err
 	}
-	scopes, err := CheckScopes(scopes)
+	scopes, err := CheckScopes(s.groups, scopes)
 	if err != nil {
 		return Key{}, "", err
 	}

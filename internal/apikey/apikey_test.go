@@ -43,7 +43,7 @@ func open(t *testing.T, dsn string) (*apikey.Store, *store.DB, *clock) {
 		t.Fatal(err)
 	}
 	c := &clock{now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
-	return apikey.New(db, c.Now), db, c
+	return apikey.New(db, nil, c.Now), db, c
 }
 
 // A key is shown once as hk_<id>_<secret>, stored as a hash, accepted with

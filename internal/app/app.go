@@ -153,7 +153,7 @@ func (a *App) init(ctx context.Context) error {
 		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
 		RegistrationsPerHour: a.cfg.RegistrationsPerHour,
 		AllowedOrigins:       a.cfg.AllowedOrigins,
-		APIKeys:              apikey.New(a.db, nil),
+		APIKeys:              apikey.New(a.db, nil, nil),
 		PublishMaxData:       a.cfg.PublishMaxData,
 		PublishRate:          a.cfg.PublishRate,
 		Admins:               a.cfg.Admins, OpsStats: a.opsStats,

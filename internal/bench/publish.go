@@ -93,7 +93,7 @@ func (e *env) apiKey(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("publish: open the spawned server's database for a key: %w", err)
 	}
 	defer db.Close()
-	_, token, err := apikey.New(db, nil).Create(ctx, "herald bench "+e.runID, []string{"campaign"})
+	_, token, err := apikey.New(db, nil, nil).Create(ctx, "herald bench "+e.runID, []string{"campaign"})
 	if err != nil {
 		return "", fmt.Errorf("publish: create an API key: %w", err)
 	}

@@ -20,7 +20,7 @@ func TestPublishScenario(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	h := testenv.StartHerald(t, testenv.SQLite(t), func(c *config.Config) { c.PublicMetrics, c.PublishRate = true, -1 })
-	_, key, err := apikey.New(h.App.Platform().DB(), nil).Create(context.Background(), "bench test", []string{"campaign"})
+	_, key, err := apikey.New(h.App.Platform().DB(), nil, nil).Create(context.Background(), "bench test", []string{"campaign"})
 	if err != nil {
 		t.Fatal(err)
 	}

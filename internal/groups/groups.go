@@ -324,3 +324,12 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// Default returns a registry of the built-in namespaces alone.
+func Default() *Registry {
+	r, err := New(nil)
+	if err != nil {
+		panic("groups: the built-in namespaces are invalid: " + err.Error())
+	}
+	return r
+}

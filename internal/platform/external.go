@@ -8,7 +8,6 @@ import (
 	"slices"
 	"unicode/utf8"
 
-	"github.com/heraldhq/herald/internal/groups"
 )
 
 // reservedTypes are the event types another system may not record: herald's
@@ -42,7 +41,7 @@ const MaxExternalBatch = 100
 // JSON is refused as KindInvalid.
 func (p *Platform) RecordExternal(ctx context.Context, group, typ string, data []byte) error {
 	f := fieldErrors{}
-	checkExternal(f, "", ExternalEvent{group, typ, data})
+	p.checkExternal(f, "", ExternalEvent{group, typ, data})
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -61,7 +60,7 @@ func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEve
 	}
 	f := fieldErrors{}
 	for i, e := range events {
-		checkExternal(f, fmt.Sprintf("events[%d].", i), e)
+		p.checkExternal(f, fmt.Sprintf("events[%d].", i), e)
 	}
 	if err := f.err(); err != nil {
 		return nil, err
@@ -85,8 +84,8 @@ func (p *Platform) RecordExternalBatch(ctx context.Context, events []ExternalEve
 
 // checkExternal adds to f what is wrong with e, its fields named after
 // prefix.
-func checkExternal(f fieldErrors, prefix string, e ExternalEvent) {
-	if err := groups.Valid(e.Group); err != nil {
+func (p *Platform) checkExternal(f fieldErrors, prefix string, e ExternalEvent) {
+	if err := p.groups.Valid(e.Group); err != nil {
 		f.add(prefix+"group", "%q is not a group herald serves: %v", clip(e.Group), err)
 	}
 	if e.Type == "" || ReservedType(e.Type) {

@@ -166,7 +166,7 @@ func TestRecordExternalBatchesDoNotDeadlock(t *testing.T) {
 func TestAPIKeyIdempotency(t *testing.T) {
 	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
 		p, c := openWithClock(t, dsn)
-		keys := apikey.New(p.DB(), c.Now)
+		keys := apikey.New(p.DB(), nil, c.Now)
 		k1, _, err := keys.Create(context.Background(), "one", []string{"campaign"})
 		if err != nil {
 			t.Fatal(err)

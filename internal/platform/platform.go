@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	// outbox relay can publish at once instead of waiting for its next poll.
 	// It must not block.
 	Committed func()
+	// Groups are the groups events may be recorded to from outside
+	// (RecordExternal); nil is the built-in namespaces alone.
+	Groups *groups.Registry
 }
 
 // Platform runs the domain's reads and writes against one database.
@@ -63,6 +67,7 @@ type Platform struct {
 	dummyHash string // verified against when a username is unknown, so timing does not tell
 	committed func()
 	users     knownUsers // UserExists's memory
+	groups    *groups.Registry
 }
 
 // New returns a Platform over db.
@@ -73,6 +78,9 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 	p := &Platform{db: db, hasher: opts.Hasher, hashGate: opts.HashGate, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed}
 	if p.clock == nil {
 		p.clock = time.Now
+	}
+	if p.groups = opts.Groups; p.groups == nil {
+		p.groups = groups.Default()
 	}
 	h, err := opts.Hasher.Hash("herald-timing-equalizer")
 	if err != nil {
