@@ -1,9 +1,11 @@
-// Package config turns command-line flags and HERALD_* environment variables
-// into one validated Config. A flag given on the command line wins over its
-// environment variable, which wins over the default.
+// Package config turns command-line flags, HERALD_* environment variables and
+// a TOML config file into one validated Config. A flag given on the command
+// line wins over its environment variable, which wins over the file, which
+// wins over the default.
 package config
 
 import (
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/internal/groups"
 )
 
 // Config is everything `herald serve` needs.
@@ -70,6 +74,23 @@ type Config struct {
 	// publish (bursts of twice that), -1 for no limit.
 	PublishMaxData int
 	PublishRate    int
+	// Namespaces are the namespaces the config file adds to the built-in
+	// ones, sorted by name; groups.New has accepted them.
+	Namespaces []groups.Namespace
+	// ConnectURL, when set, is the app's http(s) endpoint herald asks to
+	// authorize a connection, answered with the user and their groups;
+	// ConnectTimeout bounds each request.
+	ConnectURL     string
+	ConnectTimeout time.Duration
+	// AppTokenSecret (HMAC) and AppTokenKeyPEM (the public keys read from
+	// the PEM file AppTokenKey) verify the app's connection and
+	// subscription tokens; AppTokenIssuer and AppTokenAudience are the
+	// issuer and audience those tokens name. Empty strings are unset.
+	AppTokenSecret   string
+	AppTokenKey      string
+	AppTokenKeyPEM   []byte
+	AppTokenIssuer   string
+	AppTokenAudience string
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -82,19 +103,26 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	type opt struct {
 		name, env string
 		ptr       *string
+		list      bool // comma-separated: the config file may give an array
 	}
 	var opts []opt
 	str := func(name, def, usage string) *string {
 		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		p := fs.String(name, def, usage+" ($"+env+")")
-		opts = append(opts, opt{name, env, p})
+		opts = append(opts, opt{name: name, env: env, ptr: p})
 		return p
 	}
+	list := func(name, def, usage string) *string {
+		p := str(name, def, usage)
+		opts[len(opts)-1].list = true
+		return p
+	}
+	configFile := str("config", "", "TOML file of settings: flag names as keys, and [namespaces.NAME] tables; flags and environment override it")
 	addr := str("addr", ":8000", "address to listen on")
 	db := str("db", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
 	dbMaxConns := str("db-max-conns", "0", "database connections this process opens at most; 0 for the default (8)")
 	dataDir := str("data-dir", "data", "directory for herald's own files (the generated JWT secret)")
-	origins := str("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
+	origins := list("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
 	secret := str("jwt-secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
 	accessTTL := str("access-ttl", "15m", "lifetime of access tokens")
 	refreshTTL := str("refresh-ttl", "168h", "lifetime of refresh tokens")
@@ -103,7 +131,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
 	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
 	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
-	admins := str("admins", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
+	admins := list("admins", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
 	layerURL := str("layer", "memory", "channel layer: memory (one process) or redis://host:port/db to run several processes as one")
 	redisSharded := str("redis-sharded", "false", "with a redis layer: the URL names Redis Cluster nodes (redis://host:port?addr=host2:port2); use sharded pub/sub")
 	redisPrefix := str("redis-prefix", "herald:", "with a redis layer: prefix of its keys and channels (deployments sharing one Redis need distinct ones)")
@@ -118,18 +146,45 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	channelsLayer := str("channels-layer", "core", "with --channels-redis: core (channels_redis.core.RedisChannelLayer) or pubsub (channels_redis.pubsub.RedisPubSubChannelLayer)")
 	publishMaxData := str("publish-max-data", "65536", "bytes of data one event published with an API key may have (POST /api/publish/), up to 1048576")
 	publishRate := str("publish-rate", "100", "events per second one API key may publish (bursts of twice that); -1 for no limit")
+	connectURL := str("connect-url", "", "http(s) URL of the app that authorizes each connection (answering with the user and groups); empty turns it off")
+	connectTimeout := str("connect-timeout", "2s", "how long a --connect-url request may take")
+	appSecret := str("app-token-secret", "", "HMAC secret of the app's connection and subscription tokens, at least 32 bytes")
+	appKey := str("app-token-key", "", "PEM file of the public key(s) of the app's connection and subscription tokens")
+	appIssuer := str("app-token-issuer", "", "issuer (iss) of the app's tokens")
+	appAudience := str("app-token-audience", "", "audience (aud) of the app's tokens")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for _, o := range opts {
-			if !set[o.name] {
-				if v, ok := lookup(getenv, o.env); ok {
-					*o.ptr = v
-				}
+		var errs []error
+		if !set["config"] {
+			if v, ok := lookup(getenv, "HERALD_CONFIG"); ok {
+				*configFile = v
 			}
 		}
-		var errs []error
+		var fromFile map[string]string
+		var namespaces []groups.Namespace
+		if *configFile != "" {
+			flags := map[string]bool{}
+			for _, o := range opts {
+				if o.name != "config" {
+					flags[o.name] = o.list
+				}
+			}
+			var fileErrs []error
+			fromFile, namespaces, fileErrs = readFile(*configFile, flags)
+			errs = append(errs, fileErrs...)
+		}
+		for _, o := range opts {
+			if set[o.name] {
+				continue
+			}
+			if v, ok := lookup(getenv, o.env); ok {
+				*o.ptr = v
+			} else if v, ok := fromFile[o.name]; ok {
+				*o.ptr = v
+			}
+		}
 		c := Config{Addr: *addr, DB: *db, DataDir: *dataDir, JWTSecret: *secret, LogFormat: *logFormat}
 		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("--addr %q: want host:port or :port", c.Addr))
@@ -204,6 +259,32 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		c.Demo = boolean(&errs, "demo", *demo)
 		c.TrustProxy = boolean(&errs, "trust-proxy", *trustProxy)
 		c.PublicMetrics = boolean(&errs, "public-metrics", *publicMetrics)
+		c.Namespaces = namespaces
+		if _, err := groups.New(c.Namespaces); err != nil {
+			// One error per namespace, each naming the file.
+			for _, e := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("--config %s: %w", *configFile, e))
+			}
+		}
+		c.ConnectURL = *connectURL
+		if c.ConnectURL != "" {
+			if err := checkConnectURL(c.ConnectURL); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.ConnectTimeout = duration(&errs, "connect-timeout", *connectTimeout, 100*time.Millisecond, 30*time.Second)
+		c.AppTokenSecret, c.AppTokenKey = *appSecret, *appKey
+		c.AppTokenIssuer, c.AppTokenAudience = *appIssuer, *appAudience
+		if c.AppTokenSecret != "" && len(c.AppTokenSecret) < 32 {
+			errs = append(errs, errors.New("--app-token-secret: must be at least 32 bytes"))
+		}
+		if c.AppTokenKey != "" {
+			pemData, err := readPEM(c.AppTokenKey)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			c.AppTokenKeyPEM = pemData
+		}
 		return c, errors.Join(errs...)
 	}
 }
@@ -211,6 +292,42 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 func lookup(getenv func(string) string, key string) (string, bool) {
 	v := getenv(key)
 	return v, v != ""
+}
+
+// checkConnectURL accepts an absolute http(s) URL with a host, and without
+// user info (credentials belong in no URL that ends up in logs) or fragment.
+func checkConnectURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("--connect-url %q: want an http:// or https:// URL with a host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("--connect-url %q: user info is not allowed", s)
+	}
+	if strings.Contains(s, "#") { // url.Parse drops an empty fragment
+		return fmt.Errorf("--connect-url %q: a fragment is not allowed", s)
+	}
+	return nil
+}
+
+// readPEM reads the --app-token-key file, which must hold a PEM block.
+func readPEM(path string) ([]byte, error) {
+	data, err := readLimited(path, maxKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--app-token-key: %w", err)
+	}
+	if b, _ := pem.Decode(data); b == nil {
+		return nil, fmt.Errorf("--app-token-key %s: no PEM block in the file", path)
+	}
+	return data, nil
+}
+
+// unjoin returns the errors errors.Join made err of, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func checkDB(dsn string) error {
