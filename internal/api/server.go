@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/apikey"
-	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/platform"
 )
 

@@ -17,12 +17,15 @@ import (
 
 	"github.com/heraldhq/herald/internal/api"
 	"github.com/heraldhq/herald/internal/apikey"
+	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/channelsredis"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/connect"
 	"github.com/heraldhq/herald/internal/consumers"
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/eventlog"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/platform"
@@ -71,9 +74,11 @@ type App struct {
 	relay     *relay.Relay
 	// channels is the membership of a Django app's channel layer, when
 	// --channels-redis names one.
-	channels  *channelsredis.Member
-	eventLog  *eventlog.Log
-	metrics   *metrics.Metrics
+	channels *channelsredis.Member
+	eventLog *eventlog.Log
+	metrics  *metrics.Metrics
+	// groups are the namespaces: the built-in ones and the config file's.
+	groups    *groups.Registry
 	started   time.Time
 	published atomic.Uint64
 	handler   http.Handler
@@ -125,10 +130,14 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt issuer: %w", err)
 	}
+	if a.groups, err = groups.New(a.cfg.Namespaces); err != nil {
+		return fmt.Errorf("namespaces: %w", err)
+	}
 	a.platform, err = platform.New(a.db, platform.Options{
 		Hasher: a.hasher, ValidatePassword: auth.ValidatePassword,
 		HashGate:  auth.NewHashGate(a.cfg.PasswordHashes, auth.DefaultHashWait),
 		Committed: func() { a.relay.Notify() },
+		Groups:    a.groups,
 	})
 	if err != nil {
 		return err
@@ -153,7 +162,8 @@ func (a *App) init(ctx context.Context) error {
 		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
 		RegistrationsPerHour: a.cfg.RegistrationsPerHour,
 		AllowedOrigins:       a.cfg.AllowedOrigins,
-		APIKeys:              apikey.New(a.db, nil, nil),
+		APIKeys:              apikey.New(a.db, a.groups, nil),
+		Groups:               a.groups,
 		PublishMaxData:       a.cfg.PublishMaxData,
 		PublishRate:          a.cfg.PublishRate,
 		Admins:               a.cfg.Admins, OpsStats: a.opsStats,
@@ -240,7 +250,19 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		OnPanic:        a.metrics.Panicked,
 	})
 	cc := consumers.Config{Platform: a.platform, Tokens: tokens, Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
-		OnPanic: a.metrics.Panicked}
+		OnPanic: a.metrics.Panicked, Groups: a.groups}
+	if a.cfg.AppTokenSecret != "" || len(a.cfg.AppTokenKeyPEM) > 0 {
+		if cc.AppTokens, err = apptoken.New(apptoken.Config{
+			HMACSecret: []byte(a.cfg.AppTokenSecret), PublicKeysPEM: a.cfg.AppTokenKeyPEM,
+			Issuer: a.cfg.AppTokenIssuer, Audience: a.cfg.AppTokenAudience,
+		}); err != nil {
+			a.hub.Close()
+			return fmt.Errorf("app tokens: %w", err)
+		}
+	}
+	if a.cfg.ConnectURL != "" {
+		cc.Connect = connect.New(a.cfg.ConnectURL, connect.Options{Timeout: a.cfg.ConnectTimeout, MaxGroups: consumers.DefaultMaxGroups})
+	}
 	if a.tuneConsumers != nil {
 		a.tuneConsumers(&cc)
 	}

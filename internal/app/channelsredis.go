@@ -44,8 +44,11 @@ func (a *App) initChannelsRedis(ctx context.Context) error {
 			return err
 		},
 		GroupKind: func(group string) (string, bool) {
-			kind, _, ok := platform.ParseGroup(group)
-			return kind, ok
+			ns, _, ok := a.groups.Lookup(group)
+			if !ok {
+				return "", false
+			}
+			return ns.Name, true
 		},
 		Groups:  a.hub.Groups,
 		Types:   channelsredis.SeedTypes(),

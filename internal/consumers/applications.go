@@ -15,7 +15,7 @@ import (
 // user's own group and the groups of every quest they created (joined live
 // as they create more).
 func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request) {
-	v, resume, ok := request(k, w, r)
+	v, resume, ok := c.request(k, w, r)
 	if !ok {
 		return
 	}
@@ -98,6 +98,6 @@ func (h applicationHandler) OnMessage(conn *realtime.Conn, data []byte) {
 	rep.error(CodeUnknownType, "this endpoint accepts no "+string(typ)+" messages; it only sends events")
 }
 
-func (applicationHandler) OnClose(*realtime.Conn) {}
+func (h applicationHandler) OnClose(conn *realtime.Conn) { h.c.forget(conn) }
 
 func (applicationHandler) OnRateLimited(conn *realtime.Conn) { rateLimited(conn) }

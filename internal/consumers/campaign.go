@@ -24,7 +24,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r) // as Channels' URL router: only digits match
 		return
 	}
-	v, resume, ok := request(k, w, r)
+	v, resume, ok := c.request(k, w, r)
 	if !ok {
 		return
 	}
@@ -209,7 +209,7 @@ type campaignRoom struct {
 	group string
 }
 
-func (room *campaignRoom) OnClose(*realtime.Conn) {}
+func (room *campaignRoom) OnClose(conn *realtime.Conn) { room.c.forget(conn) }
 
 func (room *campaignRoom) OnRateLimited(conn *realtime.Conn) { rateLimited(conn) }
 

@@ -13,7 +13,10 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/connect"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/transport"
@@ -39,6 +42,15 @@ type Config struct {
 	// connection (DefaultMaxGroups when 0): anyone signed in can start
 	// campaigns, so without it one connection could join them all.
 	MaxGroups int
+	// Groups are the namespaces clients may join groups of; nil is the
+	// built-in ones alone.
+	Groups *groups.Registry
+	// AppTokens verifies the app's connection and subscription tokens;
+	// nil takes none.
+	AppTokens *apptoken.Verifier
+	// Connect, if set, asks the app who a client of /ws/ or /sse/ without
+	// a token is, and serves every path below them.
+	Connect *connect.Client
 
 	hooks *testHooks
 }
@@ -59,7 +71,8 @@ type testHooks struct {
 // DefaultMaxGroups is Config.MaxGroups's default.
 const DefaultMaxGroups = 1000
 
-// Consumers serves /ws/applications/ and /ws/campaign/<id>/.
+// Consumers serves /ws/applications/, /ws/campaign/<id>/ and /ws/ (the
+// endpoint of other apps' clients), and their /sse/ twins.
 type Consumers struct {
 	p         *platform.Platform
 	tokens    *auth.Issuer
@@ -75,6 +88,10 @@ type Consumers struct {
 	snaps     snapshots
 	public    publicEpochs
 	hooks     *testHooks
+	groups    *groups.Registry
+	appTokens *apptoken.Verifier
+	connect   *connect.Client
+	grants    grants
 }
 
 // New returns the consumers.
@@ -88,7 +105,10 @@ func New(cfg Config) *Consumers {
 		maxGroups = DefaultMaxGroups
 	}
 	c := &Consumers{p: cfg.Platform, tokens: cfg.Tokens, hub: cfg.Hub, ws: cfg.WebSocket, sse: cfg.SSE, log: log, onPanic: cfg.OnPanic, proxy: cfg.TrustProxy,
-		maxGroups: maxGroups}
+		maxGroups: maxGroups, groups: cfg.Groups, appTokens: cfg.AppTokens, connect: cfg.Connect}
+	if c.groups == nil {
+		c.groups = groups.Default()
+	}
 	if cfg.hooks != nil {
 		c.hooks = cfg.hooks
 		c.hooks.consumers = c
@@ -103,7 +123,9 @@ func (c *Consumers) Register(mux *http.ServeMux) {
 	if c.sse != nil {
 		mux.HandleFunc("GET /sse/applications/{$}", func(w http.ResponseWriter, r *http.Request) { c.applications(viaSSE, w, r) })
 		mux.HandleFunc("GET /sse/campaign/{id}/{$}", func(w http.ResponseWriter, r *http.Request) { c.campaign(viaSSE, w, r) })
+		mux.HandleFunc("GET /sse/{path...}", func(w http.ResponseWriter, r *http.Request) { c.app(viaSSE, w, r) })
 	}
+	mux.HandleFunc("GET /ws/{path...}", func(w http.ResponseWriter, r *http.Request) { c.app(viaWebSocket, w, r) })
 }
 
 // errAuth is an authentication that was attempted and failed.
@@ -113,6 +135,19 @@ var errAuth = errors.New("invalid credentials")
 // then an access token from the Authorization header, the session cookie or
 // ?token= (the seeds' hook). No credentials at all is anonymous (0, nil).
 func (c *Consumers) authenticate(r *http.Request) (int64, error) {
+	return c.authenticateToken(r, auth.TokenFromRequest(r, true))
+}
+
+// heraldToken reports whether tok is an access token herald issued, still
+// valid or expired.
+func (c *Consumers) heraldToken(tok string) bool {
+	_, err := c.tokens.ParseAccess(tok)
+	return err == nil || errors.Is(err, auth.ErrTokenExpired)
+}
+
+// authenticateToken is authenticate with the access token tok ("" for
+// none) in place of the one r carries.
+func (c *Consumers) authenticateToken(r *http.Request, tok string) (int64, error) {
 	if t := r.URL.Query().Get("ticket"); t != "" {
 		uid, err := c.p.RedeemTicket(r.Context(), t)
 		if err != nil {
@@ -123,7 +158,6 @@ func (c *Consumers) authenticate(r *http.Request) (int64, error) {
 		}
 		return uid, nil
 	}
-	tok := auth.TokenFromRequest(r, true)
 	if tok == "" {
 		return 0, nil
 	}
@@ -173,6 +207,8 @@ const (
 	CodeRateLimited    = "rate_limited"
 	CodeInternal       = "internal_error"
 	CodeTooManyGroups  = "too_many_groups"
+	CodeTokenExpired   = "token_expired"
+	CodeInvalidToken   = "invalid_token"
 )
 
 // sendError tells the client what was wrong with what it sent.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/groups"
 )
 
 // FuzzParseResume checks the reader of ?resume= and of an SSE stream's
@@ -26,9 +26,12 @@ func FuzzParseResume(f *testing.F) {
 		strings.Repeat("g", 64) + ":e:1", strings.Repeat("g", 65) + ":e:1",
 		"campaign_1:e:" + strings.Repeat("9", 1000), "campaign_\u00e9:e:1", "campaign_1:\x00:1",
 		resumeList(maxResume), resumeList(maxResume + 1), strings.Repeat(",", 100000),
+		"chat:lobby:e:1", "chat:lobby::0", "chat::e:1", "chat:a:b:e:1", "room_x:e:2,chat:y:e:3", "chat:lobby:e",
 	} {
 		f.Add(s)
 	}
+	c := resumeReader(f)
+	parseResume := c.parseResume
 	f.Fuzz(func(t *testing.T, v string) {
 		ps, err := parseResume(v)
 		if err != nil {
@@ -41,7 +44,7 @@ func FuzzParseResume(f *testing.F) {
 			t.Fatalf("parseResume(%.80q) accepted %d positions", v, len(ps))
 		}
 		for g, p := range ps {
-			if _, _, ok := platform.ParseGroup(g); !ok || len(p.Epoch) > 64 || strings.ContainsAny(p.Epoch, ":,") {
+			if c.groups.Valid(g) != nil || len(p.Epoch) > 64 || strings.ContainsAny(p.Epoch, ":,") {
 				t.Fatalf("parseResume(%.80q) accepted group %q epoch %q", v, g, p.Epoch)
 			}
 		}
@@ -50,6 +53,20 @@ func FuzzParseResume(f *testing.F) {
 			t.Fatalf("parseResume(%.80q) = %v; written back and read again: %v, %v", v, ps, back, err)
 		}
 	})
+}
+
+// resumeReader is a Consumers whose registry has namespaces of both
+// separators, the one with ':' making groups that hold the position's
+// own separator.
+func resumeReader(tb testing.TB) *Consumers {
+	reg, err := groups.New([]groups.Namespace{
+		{Name: "chat", Subscribe: groups.Anyone},
+		{Name: "room", Sep: '_', Subscribe: groups.TokenHolder},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Consumers{groups: reg}
 }
 
 // formatResume writes positions in the ?resume= form, groups in order.
@@ -77,6 +94,7 @@ func resumeList(n int) string {
 // costs to read, not for a multiple of it (splitting 1 MiB of commas first
 // allocated 16 MiB).
 func TestParseResumeCostsItsLength(t *testing.T) {
+	parseResume := resumeReader(t).parseResume
 	for _, v := range []string{
 		strings.Repeat(",", 1<<20),
 		"campaign_1" + strings.Repeat(":", 1<<20),

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,9 +24,6 @@ type presence struct {
 
 // watch notes a room whose membership may have changed.
 func (p *presence) watch(group string) {
-	if !strings.HasPrefix(group, "campaign_") {
-		return
-	}
 	p.mu.Lock()
 	if p.rooms == nil {
 		p.rooms = make(map[string]int)

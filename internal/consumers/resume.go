@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 )
@@ -23,8 +22,9 @@ const maxResume = 256
 
 // parseResume reads ?resume=group:epoch:offset[,group:epoch:offset…], the
 // compact form of a client's positions (v2). Groups and epochs never
-// contain ':' or ','.
-func parseResume(v string) (map[string]position, error) {
+// contain ',', epochs and offsets never ':' (a group may: chat:lobby), so
+// each position is read from its end.
+func (c *Consumers) parseResume(v string) (map[string]position, error) {
 	if v == "" {
 		return nil, nil
 	}
@@ -36,12 +36,15 @@ func parseResume(v string) (map[string]position, error) {
 	}
 	out := make(map[string]position, n)
 	for p := range strings.SplitSeq(v, ",") {
-		fields := strings.SplitN(p, ":", 4)
-		if len(fields) != 3 || !validEpoch(fields[1]) {
+		var fields [3]string
+		rest, offText, ok1 := cutLast(p, ':')
+		group, epoch, ok2 := cutLast(rest, ':')
+		fields[0], fields[1], fields[2] = group, epoch, offText
+		if !ok1 || !ok2 || !validEpoch(fields[1]) {
 			return nil, fmt.Errorf("resume: %q is not group:epoch:offset", truncate(p))
 		}
-		if _, _, ok := platform.ParseGroup(fields[0]); !ok {
-			return nil, fmt.Errorf("resume: %q: %s", truncate(p), groupRule)
+		if c.groups.Valid(fields[0]) != nil {
+			return nil, fmt.Errorf("resume: %q: %s", truncate(p), c.groups.Rule())
 		}
 		off, ok := parseOffset(fields[2])
 		if !ok {
@@ -52,8 +55,13 @@ func parseResume(v string) (map[string]position, error) {
 	return out, nil
 }
 
-// groupRule says which group names a client may use.
-const groupRule = "a group is campaign_N, quest_N or user_N, where N is a positive integer written without sign or leading zeros"
+// cutLast cuts s around its last sep.
+func cutLast(s string, sep byte) (before, after string, found bool) {
+	if i := strings.LastIndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
+}
 
 // maxOffset bounds the offsets a client may name: offsets are counted in
 // int64 in Redis, and the layers add to the one a client resumes from.

@@ -45,13 +45,13 @@ func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg t
 // protocol version and the positions to resume. For SSE they come from the
 // browser's Last-Event-ID (or ?resume=, for a first connection that already
 // has positions), and positions are always on.
-func request(k kind, w http.ResponseWriter, r *http.Request) (version int, resume map[string]position, ok bool) {
+func (c *Consumers) request(k kind, w http.ResponseWriter, r *http.Request) (version int, resume map[string]position, ok bool) {
 	if k == viaSSE {
 		v := r.Header.Get("Last-Event-ID")
 		if v == "" {
 			v = r.URL.Query().Get("resume")
 		}
-		resume, err := parseResume(v)
+		resume, err := c.parseResume(v)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return 0, nil, false
@@ -63,7 +63,7 @@ func request(k kind, w http.ResponseWriter, r *http.Request) (version int, resum
 		http.Error(w, "unsupported protocol version; use v=1 or v=2", http.StatusBadRequest)
 		return 0, nil, false
 	}
-	resume, err := parseResume(r.URL.Query().Get("resume"))
+	resume, err := c.parseResume(r.URL.Query().Get("resume"))
 	if err == nil && resume != nil && version != 2 {
 		err = errors.New("resume needs protocol v2 (?v=2)")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 )
@@ -60,22 +61,37 @@ type subscription struct {
 	Group  string  `json:"group"`
 	Epoch  *string `json:"epoch"`
 	Offset uint64  `json:"offset"`
+	// Token is the app's subscription token for the group.
+	Token string `json:"token"`
 }
+
+// maxTokenLen bounds a subscription token (apptoken refuses longer ones
+// too; this keeps the message check cheap).
+const maxTokenLen = 8 << 10
 
 // handleV2 handles the messages only v2 clients may send; it reports false
 // for any other type.
 func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
-	if conn.Version() < 2 || (m.Type != "subscribe" && m.Type != "unsubscribe") {
+	if conn.Version() < 2 {
+		return false
+	}
+	switch m.Type {
+	case "subscribe", "unsubscribe":
+	case "publish":
+		c.publish(conn, m, rep)
+		return true
+	default:
 		return false
 	}
 	var sub subscription
-	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || sub.Epoch != nil && !validEpoch(*sub.Epoch) || sub.Offset > maxOffset {
-		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch" and "offset"`)
+	if len(m.Data) == 0 || json.Unmarshal(m.Data, &sub) != nil || sub.Epoch != nil && !validEpoch(*sub.Epoch) || sub.Offset > maxOffset ||
+		len(sub.Token) > maxTokenLen {
+		rep.error(CodeInvalidMessage, `"data" must be {"group": "<name>"} with an optional "epoch", "offset" and "token" (at most 8 KiB)`)
 		return true
 	}
-	kind, id, ok := platform.ParseGroup(sub.Group)
+	ns, _, ok := c.groups.Lookup(sub.Group)
 	if !ok {
-		rep.error(CodeInvalidGroup, groupRule)
+		rep.error(CodeInvalidGroup, c.groups.Rule())
 		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -85,9 +101,46 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 			rep.error(CodeInternal, "could not leave "+sub.Group)
 			return true
 		}
+		c.revoke(conn, sub.Group)
 		rep.ack()
 		return true
 	}
+	// The app's word (a subscription token, or its grant at connect)
+	// admits a client to any group; otherwise a configured namespace's
+	// policy decides, and herald's platform for its own groups.
+	var expires time.Time
+	appGranted := sub.Token != "" || c.granted(conn, sub.Group)
+	if appGranted || ns.Subscribe != groups.Platform {
+		var d *denial
+		if expires, d = c.mayJoin(conn, ns, sub.Group, sub.Token); d != nil {
+			rep.error(d.code, d.msg)
+			return true
+		}
+		if conn.InGroup(sub.Group) {
+			if !expires.IsZero() {
+				c.grantUntil(conn, sub.Group, expires) // a renewed token
+			}
+			rep.ack()
+			return true
+		}
+		if len(conn.Groups()) >= c.maxGroups {
+			rep.error(CodeTooManyGroups, fmt.Sprintf("a connection may be in at most %d groups; unsubscribe from one first", c.maxGroups))
+			return true
+		}
+		var from position
+		if sub.Epoch != nil {
+			from = position{Offset: sub.Offset, Epoch: *sub.Epoch}
+		} else {
+			var err error
+			if from, err = c.positionNow(ctx, sub.Group); err != nil {
+				c.log.Warn("realtime: subscribe", "group", sub.Group, "err", err)
+				rep.error(CodeInternal, "could not subscribe; try again")
+				return true
+			}
+		}
+		return c.subscribeFrom(ctx, conn, ns, sub.Group, from, expires, rep)
+	}
+	kind, id, _ := platform.ParseGroup(sub.Group)
 	public, err := c.mayWatch(ctx, conn.UserID(), kind, id)
 	if err != nil {
 		switch platform.KindOf(err) {
@@ -127,9 +180,30 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	// The ack and where the client stands come before the group's live
 	// events: recovered=false when the join could not replay from there.
 	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, c.tell(conn, sub.Group, rep.ack)); ok {
-		c.presence.watch(sub.Group)
+		c.watchPresence(ns, sub.Group)
 	}
 	return true
+}
+
+// subscribeFrom joins conn to group of ns from a position, granted until
+// expires when a subscription token admitted it.
+func (c *Consumers) subscribeFrom(ctx context.Context, conn *realtime.Conn, ns *groups.Namespace, group string, from position, expires time.Time, rep reply) bool {
+	if !expires.IsZero() {
+		// Before the join: the token's end must not race past it.
+		c.grantUntil(conn, group, expires)
+	}
+	if _, ok := c.joinFrom(ctx, conn, group, from, c.tell(conn, group, rep.ack)); ok {
+		c.watchPresence(ns, group)
+	}
+	return true
+}
+
+// watchPresence counts group's members for its v2 members if its
+// namespace has presence.
+func (c *Consumers) watchPresence(ns *groups.Namespace, group string) {
+	if ns.Presence {
+		c.presence.watch(group)
+	}
 }
 
 // subscribeWait bounds how long a subscribe waits for a room to be ready

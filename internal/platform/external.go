@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
-
 )
 
 // reservedTypes are the event types another system may not record: herald's
