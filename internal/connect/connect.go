@@ -148,7 +148,14 @@ func (c *Client) Authorize(ctx context.Context, r *http.Request, req Request) (A
 		return Answer{}, fmt.Errorf("%w: %s", ErrDenied, reason(raw))
 	case resp.StatusCode != http.StatusOK:
 		return Answer{}, fmt.Errorf("%w: it answered HTTP %d", ErrUnavailable, resp.StatusCode)
-	case len(raw) > maxAnswer:
+	}
+	return decodeAnswer(raw, c.opt.MaxGroups)
+}
+
+// decodeAnswer reads the app's 200 answer, bounded: at most maxAnswer
+// bytes, a user of at most maxUserLen bytes of UTF-8, maxGroups groups.
+func decodeAnswer(raw []byte, maxGroups int) (Answer, error) {
+	if len(raw) > maxAnswer {
 		return Answer{}, fmt.Errorf("%w: its answer is larger than %d bytes", ErrUnavailable, maxAnswer)
 	}
 	var a Answer
@@ -160,8 +167,8 @@ func (c *Client) Authorize(ctx context.Context, r *http.Request, req Request) (A
 	if len(a.User) > maxUserLen || !utf8.ValidString(a.User) {
 		return Answer{}, fmt.Errorf("%w: its user is longer than %d bytes or not UTF-8", ErrUnavailable, maxUserLen)
 	}
-	if len(a.Groups) > c.opt.MaxGroups {
-		return Answer{}, fmt.Errorf("%w: it names %d groups, more than the %d a connection may join", ErrUnavailable, len(a.Groups), c.opt.MaxGroups)
+	if len(a.Groups) > maxGroups {
+		return Answer{}, fmt.Errorf("%w: it names %d groups, more than the %d a connection may join", ErrUnavailable, len(a.Groups), maxGroups)
 	}
 	return a, nil
 }
