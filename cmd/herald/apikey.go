@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/store"
 )
 
@@ -22,8 +23,9 @@ const apikeyUsage = `Usage:
   herald apikey revoke ID [--db …]
 
 API keys let another backend publish events to herald's groups with
-POST /api/publish/ (docs/publish.md). A scope is a kind of group (campaign,
-quest or user: every group of that kind) or one group (campaign_5). create
+POST /api/publish/ (docs/publish.md). A scope is a namespace (campaign,
+quest, user, or one of the config file's: every group in it) or one group
+(campaign_5, chat:lobby). create
 prints the key once, on standard output: only a hash of it is kept. list
 never shows keys. revoke refuses a key from then on.
 
@@ -52,7 +54,7 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	switch sub {
 	case "create":
 		fs.StringVar(&name, "name", "", "what the key is for, e.g. the backend that uses it")
-		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: campaign, quest, user, or groups like campaign_5")
+		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: namespaces (campaign, quest, user, the config file's) or groups like campaign_5")
 	case "list", "revoke":
 	default:
 		fmt.Fprint(stderr, apikeyUsage)
@@ -99,7 +101,12 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	for _, m := range applied {
 		fmt.Fprintln(stderr, "applied", m)
 	}
-	keys := apikey.New(db, nil, nil)
+	// The config file's namespaces are scopes too.
+	reg, err := groups.New(cfg.Namespaces)
+	if err != nil {
+		return err
+	}
+	keys := apikey.New(db, reg, nil)
 	switch sub {
 	case "create":
 		return createKey(ctx, keys, name, scopes, stdout, stderr)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -129,5 +131,23 @@ func TestBenchRedactsTheKey(t *testing.T) {
 		if got := redactKey(c.in); strings.Join(got, " ") != strings.Join(c.want, " ") {
 			t.Errorf("redactKey(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// The config file's namespaces are scopes: a key for chat is granted with
+// --config naming the file, and refused without it.
+func TestAPIKeyScopesFromConfig(t *testing.T) {
+	dsn := testenv.SQLite(t)
+	file := filepath.Join(t.TempDir(), "herald.toml")
+	if err := os.WriteFile(file, []byte("[namespaces.chat]\nsubscribe = \"user\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	e := env(map[string]string{"HERALD_DB": dsn})
+	if err := run(context.Background(), []string{"apikey", "create", "--name", "chat", "--scope", "chat,chat:lobby"}, &out, &errOut, e); err == nil || !strings.Contains(err.Error(), `scope "chat"`) {
+		t.Fatalf("without the config file: %v", err)
+	}
+	if err := run(context.Background(), []string{"apikey", "create", "--config", file, "--name", "chat", "--scope", "chat,chat:lobby"}, &out, &errOut, e); err != nil {
+		t.Fatalf("with the config file: %v\n%s", err, errOut.String())
 	}
 }
