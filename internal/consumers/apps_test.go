@@ -368,3 +368,65 @@ func TestAppPathsNeedConnectURL(t *testing.T) {
 		t.Fatalf("/ws/chat/lobby/ without a connect URL: %d", status)
 	}
 }
+
+// A namespace with presence counts its groups' members for them; one
+// without sends no count. An event stream of /sse/ joins by a connection
+// token and gets the group's events with their positions.
+func TestNamespacePresenceAndSSE(t *testing.T) {
+	s := start(t, testenv.SQLite(t), appNamespaces)
+	tok := appToken(t, jwt.MapClaims{"sub": "u1", "exp": time.Now().Add(time.Minute).Unix()})
+	a := testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=members:lobby&group=open_x&token="+tok, nil)
+	testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=members:lobby&token="+tok, nil)
+	for {
+		ev := a.NextEvent(wait)
+		if ev.Type != "presence" {
+			continue
+		}
+		var d struct {
+			Group string
+			Count int
+		}
+		_ = json.Unmarshal(ev.Data, &d)
+		if d.Group != "members:lobby" {
+			t.Fatalf("presence for %s: only members has it", d.Group)
+		}
+		if d.Count == 2 {
+			break
+		}
+	}
+
+
+	ctok := appToken(t, jwt.MapClaims{"sub": "u9", "channels": []string{"chat:u9"}, "exp": time.Now().Add(time.Minute).Unix()})
+	sse, status, err := testenv.DialSSE(t, s.base+"/sse/?token="+ctok, nil)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("sse: %d %v", status, err)
+	}
+	defer sse.Close()
+	if ev := sse.MustNext(wait); ev.Event != "subscribed" || !strings.Contains(ev.Data, `"chat:u9"`) {
+		t.Fatalf("sse first: %+v", ev)
+	}
+	if err := s.app.Platform().RecordExternal(context.Background(), "chat:u9", "msg", []byte(`{"x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := sse.MustNext(wait); ev.Event != "msg" || !strings.HasPrefix(ev.ID, "chat:u9:") || !strings.Contains(ev.Data, `{"x":1}`) {
+		t.Fatalf("sse event: %+v", ev)
+	}
+	// The stream resumes by its id: a group with ':' in it round-trips.
+	if err := s.app.Platform().RecordExternal(context.Background(), "chat:u9", "msg", []byte(`{"x":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	sse.MustNext(wait)
+	last := sse.LastID
+	sse.Close()
+	if err := s.app.Platform().RecordExternal(context.Background(), "chat:u9", "msg", []byte(`{"x":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := testenv.DialSSE(t, s.base+"/sse/?token="+ctok, http.Header{"Last-Event-ID": {last}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if ev := again.MustNext(wait); ev.Event != "msg" || !strings.Contains(ev.Data, `{"x":3}`) {
+		t.Fatalf("after resume: %+v", ev)
+	}
+}
