@@ -395,7 +395,6 @@ func TestNamespacePresenceAndSSE(t *testing.T) {
 		}
 	}
 
-
 	ctok := appToken(t, jwt.MapClaims{"sub": "u9", "channels": []string{"chat:u9"}, "exp": time.Now().Add(time.Minute).Unix()})
 	sse, status, err := testenv.DialSSE(t, s.base+"/sse/?token="+ctok, nil)
 	if err != nil || status != http.StatusOK {
