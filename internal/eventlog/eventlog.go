@@ -39,6 +39,12 @@ type Options struct {
 	// storm of resumes cannot take every database connection from writes.
 	Readers    int
 	ReaderWait time.Duration
+	// Window, if set, gives each group's history window (its latest size events, none older than age); nil uses layer.DefaultHistorySize and layer.DefaultHistoryAge for every group.
+	// A read reaching outside the window is refused (ok false): the relay
+	// prunes the outbox only every so often (a group's oldest a quarter of
+	// its window at a time, aged events every few seconds), and what it
+	// has not pruned yet is not to be replayed any more.
+	Window func(group string) (size int, age time.Duration)
 }
 
 // ErrBusy is a read that found every reader busy for ReaderWait.
@@ -143,8 +149,15 @@ func (l *Log) read(ctx context.Context, group, epoch string, since, upTo uint64)
 	if upTo-since > uint64(l.opt.MaxEvents) {
 		return nil, false, nil
 	}
+	// The window is the group's latest size events, and since+1 the first
+	// to be read.
+	size, age := l.window(group)
+	if max(head, upTo)-since > uint64(size) {
+		return nil, false, nil
+	}
+	oldest := time.Now().Add(-age) // the first event read may be no older
 	n := int(upTo - since)
-	rows, err := l.db.QueryContext(ctx, "SELECT off, type, data FROM outbox WHERE grp = $1 AND epoch = $2 AND off > $3 AND off <= $4 ORDER BY off LIMIT $5",
+	rows, err := l.db.QueryContext(ctx, "SELECT off, type, data, created_at FROM outbox WHERE grp = $1 AND epoch = $2 AND off > $3 AND off <= $4 ORDER BY off LIMIT $5",
 		group, epoch, int64(since), int64(upTo), n)
 	if err != nil {
 		return nil, false, fmt.Errorf("event log: read %s: %w", group, err)
@@ -155,11 +168,15 @@ func (l *Log) read(ctx context.Context, group, epoch string, since, upTo uint64)
 	for rows.Next() {
 		var off int64
 		var typ, data string
-		if err := rows.Scan(&off, &typ, &data); err != nil {
+		var created time.Time
+		if err := rows.Scan(&off, &typ, &data, &created); err != nil {
 			return nil, false, fmt.Errorf("event log: read %s: %w", group, err)
 		}
 		if uint64(off) != want {
 			return nil, false, nil // the oldest of them are no longer kept
+		}
+		if len(out) == 0 && created.Before(oldest) {
+			return nil, false, nil // the oldest of them left the window by age
 		}
 		want++
 		// cur, the database's string, not epoch, which may be cut from a
@@ -173,6 +190,19 @@ func (l *Log) read(ctx context.Context, group, epoch string, since, upTo uint64)
 		return nil, false, nil
 	}
 	return out, true, nil
+}
+
+// window is group's history window: Window's, clamped to at least one
+// event and defaulting an unset age.
+func (l *Log) window(group string) (size int, age time.Duration) {
+	if l.opt.Window == nil {
+		return layer.DefaultHistorySize, layer.DefaultHistoryAge
+	}
+	size, age = l.opt.Window(group)
+	if age <= 0 {
+		age = layer.DefaultHistoryAge
+	}
+	return max(size, 1), age
 }
 
 // positionQuery reads a group's epoch and the offset of its last published

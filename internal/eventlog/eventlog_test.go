@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -163,4 +164,61 @@ func TestReadsAreBounded(t *testing.T) {
 	if _, ok, err := l.Read(context.Background(), "campaign_1", "", 0, 0); err != nil || !ok {
 		t.Errorf("read once a reader is free: %v %v", ok, err)
 	}
+}
+
+// With a Window, a read reaching outside the group's own window is refused
+// although the outbox still holds the events (the relay prunes them only
+// every so often); other groups keep theirs.
+func TestReadWindowPerGroup(t *testing.T) {
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		db := open(t, dsn)
+		ctx := context.Background()
+		logged(t, db, "campaign_1", "e1", 1, 10, 10)
+		logged(t, db, "campaign_2", "e2", 1, 10, 10)
+		logged(t, db, "campaign_3", "e3", 1, 10, 10)
+		// campaign_3's first five were recorded two minutes ago.
+		if _, err := db.ExecContext(ctx, "UPDATE outbox SET created_at = $1 WHERE grp = 'campaign_3' AND off <= 5", time.Now().Add(-2*time.Minute).UTC()); err != nil {
+			t.Fatal(err)
+		}
+		window := func(g string) (int, time.Duration) {
+			switch g {
+			case "campaign_1":
+				return 3, time.Hour
+			case "campaign_3":
+				return 1000, time.Minute
+			}
+			return 1000, time.Hour
+		}
+		l := eventlog.New(db, eventlog.Options{Window: window})
+		for _, c := range []struct {
+			group, epoch string
+			since, upTo  uint64
+			ok           bool
+			want         []uint64
+		}{
+			{"campaign_1", "e1", 7, 0, true, []uint64{8, 9, 10}},
+			{"campaign_1", "e1", 6, 0, false, nil},
+			{"campaign_1", "e1", 6, 8, false, nil}, // the window ends at the head, not at upTo
+			{"campaign_1", "", 0, 0, false, nil},
+			{"campaign_2", "", 0, 0, true, seq(1, 10)},
+			{"campaign_3", "e3", 5, 0, true, seq(6, 10)},
+			{"campaign_3", "e3", 4, 0, false, nil},
+			{"campaign_3", "e3", 10, 0, true, nil},
+		} {
+			msgs, ok, err := l.Read(ctx, c.group, c.epoch, c.since, c.upTo)
+			if err != nil || ok != c.ok || !slices.Equal(offsets(msgs), c.want) {
+				t.Errorf("read (%d, %d] of %s %q: %v, ok %v, %v; want %v, %v", c.since, c.upTo, c.group, c.epoch, offsets(msgs), ok, err, c.want, c.ok)
+			}
+		}
+		// A memory layer with the same window falls back on the log for
+		// what it does not hold, and is refused the same.
+		m := layer.NewMemory(func(layer.Message) {}, layer.MemoryOptions{Log: l, Window: window})
+		defer m.Close()
+		if _, ok, err := m.History(ctx, "campaign_1", 6, "e1"); err != nil || ok {
+			t.Errorf("memory layer resuming campaign_1 after 6: ok %v, %v; want refused", ok, err)
+		}
+		if msgs, ok, err := m.History(ctx, "campaign_1", 7, "e1"); err != nil || !ok || !slices.Equal(offsets(msgs), seq(8, 10)) {
+			t.Errorf("memory layer resuming campaign_1 after 7: %v, ok %v, %v; want 8..10", offsets(msgs), ok, err)
+		}
+	})
 }

@@ -19,8 +19,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime/layer"
 	"github.com/heraldhq/herald/internal/store"
@@ -61,10 +63,15 @@ type Options struct {
 	// HistorySize and HistoryAge are the window published events are kept
 	// for: a group's latest HistorySize events, none older than HistoryAge
 	// (defaults layer.DefaultHistorySize and layer.DefaultHistoryAge). A
-	// group's older events are pruned a few hundred at a time, so it keeps
-	// up to a quarter more.
+	// group's older events are pruned a quarter of its size at a time (at
+	// most 256), so it keeps up to a quarter more; aged events are pruned
+	// every HistoryAge/10, at most 10s apart (see pruneAged). With a
+	// Window, HistoryAge only paces that and stands in for an age Window
+	// leaves unset.
 	HistorySize int
 	HistoryAge  time.Duration
+	// Window, if set, gives each group's history window (its latest size events, none older than age); nil uses HistorySize and HistoryAge for every group.
+	Window func(group string) (size int, age time.Duration)
 	// OnPanic, if set, is told of each panic recovered in a round
 	// (panics.Relay). The round fails like one that could not publish: its
 	// transaction is rolled back, its events stay in the outbox and the
@@ -78,6 +85,21 @@ type Relay struct {
 	pub  Publisher
 	opt  Options
 	wake chan struct{}
+	// maxAge is the longest window any group has: HistoryAge, or with a
+	// Window the longest a namespace may be given.
+	maxAge time.Duration
+
+	// aging holds the groups whose window is shorter than maxAge that this
+	// relay published events of, until those left their window (pruneAged).
+	mu    sync.Mutex
+	aging map[string]*agingGroup
+}
+
+// agingGroup is a group whose aged events pruneAged deletes on their own.
+type agingGroup struct {
+	age    time.Duration
+	due    time.Time // when its oldest event this relay published may leave the window
+	newest time.Time // when its newest event this relay published was recorded
 }
 
 // errBusy is a round that waited LockWait for another process's relay.
@@ -114,7 +136,26 @@ func New(db *store.DB, pub Publisher, opt Options) *Relay {
 	if opt.HistoryAge <= 0 {
 		opt.HistoryAge = layer.DefaultHistoryAge
 	}
-	return &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1)}
+	r := &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1), maxAge: opt.HistoryAge}
+	if opt.Window != nil {
+		r.maxAge = max(groups.MaxHistoryAge, opt.HistoryAge)
+		r.aging = make(map[string]*agingGroup)
+	}
+	return r
+}
+
+// window is group's history window. Window's values are trusted (the group
+// registry checked them) but clamped: at least one event, and no longer
+// than maxAge, which the global pass of pruneAged relies on.
+func (r *Relay) window(group string) (size int64, age time.Duration) {
+	if r.opt.Window == nil {
+		return int64(r.opt.HistorySize), r.opt.HistoryAge
+	}
+	n, age := r.opt.Window(group)
+	if age <= 0 {
+		age = r.opt.HistoryAge
+	}
+	return int64(max(n, 1)), min(age, r.maxAge)
 }
 
 // Notify wakes the relay: a write has committed. It never blocks.
@@ -259,6 +300,7 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		if err != nil {
 			return published, errors.Join(pubErr, err)
 		}
+		r.track(evs[:published])
 	}
 	return published, pubErr
 }
@@ -508,7 +550,8 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 // markPublished marks evs published in tx and prunes, for the groups
 // they advanced, the events that left the history window: everything
 // before a reset, and a group's oldest events each time it has recorded
-// another pruneEvery.
+// another pruneStep of its window's size (one DELETE per group at most,
+// up to the last such event of the round).
 func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) error {
 	ids := make([]string, len(evs))
 	for i, e := range evs {
@@ -517,20 +560,77 @@ func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) erro
 	if _, err := tx.ExecContext(ctx, "UPDATE outbox SET published = TRUE WHERE id IN ("+strings.Join(ids, ",")+")"); err != nil {
 		return fmt.Errorf("outbox relay: mark published: %w", err)
 	}
-	size := int64(r.opt.HistorySize)
+	type cut struct {
+		group, epoch string
+		upTo         int64 // the last offset to prune
+	}
+	var cuts []cut
+	at := map[string]int{} // index in cuts by group
 	for _, e := range evs {
-		var err error
-		switch {
-		case e.typ == layer.TypeReset:
-			_, err = tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch <> $2 AND published", e.group, e.epoch)
-		case e.offset > size && e.offset%pruneEvery == 0:
-			_, err = tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch = $2 AND off <= $3 AND published", e.group, e.epoch, e.offset-size)
+		if e.typ == layer.TypeReset {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch <> $2 AND published", e.group, e.epoch); err != nil {
+				return fmt.Errorf("outbox relay: prune %s before its reset: %w", e.group, err)
+			}
+			if i, ok := at[e.group]; ok {
+				cuts[i].upTo = 0 // that epoch is gone
+			}
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("outbox relay: prune %s: %w", e.group, err)
+		size, _ := r.window(e.group)
+		if e.offset <= size || e.offset%pruneStep(size) != 0 {
+			continue
+		}
+		if i, ok := at[e.group]; ok {
+			cuts[i] = cut{e.group, e.epoch, e.offset - size}
+		} else {
+			at[e.group] = len(cuts)
+			cuts = append(cuts, cut{e.group, e.epoch, e.offset - size})
+		}
+	}
+	for _, c := range cuts {
+		if c.upTo == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE grp = $1 AND epoch = $2 AND off <= $3 AND published", c.group, c.epoch, c.upTo); err != nil {
+			return fmt.Errorf("outbox relay: prune %s up to offset %d: %w", c.group, c.upTo, err)
 		}
 	}
 	return nil
+}
+
+// pruneStep is how many events a group with a window of size events
+// records between two prunes of its oldest: a quarter of its size, at most
+// pruneEvery, so it keeps up to a quarter more than its window (a window
+// of under 8 events is pruned in every round that advances it).
+func pruneStep(size int64) int64 {
+	return min(max(size/4, 1), pruneEvery)
+}
+
+// track notes, for pruneAged, the groups of evs (just published) whose
+// window is shorter than maxAge.
+func (r *Relay) track(evs []event) {
+	if r.aging == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range evs {
+		_, age := r.window(e.group)
+		if age >= r.maxAge {
+			continue
+		}
+		g := r.aging[e.group]
+		if g == nil {
+			if len(r.aging) >= maxAging {
+				continue // the global pass prunes it, late
+			}
+			g = &agingGroup{age: age, due: e.created.Add(age)}
+			r.aging[e.group] = g
+		}
+		if e.created.After(g.newest) {
+			g.newest = e.created
+		}
+	}
 }
 
 // prune is pruneAged behind the relay's recover boundary; a failure is
@@ -542,35 +642,155 @@ func (r *Relay) prune(ctx context.Context) {
 	}
 }
 
-// pruneEvery is how many events a group records between two prunes of its
-// oldest.
+// pruneEvery is the most events a group records between two prunes of
+// its oldest.
 const pruneEvery = 256
 
-// pruneBatch bounds the events one pruneAged statement deletes.
-const pruneBatch = 5000
+// Bounds of one pruneAged: pruneBatch events per statement, pruneRounds
+// statements of the global pass, pruneStatements of groups pruned on
+// their own, each of up to pruneGroups groups; maxAging groups tracked.
+const (
+	pruneBatch      = 5000
+	pruneRounds     = 4
+	pruneStatements = 16
+	pruneGroups     = 100
+	maxAging        = 1 << 17
+)
 
-// pruneAged deletes published events older than the history window, a
-// batch at a time, and returns how many it deleted.
+// pruneAged deletes published events that left their group's window by
+// age and returns how many it deleted. Its work is bounded whatever the
+// backlog (what is left waits for the next turn): at most 20 statements,
+// each deleting at most pruneBatch events, 100,000 in all.
+//
+//   - A global pass deletes the published events older than maxAge, the
+//     longest window any group has (HistoryAge without a Window), oldest
+//     first through the index of published events by created_at: at most
+//     pruneRounds statements. Without a Window that is all.
+//   - With a Window, the groups with a shorter window that this relay
+//     published events of (track) are pruned on their own once due, most
+//     overdue first: one statement per pruneGroups groups of one age, at
+//     most pruneStatements of them (1,600 groups). Each reads at most its
+//     groups' kept events, through the (grp, epoch, off) index: the size
+//     pruning bounds them to 1.25 windows a group (1,250 events with the
+//     default window). A pruned group is due again a quarter of its age
+//     later, so its events stay up to a quarter longer than its age (plus
+//     a prune interval), and is forgotten once its newest event left the
+//     window.
+//
+// A group published only by a process that has stopped is not tracked
+// here: its aged events go with the global pass, or once it is published
+// again; eventlog.Log, given the same Window, does not serve them
+// meanwhile.
 func (r *Relay) pruneAged(ctx context.Context) (int64, error) {
+	now := time.Now()
 	var total int64
-	cutoff := time.Now().Add(-r.opt.HistoryAge)
-	for {
-		var n int64
-		err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published AND created_at < $1 ORDER BY created_at LIMIT $2)",
-				cutoff, pruneBatch)
-			if err != nil {
-				return err
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("outbox relay: prune events older than %s: %w", r.opt.HistoryAge, err)
-		}
+	for range pruneRounds {
+		n, err := r.deleteAged(ctx, now.Add(-r.maxAge), nil)
 		total += n
-		if n < pruneBatch {
-			return total, nil
+		if err != nil {
+			return total, fmt.Errorf("outbox relay: prune events older than %s: %w", r.maxAge, err)
 		}
+		if n < pruneBatch {
+			break
+		}
+	}
+	for _, batch := range r.dueGroups(now) {
+		n, err := r.deleteAged(ctx, now.Add(-batch.age), batch.groups)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("outbox relay: prune events of %d groups older than %s: %w", len(batch.groups), batch.age, err)
+		}
+		if n < pruneBatch {
+			r.pruned(batch.groups, now)
+		} // else some may have more: they stay due
+	}
+	return total, nil
+}
+
+// deleteAged deletes, in one statement, up to pruneBatch published events
+// created before cutoff: the oldest of all (by the created_at index), or
+// any of groups (by the group index; ordering them by age could lead the
+// database to walk the created_at index through every longer-lived
+// group's events).
+func (r *Relay) deleteAged(ctx context.Context, cutoff time.Time, groups []string) (int64, error) {
+	q := "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published AND created_at < $1 ORDER BY created_at LIMIT $2)"
+	args := []any{cutoff, pruneBatch}
+	if len(groups) > 0 {
+		ms := make([]string, len(groups))
+		for i, g := range groups {
+			ms[i] = "$" + strconv.Itoa(i+3)
+			args = append(args, g)
+		}
+		q = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE grp IN (" + strings.Join(ms, ",") + ") AND published AND created_at < $1 LIMIT $2)"
+	}
+	var n int64
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// ageBatch is groups of one window age that pruneAged prunes in one
+// statement.
+type ageBatch struct {
+	age    time.Duration
+	groups []string
+}
+
+// dueGroups returns the tracked groups due at now, most overdue first, in
+// batches of one age: at most pruneStatements batches of pruneGroups.
+func (r *Relay) dueGroups(now time.Time) []ageBatch {
+	type due struct {
+		group string
+		age   time.Duration
+		due   time.Time
+	}
+	var all []due
+	r.mu.Lock()
+	for g, a := range r.aging {
+		if !a.due.After(now) {
+			all = append(all, due{g, a.age, a.due})
+		}
+	}
+	r.mu.Unlock()
+	slices.SortFunc(all, func(a, b due) int { return a.due.Compare(b.due) })
+	var out []ageBatch
+	open := map[time.Duration]int{} // index in out of the batch filling up, by age
+	for _, d := range all {
+		i, ok := open[d.age]
+		if !ok || len(out[i].groups) == pruneGroups {
+			if len(out) == pruneStatements {
+				continue // next time
+			}
+			i = len(out)
+			open[d.age] = i
+			out = append(out, ageBatch{age: d.age})
+		}
+		out[i].groups = append(out[i].groups, d.group)
+	}
+	return out
+}
+
+// pruned records that groups were pruned of what left their window by now:
+// each is due again a quarter of its age later, or forgotten once its
+// newest event left the window too.
+func (r *Relay) pruned(groups []string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range groups {
+		a := r.aging[g]
+		if a == nil {
+			continue
+		}
+		if a.newest.Before(now.Add(-a.age)) {
+			delete(r.aging, g)
+			continue
+		}
+		a.due = now.Add(a.age / 4)
 	}
 }

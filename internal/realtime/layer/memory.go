@@ -29,6 +29,8 @@ type MemoryOptions struct {
 	// HistoryAge is how long an event stays in its group's window (default
 	// DefaultHistoryAge).
 	HistoryAge time.Duration
+	// Window, if set, gives each group's history window (its latest size events, none older than age); nil uses HistorySize and HistoryAge for every group.
+	Window func(group string) (size int, age time.Duration)
 	// SweepInterval is how often expired events and idle groups are dropped
 	// (default HistoryAge/10, at least one second).
 	SweepInterval time.Duration
@@ -47,18 +49,34 @@ type MemoryOptions struct {
 
 const memShards = 32
 
+// groupWindow is group's window: window's answer, or size and age for
+// every group when window is nil. window's values are trusted (the group
+// registry checked them) but a window keeps at least one event, and a
+// non-positive age is taken as age.
+func groupWindow(window func(string) (int, time.Duration), group string, size int, age time.Duration) (int, time.Duration) {
+	if window == nil {
+		return size, age
+	}
+	s, a := window(group)
+	if a <= 0 {
+		a = age
+	}
+	return max(s, 1), a
+}
+
 // Memory is a single-process Layer. Events published with their positions
 // (from a Log) keep them, so a restarted process goes on where the log
 // stands; events published without are numbered here, in a new epoch for
 // every group of every new Memory.
 type Memory struct {
-	handler func(Message)
-	size    int
-	age     time.Duration
-	now     func() time.Time
-	onPanic func(string)
-	log     *slog.Logger
-	backlog Log
+	handler  func(Message)
+	size     int           // every group's window when windowOf is nil
+	age      time.Duration // (HistorySize and HistoryAge)
+	windowOf func(string) (int, time.Duration)
+	now      func() time.Time
+	onPanic  func(string)
+	log      *slog.Logger
+	backlog  Log
 
 	id          string // random, makes epochs of different layers distinct
 	incarnation atomic.Uint64
@@ -86,8 +104,12 @@ type memGroup struct {
 	// answer from the Log.
 	known bool
 
+	// size and age are the group's window, read once when its state is
+	// made (a group's window never changes while the process runs).
+	size int
+	age  int64 // nanoseconds
 	// ring holds the window: n entries starting at head. It grows lazily up
-	// to the configured size, so quiet groups cost little.
+	// to size, so quiet groups cost little.
 	ring []memEntry
 	head int
 	n    int
@@ -122,17 +144,18 @@ func NewMemory(handler func(Message), opts MemoryOptions) *Memory {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails on supported platforms
 	m := &Memory{
-		handler: handler,
-		size:    opts.HistorySize,
-		age:     opts.HistoryAge,
-		now:     opts.Now,
-		onPanic: opts.OnPanic,
-		log:     opts.Logger,
-		backlog: opts.Log,
-		id:      hex.EncodeToString(b[:]),
-		seed:    maphash.MakeSeed(),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		handler:  handler,
+		size:     opts.HistorySize,
+		age:      opts.HistoryAge,
+		windowOf: opts.Window,
+		now:      opts.Now,
+		onPanic:  opts.OnPanic,
+		log:      opts.Logger,
+		backlog:  opts.Log,
+		id:       hex.EncodeToString(b[:]),
+		seed:     maphash.MakeSeed(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	for i := range m.shards {
 		m.shards[i].groups = make(map[string]*memGroup)
@@ -159,6 +182,8 @@ func (m *Memory) group(name string, create bool) *memGroup {
 				return nil
 			}
 			g = &memGroup{}
+			size, age := groupWindow(m.windowOf, name, m.size, m.age)
+			g.size, g.age = size, int64(age)
 			sh.groups[name] = g
 		}
 		sh.mu.Unlock()
@@ -204,10 +229,10 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 		g.epoch, g.known = msg.Epoch, true
 	}
 	g.last = msg.Offset
-	if m.size > 0 {
+	if g.size > 0 {
 		now := m.now().UnixNano()
-		g.expire(now - int64(m.age))
-		g.push(memEntry{msg: msg, at: now}, m.size)
+		g.expire(now - g.age)
+		g.push(memEntry{msg: msg, at: now}, g.size)
 	}
 	if g.subscribed {
 		// Delivering under the group lock is what keeps per-group order.
@@ -314,7 +339,7 @@ type logRead struct {
 // position is in g's epoch but older than the window, miss says what to
 // read from the Log instead.
 func (m *Memory) window(g *memGroup, since uint64, epoch string) ([]Message, bool, logRead) {
-	g.expire(m.now().UnixNano() - int64(m.age))
+	g.expire(m.now().UnixNano() - g.age)
 	first := g.last + 1 // oldest offset still in the window
 	if g.n > 0 {
 		first = g.ring[g.head].msg.Offset
@@ -402,29 +427,29 @@ func (m *Memory) sweeper(every time.Duration) {
 func (m *Memory) sweep() {
 	// The sweeper goes on after a panic here.
 	defer panics.Recover(m.log, m.onPanic, panics.Layer)
-	cutoff := m.now().UnixNano() - int64(m.age)
+	now := m.now().UnixNano()
 	for i := range m.shards {
-		m.shards[i].sweep(cutoff)
+		m.shards[i].sweep(now)
 	}
 }
 
 // sweep is Memory.sweep for one shard; its locks are released even if it
 // panics.
-func (sh *memShard) sweep(cutoff int64) {
+func (sh *memShard) sweep(now int64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for name, g := range sh.groups {
-		if g.sweep(cutoff) {
+		if g.sweep(now) {
 			delete(sh.groups, name)
 		}
 	}
 }
 
 // sweep drops g's expired events and reports whether g is to be forgotten.
-func (g *memGroup) sweep(cutoff int64) (dead bool) {
+func (g *memGroup) sweep(now int64) (dead bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.expire(cutoff)
+	g.expire(now - g.age)
 	g.dead = !g.subscribed && g.n == 0
 	return g.dead
 }

@@ -315,3 +315,88 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		}
 	}
 }
+
+// testWindow gives group "a" a window of 3 events and a minute, "b" of
+// 1000 events and an hour, "c" a nonsensical 0 events (kept as 1) and
+// "d" a minute; other groups get the defaults.
+func testWindow(group string) (int, time.Duration) {
+	switch group {
+	case "a":
+		return 3, time.Minute
+	case "b":
+		return 1000, time.Hour
+	case "c":
+		return 0, time.Hour
+	case "d":
+		return 1000, time.Minute
+	}
+	return DefaultHistorySize, DefaultHistoryAge
+}
+
+// Each group keeps its own window, by count and by age.
+func TestMemoryWindowPerGroup(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	m := NewMemory(func(Message) {}, MemoryOptions{Window: testWindow, Now: clk.now, SweepInterval: time.Hour})
+	defer m.Close()
+	for _, g := range []string{"a", "b", "c"} {
+		for i := range 10 {
+			if _, err := m.Publish(ctx, Message{Group: g, Type: "t", Data: fmt.Appendf(nil, "%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ea, eb, ec := epochOf(t, m, "a"), epochOf(t, m, "b"), epochOf(t, m, "c")
+	for _, c := range []struct {
+		group, epoch string
+		since        uint64
+		ok           bool
+		n            int
+	}{
+		{"a", ea, 7, true, 3},
+		{"a", ea, 6, false, 0},
+		{"a", "", 0, false, 0},
+		{"b", "", 0, true, 10},
+		{"b", eb, 1, true, 9},
+		{"c", ec, 9, true, 1},
+		{"c", ec, 8, false, 0},
+	} {
+		msgs, ok, err := m.History(ctx, c.group, c.since, c.epoch)
+		if err != nil || ok != c.ok || len(msgs) != c.n {
+			t.Errorf("History(%s, %d) = %d events, ok=%v, err=%v; want %d, %v", c.group, c.since, len(msgs), ok, err, c.n, c.ok)
+		}
+	}
+
+	// By age: "d" keeps a minute, "b" an hour.
+	for range 2 {
+		for _, g := range []string{"b", "d"} {
+			if _, err := m.Publish(ctx, Message{Group: g, Type: "t", Data: []byte(`1`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ed := epochOf(t, m, "d")
+	clk.advance(30 * time.Second)
+	if msgs, ok, _ := m.History(ctx, "d", 0, ""); !ok || len(msgs) != 2 {
+		t.Fatalf("d after 30 s: %d events, ok=%v; want both", len(msgs), ok)
+	}
+	clk.advance(time.Minute)
+	if _, ok, _ := m.History(ctx, "d", 1, ed); ok {
+		t.Fatal("d's events are 90 s old and were still served with a window of a minute")
+	}
+	if msgs, ok, _ := m.History(ctx, "d", 2, ed); !ok || len(msgs) != 0 {
+		t.Fatalf("a client that saw all of d: %d events, ok=%v", len(msgs), ok)
+	}
+	if msgs, ok, _ := m.History(ctx, "b", 0, ""); !ok || len(msgs) != 12 {
+		t.Fatalf("b after 90 s: %d events, ok=%v; want its 12", len(msgs), ok)
+	}
+	// The sweep drops each group's aged events by its own age: a and d
+	// (a minute) are emptied and forgotten, b and c (an hour) stay.
+	m.sweep()
+	if n := m.groupCount(); n != 2 {
+		t.Fatalf("groups after the sweep = %d, want 2 (b and c)", n)
+	}
+	if msgs, ok, _ := m.History(ctx, "b", 0, ""); !ok || len(msgs) != 12 {
+		t.Fatalf("b after the sweep: %d events, ok=%v; want its 12", len(msgs), ok)
+	}
+}

@@ -38,9 +38,12 @@ type RedisOptions struct {
 	// DefaultHistoryAge). A negative HistorySize keeps none.
 	HistorySize int
 	HistoryAge  time.Duration
+	// Window, if set, gives each group's history window (its latest size events, none older than age); nil uses HistorySize and HistoryAge for every group.
+	Window func(group string) (size int, age time.Duration)
 	// StateTTL is how long a group's offset counter and epoch outlive its
-	// last event (default 24h). Processes with members in the group keep it
-	// alive meanwhile. A group whose state expired starts a new epoch.
+	// last event (default 24h, and never less than the group's window's
+	// age). Processes with members in the group keep it alive meanwhile. A
+	// group whose state expired starts a new epoch.
 	StateTTL time.Duration
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm
 	// a subscription (default 5s).
@@ -352,7 +355,7 @@ func (r *Redis) channel(group string) string { return r.key(group, "c") }
 // atomically, at the next offset of the group or at the offset it brings.
 //
 // KEYS: state hash, history list, publish-key set.
-// ARGV: channel, type, data, history size, history age (ms), state TTL (ms),
+// ARGV: channel, type, data, the group's history size and age (ms), state TTL (ms),
 // epoch (the event's own, or one to mint if the group has none), publish key
 // or "", publish command, "1" for a reset (TypeReset), the event's offset
 // ("0": assign the next).
@@ -526,10 +529,11 @@ func (r *Redis) publishPipeline(ctx context.Context, msgs []Message, keys []stri
 			if m.Type == TypeReset {
 				reset = "1"
 			}
+			size, age := r.window(m.Group)
 			cmds[i] = r.publish.EvalSha(ctx, p,
 				[]string{r.key(m.Group, "m"), r.key(m.Group, "h"), r.key(m.Group, "d")},
-				r.channel(m.Group), m.Type, m.Data, r.opt.HistorySize, r.opt.HistoryAge.Milliseconds(),
-				r.opt.StateTTL.Milliseconds(), epoch, keys[i], cmd, reset, m.Offset)
+				r.channel(m.Group), m.Type, m.Data, size, age.Milliseconds(),
+				max(r.opt.StateTTL, age).Milliseconds(), epoch, keys[i], cmd, reset, m.Offset)
 		}
 		return nil
 	})
@@ -703,10 +707,16 @@ type historyRead struct {
 	ok   bool
 }
 
+// window is group's history window.
+func (r *Redis) window(group string) (size int, age time.Duration) {
+	return groupWindow(r.opt.Window, group, r.opt.HistorySize, r.opt.HistoryAge)
+}
+
 // readHistory reads the group's window from Redis.
 func (r *Redis) readHistory(ctx context.Context, group string, since uint64, epoch string) ([]Message, bool, error) {
+	_, age := r.window(group)
 	res, err := r.history.Run(ctx, r.cmd, []string{r.key(group, "m"), r.key(group, "h")},
-		since, epoch, r.opt.HistoryAge.Milliseconds()).Slice()
+		since, epoch, age.Milliseconds()).Slice()
 	if err != nil {
 		return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,9 +42,14 @@ type rsub struct {
 	// recent holds the last events delivered, consecutive and ending at
 	// last, so a client that resumes a little behind is replayed from here
 	// instead of Redis (a room's clients coming back together after a
-	// network blip). At most recentEvents of them, recentBytes of data.
-	recent      []Message
+	// network blip). At most recentEvents of them (and no more than the
+	// group's window, size), recentBytes of data; since answers from them
+	// only while the oldest it replays is younger than the window's age
+	// (0: no bound; tests make bare rsubs).
+	recent      []recentEvent
 	recentBytes int
+	size        int
+	age         time.Duration
 	// early holds, in order, the events received between Redis's first
 	// confirmation of the subscription and the reading of the group's
 	// position, which the confirmer does off the reader goroutine;
@@ -68,18 +72,30 @@ const (
 	earlyBytes   = 1 << 20
 )
 
+// recentEvent is an event of rsub.recent and when it was delivered, which
+// stands for its publish time: milliseconds later when delivered live, up
+// to the outage later when caught up after a reconnect.
+type recentEvent struct {
+	msg Message
+	at  time.Time
+}
+
 // delivered records msg as the group's latest event, handed to the
 // handler: it extends recent, or starts it over after a gap or an epoch
 // change. s.mu is held.
 func (s *rsub) delivered(msg Message) {
-	if n := len(s.recent); n > 0 && (s.recent[n-1].Epoch != msg.Epoch || s.recent[n-1].Offset+1 != msg.Offset) {
+	if n := len(s.recent); n > 0 && (s.recent[n-1].msg.Epoch != msg.Epoch || s.recent[n-1].msg.Offset+1 != msg.Offset) {
 		s.forget()
 	}
-	s.recent = append(s.recent, msg)
+	s.recent = append(s.recent, recentEvent{msg: msg, at: time.Now()})
 	s.recentBytes += len(msg.Data)
-	for len(s.recent) > recentEvents || (s.recentBytes > recentBytes && len(s.recent) > 1) {
-		s.recentBytes -= len(s.recent[0].Data)
-		s.recent[0] = Message{}
+	limit := recentEvents
+	if s.size > 0 {
+		limit = min(limit, s.size)
+	}
+	for len(s.recent) > limit || (s.recentBytes > recentBytes && len(s.recent) > 1) {
+		s.recentBytes -= len(s.recent[0].msg.Data)
+		s.recent[0] = recentEvent{}
 		s.recent = s.recent[1:]
 	}
 	s.epoch, s.last = msg.Epoch, msg.Offset
@@ -103,10 +119,19 @@ func (s *rsub) since(since uint64, epoch string) (msgs []Message, ok bool) {
 		return nil, true
 	}
 	n := len(s.recent)
-	if n == 0 || s.recent[n-1].Offset != s.last || s.recent[0].Offset > since+1 {
+	if n == 0 || s.recent[n-1].msg.Offset != s.last || s.recent[0].msg.Offset > since+1 {
 		return nil, false
 	}
-	return slices.Clone(s.recent[int(since+1-s.recent[0].Offset):]), true
+	from := s.recent[int(since+1-s.recent[0].msg.Offset):]
+	if s.age > 0 && time.Since(from[0].at) > s.age {
+		// Left the window by age: Redis's window says so exactly.
+		return nil, false
+	}
+	out := make([]Message, len(from))
+	for i, e := range from {
+		out[i] = e.msg
+	}
+	return out, true
 }
 
 func (s *rsub) setOrphan() {
@@ -176,6 +201,7 @@ func (r *Redis) Subscribe(ctx context.Context, group string) error {
 	fresh := s == nil
 	if fresh {
 		s = &rsub{group: group, channel: r.channel(group), ready: make(chan struct{})}
+		s.size, s.age = r.window(group)
 		r.groups[group] = s
 	}
 	r.mu.Unlock()

@@ -879,3 +879,83 @@ func TestRedisPositions(t *testing.T) {
 		t.Fatalf("Positions after Close: %v, want ErrClosed", err)
 	}
 }
+
+// Each group keeps its own window in Redis, by count and by age, and so
+// does a subscription's record of the events it delivered, which answers
+// History without Redis.
+func TestRedisWindowPerGroup(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	const shortAge = 2 * time.Second
+	window := func(g string) (int, time.Duration) {
+		switch g {
+		case "a":
+			return 3, time.Hour
+		case "c":
+			return 1000, shortAge
+		}
+		return 1000, time.Hour
+	}
+	s := newSink()
+	sub := newTestRedis(t, redistest.SharedURL(), s, RedisOptions{Prefix: prefix, Window: window})
+	// other never subscribes: its History reads Redis's window.
+	other := newTestRedis(t, redistest.SharedURL(), newSink(), RedisOptions{Prefix: prefix, Window: window})
+	for _, g := range []string{"a", "c"} {
+		if err := sub.Subscribe(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishN(t, other, "a", 10)
+	publishN(t, other, "b", 10)
+	s.wait(t, "a", 10, 5*time.Second)
+	for g, want := range map[string]int64{"a": 3, "b": 10} {
+		if n, err := other.cmd.LLen(ctx, other.key(g, "h")).Result(); err != nil || n != want {
+			t.Errorf("redis keeps %d events of %s (%v); want %d", n, g, err, want)
+		}
+	}
+	_, ea, _ := other.Position(ctx, "a")
+	for name, r := range map[string]*Redis{"subscribed": sub, "unsubscribed": other} {
+		for _, c := range []struct {
+			group, epoch string
+			since        uint64
+			ok           bool
+			n            int
+		}{
+			{"a", ea, 7, true, 3},
+			{"a", ea, 6, false, 0},
+			{"a", "", 0, false, 0},
+			{"b", "", 0, true, 10},
+		} {
+			msgs, ok, err := r.History(ctx, c.group, c.since, c.epoch)
+			if err != nil || ok != c.ok || len(msgs) != c.n {
+				t.Errorf("%s: History(%s, %d) = %d events, ok=%v, err=%v; want %d, %v", name, c.group, c.since, len(msgs), ok, err, c.n, c.ok)
+			}
+		}
+	}
+
+	// By age: c's window and its key expire after shortAge, b's after an
+	// hour.
+	publishN(t, other, "c", 2)
+	s.wait(t, "c", 2, 5*time.Second)
+	_, ec, _ := other.Position(ctx, "c")
+	if msgs, ok, err := other.History(ctx, "c", 0, ""); err != nil || !ok || len(msgs) != 2 {
+		t.Fatalf("c just published: %d events, ok=%v, err=%v; want both", len(msgs), ok, err)
+	}
+	if ttl, err := other.cmd.PTTL(ctx, other.key("c", "h")).Result(); err != nil || ttl <= 0 || ttl > shortAge {
+		t.Errorf("c's window expires in %v (%v); want at most %v", ttl, err, shortAge)
+	}
+	if ttl, err := other.cmd.PTTL(ctx, other.key("b", "h")).Result(); err != nil || ttl <= shortAge {
+		t.Errorf("b's window expires in %v (%v); want an hour", ttl, err)
+	}
+	waitFor(t, "c's events to leave its window", 10*time.Second, func() bool {
+		_, subOK, _ := sub.History(ctx, "c", 1, ec)
+		_, otherOK, _ := other.History(ctx, "c", 1, ec)
+		return !subOK && !otherOK
+	})
+	if msgs, ok, err := sub.History(ctx, "c", 2, ec); err != nil || !ok || len(msgs) != 0 {
+		t.Fatalf("a client that saw all of c: %d events, ok=%v, err=%v", len(msgs), ok, err)
+	}
+	if msgs, ok, err := other.History(ctx, "b", 0, ""); err != nil || !ok || len(msgs) != 10 {
+		t.Fatalf("b after c's window passed: %d events, ok=%v, err=%v; want its 10", len(msgs), ok, err)
+	}
+}
