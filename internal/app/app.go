@@ -198,12 +198,19 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	a.metrics = metrics.New()
 	// The database is the event log; the channel layer reads from it what
 	// it does not hold.
-	a.eventLog = eventlog.New(a.db, eventlog.Options{})
+	// Each group keeps the history window of its namespace.
+	window := a.groups.Window
+	largest := layer.DefaultHistorySize
+	for _, ns := range a.cfg.Namespaces {
+		largest = max(largest, ns.HistorySize)
+	}
+	a.eventLog = eventlog.New(a.db, eventlog.Options{Window: window, MaxEvents: 2 * largest})
 	a.hub, err = realtime.NewHub(realtime.HubOptions{
-		// A resume may replay a whole history window (1,000 events) on top
-		// of the live queue bound; a client cut off at the live bound can
-		// therefore always catch up on what it lost while it is in the window.
-		MaxReplayFrames: 2 * layer.DefaultHistorySize,
+		// A resume may replay a whole history window (1,000 events, or a
+		// namespace's larger one) on top of the live queue bound; a client
+		// cut off at the live bound can therefore always catch up on what
+		// it lost while it is in the window.
+		MaxReplayFrames: 2 * largest,
 		MaxReplayBytes:  16 << 20,
 		Logger:          a.log,
 		Observe:         func(m layer.Message) bool { return a.consumers.Observe(m) },
@@ -269,6 +276,7 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	a.consumers = consumers.New(cc)
 	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
+		Window: a.groups.Window,
 		// A publish's answer gives its events' positions. The API is
 		// built after the relay, and before the relay runs.
 		Numbered: func(id int64, group, epoch string, offset int64) {
@@ -322,7 +330,7 @@ func (a *App) unsubscribeDelay() time.Duration {
 // function.
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 	if a.inMemoryLayer() {
-		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked, Log: a.eventLog}), nil
+		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked, Log: a.eventLog, Window: a.groups.Window}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -330,6 +338,7 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 		Prefix:  a.cfg.RedisPrefix,
 		Sharded: a.cfg.RedisSharded,
 		Log:     a.eventLog,
+		Window:  a.groups.Window,
 		Logger:  a.log,
 		OnPanic: a.metrics.Panicked,
 		// Events this process could not receive are gone for its members:

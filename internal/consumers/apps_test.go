@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -427,5 +429,40 @@ func TestNamespacePresenceAndSSE(t *testing.T) {
 	defer again.Close()
 	if ev := again.MustNext(wait); ev.Event != "msg" || !strings.Contains(ev.Data, `{"x":3}`) {
 		t.Fatalf("after resume: %+v", ev)
+	}
+}
+
+// A namespace's history window is its own: a resume within it replays,
+// one older than it is told recovered=false, while a built-in group keeps
+// the default window.
+func TestNamespaceHistoryWindow(t *testing.T) {
+	s := start(t, testenv.SQLite(t), appNamespaces, func(c *config.Config) {
+		c.Namespaces = append(c.Namespaces, groups.Namespace{Name: "short", Sep: ':', Subscribe: groups.Anyone, HistorySize: 3})
+	})
+	ctx := context.Background()
+	for i := range 10 {
+		if err := s.app.Platform().RecordExternal(ctx, "short:a", "n", []byte(strconv.Itoa(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=short:a", nil)
+	_, at := subscribedAt(t, c.NextEvent(wait), "short:a")
+	if at.Offset != 10 {
+		t.Fatalf("short:a at %d; want 10", at.Offset)
+	}
+	resume := func(from uint64) *testenv.WSClient {
+		return testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=short:a&resume="+url.QueryEscape("short:a:"+at.Epoch+":"+strconv.FormatUint(from, 10)), nil)
+	}
+	in := resume(8)
+	for _, want := range []string{"9", "10"} {
+		if ev := in.NextEvent(wait); ev.Type != "n" || string(ev.Data) != want {
+			t.Fatalf("replay: %s %s; want n %s", ev.Type, ev.Data, want)
+		}
+	}
+	if !subscribed(t, in.NextEvent(wait), "short:a") {
+		t.Fatal("a resume within the window was not recovered")
+	}
+	if subscribed(t, resume(2).NextEvent(wait), "short:a") {
+		t.Fatal("a resume older than the namespace's 3 events was recovered")
 	}
 }

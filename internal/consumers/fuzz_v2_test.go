@@ -8,8 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/auth"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/money"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
@@ -60,6 +65,20 @@ func FuzzSubscribeV2(f *testing.F) {
 		"{\"type\":\"subscribe\",\"data\":{\"group\":\"campaign_1\"}}\n{\"type\":\"subscribe\",\"data\":{\"group\":\"campaign_1\"}}",
 		"{\"type\":\"subscribe\",\"data\":{\"group\":\"quest_1\"}}\n{\"type\":\"subscribe\",\"data\":{\"group\":\"user_1\"}}\n{\"type\":\"subscribe\",\"data\":{\"group\":\"campaign_2\"}}",
 		`{`, `null`, `[]`, "\x00",
+		// A configured namespace open to anyone and one that wants the
+		// app's token (fuzzSecret signs the ones below, for chat:lobby).
+		`{"type":"subscribe","data":{"group":"open_x"},"id":1}`,
+		`{"type":"subscribe","data":{"group":"chat:lobby"}}`,
+		`{"type":"subscribe","data":{"group":"chat:lobby","token":"` + fuzzToken(f, "", "chat:lobby") + `"}}`,
+		`{"type":"subscribe","data":{"group":"chat:lobby","token":"` + fuzzToken(f, "1", "chat:lobby") + `"}}`,
+		`{"type":"subscribe","data":{"group":"chat:other","token":"` + fuzzToken(f, "", "chat:lobby") + `"}}`,
+		`{"type":"subscribe","data":{"group":"chat:lobby","token":"x.y.z"}}`,
+		`{"type":"subscribe","data":{"group":"chat:lobby","token":1}}`,
+		`{"type":"publish","data":{"group":"chat:lobby","type":"m","data":{}},"id":3}`,
+		`{"type":"publish","data":{"group":"open_x","type":"m","data":1}}`,
+		`{"type":"publish","data":{"group":"chat:lobby","type":"room_reset","data":{}}}`,
+		`{"type":"publish","data":null}`,
+		"{\"type\":\"subscribe\",\"data\":{\"group\":\"chat:lobby\",\"token\":\"" + fuzzToken(f, "", "chat:lobby") + "\"}}\n{\"type\":\"publish\",\"data\":{\"group\":\"chat:lobby\",\"type\":\"m\",\"data\":2}}",
 	} {
 		for who := range uint8(3) {
 			f.Add([]byte(s), who)
@@ -84,6 +103,13 @@ func FuzzSubscribeV2(f *testing.F) {
 				t.Fatalf("user %d: %q closed the connection", uid, input)
 			}
 			for _, g := range conn.Groups() {
+				if ns, _, ok := e.c.groups.Lookup(g); ok && ns.Subscribe != groups.Platform {
+					// Anyone's, or the one group a token was signed for.
+					if ns.Name == "chat" && g != "chat:lobby" {
+						t.Fatalf("user %d: %q joined %q, for which no token was signed", uid, input, g)
+					}
+					continue
+				}
 				if !namedCanonically(g) {
 					t.Fatalf("user %d: %q joined the non-canonical group %q", uid, input, g)
 				}
@@ -91,9 +117,24 @@ func FuzzSubscribeV2(f *testing.F) {
 					t.Fatalf("user %d: %q joined %q, which is not theirs to watch", uid, input, g)
 				}
 			}
+			e.c.forget(conn)
 			link.Finish()
 		}
 	})
+}
+
+// fuzzSecret signs the app's tokens of the fuzz tests.
+const fuzzSecret = "the fuzzed app's secret, 32 bytes or more"
+
+// fuzzToken is the app's subscription token for sub and group, valid for a
+// day.
+func fuzzToken(f *testing.F, sub, group string) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "channel": group, "exp": time.Now().Add(24 * time.Hour).Unix()}).
+		SignedString([]byte(fuzzSecret))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return s
 }
 
 // namedCanonically reports whether g is kind_id written back from its parsed
@@ -177,7 +218,18 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	if _, err := hub.Publish(ctx, platform.CampaignGroup(camps[0].ID), "comment", []byte(`{"id":1}`)); err != nil {
 		f.Fatal(err)
 	}
-	c := New(Config{Platform: p, Hub: hub, Logger: slog.New(slog.DiscardHandler)})
+	reg, err := groups.New([]groups.Namespace{
+		{Name: "open", Sep: '_', Subscribe: groups.Anyone, Publish: groups.Anyone},
+		{Name: "chat", Subscribe: groups.TokenHolder, Publish: groups.TokenHolder},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	verifier, err := apptoken.New(apptoken.Config{HMACSecret: []byte(fuzzSecret)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := New(Config{Platform: p, Hub: hub, Logger: slog.New(slog.DiscardHandler), Groups: reg, AppTokens: verifier})
 	active := platform.CampaignGroup(camps[0].ID)
 	return &fuzzEnv{
 		c: c, hub: hub, room: &campaignRoom{c: c, id: camps[0].ID, group: active},
