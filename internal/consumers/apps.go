@@ -99,8 +99,14 @@ func (c *Consumers) identify(k kind, w http.ResponseWriter, r *http.Request) (id
 	// A token the client names (Authorization, then ?token=) comes before
 	// herald's session cookie, which a browser sends whatever the page.
 	tok := auth.TokenFromRequest(r, false)
-	if q := r.URL.Query().Get("token"); q != "" && r.Header.Get("Authorization") == "" {
-		tok = q
+	named := r.Header.Get("Authorization") != ""
+	if q := r.URL.Query().Get("token"); q != "" && !named {
+		tok, named = q, true
+	}
+	if tok != "" && !named && !c.heraldToken(tok) {
+		// A stale session cookie of herald's own is no credential, and no
+		// app token either: the client is who the rest makes it.
+		tok = ""
 	}
 	if r.URL.Query().Get("ticket") != "" || (tok != "" && c.heraldToken(tok)) {
 		uid, err := c.authenticateToken(r, tok)

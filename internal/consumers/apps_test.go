@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/testenv"
@@ -465,4 +466,18 @@ func TestNamespaceHistoryWindow(t *testing.T) {
 	if subscribed(t, resume(2).NextEvent(wait), "short:a") {
 		t.Fatal("a resume older than the namespace's 3 events was recovered")
 	}
+}
+
+// herald's own users are signed in on /ws/ too, by their session cookie;
+// a stale cookie leaves the client anonymous rather than refused.
+func TestHeraldUserOnAppEndpoint(t *testing.T) {
+	s := start(t, testenv.SQLite(t), appNamespaces)
+	_, tok := s.user("carol")
+	signedIn := testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=members:lobby", http.Header{"Cookie": {auth.CookieName + "=" + tok}})
+	subscribedAt(t, signedIn.NextEvent(wait), "members:lobby")
+	if status, body := handshake(t, s.base+"/ws/?v=2&group=members:lobby", http.Header{"Cookie": {auth.CookieName + "=stale"}}); status != http.StatusForbidden || !strings.Contains(body, "signed-in users") {
+		t.Fatalf("a stale cookie: %d %q; want the anonymous refusal", status, body)
+	}
+	anon := testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=open_a", http.Header{"Cookie": {auth.CookieName + "=stale"}})
+	subscribedAt(t, anon.NextEvent(wait), "open_a")
 }
