@@ -41,18 +41,32 @@ async function postJSON(url: string, body: unknown, init: RequestInit = {}): Pro
   });
 }
 
-/** Seconds since the epoch at which a JWT expires, or null if it has no readable exp. */
-export function jwtExpiry(token: string): number | null {
-  const part = token.split('.')[1];
-  if (!part) return null;
+/**
+ * A JWT's exp and iat (seconds since the epoch), read from its payload
+ * without verifying anything; null when the token has no readable numeric
+ * exp (not a JWT, a payload that is not base64url JSON). iat is null when
+ * absent or not a number.
+ */
+export function jwtTimes(token: string): { exp: number; iat: number | null } | null {
+  const parts = token.split('.');
+  const part = parts[1];
+  if (parts.length !== 3 || !part) return null;
   try {
     const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
     const padded = b64 + '='.repeat((4 - (b64.length % 4)) % 4);
-    const json = JSON.parse(atob(padded)) as { exp?: unknown };
-    return typeof json.exp === 'number' ? json.exp : null;
+    const json = JSON.parse(atob(padded)) as { exp?: unknown; iat?: unknown } | null;
+    if (typeof json !== 'object' || json === null) return null;
+    const { exp, iat } = json;
+    if (typeof exp !== 'number' || !Number.isFinite(exp)) return null;
+    return { exp, iat: typeof iat === 'number' && Number.isFinite(iat) ? iat : null };
   } catch {
     return null;
   }
+}
+
+/** Seconds since the epoch at which a JWT expires, or null if it has no readable exp. */
+export function jwtExpiry(token: string): number | null {
+  return jwtTimes(token)?.exp ?? null;
 }
 
 export interface TokenAuthOptions {

@@ -9,7 +9,8 @@
 // connection has stayed up), renews credentials before reconnecting, tracks
 // v2 stream positions for resume, can fall back to Server-Sent Events, and
 // correlates acknowledgements of client messages once the server sends them.
-// See README.md in this folder for the seams that wait on the server.
+// On v2 it joins further groups (with the app's subscription tokens, renewed
+// before they expire) and publishes to them. See README.md in this folder.
 
 import { Backoff, type BackoffOptions } from './backoff';
 import type { AuthProvider } from './auth';
@@ -21,10 +22,14 @@ import {
   positionOf,
   type ClientMessage,
   type ErrorData,
+  type PublishData,
   type ServerMessage,
   type ServerMessageType,
   type StreamPosition,
+  type SubscribeMessage,
+  type UnsubscribedData,
 } from './protocol';
+import { renewalDelay } from './renewal';
 import { webSocketTransport, type Transport, type TransportConn } from './transport';
 
 export type ConnectionState =
@@ -71,11 +76,44 @@ export interface ResyncInfo {
   groups: Record<string, boolean>;
 }
 
-/** A frame with a type this client does not know (future v2 messages). */
+/** A frame with a type this client does not know (future v2 messages, apps' events). */
 export interface UnknownFrame {
   type: string;
   data?: unknown;
   [k: string]: unknown;
+}
+
+/**
+ * v2: an event of a group, as every frame that carries a position is:
+ * herald's own events and those an app or a client published, whatever
+ * their type.
+ */
+export interface GroupEvent {
+  type: string;
+  data: unknown;
+  group: string;
+  offset: number;
+  epoch: string;
+}
+
+/**
+ * A group joined with subscribe() could not be (re)joined or renewed, or
+ * the server ended its subscription (`unsubscribed`). `willRetry` says the
+ * client tries again after `delayMs` with a fresh token; otherwise it has
+ * let the group go (subscribe() again to rejoin it from its last position).
+ */
+export interface SubscriptionErrorInfo {
+  group: string;
+  /**
+   * The server's code (token_expired, invalid_token, forbidden, …), or the
+   * client's: `token_unavailable` (the token callback failed), `timeout`.
+   */
+  code: string;
+  message: string;
+  /** Failures in a row for this group, this one included. */
+  failures: number;
+  willRetry: boolean;
+  delayMs: number | null;
 }
 
 export type ClientEventMap = { [K in ServerMessageType]: ServerMessage<K> } & {
@@ -88,6 +126,9 @@ export type ClientEventMap = { [K in ServerMessageType]: ServerMessage<K> } & {
   open: OpenInfo;
   close: CloseInfo;
   resync: ResyncInfo;
+  /** v2: every frame carrying a group position (see GroupEvent), after its own event. */
+  event: GroupEvent;
+  subscriptionError: SubscriptionErrorInfo;
 };
 
 export type Positions = ReadonlyMap<string, StreamPosition>;
@@ -174,6 +215,20 @@ export class AckRejectedError extends Error {
   }
 }
 
+/** The subscription token source failed (its error is the cause). */
+export class TokenUnavailableError extends Error {
+  readonly group: string;
+  constructor(group: string, cause: unknown) {
+    super(`no subscription token for ${group}: ${errorText(cause)}`, { cause });
+    this.name = 'TokenUnavailableError';
+    this.group = group;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export interface HeraldClientOptions {
   /** Endpoint: "/ws/campaign/42/", or an absolute ws(s):// or http(s):// URL. */
   url: string;
@@ -198,7 +253,67 @@ export interface HeraldClientOptions {
   connectTimeoutMs?: number;
   /** Close codes after which the client does not reconnect (default 4403, 4404). */
   terminalCodes?: readonly number[];
+  /**
+   * The app's connection token for the /ws/ (and /sse/) endpoint, sent as
+   * ?token=; called before every attempt, so each reconnect gets a fresh
+   * one. When it fails, the attempt counts as failed and the client backs
+   * off. An empty string sends none.
+   */
+  getConnectionToken?: () => Promise<string>;
+  /**
+   * v2: the app's subscription token for a group, called whenever the
+   * client joins one with subscribe() (unless a token is passed), joins it
+   * again after a reconnect, or renews a token about to expire. An empty
+   * string subscribes without one.
+   */
+  getSubscriptionToken?: SubscriptionTokenSource;
+  /**
+   * Failures in a row to renew or rejoin a group with a fresh token before
+   * the client gives the group up (default 5). Retries back off as
+   * reconnects do (`backoff`'s baseMs and maxMs).
+   */
+  subscriptionRetries?: number;
 }
+
+/** Where the app's subscription token for a group comes from (its backend). */
+export type SubscriptionTokenSource = (group: string) => Promise<string>;
+
+export interface SubscribeOptions {
+  /** The subscription token for this join (default: from the token source, or none). */
+  token?: string;
+  /** This group's token source, instead of the client's getSubscriptionToken. */
+  getToken?: SubscriptionTokenSource;
+  /** How long to wait for the server's answer (default 10 000 ms). */
+  timeoutMs?: number;
+}
+
+/** A group joined with subscribe(), and how its token is kept fresh. */
+interface Subscription {
+  /** The token the subscription rests on ("" or undefined: none). */
+  token: string | undefined;
+  getToken: SubscriptionTokenSource | undefined;
+  /** The renewal, or the retry after a failure. */
+  timer: ReturnType<typeof setTimeout> | null;
+  backoff: Backoff;
+  failures: number;
+  /** Bumped by every join: only the latest one's outcome schedules anything. */
+  seq: number;
+  /** When the last join or renewal was acknowledged (0: never). */
+  joinedAt: number;
+  /** subscribe() calls made before the connection opened, settled by the join on open. */
+  waiters: Set<{ settle: (err?: Error) => void }>;
+}
+
+/** Server refusals a fresh token may cure. */
+const RETRYABLE_CODES: ReadonlySet<string> = new Set([
+  'token_expired',
+  'invalid_token',
+  'forbidden',
+  'internal_error',
+  'rate_limited',
+  'token_unavailable',
+  'timeout',
+]);
 
 type Listener<T> = (ev: T) => void;
 
@@ -236,7 +351,12 @@ export class HeraldClient {
   private awaitingResume: { groups: Map<string, boolean>; left: Set<string>; timer: ReturnType<typeof setTimeout> } | null =
     null;
   private resumeGroups: string[] = [];
-  private readonly extraGroups = new Set<string>();
+  /** The positions the current attempt resumes from. */
+  private resumeFrom: Positions = new Map();
+  /** Groups joined with subscribe(), joined again after every reconnect. */
+  private readonly subs = new Map<string, Subscription>();
+  /** Groups the client left (or the server ended): not resumed by a reconnect. */
+  private readonly leftGroups = new Set<string>();
   private lastCloseValue: CloseInfo | null = null;
   private readonly onOnline = () => {
     if (this.stateValue === 'reconnecting' && this.retryTimer) this.retryNow();
@@ -334,11 +454,13 @@ export class HeraldClient {
     const w = globalThis as { removeEventListener?: (t: string, f: () => void) => void };
     w.removeEventListener?.('online', this.onOnline);
     this.clearTimers();
+    this.clearSubTimers();
     this.generation++;
     const conn = this.conn;
     this.conn = null;
     conn?.close(CloseCode.Normal, 'client closed');
     this.failAcks('the client was closed');
+    for (const s of this.subs.values()) for (const w of [...s.waiters]) w.settle(new AckLostError('the client was closed'));
     this.setState('closed');
   }
 
@@ -391,6 +513,7 @@ export class HeraldClient {
 
   private retryNow(): void {
     this.clearTimers();
+    this.clearSubTimers();
     this.generation++;
     const conn = this.conn;
     this.conn = null;
@@ -420,6 +543,19 @@ export class HeraldClient {
       }
       if (gen !== this.generation) return; // closed or restarted meanwhile
     }
+    if (this.opts.getConnectionToken) {
+      let token: string;
+      try {
+        token = await this.opts.getConnectionToken();
+      } catch (err) {
+        if (gen !== this.generation) return;
+        // Connecting without it would make this client anonymous: back off.
+        this.handleClose(null, CloseCode.Abnormal, `no connection token: ${errorText(err)}`, false);
+        return;
+      }
+      if (gen !== this.generation) return;
+      if (token) params = { ...params, token };
+    }
     const transport = this.chooseTransport();
     const url = transport.endpoint(endpointURL(this.opts.url, this.opts.base));
     if (this.opts.version === 2) url.searchParams.set('v', '2');
@@ -428,9 +564,10 @@ export class HeraldClient {
     // carry them (an event stream is always v2).
     const resume = this.opts.resume ?? (transport.kind === 'sse' ? heraldResume : null);
     this.resumeGroups = [];
-    if (this.everOpened && resume && this.positionsMap.size > 0) {
-      if (resume.query) for (const [k, v] of Object.entries(resume.query(this.positionsMap))) url.searchParams.set(k, v);
-      this.resumeGroups = resume.groups(this.positionsMap);
+    this.resumeFrom = new Map([...this.positionsMap].filter(([g]) => !this.leftGroups.has(g)));
+    if (this.everOpened && resume && this.resumeFrom.size > 0) {
+      if (resume.query) for (const [k, v] of Object.entries(resume.query(this.resumeFrom))) url.searchParams.set(k, v);
+      this.resumeGroups = resume.groups(this.resumeFrom);
     }
     this.connTransport = transport;
     this.conn = transport.connect(url, {
@@ -466,7 +603,7 @@ export class HeraldClient {
     this.setState('open');
     const resume = this.opts.resume ?? (transport.kind === 'sse' ? heraldResume : null);
     if (reconnect && resume?.message && this.resumeGroups.length) {
-      const m = resume.message(this.positionsMap);
+      const m = resume.message(this.resumeFrom);
       if (m) this.send(m);
     }
     this.emit('open', { reconnect, transport: transport.kind });
@@ -477,9 +614,10 @@ export class HeraldClient {
       } else {
         this.emit('resync', { recovered: false, groups: {} });
       }
-      // Groups joined with subscribe() are joined again, from their positions.
-      for (const g of this.extraGroups) void this.subscribe(g).catch(() => {});
     }
+    // Groups joined with subscribe() (before this connection opened, or on
+    // an earlier one) are joined, from their positions, with fresh tokens.
+    for (const [g, s] of this.subs) this.rejoin(g, s);
   }
 
   private finishResume(timedOut: boolean): void {
@@ -498,17 +636,217 @@ export class HeraldClient {
    * this connection), resuming from the group's last known position; the
    * server acknowledges, then answers with `subscribed`. Joined again after
    * every reconnect until unsubscribe().
+   *
+   * A group of an app's namespace may need the app's subscription token:
+   * `{ token }`, or the token source (`getToken`, else the client's
+   * getSubscriptionToken), which is asked for every join. A token with a
+   * readable `exp` is renewed before it expires with a fresh one from the
+   * source; if the server ends the subscription anyway (`unsubscribed`
+   * token_expired), the client subscribes again from its last position.
+   * Failures are reported as `subscriptionError` events.
+   *
+   * Rejects like sendWithAck(), or with the token source's error
+   * (TokenUnavailableError); a group the server refused, or whose token
+   * could not be had, is let go. Before the connection opens, the client
+   * joins the group as soon as it opens, and the call settles with that
+   * join (AckLostError if it has not happened within timeoutMs; the group
+   * is still joined when it opens).
    */
-  subscribe(group: string, timeoutMs = 10_000): Promise<void> {
-    this.extraGroups.add(group);
-    const p = this.positionsMap.get(group);
-    return this.sendWithAck({ type: 'subscribe', data: p ? { group, epoch: p.epoch, offset: p.offset } : { group } }, timeoutMs);
+  subscribe(group: string, options: SubscribeOptions | number = {}): Promise<void> {
+    const o: SubscribeOptions = typeof options === 'number' ? { timeoutMs: options } : options;
+    let s = this.subs.get(group);
+    if (!s) {
+      const b = this.opts.backoff;
+      s = {
+        token: undefined,
+        getToken: undefined,
+        timer: null,
+        backoff: new Backoff({ baseMs: b?.baseMs, maxMs: b?.maxMs, random: b?.random, maxAttempts: this.opts.subscriptionRetries ?? 5 }),
+        failures: 0,
+        seq: 0,
+        joinedAt: 0,
+        waiters: new Set(),
+      };
+      this.subs.set(group, s);
+    }
+    if (o.getToken) s.getToken = o.getToken;
+    this.leftGroups.delete(group);
+    if (o.token !== undefined) s.token = o.token;
+    if (this.stateValue === 'closed') return Promise.reject(new AckLostError('not connected'));
+    if (this.stateValue !== 'open' || !this.connTransport?.canSend) {
+      // The connection joins it when it opens (no token is fetched for
+      // nothing meanwhile); this call waits for that join.
+      const sub = s;
+      return new Promise<void>((resolve, reject) => {
+        const w = {
+          settle: (err?: Error) => {
+            clearTimeout(timer);
+            sub.waiters.delete(w);
+            if (err) reject(err);
+            else resolve();
+          },
+        };
+        const timer = setTimeout(() => w.settle(new AckLostError('not joined in time')), o.timeoutMs ?? 10_000);
+        sub.waiters.add(w);
+      });
+    }
+    const sub = s;
+    const seq = sub.seq + 1; // join() takes it at once
+    return this.join(group, sub, o.token, o.timeoutMs).catch((err: unknown) => {
+      // Refused, or no token: not a group to rejoin. (Not connected: the
+      // next connection joins it.)
+      if (this.subs.get(group) === sub && sub.seq === seq && !(err instanceof AckLostError)) this.dropSubscription(group, sub, err as Error);
+      throw err;
+    });
   }
 
   /** v2: leaves a group joined with subscribe(). */
   unsubscribe(group: string, timeoutMs = 10_000): Promise<void> {
-    this.extraGroups.delete(group);
+    const s = this.subs.get(group);
+    if (s) this.dropSubscription(group, s, new AckLostError('unsubscribed'));
+    this.leftGroups.add(group);
     return this.sendWithAck({ type: 'unsubscribe', data: { group } }, timeoutMs);
+  }
+
+  /** The groups joined with subscribe() that the client keeps joined. */
+  get subscriptions(): string[] {
+    return [...this.subs.keys()];
+  }
+
+  /**
+   * v2: publishes an event to a group whose namespace lets this client
+   * publish; its members (this client too, if it is one) receive
+   * `{"type": type, "data": data, group, offset, epoch}`. Resolves on the
+   * server's ack, rejects with AckRejectedError (code forbidden,
+   * invalid_group, invalid_message, …) or AckLostError.
+   */
+  publish(group: string, type: string, data: unknown, timeoutMs?: number): Promise<void> {
+    const pub: PublishData = { group, type, data };
+    return this.sendWithAck({ type: 'publish', data: pub }, timeoutMs);
+  }
+
+  /**
+   * Sends subscribe for group: with `token`, else a fresh one from its
+   * token source, else the one it holds (a reconnect without a source).
+   */
+  private async join(group: string, s: Subscription, token?: string, timeoutMs?: number): Promise<void> {
+    const seq = ++s.seq;
+    this.clearSubTimer(s);
+    const source = s.getToken ?? this.opts.getSubscriptionToken;
+    if (token === undefined && source) {
+      try {
+        token = await source(group);
+      } catch (err) {
+        throw new TokenUnavailableError(group, err);
+      }
+      if (typeof token !== 'string') throw new TokenUnavailableError(group, new Error('the token source gave no string'));
+    }
+    if (this.subs.get(group) !== s) throw new AckLostError('unsubscribed meanwhile');
+    if (s.seq !== seq) throw new AckLostError('a newer join of the group went ahead'); // while the token was fetched
+    token ??= s.token;
+    s.token = token || undefined;
+    const data: SubscribeMessage['data'] = { group };
+    const p = this.positionsMap.get(group);
+    if (p) {
+      data.epoch = p.epoch;
+      data.offset = p.offset;
+    }
+    if (token) data.token = token;
+    await this.sendWithAck({ type: 'subscribe', data }, timeoutMs);
+    if (s.seq !== seq || this.subs.get(group) !== s) return;
+    s.joinedAt = Date.now();
+    for (const w of [...s.waiters]) w.settle();
+    // Renew before the token expires, when there is a source to renew from.
+    const delay = s.token && source ? renewalDelay(s.token) : null;
+    if (delay === null) return;
+    s.timer = setTimeout(() => {
+      s.timer = null;
+      // The subscription lasted until its renewal: a new run of tries.
+      s.failures = 0;
+      s.backoff.reset();
+      this.rejoin(group, s);
+    }, delay);
+  }
+
+  /** Joins (or renews) a group in the background; failures are retried or reported. */
+  private rejoin(group: string, s: Subscription): void {
+    // Not now: the next connection joins it (an event stream cannot send).
+    if (this.stateValue !== 'open' || !this.connTransport?.canSend || this.subs.get(group) !== s) return;
+    const gen = this.generation;
+    const seq = s.seq + 1;
+    this.join(group, s).catch((err: unknown) => {
+      if (s.seq !== seq || this.subs.get(group) !== s) return; // superseded
+      if (err instanceof AckLostError) {
+        // Lost with its connection: the next one joins the group again.
+        if (gen !== this.generation || this.stateValue !== 'open') return;
+        this.subscriptionFailed(group, s, 'timeout', err.message, true);
+        return;
+      }
+      if (err instanceof TokenUnavailableError) {
+        this.subscriptionFailed(group, s, 'token_unavailable', err.message, true, err);
+        return;
+      }
+      const code = err instanceof AckRejectedError ? err.code : 'internal_error';
+      this.subscriptionFailed(group, s, code, errorText(err), RETRYABLE_CODES.has(code));
+    });
+  }
+
+  /** The server ended a subscription (`unsubscribed`). */
+  private handleUnsubscribed(d: UnsubscribedData): void {
+    const s = this.subs.get(d.group);
+    if (!s) {
+      this.leftGroups.add(d.group);
+      return;
+    }
+    if (d.code === 'token_expired' && s.joinedAt && Date.now() - s.joinedAt >= (this.opts.stableAfterMs ?? 2_000)) {
+      // A token that served its time (it was not renewed: no source, no
+      // readable exp, or the renewal came late): a new run of tries.
+      s.failures = 0;
+      s.backoff.reset();
+    }
+    // Subscribed again from the last position held, nothing is lost.
+    this.subscriptionFailed(d.group, s, d.code, d.message, d.code === 'token_expired');
+  }
+
+  /** Counts a failure of group's subscription; retries with backoff while it may, or lets the group go. */
+  private subscriptionFailed(group: string, s: Subscription, code: string, message: string, retryable: boolean, err?: Error): void {
+    this.clearSubTimer(s);
+    s.seq++; // an answer still in flight decides nothing now
+    s.failures++;
+    const source = s.getToken ?? this.opts.getSubscriptionToken;
+    const delay = retryable && source ? s.backoff.next() : null;
+    if (delay === null) {
+      this.dropSubscription(group, s, err ?? new AckRejectedError({ code, message }));
+    } else {
+      s.timer = setTimeout(() => {
+        s.timer = null;
+        this.rejoin(group, s);
+      }, delay);
+    }
+    this.emit('subscriptionError', { group, code, message, failures: s.failures, willRetry: delay !== null, delayMs: delay });
+  }
+
+  /** Forgets a group joined with subscribe(); its position stays, for a later subscribe(). */
+  private dropSubscription(group: string, s: Subscription, why: Error): void {
+    this.clearSubTimer(s);
+    s.seq++;
+    this.subs.delete(group);
+    for (const w of [...s.waiters]) w.settle(why);
+    this.leftGroups.add(group);
+    const a = this.awaitingResume;
+    if (a?.left.delete(group)) {
+      a.groups.set(group, false);
+      if (a.left.size === 0) this.finishResume(false);
+    }
+  }
+
+  private clearSubTimer(s: Subscription): void {
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = null;
+  }
+
+  private clearSubTimers(): void {
+    for (const s of this.subs.values()) this.clearSubTimer(s);
   }
 
   private handleMessage(text: string, lastEventId?: string): void {
@@ -555,19 +893,22 @@ export class HeraldClient {
     if (isServerMessage(f)) {
       this.emit(f.type, f as never);
       this.emit('message', f);
+      if (f.type === 'unsubscribed' && typeof f.data?.group === 'string') this.handleUnsubscribed(f.data);
     } else {
       this.emit('unknown', f);
     }
+    if (pos) this.emit('event', { type: f.type, data: f.data, group: pos.group, offset: pos.offset, epoch: pos.epoch });
   }
 
-  private handleClose(transport: Transport, code: number, reason: string, opened: boolean): void {
+  private handleClose(transport: Transport | null, code: number, reason: string, opened: boolean): void {
     this.clearTimers();
+    this.clearSubTimers(); // renewals and retries: the next connection joins afresh
     this.conn = null;
     this.failAcks('connection lost');
     if (this.awaitingResume) clearTimeout(this.awaitingResume.timer);
     this.awaitingResume = null;
     if (opened && Date.now() - this.openedAt >= (this.opts.stableAfterMs ?? 2_000)) this.backoff.reset();
-    if (!opened && transport.kind === 'websocket') this.wsFailures++;
+    if (!opened && transport?.kind === 'websocket') this.wsFailures++;
     this.suspectExpired = !opened || code === CloseCode.AuthExpired;
     const terminal = (this.opts.terminalCodes ?? [CloseCode.Forbidden, CloseCode.NotFound]).includes(code);
     const delay = terminal ? null : this.backoff.next();
@@ -576,6 +917,7 @@ export class HeraldClient {
     if (delay === null) {
       this.generation++;
       this.setState('closed');
+      for (const s of this.subs.values()) for (const w of [...s.waiters]) w.settle(new AckLostError('connection closed'));
       this.emit('close', info);
       return;
     }

@@ -4,4 +4,5 @@ export * from './backoff';
 export * from './auth';
 export * from './transport';
 export * from './client';
+export * from './renewal';
 export * from './money';

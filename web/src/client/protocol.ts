@@ -155,6 +155,13 @@ export type ErrorCode =
   | 'forbidden'
   | 'rate_limited'
   | 'internal_error'
+  /** v2: a group name no namespace of the server serves. */
+  | 'invalid_group'
+  | 'too_many_groups'
+  /** v2: the app's subscription token expired (fetch a new one and subscribe again). */
+  | 'token_expired'
+  /** v2: the app's subscription token is malformed, badly signed or names no group. */
+  | 'invalid_token'
   | (string & {});
 
 export interface ErrorData {
@@ -184,6 +191,31 @@ export interface SubscribedData {
   offset: number;
 }
 
+/**
+ * v2: the server ended the connection's membership of a group, and why:
+ * `token_expired` when the subscription token that admitted it ran out
+ * (subscribe again with a new token, from the last position, to go on
+ * where it stopped).
+ */
+export interface UnsubscribedData {
+  group: string;
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * v2: what a client publishes to a group its namespace lets it publish to
+ * (`{"type":"publish","id":…,"data":{group,type,data}}`, answered by ack or
+ * error). Members receive it as `{"type": type, "data": data, group,
+ * offset, epoch}`.
+ */
+export interface PublishData {
+  group: string;
+  /** The event's type, as members receive it. */
+  type: string;
+  data: unknown;
+}
+
 /** v2: a client message with an "id" was accepted. */
 export interface AckData {
   id: unknown;
@@ -201,6 +233,7 @@ export interface ServerMessageMap {
   application_update: ApplicationUpdateData;
   presence: PresenceData;
   subscribed: SubscribedData;
+  unsubscribed: UnsubscribedData;
   ack: AckData;
   error: ErrorData;
 }
@@ -212,13 +245,22 @@ export function formatPositions(ps: Iterable<StreamPosition>): string {
   return [...ps].map((p) => `${p.group}:${p.epoch}:${p.offset}`).join(',');
 }
 
-/** Reads a resume list ("group:epoch:offset,…"); malformed entries are skipped. */
+/**
+ * Reads a resume list ("group:epoch:offset,…"); malformed entries are
+ * skipped. Group names may hold ':' (chat:lobby) and epochs never do, so
+ * each entry is read from its end: the last two fields are the epoch and
+ * the offset, the rest is the group.
+ */
 export function parsePositions(s: string): StreamPosition[] {
   const out: StreamPosition[] = [];
   for (const part of s.split(',')) {
-    const f = part.trim().split(':');
-    if (f.length !== 3 || !f[0] || !/^\d+$/.test(f[2] ?? '')) continue;
-    out.push({ group: f[0], epoch: f[1] ?? '', offset: Number(f[2]) });
+    const entry = part.trim();
+    const o = entry.lastIndexOf(':');
+    const e = o > 0 ? entry.lastIndexOf(':', o - 1) : -1;
+    if (e <= 0) continue; // no group, or fewer than three fields
+    const offset = entry.slice(o + 1);
+    if (!/^\d+$/.test(offset)) continue;
+    out.push({ group: entry.slice(0, e), epoch: entry.slice(e + 1, o), offset: Number(offset) });
   }
   return out;
 }
@@ -245,10 +287,21 @@ export interface AnnounceMessage {
   data: { id: number };
 }
 
-/** v2: join (or resume) one more group the user may see, or leave one. */
+/**
+ * v2: join (or resume) one more group the user may see, or leave one. A
+ * group of an app's namespace may need the app's subscription token; sent
+ * again for a group already joined, with a new token, it renews the
+ * subscription (answered by ack only).
+ */
 export interface SubscribeMessage {
   type: 'subscribe' | 'unsubscribe';
-  data: { group: string; epoch?: string; offset?: number };
+  data: { group: string; epoch?: string; offset?: number; token?: string };
+}
+
+/** v2: publish an event to a group (where its namespace allows clients to). */
+export interface PublishMessage {
+  type: 'publish';
+  data: PublishData;
 }
 
 /** Any client message: an announce, a subscribe, … (v2: with an optional "id" to be acknowledged). */
@@ -288,6 +341,7 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
   'application_update',
   'presence',
   'subscribed',
+  'unsubscribed',
   'ack',
   'error',
 ]);

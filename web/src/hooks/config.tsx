@@ -5,6 +5,7 @@ import {
   sessionAuth,
   type AuthProvider,
   type BackoffOptions,
+  type SubscriptionTokenSource,
   type Transport,
 } from '@herald/client';
 
@@ -17,6 +18,10 @@ export interface HeraldConfig {
   transport?: Transport;
   fallback?: Transport | null;
   backoff?: BackoffOptions;
+  /** The app's connection token for /ws/ (?token=), fetched anew for every connection attempt. */
+  getConnectionToken?: () => Promise<string>;
+  /** The app's subscription token for a group (useGroup, client.subscribe()), renewed before it expires. */
+  getSubscriptionToken?: SubscriptionTokenSource;
 }
 
 const HeraldContext = createContext<HeraldConfig | null>(null);
@@ -89,6 +94,8 @@ export function acquireClient(
       transport: cfg.transport,
       fallback: cfg.fallback ?? null,
       backoff: cfg.backoff,
+      getConnectionToken: cfg.getConnectionToken,
+      getSubscriptionToken: cfg.getSubscriptionToken,
     });
     e = { client, extra: o.setup?.(client), refs: 0, closeTimer: null };
     registry.set(key, e);

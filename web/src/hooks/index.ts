@@ -4,5 +4,6 @@ export { useWebSocket, type UseWebSocketOptions, type UseWebSocketResult } from 
 export { useApplicationWebSocket, type ApplicationSocketOptions } from './useApplicationWebSocket';
 export { useCampaignRoom, type CampaignRoom, type CampaignRoomOptions, type RoomSnapshot } from './useCampaignRoom';
 export { usePresence } from './usePresence';
+export { useGroup, type GroupState, type UseGroupOptions } from './useGroup';
 export { useHeraldClient, useConnectionState } from './useHeraldClient';
 export { applyCampaignMessage } from './campaignState';

@@ -1,3 +1,7 @@
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import {
   HeraldClient,
@@ -8,6 +12,7 @@ import {
   type TransportConn,
   type WebSocketConstructor,
 } from '@herald/client';
+import { Herald } from '../setup/herald';
 
 /** The `ws` package as the client's WebSocket (Node 20 has none built in). */
 export const nodeTransport = webSocketTransport(WebSocket as unknown as WebSocketConstructor);
@@ -67,3 +72,38 @@ export async function until(cond: () => boolean, timeoutMs = 10_000, what = 'con
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** A secret for the app's tokens (herald wants at least 32 bytes). */
+export const APP_SECRET = 'herald-web-tests-app-token-secret-0123456789';
+
+/** The namespaces of an app's groups: chat:<name>, joined and published to with the app's tokens. */
+export const APP_CONFIG = `[namespaces.chat]
+subscribe = "token"
+publish = "token"
+`;
+
+/** herald started with APP_CONFIG and APP_SECRET (the config file lives in its own temp dir). */
+export async function startAppHerald(bin: string): Promise<{ h: Herald; dispose: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-app-config-'));
+  const config = join(dir, 'herald.toml');
+  writeFileSync(config, APP_CONFIG);
+  const h = await Herald.start({ bin, args: ['--config', config, '--app-token-secret', APP_SECRET] });
+  return {
+    h,
+    dispose: async () => {
+      await h.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+/** An HS256 JWT over claims, signed as the app's backend would. */
+export function mintToken(claims: Record<string, unknown>, secret = APP_SECRET): string {
+  const signed = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(claims)}`;
+  return `${signed}.${createHmac('sha256', secret).update(signed).digest('base64url')}`;
+}
+
+/** Seconds since the epoch, as JWT times are. */
+export const nowSec = () => Math.floor(Date.now() / 1000);
