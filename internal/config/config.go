@@ -91,6 +91,10 @@ type Config struct {
 	AppTokenKeyPEM   []byte
 	AppTokenIssuer   string
 	AppTokenAudience string
+	// MediaDir is where uploaded images are stored; empty is the media
+	// folder of DataDir (MediaPath). MaxImageBytes bounds one upload.
+	MediaDir      string
+	MaxImageBytes int64
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -152,6 +156,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	appKey := str("app-token-key", "", "PEM file of the public key(s) of the app's connection and subscription tokens")
 	appIssuer := str("app-token-issuer", "", "issuer (iss) of the app's tokens")
 	appAudience := str("app-token-audience", "", "audience (aud) of the app's tokens")
+	mediaDir := str("media-dir", "", "directory of uploaded images (served at /media/); empty for the data directory's media folder; several processes must share it")
+	maxImageBytes := str("max-image-bytes", "5242880", "bytes one uploaded image may have, up to 52428800")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -285,9 +291,19 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			}
 			c.AppTokenKeyPEM = pemData
 		}
+		c.MediaDir = *mediaDir
+		if n, err := strconv.ParseInt(*maxImageBytes, 10, 64); err != nil || n < 1024 || n > maxImageLimit {
+			errs = append(errs, fmt.Errorf("--max-image-bytes %q: want a number of bytes from 1024 to %d", *maxImageBytes, maxImageLimit))
+		} else {
+			c.MaxImageBytes = n
+		}
 		return c, errors.Join(errs...)
 	}
 }
+
+// maxImageLimit is the largest --max-image-bytes: an upload is held in
+// memory while it is checked.
+const maxImageLimit = 50 << 20
 
 func lookup(getenv func(string) string, key string) (string, bool) {
 	v := getenv(key)
@@ -409,6 +425,15 @@ func boolean(errs *[]error, name, v string) bool {
 
 // SecretPath is where a generated JWT secret is kept.
 func (c Config) SecretPath() string { return filepath.Join(c.DataDir, "jwt-secret") }
+
+// MediaPath is the directory of uploaded images: MediaDir, or the media
+// folder of DataDir.
+func (c Config) MediaPath() string {
+	if c.MediaDir != "" {
+		return c.MediaDir
+	}
+	return filepath.Join(c.DataDir, "media")
+}
 
 // Logger builds the configured logger writing to w.
 func (c Config) Logger(w io.Writer) *slog.Logger {
