@@ -1,24 +1,20 @@
 // The seeds' own hooks (copied verbatim into test/fixtures/seed/), bundled
-// into a page served from herald's origin, receive herald's events.
+// into a page served from an origin of its own (test/browser/seed-page.ts),
+// receive herald's events.
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { Application, Quest } from '@herald/client';
-import { ApiUser, Herald, REPO } from '../setup/herald';
+import { ApiUser, Herald } from '../setup/herald';
 import { launch, openAs, shot, type UserPage } from './browser';
-
-const FIXTURE = join(REPO, 'web', 'test', 'fixtures', 'seed');
-const SEEDS = join(REPO, '..', 'shared', 'seeds');
-const SEED_HOST = 'ws://localhost:8000';
+import { FIXTURE, SEEDS, SeedSite, bundleSeedPage } from './seed-page';
 
 let h: Herald;
 let browser: Browser;
 let page: UserPage;
 let carol: ApiUser;
+let site: SeedSite | null = null;
 
 /** The fenced code block that follows heading in a seed document. */
 function seedBlock(file: string, heading: string, lang: string): string {
@@ -27,65 +23,16 @@ function seedBlock(file: string, heading: string, lang: string): string {
   return s.slice(start, s.indexOf('```', start));
 }
 
-/** The harness and the seeds' hooks, their hard-coded herald host pointed at port. */
-async function bundle(port: number): Promise<string> {
-  const out = await build({
-    entryPoints: [join(FIXTURE, 'harness.tsx')],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    jsx: 'automatic',
-    minify: true,
-    define: { 'process.env.NODE_ENV': '"production"' },
-    nodePaths: [join(REPO, 'web', 'node_modules')],
-    plugins: [
-      {
-        // herald serves on a port the system picked, not the seeds' 8000.
-        name: 'seed-host',
-        setup(b) {
-          b.onLoad({ filter: /fixtures[\\/]seed[\\/].*\.(tsx?|js)$/ }, (args) => ({
-            contents: readFileSync(args.path, 'utf8').replaceAll(SEED_HOST, `ws://localhost:${port}`),
-            loader: args.path.endsWith('.js') ? 'jsx' : args.path.endsWith('.tsx') ? 'tsx' : 'ts',
-          }));
-        },
-      },
-    ],
-  });
-  return out.outputFiles[0]!.text;
-}
-
-let site: Server | null = null;
-let harnessJS = '';
-
-/**
- * Serves the harness page (harnessJS) on 127.0.0.1 at a port the system
- * picks, as the seeds' React dev server would; resolves with that port.
- */
-function serveHarness(): Promise<number> {
-  const html =
-    '<!doctype html><html lang="en"><meta charset="utf-8"><title>seed hooks</title><div id="root"></div><script src="/harness.js"></script></html>';
-  const srv = createServer((req, res) => {
-    const isJS = req.url === '/harness.js';
-    res.writeHead(200, { 'Content-Type': isJS ? 'text/javascript' : 'text/html; charset=utf-8' });
-    res.end(isJS ? harnessJS : html);
-  });
-  site = srv;
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as AddressInfo).port));
-  });
-}
-
 beforeAll(async () => {
   // Both ports are the system's pick, so a herald or a dev server already
   // on the seeds' 8000 and 3000 does not matter. herald allows the page's
   // origin, and the seeds' "ws://localhost:8000" is rewritten to it.
-  const sitePort = await serveHarness();
-  const args = ['--allowed-origins', `http://localhost:${sitePort}`];
+  site = await SeedSite.start('seed hooks');
+  const args = ['--allowed-origins', site.origin];
   [h, browser] = await Promise.all([Herald.start({ bin: inject('heraldBin'), args }), launch()]);
-  harnessJS = await bundle(h.port);
+  site.script = await bundleSeedPage('harness.tsx', h.port);
   carol = await ApiUser.signIn(h.url, 'carol');
-  page = await openAs(browser, `http://localhost:${sitePort}`);
+  page = await openAs(browser, site.origin);
   // The seeds keep the access token in localStorage.
   await page.context.addInitScript((token) => localStorage.setItem('access_token', token), carol.access);
 });
