@@ -1,11 +1,13 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,11 +134,19 @@ func (p *Platform) reachMilestones(ctx context.Context, tx *sql.Tx, campaignID i
 	if err != nil {
 		return fmt.Errorf("reach milestones of campaign %d: %w", campaignID, err)
 	}
+	// Announced in the order they are listed (target, then id): RETURNING
+	// gives no order.
+	slices.Sort(ids)
+	reached := make([]Milestone, 0, len(ids))
 	for _, id := range ids {
 		m, err := scanMilestone(tx.QueryRowContext(ctx, milestoneSelect+" WHERE x.id = $1", id))
 		if err != nil {
 			return fmt.Errorf("reload milestone %d: %w", id, err)
 		}
+		reached = append(reached, m)
+	}
+	slices.SortStableFunc(reached, func(a, b Milestone) int { return cmp.Compare(a.TargetAmount, b.TargetAmount) })
+	for _, m := range reached {
 		if err := p.record(ctx, tx, CampaignGroup(campaignID), EventMilestone, m); err != nil {
 			return err
 		}
