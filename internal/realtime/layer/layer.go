@@ -36,6 +36,17 @@ type Message struct {
 // for clients. Publish returns offset 0 for it.
 const TypeReset = "room_reset"
 
+// Redacting says which messages withdraw earlier events of their group:
+// the platform rewrote those events in the Log in the transaction that
+// recorded the message (a removed comment's events become its removal, at
+// their own positions), so the copies a layer keeps are stale. Publishing
+// or receiving such a message drops the group's window (and a Redis
+// subscription's recent events) before the message joins it: what came
+// before it is read from the Log again, or, without a Log, a resume from
+// before it is not recovered (the client reloads its state). Layers know
+// nothing of what a message withdraws; the caller says which do (nil: none).
+type Redacting func(Message) bool
+
 // Syncer is implemented by layers whose Position answers from what this
 // process has delivered, which may lag behind the latest publish (Redis).
 // Sync returns the group's position once this process has delivered every

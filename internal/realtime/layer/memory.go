@@ -45,6 +45,9 @@ type MemoryOptions struct {
 	// before this process started), and Position answers from it for a
 	// group this layer has no state of.
 	Log Log
+	// Redacts, if set, says which messages drop their group's window as
+	// they are published (Redacting).
+	Redacts Redacting
 }
 
 const memShards = 32
@@ -77,6 +80,7 @@ type Memory struct {
 	onPanic  func(string)
 	log      *slog.Logger
 	backlog  Log
+	redacts  Redacting
 
 	id          string // random, makes epochs of different layers distinct
 	incarnation atomic.Uint64
@@ -152,6 +156,7 @@ func NewMemory(handler func(Message), opts MemoryOptions) *Memory {
 		onPanic:  opts.OnPanic,
 		log:      opts.Logger,
 		backlog:  opts.Log,
+		redacts:  opts.Redacts,
 		id:       hex.EncodeToString(b[:]),
 		seed:     maphash.MakeSeed(),
 		stop:     make(chan struct{}),
@@ -229,6 +234,11 @@ func (m *Memory) Publish(ctx context.Context, msg Message) (uint64, error) {
 		g.epoch, g.known = msg.Epoch, true
 	}
 	g.last = msg.Offset
+	if m.redacts != nil && m.redacts(msg) {
+		// The events it withdraws are rewritten in the Log: History
+		// reads what came before it from there.
+		g.clearWindow()
+	}
 	if g.size > 0 {
 		now := m.now().UnixNano()
 		g.expire(now - g.age)

@@ -72,6 +72,11 @@ type RedisOptions struct {
 	// published with their positions keep them, so an emptied Redis costs
 	// no client a reload.
 	Log Log
+	// Redacts, if set, says which messages drop their group's window in
+	// Redis as they are published, and a subscription's recent events as
+	// they are received (Redacting). Every process of a deployment must
+	// say the same.
+	Redacts Redacting
 	// Logger receives connection state changes (default slog.Default()).
 	Logger *slog.Logger
 	// OnPanic, if set, is told of each panic the layer recovered
@@ -358,7 +363,8 @@ func (r *Redis) channel(group string) string { return r.key(group, "c") }
 // ARGV: channel, type, data, the group's history size and age (ms), state TTL (ms),
 // epoch (the event's own, or one to mint if the group has none), publish key
 // or "", publish command, "1" for a reset (TypeReset), the event's offset
-// ("0": assign the next).
+// ("0": assign the next), "1" for an event that drops the window before it
+// joins it (RedisOptions.Redacts).
 // Returns {offset, epoch, 1 if the event was published before (nothing
 // published now)}.
 //
@@ -415,6 +421,9 @@ else
 end
 local payload = off .. '\n' .. epoch .. '\n' .. ARGV[2] .. '\n' .. ARGV[3]
 if size > 0 then
+  if ARGV[12] == '1' then
+    redis.call('DEL', hist)
+  end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('RPUSH', hist, now .. '\n' .. payload)
@@ -525,15 +534,17 @@ func (r *Redis) publishPipeline(ctx context.Context, msgs []Message, keys []stri
 			if epoch == "" || (m.Offset == 0 && m.Type != TypeReset) {
 				epoch = r.id + "." + strconv.FormatUint(r.seq.Add(1), 36)
 			}
-			reset := "0"
+			reset, redact := "0", "0"
 			if m.Type == TypeReset {
 				reset = "1"
+			} else if r.opt.Redacts != nil && r.opt.Redacts(m) {
+				redact = "1"
 			}
 			size, age := r.window(m.Group)
 			cmds[i] = r.publish.EvalSha(ctx, p,
 				[]string{r.key(m.Group, "m"), r.key(m.Group, "h"), r.key(m.Group, "d")},
 				r.channel(m.Group), m.Type, m.Data, size, age.Milliseconds(),
-				max(r.opt.StateTTL, age).Milliseconds(), epoch, keys[i], cmd, reset, m.Offset)
+				max(r.opt.StateTTL, age).Milliseconds(), epoch, keys[i], cmd, reset, m.Offset, redact)
 		}
 		return nil
 	})

@@ -50,6 +50,8 @@ type rsub struct {
 	recentBytes int
 	size        int
 	age         time.Duration
+	// redacts is RedisOptions.Redacts: such an event starts recent over.
+	redacts Redacting
 	// early holds, in order, the events received between Redis's first
 	// confirmation of the subscription and the reading of the group's
 	// position, which the confirmer does off the reader goroutine;
@@ -81,10 +83,11 @@ type recentEvent struct {
 }
 
 // delivered records msg as the group's latest event, handed to the
-// handler: it extends recent, or starts it over after a gap or an epoch
-// change. s.mu is held.
+// handler: it extends recent, or starts it over after a gap, an epoch
+// change or an event that redacts earlier ones. s.mu is held.
 func (s *rsub) delivered(msg Message) {
-	if n := len(s.recent); n > 0 && (s.recent[n-1].msg.Epoch != msg.Epoch || s.recent[n-1].msg.Offset+1 != msg.Offset) {
+	if n := len(s.recent); n > 0 && (s.recent[n-1].msg.Epoch != msg.Epoch || s.recent[n-1].msg.Offset+1 != msg.Offset ||
+		s.redacts != nil && s.redacts(msg)) {
 		s.forget()
 	}
 	s.recent = append(s.recent, recentEvent{msg: msg, at: time.Now()})
@@ -202,6 +205,7 @@ func (r *Redis) Subscribe(ctx context.Context, group string) error {
 	if fresh {
 		s = &rsub{group: group, channel: r.channel(group), ready: make(chan struct{})}
 		s.size, s.age = r.window(group)
+		s.redacts = r.opt.Redacts
 		r.groups[group] = s
 	}
 	r.mu.Unlock()
