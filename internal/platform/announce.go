@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-
-	"github.com/heraldhq/herald/internal/store"
 )
 
 // AnnounceTypes are the event types a campaign room's client may announce,
@@ -52,11 +50,19 @@ func (p *Platform) ObjectJSON(ctx context.Context, viewerID, campaignID int64, t
 // announces, so concurrent announces on any process record a version once.
 func (p *Platform) Announce(ctx context.Context, group, typ string, data []byte) (recorded bool, err error) {
 	err = p.write(ctx, func(tx *sql.Tx) error {
-		// SQLite runs one write at a time; PostgreSQL takes a lock of
-		// this group's announces, released at commit.
-		if p.db.Dialect == store.Postgres {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "announce:"+group); err != nil {
-				return fmt.Errorf("lock the announces of %s: %w", group, err)
+		if err := p.lockAnnounces(ctx, tx, group); err != nil {
+			return err
+		}
+		if kind, _, _ := ParseGroup(group); kind == GroupCampaign && typ == EventComment {
+			// Read before the lock, the comment may have been removed
+			// since (removeComment holds the same lock): it is not
+			// recorded again.
+			live, err := commentLive(ctx, tx, data)
+			if err != nil {
+				return err
+			}
+			if !live {
+				return notFound("comment")
 			}
 		}
 		var n int64

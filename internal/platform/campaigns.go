@@ -252,7 +252,7 @@ func (p *Platform) CampaignDetail(ctx context.Context, viewerID, campaignID int6
 	if d.UpdatesCount, err = count(ctx, p.db, "SELECT COUNT(*) FROM updates WHERE campaign_id = $1", id); err != nil {
 		return CampaignDetail{}, fmt.Errorf("count updates of campaign %d: %w", id, err)
 	}
-	if d.CommentsCount, err = count(ctx, p.db, "SELECT COUNT(*) FROM comments WHERE campaign_id = $1", id); err != nil {
+	if d.CommentsCount, err = count(ctx, p.db, "SELECT COUNT(*) FROM comments WHERE campaign_id = $1 AND removed_at IS NULL", id); err != nil {
 		return CampaignDetail{}, fmt.Errorf("count comments of campaign %d: %w", id, err)
 	}
 	return d, nil

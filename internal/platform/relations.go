@@ -20,7 +20,7 @@ const (
 		FROM contributions x JOIN users u ON u.id = x.user_id`
 	updateSelect  = `SELECT x.id, x.campaign_id, x.title, x.content, x.image, x.created_at, x.updated_at FROM updates x`
 	commentSelect = `SELECT x.id, x.campaign_id, x.user_id, u.username, x.content, x.created_at, x.updated_at
-		FROM comments x JOIN users u ON u.id = x.user_id`
+		FROM (SELECT * FROM comments WHERE removed_at IS NULL) x JOIN users u ON u.id = x.user_id`
 	releaseSelect   = `SELECT x.id, x.campaign_id, x.version, x.title, x.notes, x.released_at, x.updated_at FROM releases x`
 	milestoneSelect = `SELECT x.id, x.campaign_id, x.title, x.description, x.target_cents, x.reached, x.due_date, x.created_at, x.updated_at
 		FROM milestones x`
@@ -38,6 +38,9 @@ func scanUpdate(s scanner) (Update, error) {
 	return u, err
 }
 
+// scanComment reads a row of commentSelect. Removed comments
+// (moderation.go) are no comments: every read of comments goes through
+// commentSelect, which leaves them out.
 func scanComment(s scanner) (Comment, error) {
 	var c Comment
 	err := s.Scan(&c.ID, &c.Campaign, &c.User.ID, &c.User.Username, &c.Content, &c.CreatedAt.Time, &c.UpdatedAt.Time)
@@ -533,7 +536,11 @@ func listChild[T any](ctx context.Context, p *Platform, viewerID, campaignID int
 		return Page[T]{}, err
 	}
 	page = normPage(page)
-	n, err := count(ctx, p.db, "SELECT COUNT(*) FROM "+table+" WHERE campaign_id = $1", campaignID)
+	where := " WHERE campaign_id = $1"
+	if table == "comments" {
+		where += " AND removed_at IS NULL" // as commentSelect
+	}
+	n, err := count(ctx, p.db, "SELECT COUNT(*) FROM "+table+where, campaignID)
 	if err != nil {
 		return Page[T]{}, fmt.Errorf("count %s of campaign %d: %w", table, campaignID, err)
 	}

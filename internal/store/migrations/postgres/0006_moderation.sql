@@ -1,0 +1,19 @@
+-- Moderation. A comment is removed by its author (deleted) or by the
+-- campaign's owner (hidden): its row stays, so its id is never given to
+-- another comment and its reports keep pointing at it, but its content is
+-- erased and no read returns it again (lists, the detail, announces).
+-- removed_by is who removed it.
+ALTER TABLE comments ADD COLUMN removed_at TIMESTAMPTZ;
+ALTER TABLE comments ADD COLUMN removed_by BIGINT REFERENCES users(id);
+
+-- Reports of comments, one per user per comment, read by the campaign's
+-- owner per campaign, most recently reported first.
+CREATE TABLE comment_reports (
+    comment_id  BIGINT      NOT NULL REFERENCES comments(id),
+    user_id     BIGINT      NOT NULL REFERENCES users(id),
+    campaign_id BIGINT      NOT NULL REFERENCES campaigns(id),
+    reason      TEXT        NOT NULL DEFAULT '',
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (comment_id, user_id)
+);
+CREATE INDEX comment_reports_campaign ON comment_reports (campaign_id, created_at);
