@@ -179,7 +179,7 @@ func (s *Server) storeResponse(r *http.Request, req *platform.IdempotentRequest,
 	// An error after the commit, or an answer too large, is not replayed:
 	// a retry is told the request was applied.
 	if rec.status < 400 && !rec.overflow {
-		resp.Body = rec.body.Bytes()
+		resp.Body = append([]byte{}, rec.body.Bytes()...) // kept even when empty (204)
 	}
 	if err := s.p.StoreResponse(ctx, req, resp); err != nil {
 		s.log.ErrorContext(ctx, "store the answer of an idempotent request", "path", r.URL.Path, "err", err)

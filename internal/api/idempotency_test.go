@@ -334,20 +334,24 @@ func TestEveryWritingPostReplays(t *testing.T) {
 		cp := e.campaignOf(owner)
 		q := e.must(http.StatusCreated, "POST", "/api/quests/", owner, map[string]any{"title": "Quest"})
 		qp := fmt.Sprintf("/api/quests/%d/", q.id())
+		reported := e.must(http.StatusCreated, "POST", cp+"comments/", fan, map[string]any{"content": "Reported"}).id()
+		hidden := e.must(http.StatusCreated, "POST", cp+"comments/", fan, map[string]any{"content": "Hidden"}).id()
 		type call struct {
 			path, token string
 			body        any
 			list        string // what lists the objects it makes, if anyone may read it
 		}
 		calls := map[string]call{
-			"/api/campaigns/":                    {"/api/campaigns/", owner, map[string]any{"title": "Another", "goal_amount": "5.00", "status": "active"}, fmt.Sprintf("/api/campaigns/?owner=%d", ownerID)},
-			"/api/campaigns/{id}/contributions/": {cp + "contributions/", fan, map[string]any{"amount": "2.50"}, cp + "contributions/"},
-			"/api/campaigns/{id}/updates/":       {cp + "updates/", owner, map[string]any{"title": "News", "content": "Body"}, cp + "updates/"},
-			"/api/campaigns/{id}/comments/":      {cp + "comments/", fan, map[string]any{"content": "Hi"}, cp + "comments/"},
-			"/api/campaigns/{id}/releases/":      {cp + "releases/", owner, map[string]any{"version": "1.0", "title": "One"}, cp + "releases/"},
-			"/api/campaigns/{id}/milestones/":    {cp + "milestones/", owner, map[string]any{"title": "Half", "target_amount": "250.00"}, cp + "milestones/"},
-			"/api/quests/":                       {"/api/quests/", owner, map[string]any{"title": "Another quest"}, "/api/quests/"},
-			"/api/quests/{id}/applications/":     {qp + "applications/", fan, map[string]any{"message": "Me"}, ""},
+			"/api/campaigns/":                            {"/api/campaigns/", owner, map[string]any{"title": "Another", "goal_amount": "5.00", "status": "active"}, fmt.Sprintf("/api/campaigns/?owner=%d", ownerID)},
+			"/api/campaigns/{id}/contributions/":         {cp + "contributions/", fan, map[string]any{"amount": "2.50"}, cp + "contributions/"},
+			"/api/campaigns/{id}/updates/":               {cp + "updates/", owner, map[string]any{"title": "News", "content": "Body"}, cp + "updates/"},
+			"/api/campaigns/{id}/comments/":              {cp + "comments/", fan, map[string]any{"content": "Hi"}, cp + "comments/"},
+			"/api/campaigns/{id}/releases/":              {cp + "releases/", owner, map[string]any{"version": "1.0", "title": "One"}, cp + "releases/"},
+			"/api/campaigns/{id}/milestones/":            {cp + "milestones/", owner, map[string]any{"title": "Half", "target_amount": "250.00"}, cp + "milestones/"},
+			"/api/quests/":                               {"/api/quests/", owner, map[string]any{"title": "Another quest"}, "/api/quests/"},
+			"/api/quests/{id}/applications/":             {qp + "applications/", fan, map[string]any{"message": "Me"}, ""},
+			"/api/campaigns/{id}/comments/{oid}/report/": {fmt.Sprintf("%scomments/%d/report/", cp, reported), owner, map[string]any{"reason": "Spam"}, ""},
+			"/api/campaigns/{id}/comments/{oid}/hide/":   {fmt.Sprintf("%scomments/%d/hide/", cp, hidden), owner, nil, ""},
 		}
 		for _, rt := range e.app.API().Routes() {
 			if rt.Method != "POST" || rt.Auth != api.AuthRequired || rt.Credentials {

@@ -155,10 +155,14 @@ func (p *Platform) KeyRecordOf(ctx context.Context, r *IdempotentRequest) (KeyRe
 		status     sql.NullInt64
 		ctype, loc sql.NullString
 		body       []byte
+		kept       bool // SQLite reads an empty body (a 204's) as nil, like NULL
 	)
-	err := p.db.QueryRowContext(ctx, `SELECT request_hash, created_at, status, content_type, location, body
+	err := p.db.QueryRowContext(ctx, `SELECT request_hash, created_at, status, content_type, location, body, body IS NOT NULL
 		FROM `+sc.table+` WHERE `+sc.column+` = $1 AND idem_key = $2`, sc.id, r.Key).
-		Scan(&rec.Hash, &created, &status, &ctype, &loc, &body)
+		Scan(&rec.Hash, &created, &status, &ctype, &loc, &body, &kept)
+	if kept && body == nil {
+		body = []byte{}
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return KeyRecord{}, false, nil
 	}
