@@ -43,8 +43,19 @@ Scenarios:
             as fast as answered for --duration per batch size of --batches,
             into a group nobody watches (events/s over HTTP); then single
             events at --rate to --conns subscribers of a campaign room
-            (publish-to-receipt latency). --spawn runs the server with
-            --publish-rate -1
+            (publish-to-receipt latency; each of --steps for several
+            rates). --watchers clients of the throughput phase's group
+            count its events delivered; --v2 makes every client speak
+            protocol v2. --spawn runs the server with --publish-rate -1
+  django    a Django process's async_to_sync(channel_layer.group_send) at
+            --rate (or each of --steps) messages/s, from --senders Python
+            processes running the test project's manage.py bench_send,
+            through channels_redis to --conns WebSocket clients of one
+            campaign room served by herald (--server herald: its
+            --channels-redis) or by Daphne running the project's Channels
+            consumer (--server daphne); group_send-to-receipt latency,
+            deliveries/s, losses. --spawn starts the server on a new
+            layer prefix
 
 Examples:
   herald bench idle --spawn --conns 10000
@@ -52,6 +63,7 @@ Examples:
   herald bench apps --target http://127.0.0.1:8000 --out results/apps
   herald bench signin --spawn --conns 200
   herald bench publish --spawn --conns 1000 --batches 1,10,100 --rate 50
+  herald bench django --spawn --server daphne --conns 100 --steps 50,200
 
 Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `
@@ -145,8 +157,8 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	})
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
-	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout, publish), users (personal); signin: sign-ins in the burst")
-	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps)")
+	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout, publish, django; publish: 0 for no latency phase), users (personal); signin: sign-ins in the burst")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps), group_sends/s (django)")
 	fs.Func("batches", "publish: comma-separated batch sizes (1 to 100) to measure throughput with, --duration each", func(s string) error {
 		o.Batches = nil
 		for _, f := range strings.Split(s, ",") {
@@ -159,7 +171,17 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 		return nil
 	})
 	fs.StringVar(&o.APIKey, "api-key", o.APIKey, "publish: the API key to publish with (scope campaign); with --spawn one is made")
-	fs.Func("steps", "fanout: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
+	fs.IntVar(&o.Watchers, "watchers", o.Watchers, "publish: WebSocket clients of the throughput phase's group (spread over the processes), to count its events delivered")
+	fs.BoolVar(&o.V2, "v2", o.V2, "publish: subscribers and watchers speak protocol v2 (?v=2)")
+	fs.StringVar(&o.Server, "server", o.Server, "django: what the clients connect to: herald (its --channels-redis) or daphne (the test project's Channels consumer)")
+	fs.IntVar(&o.Senders, "senders", o.Senders, "django: Python processes calling group_send, sharing --rate")
+	fs.StringVar(&o.ChannelsRedis, "channels-redis", o.ChannelsRedis, "django: the channels_redis layer's Redis (loopback only)")
+	fs.StringVar(&o.ChannelsPrefix, "channels-prefix", o.ChannelsPrefix, "django: the layer's prefix (default: with --spawn a new one for the run, deleted after; without, asgi, channels_redis's default)")
+	fs.StringVar(&o.ChannelsLayer, "channels-layer", o.ChannelsLayer, "django: core (RedisChannelLayer) or pubsub (RedisPubSubChannelLayer)")
+	fs.StringVar(&o.DjangoDir, "django-dir", o.DjangoDir, "django: the Django project with manage.py bench_send and djangoapp.asgi (relative to the repository root, or a path)")
+	fs.StringVar(&o.Python, "python", o.Python, "django: the python3 with Django Channels and channels_redis")
+	fs.StringVar(&o.DaphneBin, "daphne-bin", o.DaphneBin, "django: the daphne to start with --spawn --server daphne")
+	fs.Func("steps", "fanout, publish's latency phase, django: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
 		for _, f := range strings.Split(s, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)

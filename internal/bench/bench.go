@@ -29,7 +29,7 @@ import (
 )
 
 // Scenarios are the workloads `herald bench` runs.
-var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin", "publish"}
+var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin", "publish", "django"}
 
 // Duration is a time.Duration written as "30s" in results.
 type Duration time.Duration
@@ -106,6 +106,30 @@ type Options struct {
 	// APIKey is the key the publish scenario publishes with (made on the
 	// spawned server's database with --spawn). Never written to results.
 	APIKey string `json:"-"`
+	// Watchers are the publish scenario's WebSocket clients of the
+	// throughput phase's group, to see its events delivered (0: nobody
+	// watches it); V2 makes them and the latency phase's subscribers speak
+	// protocol v2.
+	Watchers int  `json:"watchers,omitempty"`
+	V2       bool `json:"v2,omitempty"`
+
+	// The django scenario: Server is what the clients connect to, "herald"
+	// (--channels-redis) or "daphne" (the test project's Channels consumer;
+	// with Spawn, DaphneBin serving DjangoDir's ASGI application). Senders
+	// processes of Python run DjangoDir's manage.py bench_send, calling
+	// async_to_sync(channel_layer.group_send) at Rate (or each of Steps) in
+	// all, through the channels_redis layer at ChannelsRedis with
+	// ChannelsPrefix (when empty: with Spawn, a new one for the run, deleted
+	// after; without, "asgi", channels_redis's default) and ChannelsLayer
+	// ("core" or "pubsub").
+	Server         string `json:"server,omitempty"`
+	Senders        int    `json:"senders,omitempty"`
+	ChannelsRedis  string `json:"channels_redis,omitempty"`
+	ChannelsPrefix string `json:"channels_prefix,omitempty"`
+	ChannelsLayer  string `json:"channels_layer,omitempty"`
+	DjangoDir      string `json:"django_dir,omitempty"`
+	Python         string `json:"python,omitempty"`
+	DaphneBin      string `json:"daphne_bin,omitempty"`
 	// ConnectRate paces the clients a scenario connects before measuring
 	// (subscribers, users, resume clients); 0 is as fast as allowed.
 	ConnectRate         float64  `json:"connect_rate"`
@@ -149,6 +173,10 @@ func Defaults(scenario string) Options {
 		o.Conns, o.Publishers, o.Duration = 200, 8, Duration(20*time.Second)
 	case "publish":
 		o.Conns, o.Rate, o.Batches, o.Publishers, o.Duration = 1000, 50, []int{1, 10, 100}, 16, Duration(10*time.Second)
+	case "django":
+		o.Conns, o.Rate, o.Duration, o.Server, o.Senders = 100, 50, Duration(10*time.Second), "herald", 1
+		o.ChannelsRedis, o.ChannelsLayer = "redis://127.0.0.1:6379/0", "core"
+		o.DjangoDir, o.Python, o.DaphneBin = "internal/channelsredis/testdata/djangoapp", "/usr/bin/python3", "/usr/bin/daphne"
 	}
 	return o
 }
@@ -174,8 +202,8 @@ func (o *Options) check(nofile uint64) error {
 		if o.Creators < 1 || o.Applicants < 1 {
 			bad("--creators and --applicants must be at least 1")
 		}
-	} else if o.Conns < 1 {
-		bad("--conns must be at least 1")
+	} else if o.Conns < 1 && !(o.Scenario == "publish" && o.Conns == 0) {
+		bad("--conns must be at least 1 (publish: 0 leaves out the latency phase)")
 	}
 	if nofile > 0 && uint64(conns)+reservedFDs > nofile {
 		bad("%d connections need more descriptors than this process may open (%d, %d kept in reserve); lower --conns", conns, nofile, reservedFDs)
@@ -186,7 +214,7 @@ func (o *Options) check(nofile uint64) error {
 	if o.Rate < 0 || o.Rate > MaxEventRate {
 		bad("--rate %v: want 0 to %d", o.Rate, MaxEventRate)
 	}
-	if (o.Scenario == "fanout" || o.Scenario == "personal" || o.Scenario == "apps") && o.Rate <= 0 && len(o.Steps) == 0 {
+	if (o.Scenario == "fanout" || o.Scenario == "personal" || o.Scenario == "apps" || o.Scenario == "django") && o.Rate <= 0 && len(o.Steps) == 0 {
 		bad("--rate must be positive for %s", o.Scenario)
 	}
 	for _, s := range o.Steps {
@@ -201,7 +229,7 @@ func (o *Options) check(nofile uint64) error {
 		bad("signin: --conns %d, --publishers %d: want at most 2000 sign-ins in a burst and 1000 clients", o.Conns, o.Publishers)
 	}
 	if o.Scenario == "publish" {
-		if o.Rate <= 0 {
+		if o.Rate <= 0 && len(o.Steps) == 0 {
 			bad("--rate must be positive for publish (the latency phase's events/s)")
 		}
 		if len(o.Batches) == 0 || len(o.Batches) > 10 {
@@ -212,8 +240,28 @@ func (o *Options) check(nofile uint64) error {
 				bad("--batches: %d is not a batch size from 1 to 100", b)
 			}
 		}
-		if time.Duration(len(o.Batches)+1)*o.Duration.D() > MaxTotal {
-			bad("%d phases of %v is longer than %v", len(o.Batches)+1, o.Duration, MaxTotal)
+		if n := len(o.Batches) + max(len(o.Steps), 1); time.Duration(n)*o.Duration.D() > MaxTotal {
+			bad("%d phases of %v is longer than %v", n, o.Duration, MaxTotal)
+		}
+		if o.Watchers < 0 || o.Watchers > 1000 {
+			bad("--watchers %d: want 0 to 1000", o.Watchers)
+		}
+	}
+	if o.Scenario == "django" {
+		if o.Server != "herald" && o.Server != "daphne" {
+			bad("--server %q: want herald or daphne", o.Server)
+		}
+		if o.Senders < 1 || o.Senders > 16 {
+			bad("--senders %d: want 1 to 16", o.Senders)
+		}
+		if o.ChannelsLayer != "core" && o.ChannelsLayer != "pubsub" {
+			bad("--channels-layer %q: want core or pubsub", o.ChannelsLayer)
+		}
+		if err := loopbackRedis(o.ChannelsRedis); err != nil {
+			bad("--channels-redis: %v", err)
+		}
+		if o.Server == "daphne" && o.Procs > 1 {
+			bad("--procs: the daphne server is one process")
 		}
 	}
 	if o.Scenario == "resume" {
@@ -361,7 +409,27 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			// come later and win.
 			serveArgs = append([]string{"--publish-rate", "-1"}, serveArgs...)
 		}
-		cl, err := spawnCluster(ctx, o.HeraldBin, serveArgs, o.ServeEnv, o.Procs, o.Timeout.D())
+		if o.Scenario == "django" && o.ChannelsPrefix == "" {
+			// The run's own keys in the layer's Redis, deleted once the
+			// servers stopped.
+			o.ChannelsPrefix = "hbench" + e.runID
+			e.o.ChannelsPrefix, e.res.Params.ChannelsPrefix = o.ChannelsPrefix, o.ChannelsPrefix
+			defer func(o Options) {
+				if err := dropPrefix(o); err != nil {
+					fmt.Fprintf(e.out, "deleting the layer prefix %s: %v\n", o.ChannelsPrefix, err)
+				}
+			}(o)
+		}
+		if o.Scenario == "django" && o.Server == "herald" {
+			serveArgs = append([]string{"--channels-redis", o.ChannelsRedis, "--channels-prefix", o.ChannelsPrefix,
+				"--channels-layer", o.ChannelsLayer}, serveArgs...)
+		}
+		var cl *cluster
+		if o.Scenario == "django" && o.Server == "daphne" {
+			cl, err = spawnDaphne(ctx, o, o.Timeout.D())
+		} else {
+			cl, err = spawnCluster(ctx, o.HeraldBin, serveArgs, o.ServeEnv, o.Procs, o.Timeout.D())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -372,14 +440,26 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}()
 		var bases, admins []string
 		for _, s := range cl.servers {
-			bases, admins = append(bases, s.base), append(admins, s.admin)
+			bases = append(bases, s.base)
+			if s.admin != "" {
+				admins = append(admins, s.admin)
+			}
 			e.pids = append(e.pids, s.pid)
+			if cl.daphne {
+				fmt.Fprintf(e.out, "spawned daphne (pid %d) on %s\n", s.pid, s.base)
+				continue
+			}
 			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, store.Redact(cl.db))
 		}
 		o.Target, o.AdminAddr = strings.Join(bases, ","), strings.Join(admins, ",")
 		e.spawnDB = cl.db
 		e.res.Params.AdminAddr = o.AdminAddr
 		e.res.Spawned = true
+	}
+	if o.Scenario == "django" && o.ChannelsPrefix == "" {
+		// A running server's layer: channels_redis's default prefix.
+		o.ChannelsPrefix = "asgi"
+		e.o.ChannelsPrefix, e.res.Params.ChannelsPrefix = o.ChannelsPrefix, o.ChannelsPrefix
 	}
 	if e.targets, err = ParseTargets(o.Target); err != nil {
 		return nil, err
@@ -450,6 +530,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		err = e.runSignIn(ctx)
 	case "publish":
 		err = e.runPublish(ctx)
+	case "django":
+		err = e.runDjango(ctx)
 	}
 	stopTicker()
 	if e.prof != nil && e.prof.n > 0 {

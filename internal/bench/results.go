@@ -56,6 +56,7 @@ type Results struct {
 	Resume   *ResumeFigures  `json:"resume,omitempty"`
 	SignIn   *SignInFigures  `json:"signin,omitempty"`
 	Publish  *PublishFigures `json:"publish,omitempty"`
+	Django   *DjangoFigures  `json:"django,omitempty"`
 	Timeline []TimelinePoint `json:"timeline,omitempty"`
 	Server   *ProcessFigures `json:"server_process,omitempty"`
 	Bench    *ProcessFigures `json:"bench_process,omitempty"`

@@ -35,6 +35,7 @@ type cluster struct {
 	dir     string // temporary directory: SQLite database, JWT secret, logs
 	db      string // the database the children use
 	servers []*server
+	daphne  bool // the django scenario's Daphne, not herald
 }
 
 // spawnCluster starts n `bin serve` children, one after another (the first
@@ -109,7 +110,16 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 	logf.Close()
 	s.pid = s.cmd.Process.Pid
 	go func() { s.done <- s.cmd.Wait() }()
+	if err := s.waitHealthy(ctx, "herald serve", timeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
+// waitHealthy waits until the started child s answers /healthz with 200,
+// and stops it when it exits first, ctx ends or it does not answer within
+// timeout (at least 30 s).
+func (s *server) waitHealthy(ctx context.Context, what string, timeout time.Duration) error {
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(max(timeout, 30*time.Second))
 	for {
@@ -117,7 +127,7 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return s, nil
+				return nil
 			}
 		}
 		select {
@@ -125,16 +135,16 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 			s.done <- err
 			tail := s.logTail()
 			_ = s.stop("")
-			return nil, fmt.Errorf("--spawn: herald serve exited (%v):\n%s", err, tail)
+			return fmt.Errorf("--spawn: %s exited (%v):\n%s", what, err, tail)
 		case <-ctx.Done():
 			_ = s.stop("")
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			tail := s.logTail()
 			_ = s.stop("")
-			return nil, fmt.Errorf("--spawn: herald serve did not answer /healthz on %s:\n%s", s.base, tail)
+			return fmt.Errorf("--spawn: %s did not answer /healthz on %s:\n%s", what, s.base, tail)
 		}
 	}
 }

@@ -121,11 +121,25 @@ func (e *env) summary() {
 		if f.BestEventsPerS > 0 {
 			w("highest publish rate: %.0f events/s over HTTP, in batches of %d", f.BestEventsPerS, f.BestBatch)
 		}
-		if l := f.Latency; l != nil {
-			if l.Connect != nil {
-				w("subscribers: %s", connectLine(l.Connect))
+		steps := f.LatencySteps
+		if len(steps) == 0 && f.Latency != nil {
+			steps = []*PublishLatency{f.Latency}
+		}
+		for i, l := range steps {
+			if i == 0 && l.Connect != nil {
+				w("subscribers (%s): %s", f.Protocol, connectLine(l.Connect))
 			}
 			w("%s", publishLatencyLine(l))
+		}
+	case r.Django != nil:
+		f := r.Django
+		w("server: %s; group %s through channels_redis (%s layer, prefix %q); %d sender process(es) calling async_to_sync(group_send)",
+			f.Server, f.Group, f.Layer, f.Prefix, f.Senders)
+		if f.Connect != nil {
+			w("clients: %s", connectLine(f.Connect))
+		}
+		for i, st := range f.Steps {
+			w("%s", djangoStepLine(i, len(f.Steps), st))
 		}
 	}
 	for _, n := range r.Notes {

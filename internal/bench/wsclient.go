@@ -266,13 +266,20 @@ func (c *client) drop() {
 }
 
 // msgType extracts T from a message starting {"type":"T" (herald writes
-// type first); "" when the message does not start that way.
+// type first), or {"type": "T" (Python's json.dumps, a Django consumer);
+// "" when the message does not start that way.
 func msgType(head []byte) string {
 	const p = `{"type":"`
-	if !bytes.HasPrefix(head, []byte(p)) {
+	const py = `{"type": "`
+	var rest []byte
+	switch {
+	case bytes.HasPrefix(head, []byte(p)):
+		rest = head[len(p):]
+	case bytes.HasPrefix(head, []byte(py)):
+		rest = head[len(py):]
+	default:
 		return ""
 	}
-	rest := head[len(p):]
 	if i := bytes.IndexByte(rest, '"'); i >= 0 {
 		return string(rest[:i])
 	}
