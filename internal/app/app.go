@@ -330,7 +330,8 @@ func (a *App) unsubscribeDelay() time.Duration {
 // function.
 func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 	if a.inMemoryLayer() {
-		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked, Log: a.eventLog, Window: a.groups.Window}), nil
+		return layer.NewMemory(deliver, layer.MemoryOptions{Logger: a.log, OnPanic: a.metrics.Panicked, Log: a.eventLog, Window: a.groups.Window,
+			Redacts: redacts}), nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -339,6 +340,7 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 		Sharded: a.cfg.RedisSharded,
 		Log:     a.eventLog,
 		Window:  a.groups.Window,
+		Redacts: redacts,
 		Logger:  a.log,
 		OnPanic: a.metrics.Panicked,
 		// Events this process could not receive are gone for its members:
@@ -351,6 +353,12 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 		},
 	})
 }
+
+// redacts says which events withdraw earlier ones of their group: a removed
+// comment's, whose earlier events the platform rewrote in the event log
+// (platform.removeComment). The layers drop the group's cached window as
+// they pass, so a replay reads the rewritten log.
+func redacts(m layer.Message) bool { return m.Type == platform.EventCommentRemoved }
 
 // ready answers 200 when the database and the channel layer answer, 503
 // naming what does not otherwise: a load balancer then sends no new clients.

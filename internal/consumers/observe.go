@@ -51,6 +51,16 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		return false
 	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:
 		c.seen.add(msg.Group, msg.Type, msg.Data)
+	case platform.EventCommentRemoved:
+		// The comment is gone: no version of it is current (an announce
+		// of it finds it missing), and a snapshot read before the removal
+		// is not handed out again.
+		if id, ok := objectID(msg.Data); ok {
+			c.seen.forget(msg.Group, platform.EventComment, id)
+		}
+		if kind, campaign, ok := platform.ParseGroup(msg.Group); ok && kind == platform.GroupCampaign {
+			c.snaps.drop(campaign)
+		}
 	}
 	return true
 }
@@ -144,6 +154,18 @@ func (v *versions) add(group, typ string, data []byte) {
 		}
 	}
 	v.m[k] = h
+}
+
+// forget drops what v remembers of object id of type typ in group.
+func (v *versions) forget(group, typ string, id int64) {
+	k, ok := keyOf(group, typ, id)
+	if !ok {
+		return
+	}
+	v.init()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.m, k)
 }
 
 func (v *versions) has(group, typ string, id int64, data []byte) bool {
