@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
 	"github.com/heraldhq/herald/internal/testenv"
 )
@@ -323,5 +325,122 @@ func testDjango(t *testing.T, layer string) {
 		if count != n {
 			t.Errorf("%s: %d events in the log, want %d", g, count, n)
 		}
+	}
+}
+
+// TestDjangoConnectCallback: the Django app decides who herald's clients
+// are and which groups they join. A client connecting to one of the app's
+// own paths (/ws/chat/lobby/) with the app's signed cookie is joined to
+// chat_lobby, a group of a namespace whose names are Django's, and the
+// app's unchanged group_send to it reaches the client; without the
+// cookie, or with a forged one, the app refuses it and the client is told
+// the app's reason.
+func TestDjangoConnectCallback(t *testing.T) {
+	requireDjango(t)
+	srv := redistest.Start(t)
+	django := startDjango(t, srv.URL())
+	h := testenv.StartHerald(t, testenv.SQLite(t), func(c *config.Config) {
+		c.ChannelsRedis, c.ChannelsPrefix, c.ChannelsLayer = srv.URL(), "asgi", "core"
+		c.ConnectURL, c.ConnectTimeout = django+"/herald/connect/", 10*time.Second
+		c.Namespaces = []groups.Namespace{{Name: "chat", Sep: '_', Subscribe: groups.TokenHolder}}
+	})
+
+	res, err := http.Get(django + "/login?user=ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var cookie string
+	for _, c := range res.Cookies() {
+		if c.Name == "user" {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	if cookie == "" {
+		t.Fatal("Django set no signed cookie")
+	}
+	ws := testenv.MustDialWS(t, h.WS+"/ws/chat/lobby/", http.Header{"Cookie": {cookie}})
+	// The membership is herald's once the handshake is answered; the
+	// channel layer's group_send then reaches the client.
+	groupSend(t, srv.URL(), "core", [][2]any{
+		{"chat_lobby", map[string]any{"type": "chat.message", "data": map[string]any{"text": "hello", "n": 1}}},
+		{"chat_other", map[string]any{"type": "chat.message", "data": map[string]any{"text": "not yours"}}},
+		{"chat_lobby", map[string]any{"type": "chat.message", "data": map[string]any{"text": "again", "n": 2}}},
+	})
+	for _, want := range []string{`{"text":"hello","n":1}`, `{"text":"again","n":2}`} {
+		e := ws.NextEvent(30 * time.Second)
+		if e.Type != "chat_message" || !sameJSON(e.Data, []byte(want)) {
+			t.Fatalf("got %s %s; want chat_message %s", e.Type, e.Data, want)
+		}
+	}
+
+	for name, c := range map[string]string{"no cookie": "", "forged cookie": "user=ada:forged"} {
+		t.Run(name, func(t *testing.T) {
+			header := http.Header{}
+			if c != "" {
+				header.Set("Cookie", c)
+			}
+			_, status, err := testenv.DialWS(t, h.WS+"/ws/chat/lobby/", header)
+			if err == nil || status != http.StatusForbidden {
+				t.Fatalf("handshake: %d, %v; want 403 from the app", status, err)
+			}
+			if status, body := get(t, h.Base+"/sse/chat/lobby/", header); status != http.StatusForbidden || !strings.Contains(body, "sign in first") {
+				t.Fatalf("event stream: %d %q; want 403 with the app's reason", status, body)
+			}
+		})
+	}
+}
+
+// get returns the status and body of a GET.
+func get(t *testing.T, url string, header http.Header) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header = header
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// startDjango serves the test project with Django's own development server
+// on a free port until the test ends, and returns its base URL.
+func startDjango(t *testing.T, redisURL string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(python, "manage.py", "runserver", "--noreload", addr)
+	cmd.Dir = filepath.Join("testdata", "djangoapp")
+	cmd.Env = append(os.Environ(), "CHANNELS_REDIS_URL="+redisURL, "CHANNELS_PREFIX=asgi", "CHANNELS_LAYER=core", "PYTHONDONTWRITEBYTECODE=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(base + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			// Django's server, not another that took the port meanwhile.
+			if res.StatusCode == http.StatusOK && strings.HasPrefix(res.Header.Get("Server"), "WSGIServer") {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Django's server did not answer on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
