@@ -173,10 +173,9 @@ func TestCampaignLifecycle(t *testing.T) {
 			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"title": ""}), "title", "may not be blank")
 			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"goal_amount": "0"}), "goal_amount", "greater than 0.00")
 			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"currency": "eur"}), "currency", "ISO 4217")
-			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"status": "draft"}), "status", "cannot move")
 			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"status": "paused"}), "status", "cannot move")
 			// A refused edit changes nothing, not even its valid parts.
-			r = e.do("PATCH", cp(id), alice, map[string]any{"title": "Half done", "status": "draft"})
+			r = e.do("PATCH", cp(id), alice, map[string]any{"title": "Half done", "status": "paused"})
 			wantOnlyFieldError(t, r, "status", "")
 			r = e.must(http.StatusOK, "GET", cp(id), alice, nil)
 			want(t, "title after a refused edit", str(r.JSON, "title"), "Solar kiln")
@@ -200,7 +199,6 @@ func TestCampaignLifecycle(t *testing.T) {
 			r := e.must(http.StatusOK, "PATCH", cp(id), alice, map[string]any{"status": "closed"})
 			want(t, "status", str(r.JSON, "status"), "closed")
 			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"status": "active"}), "status", "cannot move")
-			wantOnlyFieldError(t, e.do("PATCH", cp(id), alice, map[string]any{"status": "draft"}), "status", "cannot move")
 			wantProblem(t, e.do("POST", cp(id, "contributions"), bob, map[string]any{"amount": "1.00"}), http.StatusConflict, "conflict")
 			wantProblem(t, e.do("POST", cp(id, "comments"), bob, map[string]any{"content": "late"}), http.StatusConflict, "conflict")
 			wantProblem(t, e.do("POST", cp(id, "comments"), alice, map[string]any{"content": "late"}), http.StatusConflict, "conflict")
@@ -214,6 +212,23 @@ func TestCampaignLifecycle(t *testing.T) {
 			r = e.must(http.StatusOK, "PATCH", cp(d), alice, map[string]any{"status": "closed"})
 			want(t, "status", str(r.JSON, "status"), "closed")
 			e.must(http.StatusOK, "GET", cp(d), bob, nil)
+		})
+
+		t.Run("back to draft", func(t *testing.T) {
+			e := e.on(t)
+			// A closed campaign, contributions and all, is hidden again
+			// from all but its owner, and may then be published again.
+			r := e.must(http.StatusOK, "PATCH", cp(id), alice, map[string]any{"status": "draft"})
+			want(t, "status", str(r.JSON, "status"), "draft")
+			wantProblem(t, e.do("GET", cp(id), bob, nil), http.StatusNotFound, "not_found")
+			wantProblem(t, e.do("GET", cp(id), "", nil), http.StatusNotFound, "not_found")
+			wantProblem(t, e.do("GET", cp(id, "contributions"), bob, nil), http.StatusNotFound, "not_found")
+			r = e.must(http.StatusOK, "GET", "/api/campaigns/?status=draft", alice, nil)
+			want(t, "alice's drafts", fmt.Sprint(ids(r)), fmt.Sprint([]int64{id}))
+			r = e.must(http.StatusOK, "PATCH", cp(id), alice, map[string]any{"status": "active"})
+			want(t, "status", str(r.JSON, "status"), "active")
+			wantTotals(t, e, id, "5.00", 1)
+			e.must(http.StatusOK, "GET", cp(id), bob, nil)
 		})
 	})
 }

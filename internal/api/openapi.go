@@ -288,7 +288,7 @@ func publishSchema(g *schemaGen) map[string]any {
 	props := ev["properties"].(map[string]any)
 	props["group"] = map[string]any{"type": "string", "description": "campaign_N, quest_N or user_N", "examples": []string{"campaign_5"}}
 	props["type"] = map[string]any{"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$", "examples": []string{"score_update"},
-		"description": "not one of herald's own message types (room_reset, quest_created, campaign_data, error, subscribed, ack, presence)"}
+		"description": "not one of herald's own message types (room_reset, quest_created, campaign_data, error, subscribed, ack, presence), nor campaign in a campaign's room"}
 	props["data"].(map[string]any)["description"] = "a JSON object, 64 KiB at most by default (--publish-max-data); clients receive it as it is"
 	b := g.defs["PublishBatchInput"].(map[string]any)
 	b["required"] = []string{"events"}

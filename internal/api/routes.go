@@ -76,7 +76,7 @@ func (s *Server) routeTable() []Route {
 			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: made, Errors: []int{bad, unauth}, handle: withBody(made, s.p.CreateCampaign)},
 		{Method: "GET", Path: "/api/campaigns/{id}/", Summary: "A campaign with its relations nested (the WebSocket snapshot)", Tag: "campaigns",
 			Result: platform.CampaignDetail{}, Status: read, Errors: []int{nf}, handle: withID(s.p.CampaignDetail)},
-		{Method: "PATCH", Path: "/api/campaigns/{id}/", Summary: "Edit a campaign (owner)", Tag: "campaigns", Auth: AuthRequired,
+		{Method: "PATCH", Path: "/api/campaigns/{id}/", Summary: "Edit a campaign (owner): its room is sent a campaign event; back to draft hides it again", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: withIDBody(read, s.p.UpdateCampaign)},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/contributions/", Summary: "List a campaign's contributions", Tag: "campaigns",

@@ -22,6 +22,13 @@ const (
 // channel layer acts on it (its layer.TypeReset); clients never receive it.
 const EventRoomReset = "room_reset"
 
+// EventCampaign tells a campaign's room that the campaign's own fields
+// changed (its title, description, goal, currency or status): its data is
+// the campaign's REST JSON without the nested lists (Campaign). A
+// contribution, which changes the raised total, sends none: its own event
+// carries the amount. Only herald records it in a campaign's room.
+const EventCampaign = "campaign"
+
 // roomReset is the data of EventRoomReset.
 type roomReset struct {
 	CampaignID int64  `json:"campaign_id"`
@@ -98,8 +105,10 @@ func (p *Platform) CreateCampaign(ctx context.Context, userID int64, in Campaign
 	return p.CampaignDetail(ctx, userID, id)
 }
 
-// UpdateCampaign edits a campaign; only its owner may. Status moves forward
-// only: draft → active → closed (or draft → closed).
+// UpdateCampaign edits a campaign; only its owner may. Status moves
+// forward, draft → active → closed (or draft → closed), or back to draft,
+// which hides the campaign from everyone but its owner again. The room is
+// sent the campaign's new JSON (EventCampaign) in the same transaction.
 func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64, in CampaignInput) (CampaignDetail, error) {
 	if err := requireUser(userID); err != nil {
 		return CampaignDetail{}, err
@@ -133,7 +142,8 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 		was := cur.Status
 		if in.Status != nil && *in.Status != cur.Status {
 			next := *in.Status
-			ok := (cur.Status == CampaignDraft && (next == CampaignActive || next == CampaignClosed)) ||
+			ok := next == CampaignDraft ||
+				(cur.Status == CampaignDraft && (next == CampaignActive || next == CampaignClosed)) ||
 				(cur.Status == CampaignActive && next == CampaignClosed)
 			if !ok {
 				f.add("status", "cannot move a campaign from %s to %q", cur.Status, next)
@@ -149,8 +159,19 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 		if err != nil {
 			return fmt.Errorf("update campaign %d: %w", campaignID, err)
 		}
+		// Under the row lock, so ordered with the room's other events. The
+		// event goes first, in the room's epoch as it was: a draft made
+		// public tells its owner, and a campaign back to draft tells the
+		// consumers to close its other viewers (as at connect, 4404),
+		// before the reset starts the room over.
+		c, err := scanCampaign(tx.QueryRowContext(ctx, campaignSelect+" WHERE c.id = $1", campaignID))
+		if err != nil {
+			return fmt.Errorf("load campaign %d: %w", campaignID, err)
+		}
+		if err := p.record(ctx, tx, CampaignGroup(campaignID), EventCampaign, c); err != nil {
+			return err
+		}
 		if (was == CampaignDraft) != (cur.Status == CampaignDraft) {
-			// Under the row lock, so ordered with the room's other events.
 			return p.record(ctx, tx, CampaignGroup(campaignID), EventRoomReset, roomReset{campaignID, cur.Status})
 		}
 		return nil

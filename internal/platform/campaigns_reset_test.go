@@ -2,6 +2,8 @@ package platform_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/platform"
@@ -9,9 +11,10 @@ import (
 )
 
 // Making a draft public records a reset of its room after the events of
-// its draft, in the same transaction; until the relay publishes it,
-// RoomResetPending says so. A campaign that stays public records none, and
-// none can go back to draft.
+// its draft and the campaign's own event, in the same transaction; until
+// the relay publishes it, RoomResetPending says so. A campaign that stays
+// public records its event and no reset; one back to draft records both
+// again, its event first.
 func TestPublishingADraftResetsItsRoom(t *testing.T) {
 	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
@@ -38,26 +41,51 @@ func TestPublishingADraftResetsItsRoom(t *testing.T) {
 			if pending, err := p.RoomResetPending(ctx, group); err != nil || !pending {
 				t.Fatalf("draft made %s: reset pending %v, %v; want true", next, pending, err)
 			}
-			evs := drain(t, p)
-			if len(evs) != 2 || evs[0].Type != platform.EventComment || evs[1].Type != platform.EventRoomReset || evs[1].Group != group {
-				t.Fatalf("draft made %s: events %+v; want the comment, then the room's reset", next, evs)
+			if got, want := types(drain(t, p), group), "comment campaign campaign room_reset"; got != want {
+				t.Fatalf("draft made %s: events %s; want %s (the comment, the edit, the publication, the reset)", next, got, want)
 			}
 			if pending, err := p.RoomResetPending(ctx, group); err != nil || pending {
 				t.Fatalf("after the relay: reset pending %v, %v", pending, err)
 			}
 		}
 		cid := activeCampaign(t, p, owner, "1.00")
+		group := platform.CampaignGroup(cid)
 		if _, err := p.UpdateCampaign(ctx, owner, cid, platform.CampaignInput{Status: ptr(platform.CampaignClosed)}); err != nil {
 			t.Fatal(err)
 		}
-		if evs := drain(t, p); len(evs) != 0 {
-			t.Fatalf("a public campaign closed: events %+v; want none", evs)
+		if got := types(drain(t, p), group); got != "campaign" {
+			t.Fatalf("a public campaign closed: events %s; want its campaign event alone", got)
 		}
-		if _, err := p.UpdateCampaign(ctx, owner, cid, platform.CampaignInput{Status: ptr(platform.CampaignDraft)}); platform.KindOf(err) != platform.KindInvalid {
-			t.Fatalf("a closed campaign back to draft: %v; want invalid", err)
+		if _, err := p.UpdateCampaign(ctx, owner, cid, platform.CampaignInput{Status: ptr(platform.CampaignActive)}); platform.KindOf(err) != platform.KindInvalid {
+			t.Fatalf("a closed campaign active again: %v; want invalid", err)
 		}
-		if _, err := p.UpdateCampaign(ctx, owner, activeCampaign(t, p, owner, "1.00"), platform.CampaignInput{Status: ptr(platform.CampaignDraft)}); platform.KindOf(err) != platform.KindInvalid {
-			t.Fatalf("an active campaign back to draft: %v; want invalid", err)
+		for _, from := range []int64{cid, activeCampaign(t, p, owner, "1.00")} {
+			drain(t, p)
+			group := platform.CampaignGroup(from)
+			if _, err := p.UpdateCampaign(ctx, owner, from, platform.CampaignInput{Status: ptr(platform.CampaignDraft)}); err != nil {
+				t.Fatalf("back to draft: %v", err)
+			}
+			if pending, err := p.RoomResetPending(ctx, group); err != nil || !pending {
+				t.Fatalf("back to draft: reset pending %v, %v; want true", pending, err)
+			}
+			if got := types(drain(t, p), group); got != "campaign room_reset" {
+				t.Fatalf("back to draft: events %s; want campaign room_reset", got)
+			}
+			if _, err := p.Campaign(ctx, 0, from); platform.KindOf(err) != platform.KindNotFound {
+				t.Fatalf("a campaign back to draft, seen by anyone: %v; want not found", err)
+			}
 		}
 	})
+}
+
+// types lists the types of evs, which must all be of group.
+func types(evs []platform.OutboxEvent, group string) string {
+	var out []string
+	for _, e := range evs {
+		if e.Group != group {
+			return fmt.Sprintf("an event of %s (%s)", e.Group, e.Type)
+		}
+		out = append(out, e.Type)
+	}
+	return strings.Join(out, " ")
 }

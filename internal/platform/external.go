@@ -89,6 +89,10 @@ func (p *Platform) checkExternal(f fieldErrors, prefix string, e ExternalEvent) 
 	}
 	if e.Type == "" || ReservedType(e.Type) {
 		f.add(prefix+"type", "%q cannot be recorded from outside", clip(e.Type))
+	} else if kind, _, _ := ParseGroup(e.Group); kind == GroupCampaign && e.Type == EventCampaign {
+		// The room's clients take it as the campaign's own record, and
+		// the consumers close its viewers when it says draft.
+		f.add(prefix+"type", "%q events of a campaign's room are herald's own", EventCampaign)
 	}
 	// Clients get data in WebSocket text frames, which must be UTF-8: one
 	// invalid byte would make browsers drop the connection of everyone in
