@@ -357,7 +357,7 @@ func TestCampaignChildren(t *testing.T) {
 		var update resp
 		t.Run("updates", func(t *testing.T) {
 			e := e.on(t)
-			body := map[string]any{"title": "Week 1", "content": "The frame is up.", "image": "https://example.com/w1.png"}
+			body := map[string]any{"title": "Week 1", "content": "The frame is up."}
 			wantProblem(t, e.do("POST", cp(c, "updates"), "", body), http.StatusUnauthorized, "not_authenticated")
 			wantProblem(t, e.do("POST", cp(c, "updates"), bob, body), http.StatusForbidden, "permission_denied")
 			update = e.must(http.StatusCreated, "POST", cp(c, "updates"), alice, body)
@@ -366,15 +366,22 @@ func TestCampaignChildren(t *testing.T) {
 			want(t, "campaign", num(r.JSON, "campaign"), c)
 			want(t, "title", str(r.JSON, "title"), "Week 1")
 			want(t, "content", str(r.JSON, "content"), "The frame is up.")
-			want(t, "image", str(r.JSON, "image"), "https://example.com/w1.png")
+			if v, ok := r.JSON["image"]; !ok || v != nil {
+				t.Errorf("image %v, want null", v)
+			}
 			wantTime(t, "created_at", r.JSON["created_at"])
 			want(t, "updated_at", str(r.JSON, "updated_at"), str(r.JSON, "created_at"))
 
-			r2 := e.must(http.StatusCreated, "POST", cp(c, "updates"), alice, map[string]any{"title": "Week 2", "content": "Glass.", "image": "/media/w2.png"})
-			want(t, "relative image", str(r2.JSON, "image"), "/media/w2.png")
-			for _, img := range []string{"javascript:alert(1)", "//evil.example/x.png", "ftp://example.com/x", "https://"} {
-				wantOnlyFieldError(t, e.do("POST", cp(c, "updates"), alice, map[string]any{"title": "t", "content": "c", "image": img}), "image", "")
+			r2 := e.must(http.StatusCreated, "POST", cp(c, "updates"), alice, map[string]any{"title": "Week 2", "content": "Glass.", "image": nil})
+			if v, ok := r2.JSON["image"]; !ok || v != nil {
+				t.Errorf("image %v, want null", v)
 			}
+			// An image is uploaded (updates_image_test.go), never linked.
+			for _, img := range []string{"https://example.com/w1.png", "/media/w2.png", "/media/campaign_updates/0123456789abcdef0123456789abcdef.png",
+				"javascript:alert(1)", "//evil.example/x.png", "ftp://example.com/x", "https://"} {
+				wantOnlyFieldError(t, e.do("POST", cp(c, "updates"), alice, map[string]any{"title": "t", "content": "c", "image": img}), "image", "multipart/form-data")
+			}
+			wantOnlyFieldError(t, e.do("POST", cp(c, "updates"), alice, map[string]any{"title": "t", "content": "c", "image": 1}), "image", "string")
 			wantOnlyFieldError(t, e.do("POST", cp(c, "updates"), alice, map[string]any{"title": "t"}), "content", "may not be blank")
 			wantOnlyFieldError(t, e.do("POST", cp(c, "updates"), alice, map[string]any{"content": "c"}), "title", "may not be blank")
 
@@ -383,7 +390,9 @@ func TestCampaignChildren(t *testing.T) {
 			p := e.must(http.StatusOK, "PATCH", cp(c, "updates", r.id()), alice, map[string]any{"title": "Week one"})
 			want(t, "title", str(p.JSON, "title"), "Week one")
 			want(t, "content", str(p.JSON, "content"), "The frame is up.")
-			want(t, "image", str(p.JSON, "image"), "https://example.com/w1.png")
+			if v, ok := p.JSON["image"]; !ok || v != nil {
+				t.Errorf("image %v, want null", v)
+			}
 			want(t, "created_at", str(p.JSON, "created_at"), str(r.JSON, "created_at"))
 			if wantTime(t, "updated_at", p.JSON["updated_at"]).Before(wantTime(t, "created_at", r.JSON["created_at"])) {
 				t.Error("updated_at went back")

@@ -16,11 +16,14 @@ import (
 // content type. So a write that does not carry its own credentials in the
 // Authorization header must come from an allowed origin and, if it has a
 // body, say it is JSON, which no page can do cross-origin without a CORS
-// preflight that herald only grants to allowed origins.
+// preflight that herald only grants to allowed origins. A route that takes
+// an upload (Route.Form) also takes multipart/form-data, which any page
+// may send: there the origin check alone refuses a forgery (browsers send
+// Origin, or Sec-Fetch-Site, with every cross-origin write).
 //
 // Requests with an Authorization header are left alone: a page cannot add
 // that header to a cross-origin request without a preflight either.
-func (s *Server) checkForgery(r *http.Request) error {
+func (s *Server) checkForgery(r *http.Request, rt Route) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
@@ -32,8 +35,8 @@ func (s *Server) checkForgery(r *http.Request) error {
 		return problem(http.StatusForbidden, "origin_not_allowed",
 			"this write comes from a page whose origin is not allowed; send it from an allowed origin or with an Authorization header")
 	}
-	if hasBody(r) && !jsonContentType(r.Header.Get("Content-Type")) {
-		return unsupportedMediaType(r.Header.Get("Content-Type"))
+	if ct := r.Header.Get("Content-Type"); hasBody(r) && !jsonContentType(ct) && (rt.Form == nil || !formContentType(ct)) {
+		return unsupportedMediaType(ct)
 	}
 	return nil
 }
@@ -65,6 +68,12 @@ func hasSessionCookie(r *http.Request) bool {
 // hasBody reports whether r says it carries a body.
 func hasBody(r *http.Request) bool {
 	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
+}
+
+// formContentType reports whether ct is multipart/form-data.
+func formContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "multipart/form-data"
 }
 
 // jsonContentType reports whether ct names JSON: application/json or a

@@ -71,7 +71,7 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, r *http.Request, rt Rout
 	if !ok || !recordsKey(rt) {
 		return rt.handle(w, r)
 	}
-	body, err := readBody(r)
+	body, err := readBody(r, s.bodyLimit(rt, r))
 	if err != nil {
 		return err
 	}
@@ -100,18 +100,18 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, r *http.Request, rt Rout
 	return nil
 }
 
-// readBody reads a POST's body (up to maxBody, else 413) for its hash and
+// readBody reads a POST's body (up to limit, else 413) for its hash and
 // puts it back for the handler.
-func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength > maxBody {
-		return nil, problem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", maxBody))
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, problem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, problem(http.StatusBadRequest, "parse_error", "could not read the body: "+err.Error())
 	}
-	if len(body) > maxBody {
-		return nil, problem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", maxBody))
+	if int64(len(body)) > limit {
+		return nil, problem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -50,8 +51,11 @@ func (s *Server) OpenAPI() map[string]any {
 			} else {
 				sch = g.schema(reflect.TypeOf(rt.Body), true)
 			}
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": sch}}}
+			content := map[string]any{"application/json": map[string]any{"schema": sch}}
+			if rt.Form != nil {
+				content["multipart/form-data"] = s.formContent(g, rt.Form)
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		switch rt.Auth {
 		case AuthRequired:
@@ -173,6 +177,8 @@ var (
 	centsT = reflect.TypeFor[money.Cents]()
 	timeT  = reflect.TypeFor[platform.Time]()
 	dateT  = reflect.TypeFor[platform.Date]()
+	imageT = reflect.TypeFor[platform.ImageInput]()
+	fileT  = reflect.TypeFor[formFile]()
 )
 
 // schemaGen turns Go types into JSON Schema (2020-12, OpenAPI 3.1's dialect).
@@ -198,6 +204,11 @@ func (g *schemaGen) schema(t reflect.Type, input bool) map[string]any {
 		s = map[string]any{"type": "string", "format": "date-time"}
 	case dateT:
 		s = map[string]any{"type": "string", "format": "date"}
+	case imageT:
+		s = map[string]any{"type": []string{"string", "null"},
+			"description": "null or \"\" removes the image; the update's current image keeps it; any other string is refused: upload a new image as multipart/form-data"}
+	case fileT:
+		s = map[string]any{"type": "string", "contentMediaType": "application/octet-stream"}
 	default:
 		switch t.Kind() {
 		case reflect.String:
@@ -276,6 +287,19 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.schemaJSON)
 	return nil
+}
+
+// formContent documents a multipart/form-data body of type form: its
+// fields, the image's accepted types and size.
+func (s *Server) formContent(g *schemaGen, form any) map[string]any {
+	sch := g.schema(reflect.TypeOf(form), true)
+	def := g.defs[reflect.TypeOf(form).Name()+"Input"].(map[string]any)
+	img := def["properties"].(map[string]any)["image"].(map[string]any)
+	img["description"] = fmt.Sprintf("a PNG, JPEG, GIF or WebP file (the type is read from its content, the file name is not used) "+
+		"of at most %d bytes, %d pixels a side and %d megapixels; or, as a text field, \"\" to remove the image. "+
+		"Without it an edit keeps the current image.", s.maxImageBytes, s.images.Limits().MaxSide, s.images.Limits().MaxPixels/1_000_000)
+	return map[string]any{"schema": sch, "encoding": map[string]any{
+		"image": map[string]any{"contentType": "image/png, image/jpeg, image/gif, image/webp"}}}
 }
 
 // publishSchema documents POST /api/publish/'s two bodies: one event, or a

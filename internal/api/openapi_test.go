@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/heraldhq/herald/internal/media/mediatest"
 	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -143,7 +144,19 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(200, "GET", cp+"contributions/", "", nil)
 		call(200, "GET", fmt.Sprintf("%scontributions/%d/", cp, x.id()), "", nil)
 		call(400, "POST", cp+"contributions/", fanTok, map[string]any{"amount": "1.234"})
-		u := call(201, "POST", cp+"updates/", ownerTok, map[string]any{"title": "News", "content": "Body", "image": "/media/a.jpg"})
+		u := call(201, "POST", cp+"updates/", ownerTok, map[string]any{"title": "News", "content": "Body", "image": nil})
+		form := func(want int, method, path string, parts ...mediatest.Part) {
+			t.Helper()
+			r := e.form(method, path, ownerTok, parts)
+			if r.Status != want {
+				t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, want, r.Body)
+			}
+			sc.check(method, path, r)
+		}
+		form(201, "POST", cp+"updates/", text("title", "Pic"), text("content", "Body"), file(mediatest.PNG(t, 4, 4), "a.png"))
+		form(200, "PATCH", fmt.Sprintf("%supdates/%d/", cp, u.id()), file(mediatest.GIF(t, 4, 4, 1), "a.gif"))
+		form(400, "POST", cp+"updates/", text("title", "Pic"), text("content", "Body"), file([]byte("not an image"), "a.png"))
+		sc.check("POST", cp+"updates/", e.send("POST", cp+"updates/", ownerTok, "text/plain", []byte("x")))
 		call(200, "GET", cp+"updates/", "", nil)
 		call(200, "GET", fmt.Sprintf("%supdates/%d/", cp, u.id()), "", nil)
 		call(200, "PATCH", fmt.Sprintf("%supdates/%d/", cp, u.id()), ownerTok, map[string]any{"title": "More news"})

@@ -36,7 +36,10 @@ type Route struct {
 	// BodySchema, when set, documents the body instead of Body's type
 	// (a body of more than one shape).
 	BodySchema func(*schemaGen) map[string]any
-	handle     func(http.ResponseWriter, *http.Request) error
+	// Form, when set, is the type of a multipart/form-data body the route
+	// also takes (an upload), besides its JSON Body.
+	Form   any
+	handle func(http.ResponseWriter, *http.Request) error
 }
 
 func (s *Server) routeTable() []Route {
@@ -50,6 +53,8 @@ func (s *Server) routeTable() []Route {
 		confl  = http.StatusConflict
 	)
 	pageQ := []string{"page", "page_size"}
+	// What an upload may also be answered.
+	upload := []int{http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusServiceUnavailable}
 	return []Route{
 		{Method: "POST", Path: "/api/auth/register/", Summary: "Create an account", Tag: "auth",
 			Body: platform.Registration{}, Result: platform.User{}, Status: made, Errors: []int{bad, http.StatusTooManyRequests, http.StatusServiceUnavailable}, handle: s.register},
@@ -90,14 +95,14 @@ func (s *Server) routeTable() []Route {
 
 		{Method: "GET", Path: "/api/campaigns/{id}/updates/", Summary: "List a campaign's updates", Tag: "campaigns",
 			Result: platform.Update{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Updates)},
-		{Method: "POST", Path: "/api/campaigns/{id}/updates/", Summary: "Post an update (owner)", Tag: "campaigns", Auth: AuthRequired,
-			Body: platform.UpdateInput{}, Result: platform.Update{}, Status: made, Errors: []int{bad, unauth, forb, nf},
-			handle: withIDBody(made, s.p.PostUpdate)},
+		{Method: "POST", Path: "/api/campaigns/{id}/updates/", Summary: "Post an update (owner), with an image as multipart/form-data", Tag: "campaigns", Auth: AuthRequired,
+			Body: platform.UpdateInput{}, Form: UpdateForm{}, Result: platform.Update{}, Status: made, Errors: append([]int{bad, unauth, forb, nf}, upload...),
+			handle: s.postUpdate},
 		{Method: "GET", Path: "/api/campaigns/{id}/updates/{oid}/", Summary: "An update", Tag: "campaigns",
 			Result: platform.Update{}, Status: read, Errors: []int{nf}, handle: withIDs(s.p.Update)},
-		{Method: "PATCH", Path: "/api/campaigns/{id}/updates/{oid}/", Summary: "Edit an update (owner)", Tag: "campaigns", Auth: AuthRequired,
-			Body: platform.UpdateInput{}, Result: platform.Update{}, Status: read, Errors: []int{bad, unauth, forb, nf},
-			handle: withIDsBody(s.p.EditUpdate)},
+		{Method: "PATCH", Path: "/api/campaigns/{id}/updates/{oid}/", Summary: "Edit an update (owner); a new image as multipart/form-data replaces the old one", Tag: "campaigns", Auth: AuthRequired,
+			Body: platform.UpdateInput{}, Form: UpdateForm{}, Result: platform.Update{}, Status: read, Errors: append([]int{bad, unauth, forb, nf}, upload...),
+			handle: s.editUpdate},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/comments/", Summary: "List a campaign's comments", Tag: "campaigns",
 			Result: platform.Comment{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ, handle: withIDList(s, s.p.Comments)},

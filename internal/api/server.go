@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/groups"
+	"github.com/heraldhq/herald/internal/media"
 	"github.com/heraldhq/herald/internal/platform"
 )
 
@@ -56,6 +57,12 @@ type Config struct {
 	// Groups are the groups events may be published to; nil is the
 	// built-in namespaces alone.
 	Groups *groups.Registry
+	// Media stores uploaded images; nil refuses uploads.
+	Media media.Storage
+	// MaxImageBytes bounds an uploaded image: 0 for media.DefaultMaxBytes.
+	MaxImageBytes int64
+	// ImageLimits bound an image's dimensions and the decodes run at once.
+	ImageLimits media.Limits
 }
 
 // Server serves the REST API.
@@ -79,6 +86,10 @@ type Server struct {
 	publishWait    time.Duration
 	waiters        positionWaiters
 	groups         *groups.Registry
+	// media stores uploads, images checks them.
+	media         media.Storage
+	images        *media.Checker
+	maxImageBytes int64
 
 	schemaOnce sync.Once
 	schemaJSON []byte
@@ -94,6 +105,10 @@ func New(cfg Config) (*Server, error) {
 		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
 		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), origins: cfg.AllowedOrigins,
 		keys: cfg.APIKeys, publishMaxData: cfg.PublishMaxData, publishWait: cfg.PublishWait,
+		media: cfg.Media, images: media.NewChecker(cfg.ImageLimits), maxImageBytes: cfg.MaxImageBytes,
+	}
+	if s.maxImageBytes <= 0 {
+		s.maxImageBytes = media.DefaultMaxBytes
 	}
 	if s.groups = cfg.Groups; s.groups == nil {
 		s.groups = groups.Default()
@@ -207,7 +222,7 @@ func (s *Server) authenticate(r *http.Request, rt Route) (*http.Request, error) 
 		// No cookie authenticates these routes, so no page can forge them.
 		return s.authenticateKey(r)
 	}
-	if err := s.checkForgery(r); err != nil {
+	if err := s.checkForgery(r, rt); err != nil {
 		return r, err
 	}
 	tok := auth.TokenFromRequest(r, false)

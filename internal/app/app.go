@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/eventlog"
 	"github.com/heraldhq/herald/internal/groups"
+	"github.com/heraldhq/herald/internal/media"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/platform"
@@ -59,6 +60,12 @@ func WithConsumersConfig(f func(*consumers.Config)) Option {
 	return func(a *App) { a.tuneConsumers = f }
 }
 
+// WithImageLimits bounds uploaded images' dimensions and concurrent decodes
+// (fuzzing lowers them, so each input is quick).
+func WithImageLimits(l media.Limits) Option {
+	return func(a *App) { a.imageLimits = l }
+}
+
 // App is a running herald's parts.
 type App struct {
 	hasher    auth.Hasher
@@ -82,6 +89,9 @@ type App struct {
 	started   time.Time
 	published atomic.Uint64
 	handler   http.Handler
+	media     *media.Dir // uploaded images (--media-dir)
+	// imageLimits bound what an upload may decode to (WithImageLimits).
+	imageLimits media.Limits
 	// draining is set when shutdown begins: responses say Connection:
 	// close and /readyz answers 503.
 	draining atomic.Bool
@@ -157,6 +167,9 @@ func (a *App) init(ctx context.Context) error {
 			a.log.Info("loaded demo data", "users", demo.Users, "password", demo.Password)
 		}
 	}
+	if a.media, err = media.OpenDir(a.cfg.MediaPath()); err != nil {
+		return err
+	}
 	a.api, err = api.New(api.Config{
 		Platform: a.platform, Tokens: tokens, Logger: a.log, TrustProxy: a.cfg.TrustProxy,
 		Throttle:             auth.NewThrottle(auth.ThrottleConfig{}),
@@ -166,6 +179,9 @@ func (a *App) init(ctx context.Context) error {
 		Groups:               a.groups,
 		PublishMaxData:       a.cfg.PublishMaxData,
 		PublishRate:          a.cfg.PublishRate,
+		Media:                a.media,
+		MaxImageBytes:        a.cfg.MaxImageBytes,
+		ImageLimits:          a.imageLimits,
 		Admins:               a.cfg.Admins, OpsStats: a.opsStats,
 	})
 	if err != nil {
@@ -179,6 +195,7 @@ func (a *App) init(ctx context.Context) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle(media.URLPrefix, media.Handler(a.media, a.log))
 	if a.cfg.PublicMetrics {
 		mux.Handle("GET /metrics", a.metrics.Handler())
 	} else {
@@ -623,6 +640,9 @@ func (a *App) Close() error {
 	}
 	if a.channels != nil {
 		_ = a.channels.Close()
+	}
+	if a.media != nil {
+		_ = a.media.Close()
 	}
 	return a.db.Close()
 }

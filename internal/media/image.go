@@ -167,6 +167,9 @@ func (c *Checker) Check(ctx context.Context, data []byte) (Format, error) {
 	return f, nil
 }
 
+// Limits are c's bounds, defaults filled in.
+func (c *Checker) Limits() Limits { return c.limits }
+
 // acquire takes a decoding slot, waiting at most the limits' DecodeWait.
 func (c *Checker) acquire(ctx context.Context) (func(), error) {
 	select {

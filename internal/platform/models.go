@@ -94,15 +94,16 @@ type Contribution struct {
 	CreatedAt Time        `json:"created_at"`
 }
 
-// Update is news the campaign's owner posts.
+// Update is news the campaign's owner posts. Its Image is the URL path of
+// its uploaded image (/media/…), null when there is none.
 type Update struct {
-	ID        int64  `json:"id"`
-	Campaign  int64  `json:"campaign"`
-	Title     string `json:"title"`
-	Content   string `json:"content"`
-	Image     string `json:"image"`
-	CreatedAt Time   `json:"created_at"`
-	UpdatedAt Time   `json:"updated_at"`
+	ID        int64   `json:"id"`
+	Campaign  int64   `json:"campaign"`
+	Title     string  `json:"title"`
+	Content   string  `json:"content"`
+	Image     *string `json:"image"`
+	CreatedAt Time    `json:"created_at"`
+	UpdatedAt Time    `json:"updated_at"`
 }
 
 // Comment is a user's remark on a campaign.

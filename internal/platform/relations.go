@@ -6,9 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/internal/money"
@@ -34,7 +32,9 @@ func scanContribution(s scanner) (Contribution, error) {
 
 func scanUpdate(s scanner) (Update, error) {
 	var u Update
-	err := s.Scan(&u.ID, &u.Campaign, &u.Title, &u.Content, &u.Image, &u.CreatedAt.Time, &u.UpdatedAt.Time)
+	var image string
+	err := s.Scan(&u.ID, &u.Campaign, &u.Title, &u.Content, &image, &u.CreatedAt.Time, &u.UpdatedAt.Time)
+	u.Image = imageOf(image)
 	return u, err
 }
 
@@ -159,9 +159,9 @@ func (p *Platform) reachMilestones(ctx context.Context, tx *sql.Tx, campaignID i
 
 // UpdateInput posts or edits a campaign update.
 type UpdateInput struct {
-	Title   *string `json:"title"`
-	Content *string `json:"content"`
-	Image   *string `json:"image"`
+	Title   *string    `json:"title"`
+	Content *string    `json:"content"`
+	Image   ImageInput `json:"image"`
 }
 
 func (in UpdateInput) apply(f fieldErrors, u *Update, create bool) {
@@ -171,23 +171,7 @@ func (in UpdateInput) apply(f fieldErrors, u *Update, create bool) {
 	if in.Content != nil || create {
 		u.Content = text(f, "content", deref(in.Content), true, 20000)
 	}
-	if in.Image != nil {
-		u.Image = text(f, "image", *in.Image, false, 500)
-		if u.Image != "" && !validImageURL(u.Image) {
-			f.add("image", "must be an http(s) URL or a path starting with /")
-		}
-	}
-}
-
-func validImageURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil {
-		return false
-	}
-	if u.Scheme == "" {
-		return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
-	}
-	return (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	in.Image.apply(f, &u.Image)
 }
 
 // PostUpdate publishes news on a campaign; only its owner may.
@@ -209,7 +193,7 @@ func (p *Platform) PostUpdate(ctx context.Context, userID, campaignID int64, in 
 		var id int64
 		if err := tx.QueryRowContext(ctx,
 			"INSERT INTO updates (campaign_id, title, content, image, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-			campaignID, u.Title, u.Content, u.Image, now).Scan(&id); err != nil {
+			campaignID, u.Title, u.Content, imageColumn(u.Image), now).Scan(&id); err != nil {
 			return fmt.Errorf("post update on campaign %d: %w", campaignID, err)
 		}
 		u = Update{ID: id, Campaign: campaignID, Title: u.Title, Content: u.Content, Image: u.Image, CreatedAt: Time{now}, UpdatedAt: Time{now}}
@@ -218,20 +202,32 @@ func (p *Platform) PostUpdate(ctx context.Context, userID, campaignID int64, in 
 	return u, err
 }
 
-// EditUpdate changes an update; only the campaign's owner may.
-func (p *Platform) EditUpdate(ctx context.Context, userID, campaignID, updateID int64, in UpdateInput) (Update, error) {
-	return editChild(ctx, p, userID, campaignID, updateID, true, "update", EventUpdate,
+// EditUpdate changes an update; only the campaign's owner may. previous is
+// the image the edit removed or replaced, once it is committed ("" when
+// the image is unchanged), for the caller to delete.
+func (p *Platform) EditUpdate(ctx context.Context, userID, campaignID, updateID int64, in UpdateInput) (u Update, previous string, err error) {
+	u, err = editChild(ctx, p, userID, campaignID, updateID, true, "update", EventUpdate,
 		updateSelect, scanUpdate, func(u *Update) int64 { return u.Campaign },
 		func(tx *sql.Tx, u *Update, f fieldErrors) error {
+			before := imageColumn(u.Image)
 			in.apply(f, u, false)
 			if err := f.err(); err != nil {
 				return err
 			}
+			if after := imageColumn(u.Image); after != before {
+				previous = before
+			} else {
+				previous = ""
+			}
 			u.UpdatedAt = Time{p.now()}
 			_, err := tx.ExecContext(ctx, "UPDATE updates SET title = $1, content = $2, image = $3, updated_at = $4 WHERE id = $5",
-				u.Title, u.Content, u.Image, u.UpdatedAt.Time, u.ID)
+				u.Title, u.Content, imageColumn(u.Image), u.UpdatedAt.Time, u.ID)
 			return err
 		})
+	if err != nil {
+		return Update{}, "", err
+	}
+	return u, previous, nil
 }
 
 // CommentInput posts or edits a comment.

@@ -12,6 +12,7 @@ import (
 	"image/gif"
 	"image/jpeg"
 	"image/png"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/textproto"
 	"testing"
@@ -40,6 +41,21 @@ func PNG(t testing.TB, w, h int) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := png.Encode(&b, picture(w, h)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// Noise is a w×h PNG of random pixels, which do not compress: about 4
+// bytes a pixel.
+func Noise(t testing.TB, w, h int) []byte {
+	t.Helper()
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range m.Pix {
+		m.Pix[i] = byte(rand.IntN(256))
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, m); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
