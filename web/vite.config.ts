@@ -37,6 +37,7 @@ export default defineConfig({
       '/api': { target: herald, changeOrigin: false },
       '/ws': { target: herald, ws: true },
       '/sse': { target: herald },
+      '/media': { target: herald },
     },
   },
 });

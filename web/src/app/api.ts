@@ -83,14 +83,17 @@ async function toError(res: Response): Promise<ApiError> {
   }
 }
 
+/** Sends body as JSON, or as multipart/form-data when it is a FormData (an upload). */
 export async function api<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
   let res: Response;
+  const form = body instanceof FormData;
   try {
     res = await fetch(path, {
       method,
       credentials: 'same-origin',
-      headers: body === undefined ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      // The browser sets a form's Content-Type, with its boundary.
+      headers: body === undefined || form ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, 'network', 'herald cannot be reached; check your connection and try again');
