@@ -68,6 +68,33 @@ export interface Comment {
   updated_at: string;
 }
 
+/**
+ * A comment's removal (`comment_removed`): its author deleted it or the
+ * campaign's owner hid it. Drop the comment with this id; it is gone from
+ * every list, and replays carry this in its place.
+ */
+export interface CommentRemovedData {
+  id: number;
+  campaign: number;
+}
+
+/** A user's report of a comment (POST /api/campaigns/<id>/comments/<cid>/report/). */
+export interface CommentReport {
+  comment: number;
+  campaign: number;
+  reason: string;
+  created_at: string;
+}
+
+/** A reported comment, as its campaign's owner reads it (GET /api/campaigns/<id>/reports/). */
+export interface ReportedComment {
+  comment: Comment;
+  reports_count: number;
+  last_reported_at: string;
+  /** The reports' reasons, newest first (at most 10; reports without one give none). */
+  reasons: string[];
+}
+
 export interface Release {
   id: number;
   campaign: number;
@@ -228,6 +255,7 @@ export interface ServerMessageMap {
   contribution: Contribution;
   update: CampaignUpdate;
   comment: Comment;
+  comment_removed: CommentRemovedData;
   release: Release;
   milestone: Milestone;
   new_application: NewApplicationData;
@@ -336,6 +364,7 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
   'contribution',
   'update',
   'comment',
+  'comment_removed',
   'release',
   'milestone',
   'new_application',

@@ -5,7 +5,9 @@ import { addMoney, type CampaignDetail, type ServerMessage } from '@herald/clien
  * replaces everything; the five object events insert or replace by id, so an
  * object seen twice (the REST answer and then its event, a replay, an edit)
  * is counted once. The raised total grows with each new contribution (the
- * events do not carry the campaign's totals).
+ * events do not carry the campaign's totals). comment_removed drops the
+ * comment, counted once however often it comes (a replay repeats it); one
+ * the snapshot did not nest is counted down by the next snapshot.
  */
 export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage): CampaignDetail | null {
   if (m.type === 'campaign_data') return m.data;
@@ -38,6 +40,12 @@ export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage)
       if (m.data.campaign !== c.id) return c;
       const [comments, added] = upsert(c.comments, m.data);
       return { ...c, comments, comments_count: c.comments_count + (added ? 1 : 0) };
+    }
+    case 'comment_removed': {
+      if (m.data.campaign !== c.id) return c;
+      const comments = c.comments.filter((x) => x.id !== m.data.id);
+      if (comments.length === c.comments.length) return c;
+      return { ...c, comments, comments_count: Math.max(0, c.comments_count - 1) };
     }
     case 'release': {
       if (m.data.campaign !== c.id) return c;

@@ -82,4 +82,18 @@ describe('applyCampaignMessage', () => {
     c = applyCampaignMessage(c, { type: 'campaign_data', data: campaign() });
     expect(c?.comments).toEqual([]);
   });
+
+  it('drops a removed comment once, however often its removal comes', () => {
+    const comment = (id: number) => ({ id, campaign: 1, user: { id: 2, username: 'bob' }, content: 'x', created_at: '', updated_at: '' });
+    let c: CampaignDetail | null = { ...campaign(), comments: [comment(4), comment(3)], comments_count: 2 };
+    c = applyCampaignMessage(c, { type: 'comment_removed', data: { id: 3, campaign: 1 } });
+    expect(c?.comments.map((x) => x.id)).toEqual([4]);
+    expect(c?.comments_count).toBe(1);
+    const once = c;
+    expect(applyCampaignMessage(c, { type: 'comment_removed', data: { id: 3, campaign: 1 } })).toBe(once); // a replay repeats it
+    expect(applyCampaignMessage(c, { type: 'comment_removed', data: { id: 4, campaign: 2 } })).toBe(once); // another campaign's
+    c = applyCampaignMessage(c, { type: 'comment_removed', data: { id: 4, campaign: 1 } });
+    expect(c?.comments).toEqual([]);
+    expect(c?.comments_count).toBe(0);
+  });
 });

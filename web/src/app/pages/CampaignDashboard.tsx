@@ -1,7 +1,7 @@
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
-import { formatMoney, type CampaignDetail, type ServerMessage } from '@herald/client';
+import { formatMoney, type CampaignDetail, type Comment, type ReportedComment, type ServerMessage } from '@herald/client';
 import { useCampaignRoom, usePresence } from '../../hooks';
-import { ApiError, get, post } from '../api';
+import { ApiError, api, get, post, type Page } from '../api';
 import { Link } from '../router';
 import { useSession } from '../session';
 import { useToast, type Severity } from '../components/Toasts';
@@ -109,6 +109,10 @@ export function CampaignDashboard({ id }: { id: string }) {
                     <strong>{m.user.username}</strong> · <When at={m.created_at} />
                   </p>
                   <p className="pre">{m.content}</p>
+                  {user && (
+                    <CommentActions campaign={c} comment={m} userId={user.id} isOwner={isOwner}
+                      onRemoved={() => room.apply({ type: 'comment_removed', data: { id: m.id, campaign: c.id } })} />
+                  )}
                 </li>
               ))}
             </ul>
@@ -120,6 +124,10 @@ export function CampaignDashboard({ id }: { id: string }) {
               </p>
             )}
           </Panel>
+          {isOwner && (
+            <ReportedComments campaign={c}
+              onHidden={(id) => room.apply({ type: 'comment_removed', data: { id, campaign: c.id } })} />
+          )}
         </div>
         <aside className="dash-side">
           <div className="card">
@@ -188,6 +196,127 @@ function Panel({ title, children }: { title: string; children: ReactNode }) {
       <h2>{title}</h2>
       {children}
     </section>
+  );
+}
+
+/** Runs a moderation request, telling the user how it went. */
+function useModeration() {
+  const [busy, setBusy] = useState(false);
+  const toast = useToast();
+  const run = async (request: () => Promise<unknown>, done: string, after?: () => void) => {
+    setBusy(true);
+    try {
+      await request();
+      toast(done, 'success');
+      after?.();
+    } catch (err) {
+      toast(err instanceof Error ? err.message : 'Failed', 'error');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, run };
+}
+
+/**
+ * What the signed-in user may do with a comment: its author deletes it, the
+ * campaign's owner hides it, anyone else reports it to the owner (once).
+ */
+function CommentActions({ campaign, comment, userId, isOwner, onRemoved }: {
+  campaign: CampaignDetail;
+  comment: Comment;
+  userId: number;
+  isOwner: boolean;
+  onRemoved: () => void;
+}) {
+  const [reason, setReason] = useState('');
+  const [open, setOpen] = useState(false);
+  const { busy, run } = useModeration();
+  const path = `/api/campaigns/${campaign.id}/comments/${comment.id}/`;
+  const mine = comment.user.id === userId;
+  return (
+    <div className="comment-actions">
+      {mine && (
+        <button className="btn btn-sm btn-danger" type="button" disabled={busy}
+          onClick={() => run(() => api('DELETE', path), 'Comment deleted', onRemoved)}>
+          Delete
+        </button>
+      )}
+      {isOwner && !mine && (
+        <button className="btn btn-sm btn-danger" type="button" disabled={busy}
+          onClick={() => run(() => api('POST', `${path}hide/`), 'Comment hidden', onRemoved)}>
+          Hide
+        </button>
+      )}
+      {!mine && !isOwner && (
+        <details className="report" open={open} onToggle={(e) => setOpen(e.currentTarget.open)}>
+          <summary>Report</summary>
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void run(() => post(`${path}report/`, { reason }), "Reported to the campaign's owner", () => (setReason(''), setOpen(false)));
+            }}
+          >
+            <Field label="Reason (optional)" name="reason" value={reason} maxLength={500} onChange={(e) => setReason(e.target.value)} />
+            <button className="btn btn-sm" type="submit" disabled={busy}>
+              Send report
+            </button>
+          </form>
+        </details>
+      )}
+    </div>
+  );
+}
+
+/**
+ * The campaign owner's reported comments, most recently reported first: read
+ * when the page opens, whenever the comments change (a removal takes one out)
+ * and on demand.
+ */
+function ReportedComments({ campaign, onHidden }: { campaign: CampaignDetail; onHidden: (id: number) => void }) {
+  const [reports, setReports] = useState<Page<ReportedComment> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [asked, setAsked] = useState(0);
+  const { busy, run } = useModeration();
+  const comments = campaign.comments.map((x) => x.id).join(',');
+  useEffect(() => {
+    let live = true;
+    get<Page<ReportedComment>>(`/api/campaigns/${campaign.id}/reports/`)
+      .then((p) => {
+        if (!live) return;
+        setReports(p);
+        setError(null);
+      })
+      .catch((e: unknown) => live && setError(e));
+    return () => {
+      live = false;
+    };
+  }, [campaign.id, comments, asked]);
+  return (
+    <Panel title={`Reported comments (${reports?.count ?? 0})`}>
+      <FormError error={error} />
+      <button className="btn btn-sm" type="button" onClick={() => setAsked((n) => n + 1)}>
+        Refresh
+      </button>
+      {reports?.count === 0 && <Empty>No reported comments.</Empty>}
+      <ul className="feed" data-testid="reports">
+        {reports?.results.map((r) => (
+          <li key={r.comment.id}>
+            <p className="meta">
+              <strong>{r.comment.user.username}</strong> · reported {r.reports_count} time{r.reports_count === 1 ? '' : 's'}, last{' '}
+              <When at={r.last_reported_at} />
+            </p>
+            <p className="pre">{r.comment.content}</p>
+            {r.reasons.length > 0 && <p className="muted small">Reasons: {r.reasons.join(' · ')}</p>}
+            <button className="btn btn-sm btn-danger" type="button" disabled={busy}
+              onClick={() => run(() => api('POST', `/api/campaigns/${campaign.id}/comments/${r.comment.id}/hide/`), 'Comment hidden',
+                () => onHidden(r.comment.id))}>
+              Hide
+            </button>
+          </li>
+        ))}
+      </ul>
+    </Panel>
   );
 }
 
