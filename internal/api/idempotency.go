@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"time"
 
@@ -118,8 +119,15 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 // requestHash identifies a request for its key: method, path and body,
-// each with its length so no two requests run together alike.
+// each with its length so no two requests run together alike. A form's
+// boundary is left out: it is random, and a client that builds the same
+// form again for its retry sends another one.
 func requestHash(r *http.Request, body []byte) string {
+	if ct := r.Header.Get("Content-Type"); formContentType(ct) {
+		if _, params, err := mime.ParseMediaType(ct); err == nil && params["boundary"] != "" {
+			body = bytes.ReplaceAll(body, []byte(params["boundary"]), nil)
+		}
+	}
 	h := sha256.New()
 	for _, part := range [][]byte{[]byte(r.Method), []byte(r.URL.EscapedPath()), body} {
 		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))

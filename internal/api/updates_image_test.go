@@ -290,8 +290,9 @@ func TestUpdateImageRefused(t *testing.T) {
 }
 
 // An upload retried with its Idempotency-Key is applied once: the retry
-// gets the first answer, and one file is stored. An image larger than a
-// JSON body's bound is taken with a key too.
+// gets the first answer, and one file is stored, also when the client built
+// the form again (another boundary). An image larger than a JSON body's
+// bound is taken with a key too; another form with the key is refused.
 func TestUpdateImageIdempotent(t *testing.T) {
 	e := newImageEnv(t, testenv.SQLite(t), 0)
 	_, alice := e.user("alice")
@@ -311,6 +312,16 @@ func TestUpdateImageIdempotent(t *testing.T) {
 	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
 		t.Fatalf("retry: %d %q %s", again.Status, again.Header.Get("Idempotent-Replayed"), again.Body)
 	}
+	rebuilt, ct2 := mediatest.Form(t, text("title", "t"), text("content", "c"), file(big, "big.png"))
+	if ct2 == ct {
+		t.Fatal("the same boundary twice")
+	}
+	again = e.send("POST", updates, alice, ct2, rebuilt, "Idempotency-Key", "upload-1")
+	if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, first.Body) {
+		t.Fatalf("retry with the form built again: %d %q %s", again.Status, again.Header.Get("Idempotent-Replayed"), again.Body)
+	}
+	other, ct3 := mediatest.Form(t, text("title", "another"), text("content", "c"), file(big, "big.png"))
+	wantProblem(t, e.send("POST", updates, alice, ct3, other, "Idempotency-Key", "upload-1"), http.StatusUnprocessableEntity, "idempotency_key_reused")
 	if got := e.files(); len(got) != 1 {
 		t.Errorf("files after a retry: %v", got)
 	}
