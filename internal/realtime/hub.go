@@ -294,6 +294,13 @@ func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64,
 // events back, so that what it sends comes after the replay (if any) and
 // before every live event.
 type Catchup struct {
+	// Joined, if set, is called once the connection is a member of the
+	// group, so every event published from then on reaches it (held back),
+	// and before the missed events are read: what it checks of the group
+	// holds from where the connection starts, or the connection is told by
+	// an event. If it fails, the held events are dropped and its error
+	// returned: the caller closes the connection.
+	Joined func(ctx context.Context) error
 	// Replayed, if set, is called once the missed events are queued
 	// (recovered): at is where the connection then stands, the last event
 	// replayed or else the position it joined from.
@@ -321,6 +328,12 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 	if err := h.Join(ctx, c, group); err != nil {
 		h.unhold(c, hd, keepNone, layer.Position{})
 		return false, err
+	}
+	if cu.Joined != nil {
+		if err := cu.Joined(ctx); err != nil {
+			h.unhold(c, hd, keepNone, layer.Position{})
+			return false, fmt.Errorf("realtime: join %q: %w", group, err)
+		}
 	}
 	msgs, ok, err := h.layer.History(ctx, group, from.Offset, from.Epoch)
 	if err != nil {
