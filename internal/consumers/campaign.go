@@ -103,6 +103,9 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 			// leave the client.
 			cu.Replayed = func(at position) { sendSubscribed(conn, room.group, true, at) }
 		}
+		if from.Epoch == "" {
+			cu.Joined = c.fromTheStart(conn, uid, room.id, room.group, func() { notFound(conn, room.id) })
+		}
 		if !inWindow && !detail.send(conn) {
 			return
 		}
@@ -118,13 +121,21 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 // only a position in an epoch that began after the campaign was made
 // public (publicPosition), or from the start ("" epoch) once the room's
 // current epoch is such a one: an epoch this process already found public
-// is answered from memory (a campaign never goes back to draft); otherwise
-// the campaign's visibility is read, without its relations. false means
-// the position cannot be resumed (recovered=false and a fresh snapshot); a
-// campaign the viewer may not see is a not-found error.
+// is answered from memory (had the campaign gone back to draft since, the
+// epoch ends with the event that closes its viewers, which the resume
+// replays or receives, and the reset after it leaves nothing to resume);
+// otherwise the campaign's visibility is read, without its relations.
+// false means the position cannot be resumed (recovered=false and a fresh
+// snapshot); a campaign the viewer may not see is a not-found error.
 func (c *Consumers) mayResume(ctx context.Context, uid, id int64, group string, p position) (bool, error) {
 	if p.Epoch != "" && c.public.has(group, p.Epoch) {
 		return true, nil
+	}
+	// Where the room stands is taken before the campaign is found public
+	// (publicPosition).
+	at, err := c.positionNow(ctx, group)
+	if err != nil {
+		return false, err
 	}
 	cp, err := c.p.Campaign(ctx, uid, id)
 	if err != nil {
@@ -133,15 +144,50 @@ func (c *Consumers) mayResume(ctx context.Context, uid, id int64, group string, 
 	if cp.Owner.ID == uid {
 		return true, nil
 	}
-	at, err := c.positionNow(ctx, group)
-	if err != nil {
-		return false, err
-	}
-	public, err := c.publicPosition(ctx, group, at, false)
+	public, err := c.publicPosition(ctx, id, group, at, false)
 	if err != nil {
 		return false, err
 	}
 	return p.Epoch == "" || p.Epoch == public.Epoch, nil
+}
+
+// fromTheStart is the Catchup.Joined of viewer uid's connection joining
+// campaign id's room group from the start of its current epoch (a room
+// that had no events when its position was read, or a v2 resume from the
+// start). That epoch may have begun since the campaign was found public:
+// when it went back to draft, the room started over as the draft's. So
+// once the connection is a member, from when every change reaches it as
+// an event (Observe), the epoch it starts in is checked as publicPosition
+// does, unless it is still "" or known public. gone tells a connection the
+// campaign is not there for it any more and closes it.
+func (c *Consumers) fromTheStart(conn *realtime.Conn, uid, id int64, group string, gone func()) func(context.Context) error {
+	return func(ctx context.Context) error {
+		at, err := c.positionNow(ctx, group)
+		if err != nil {
+			return err
+		}
+		if at.Epoch == "" || c.public.has(group, at.Epoch) {
+			return nil
+		}
+		cp, err := c.p.Campaign(ctx, uid, id)
+		if err == nil && cp.Owner.ID == uid {
+			return nil
+		}
+		if err == nil {
+			_, err = c.publicPosition(ctx, id, group, at, false)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case platform.KindOf(err) == platform.KindNotFound:
+			gone()
+		case errors.Is(err, errResetPending):
+			conn.Close(realtime.CloseServiceRestart, "the room started over; reconnect and resume")
+		default:
+			return err
+		}
+		return fmt.Errorf("campaign %d: %w", id, realtime.ErrClosed)
+	}
 }
 
 // freshCampaign is the Catchup.Fresh of a connection to room: campaign_data
@@ -186,7 +232,7 @@ func (c *Consumers) view(ctx context.Context, uid, id int64, group string) (posi
 	if err != nil || snap.owner == uid {
 		return at, snap, err
 	}
-	public, err := c.publicPosition(ctx, group, at, snap.resetOut)
+	public, err := c.publicPosition(ctx, id, group, at, snap.resetOut)
 	if err != nil || public == at {
 		return at, snap, err
 	}

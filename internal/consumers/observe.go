@@ -22,8 +22,13 @@ import (
 // which version of each campaign object was published (for announces),
 // turns the internal quest_created event into joins (the creator's open
 // application connections start receiving the new quest's applications),
-// and closes the members of a room whose history was reset.
+// retires the cached campaign_data a campaign room's event makes stale,
+// closes the viewers of a campaign back to draft, and closes the members of
+// a room whose history was reset.
 func (c *Consumers) Observe(msg layer.Message) bool {
+	if kind, id, ok := platform.ParseGroup(msg.Group); ok && kind == platform.GroupCampaign {
+		c.snaps.passed(id, position{Offset: msg.Offset, Epoch: msg.Epoch})
+	}
 	switch msg.Type {
 	case platform.EventQuestCreated:
 		var ev struct {
@@ -41,14 +46,16 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		}
 		return false
 	case platform.EventRoomReset:
-		// The room's history started over (a draft was made public): the
-		// positions of its members are void, and whoever may no longer see
-		// the room must leave it. They reconnect and resume, which tells
+		// The room's history started over (a draft was made public, or a
+		// campaign made a draft again): the positions of its members are
+		// void, and whoever may no longer see the room must leave it. They reconnect and resume, which tells
 		// them recovered=false with a fresh campaign_data, or refuses them.
 		for _, conn := range c.hub.Members(msg.Group) {
 			conn.Close(realtime.CloseServiceRestart, "the room started over; reconnect and resume")
 		}
 		return false
+	case platform.EventCampaign:
+		c.campaignChanged(msg)
 	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:
 		c.seen.add(msg.Group, msg.Type, msg.Data)
 	case platform.EventCommentRemoved:
@@ -63,6 +70,36 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		}
 	}
 	return true
+}
+
+// campaignChanged acts on a campaign's new record (platform.EventCampaign):
+// back to draft, the campaign is no longer there for anyone but its owner,
+// so every other viewer of its room is told so and closed with 4404, as a
+// connection to a draft is at connect. The owner stays and gets the event;
+// the reset that follows it in the room closes the owner's connections to
+// reconnect. Connections that only subscribed to the room (v2) are closed by
+// that reset too, and their subscribing again is refused.
+//
+// Every process with members in the room receives the event, and a
+// connection joining from before it has it replayed here while it is
+// already a member, so none is left in the room past it.
+func (c *Consumers) campaignChanged(msg layer.Message) {
+	var ev struct {
+		Owner  platform.UserRef `json:"owner"`
+		Status string           `json:"status"`
+	}
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		c.log.Warn("realtime: malformed campaign event", "group", msg.Group, "err", err)
+		return
+	}
+	if ev.Status != platform.CampaignDraft {
+		return
+	}
+	for _, conn := range c.hub.Members(msg.Group) {
+		if room, ok := conn.Value.(*campaignRoom); ok && room.group == msg.Group && conn.UserID() != ev.Owner.ID {
+			notFound(conn, room.id)
+		}
+	}
 }
 
 func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {

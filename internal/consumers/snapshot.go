@@ -16,12 +16,6 @@ import (
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
-// snapshotTTL bounds how long an encoded campaign_data is reused. Every
-// change with an event moves the room's position and so retires the cached
-// snapshot at once; the TTL bounds the staleness of the few changes without
-// one (a campaign's own title or status).
-const snapshotTTL = time.Second
-
 // maxSnapshots bounds the cache; past it, arbitrary entries are dropped.
 const maxSnapshots = 10_000
 
@@ -30,7 +24,17 @@ const maxSnapshots = 10_000
 // (a campaign going live, every client reconnecting after a restart) reads
 // the database once instead of once per client. Concurrent misses of one
 // room and position share one read (flight), so a burst arriving just as
-// the entry expires does not send every handshake to the database at once.
+// an event retired the entry does not send every handshake to the database
+// at once.
+//
+// Every change to what campaign_data holds records an event in the room
+// (the campaign's own fields too: platform.EventCampaign), so an entry is
+// good exactly as long as the room has not moved past its position: it is
+// used only at that position, and dropped as soon as this process sees an
+// event after it (passed). A snapshot was read after the room stood at its
+// position, so it holds every change whose event a client joining from
+// there could already have; the events after it follow it on the
+// connection.
 type snapshots struct {
 	mu     sync.Mutex
 	m      map[int64]snapshotEntry
@@ -40,7 +44,6 @@ type snapshots struct {
 
 type snapshotEntry struct {
 	at   position
-	read time.Time
 	snap snapshot
 }
 
@@ -73,7 +76,7 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 	c.snaps.mu.Lock()
 	e, ok := c.snaps.m[id]
 	c.snaps.mu.Unlock()
-	if ok && e.at == at && time.Since(e.read) < snapshotTTL {
+	if ok && e.at == at {
 		return e.snap, nil
 	}
 	// The shared read is the anonymous view, which every viewer of a public
@@ -82,13 +85,12 @@ func (c *Consumers) snapshot(ctx context.Context, viewerID, id int64, at positio
 	v, err, _ := c.snaps.flight.Do(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), snapshotLoadTimeout)
 		defer cancel()
-		read := time.Now() // the TTL counts from before the read
 		s, public, err := c.loadSnapshot(ctx, 0, id)
 		if err != nil {
 			return snapshot{}, err
 		}
 		if public {
-			c.snaps.put(id, snapshotEntry{at: at, read: read, snap: s})
+			c.snaps.put(id, snapshotEntry{at: at, snap: s})
 		}
 		return s, nil
 	})
@@ -165,4 +167,15 @@ func (s *snapshots) put(id int64, e snapshotEntry) {
 	// A copy: a layer's epoch may be a substring of a whole event it read.
 	e.at.Epoch = strings.Clone(e.at.Epoch)
 	s.m[id] = e
+}
+
+// passed retires campaign id's snapshot if it was read before the room
+// reached at, where an event this process received stands: a later event
+// of the same epoch, or any of another (the room started over).
+func (s *snapshots) passed(id int64, at position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[id]; ok && (e.at.Epoch != at.Epoch || e.at.Offset < at.Offset) {
+		delete(s.m, id)
+	}
 }

@@ -166,9 +166,14 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	var from position
 	if public || !resuming {
 		if from, err = c.positionNow(ctx, sub.Group); err == nil && public {
-			from, err = c.gatePublic(ctx, sub.Group, from)
+			from, err = c.gatePublic(ctx, id, sub.Group, from)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case platform.KindOf(err) == platform.KindNotFound: // made a draft meanwhile
+			rep.error(CodeNotFound, err.Error())
+			return true
+		default:
 			c.log.Warn("realtime: subscribe", "group", sub.Group, "err", err)
 			rep.error(CodeInternal, "could not subscribe; try again")
 			return true
@@ -179,7 +184,13 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	}
 	// The ack and where the client stands come before the group's live
 	// events: recovered=false when the join could not replay from there.
-	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, c.tell(conn, sub.Group, rep.ack)); ok {
+	cu := c.tell(conn, sub.Group, rep.ack)
+	if public && from.Epoch == "" {
+		cu.Joined = c.fromTheStart(conn, conn.UserID(), id, sub.Group, func() {
+			conn.Close(realtime.CloseServiceRestart, sub.Group+" is no longer there; reconnect")
+		})
+	}
+	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, cu); ok {
 		c.watchPresence(ns, sub.Group)
 	}
 	return true
@@ -210,12 +221,12 @@ func (c *Consumers) watchPresence(ns *groups.Namespace, group string) {
 // for the public (publicPosition): it holds a reader worker meanwhile.
 const subscribeWait = 500 * time.Millisecond
 
-// gatePublic is publicPosition for a subscribe message, bounded by
-// subscribeWait.
-func (c *Consumers) gatePublic(ctx context.Context, group string, at position) (position, error) {
+// gatePublic is publicPosition for a subscribe message to campaign id's
+// room, bounded by subscribeWait.
+func (c *Consumers) gatePublic(ctx context.Context, id int64, group string, at position) (position, error) {
 	ctx, cancel := context.WithTimeout(ctx, subscribeWait)
 	defer cancel()
-	return c.publicPosition(ctx, group, at, false)
+	return c.publicPosition(ctx, id, group, at, false)
 }
 
 // mayWatch says whether userID may receive the events of the group of kind

@@ -13,12 +13,16 @@ import (
 
 // Visibility on replay. A campaign room's history may hold what only its
 // owner could see: events published while it was a draft, and versions of
-// objects edited since. Making a draft public records a reset
+// objects edited since. Every change of who may see a campaign (a draft
+// made public, a campaign back to draft) records a reset
 // (platform.EventRoomReset) in the room's commit order, which starts the
 // room's history over in a new epoch; so a viewer other than the owner is
-// joined only at a position in an epoch that began after it (publicPosition),
-// and nothing from before can be replayed or delivered to them. Members of
-// the room when the reset arrives are closed to reconnect (Observe).
+// joined only at a position in an epoch that began after the campaign was
+// last made public (publicPosition), and nothing from before can be
+// replayed or delivered to them. Such an epoch ends with the campaign's
+// event saying it is a draft again, which closes those viewers (Observe),
+// and then its reset. Members of the room when a reset arrives are closed
+// to reconnect (Observe).
 
 // errResetPending refuses a viewer while the room's reset is committed but
 // not yet published: the room still holds its history from before.
@@ -29,35 +33,55 @@ var errResetPending = errors.New("the campaign was just published; try again in 
 // within milliseconds unless it is stuck).
 const resetWait = 3 * time.Second
 
-// publicPosition returns a position of a campaign room from which a viewer
-// who is not its owner may be joined, given at, where the room stands now:
-// at itself when its epoch is known to have begun after the campaign was
-// made public, otherwise the room's position once the reset that made it
-// public (if any) has been published and delivered to this process.
-// resetOut says the caller already found no reset waiting after it found
-// the campaign public.
+// maxRestarts bounds how many times publicPosition finds the room started
+// over while it looks for a public position (its owner hiding and
+// publishing the campaign again and again) before refusing with
+// errResetPending.
+const maxRestarts = 8
+
+// publicPosition returns a position of campaign id's room group from which
+// a viewer who is not its owner may be joined, given at, where the room
+// stood: at itself when its epoch is known to have begun after the
+// campaign was made public, otherwise the room's position once the reset
+// that made it public (if any) has been published and delivered to this
+// process, or a not-found error if the campaign is no longer public.
+// checked says the caller found the campaign public, and no reset waiting,
+// after it took at; otherwise this reads it.
 //
-// The caller has checked that the campaign is public. Positions are
-// checked by epoch: an epoch that began after the reset that made the
-// campaign public holds only what was published while it was public, since
-// any later change of who may see it resets the room again.
-func (c *Consumers) publicPosition(ctx context.Context, group string, at position, resetOut bool) (position, error) {
-	if at.Epoch != "" && c.public.has(group, at.Epoch) {
-		return at, nil
-	}
-	if !resetOut {
-		if err := c.awaitReset(ctx, group); err != nil {
+// Positions are checked by epoch: an epoch that began after the reset that
+// made the campaign public holds only what was published while it was
+// public, since any later change of who may see it resets the room again.
+// It is known so when the room was in it before the campaign was found
+// public with no reset waiting, and still is after: every reset of a
+// change before that read was then published before the epoch began.
+func (c *Consumers) publicPosition(ctx context.Context, id int64, group string, at position, checked bool) (position, error) {
+	for range maxRestarts {
+		if at.Epoch != "" && c.public.has(group, at.Epoch) {
+			return at, nil
+		}
+		if !checked {
+			if _, err := c.p.Campaign(ctx, 0, id); err != nil {
+				return position{}, err
+			}
+			if err := c.awaitReset(ctx, group); err != nil {
+				return position{}, err
+			}
+		}
+		p, err := c.syncPosition(ctx, group)
+		if err != nil {
 			return position{}, err
 		}
+		if p.Epoch == at.Epoch {
+			if p.Epoch != "" {
+				c.public.add(group, p.Epoch)
+			}
+			return p, nil
+		}
+		// The room started over since at: who may see it may have
+		// changed with it.
+		at, checked = p, false
 	}
-	p, err := c.syncPosition(ctx, group)
-	if err != nil {
-		return position{}, err
-	}
-	if p.Epoch != "" {
-		c.public.add(group, p.Epoch)
-	}
-	return p, nil
+	return position{}, errResetPending
 }
 
 // awaitReset waits until no reset of group is waiting in the outbox, up to

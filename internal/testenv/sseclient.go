@@ -133,3 +133,25 @@ func (c *SSEClient) Close() {
 	c.cancel()
 	c.res.Body.Close()
 }
+
+// End waits for the server to end the stream and returns the events that
+// came before it ended, failing the test if it goes on past timeout.
+func (c *SSEClient) End(timeout time.Duration) []SSEEvent {
+	c.t.Helper()
+	var got []SSEEvent
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				return got
+			}
+			if !slices.Contains(c.Ignore, ev.Event) {
+				got = append(got, ev)
+			}
+		case <-deadline:
+			c.t.Fatalf("the stream did not end within %v (after %d events)", timeout, len(got))
+			return nil
+		}
+	}
+}
