@@ -140,6 +140,7 @@ var bodyEndpoints = []bodyEndpoint{
 	{"PATCH", "/api/applications/1/", "owner", "/api/quests/1/applications/"},
 	{"PATCH", "/api/applications/1/", "other", "/api/applications/1/"},
 	{"POST", "/api/ws-ticket/", "owner", ""},
+	{"POST", "/api/campaigns/1/comments/1/report/", "owner", "/api/campaigns/1/reports/"},
 }
 
 // FuzzEndpointBodies sends arbitrary bodies to every endpoint that decodes
@@ -171,6 +172,7 @@ func FuzzEndpointBodies(f *testing.F) {
 		{`{"status":"approved"}`, `{"status":"rejected"}`, `{"status":"pending"}`},
 		{`{"status":"withdrawn"}`, `{"status":"approved"}`},
 		{`{}`, ``},
+		{`{"reason":"Spam"}`, `{"reason":"` + long + `"}`, `{"reason":null}`, `{"reason":"a\u0000b"}`, `{"reason":1}`},
 	}
 	for i, bodies := range seeds {
 		for _, b := range append(bodies, `null`, `[]`, `{"bogus":1}`, `{`, "\xff") {
@@ -202,6 +204,7 @@ var requestPaths = []string{
 	"/api/campaigns/{ok}/releases/{id}/", "/api/campaigns/{id}/milestones/", "/api/campaigns/{ok}/milestones/{id}/",
 	"/api/quests/", "/api/quests/{id}/", "/api/quests/{id}/applications/", "/api/applications/",
 	"/api/applications/{id}/", "/api/auth/me/", "/api/auth/session/", "/api/ops/", "/api/{id}/",
+	"/api/campaigns/{id}/reports/",
 }
 
 // FuzzRequestLine sends GET requests with an arbitrary path id, query
