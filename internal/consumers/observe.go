@@ -60,13 +60,10 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		c.seen.add(msg.Group, msg.Type, msg.Data)
 	case platform.EventCommentRemoved:
 		// The comment is gone: no version of it is current (an announce
-		// of it finds it missing), and a snapshot read before the removal
-		// is not handed out again.
+		// of it finds it missing). The cached snapshot needs nothing: it
+		// is kept by the room's position, which the removal moved on.
 		if id, ok := objectID(msg.Data); ok {
 			c.seen.forget(msg.Group, platform.EventComment, id)
-		}
-		if kind, campaign, ok := platform.ParseGroup(msg.Group); ok && kind == platform.GroupCampaign {
-			c.snaps.drop(campaign)
 		}
 	}
 	return true

@@ -134,16 +134,6 @@ func (c *Consumers) loadSnapshot(ctx context.Context, viewerID, id int64) (s sna
 	return s, public, nil
 }
 
-// drop forgets campaign id's snapshot. A change with an event moves the
-// room's position and so retires it anyway; dropping it at once also
-// spares a handshake whose position was read before that event the stale
-// one (it receives the event after it, but need not).
-func (s *snapshots) drop(id int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
 // put caches e as campaign id's snapshot; past maxSnapshots, arbitrary
 // entries are dropped.
 func (s *snapshots) put(id int64, e snapshotEntry) {
