@@ -117,6 +117,15 @@ export interface Milestone {
   updated_at: string;
 }
 
+/**
+ * A campaign's own record changed (`campaign`): its owner edited the title,
+ * description, goal, currency or status. The campaign as listed, without its
+ * nested lists. A contribution sends none (its own event carries the amount);
+ * made a draft again, the room's viewers other than the owner are closed with
+ * 4404 right after it.
+ */
+export type CampaignChangedData = Campaign;
+
 /** A campaign with its relations nested, newest first (at most 50 of each). */
 export interface CampaignDetail extends Campaign {
   updates_count: number;
@@ -258,6 +267,7 @@ export interface ServerMessageMap {
   comment_removed: CommentRemovedData;
   release: Release;
   milestone: Milestone;
+  campaign: CampaignChangedData;
   new_application: NewApplicationData;
   application_update: ApplicationUpdateData;
   presence: PresenceData;
@@ -367,6 +377,7 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set<ServerMessageType>([
   'comment_removed',
   'release',
   'milestone',
+  'campaign',
   'new_application',
   'application_update',
   'presence',

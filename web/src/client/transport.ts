@@ -1,4 +1,4 @@
-import { SERVER_MESSAGE_TYPES } from './protocol';
+import { CloseCode, SERVER_MESSAGE_TYPES } from './protocol';
 
 // Transports carry frames between the client and one endpoint. The client
 // speaks to them through this small interface so that WebSocket and
@@ -122,7 +122,10 @@ export type EventSourceConstructor = new (url: string, init?: { withCredentials?
  * every group, which the client keeps and sends back as ?resume= when it
  * reconnects. The client, not the browser, decides when to reconnect: an
  * error closes the stream and reports it, so backoff, credentials and the
- * choice of transport stay in one place.
+ * choice of transport stay in one place. The one error event a stream gets
+ * is `not_found` (its campaign is not there for the client any more, as when
+ * it was made a draft again), after which the server ends it: that is the
+ * WebSocket's close 4404, and the stream is reported closed with it.
  */
 export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly string[] = SERVER_MESSAGE_TYPES): Transport {
   return {
@@ -156,12 +159,21 @@ export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly
         opened = true;
         h.onOpen();
       };
-      es.onerror = () => finish(1006, 'event stream failed');
+      es.onerror = (ev) => {
+        // The server's `event: error` messages reach onerror too (an
+        // EventSource's own failures are events of that name): those carry
+        // data, and their listener below hands them over.
+        if (typeof (ev as { data?: unknown } | null)?.data === 'string') return;
+        finish(1006, 'event stream failed');
+      };
       for (const type of eventTypes) {
         const prefix = `{"type":${JSON.stringify(type)},"data":`;
         // The frame as a WebSocket would carry it; the client parses (and
         // drops anything that is not JSON).
-        es.addEventListener(type, (ev) => h.onMessage(`${prefix}${ev.data}}`, ev.lastEventId || undefined));
+        es.addEventListener(type, (ev) => {
+          h.onMessage(`${prefix}${ev.data}}`, ev.lastEventId || undefined);
+          if (type === 'error' && errorCode(ev.data) === 'not_found') finish(CloseCode.NotFound, 'campaign not found');
+        });
       }
       return {
         send: () => false,
@@ -169,4 +181,14 @@ export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly
       };
     },
   };
+}
+
+/** The code of an error event's data, if it has one. */
+function errorCode(data: string): string | undefined {
+  try {
+    const d = JSON.parse(data) as { code?: unknown } | null;
+    return typeof d?.code === 'string' ? d.code : undefined;
+  } catch {
+    return undefined;
+  }
 }

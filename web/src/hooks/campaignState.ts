@@ -7,7 +7,12 @@ import { addMoney, type CampaignDetail, type ServerMessage } from '@herald/clien
  * is counted once. The raised total grows with each new contribution (the
  * events do not carry the campaign's totals). comment_removed drops the
  * comment, counted once however often it comes (a replay repeats it); one
- * the snapshot did not nest is counted down by the next snapshot.
+ * the snapshot did not nest is counted down by the next snapshot. campaign
+ * (the owner edited the campaign) replaces the campaign's own fields: its
+ * title, description, goal, currency, status; the nested lists and their
+ * counts stay, and so do the raised total and the contributions count, which
+ * follow the contributions applied (a contribution sends no campaign event,
+ * and one applied from its REST answer may be newer than the edit).
  */
 export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage): CampaignDetail | null {
   if (m.type === 'campaign_data') return m.data;
@@ -54,6 +59,11 @@ export function applyCampaignMessage(c: CampaignDetail | null, m: ServerMessage)
     case 'milestone': {
       if (m.data.campaign !== c.id) return c;
       return { ...c, milestones: upsert(c.milestones, m.data)[0] };
+    }
+    case 'campaign': {
+      if (m.data.id !== c.id) return c;
+      const { owner, title, description, goal_amount, currency, status, created_at, updated_at } = m.data;
+      return { ...c, owner, title, description, goal_amount, currency, status, created_at, updated_at };
     }
     default:
       return c;

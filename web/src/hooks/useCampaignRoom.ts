@@ -1,6 +1,7 @@
 import { useCallback, useRef, useSyncExternalStore } from 'react';
 import {
   ANNOUNCE_TYPES,
+  CloseCode,
   type AnnounceType,
   type CampaignDetail,
   type ConnectionState,
@@ -12,6 +13,11 @@ import { applyCampaignMessage } from './campaignState';
 import { useConnectionState, useHeraldClient } from './useHeraldClient';
 
 export interface RoomSnapshot {
+  /**
+   * The campaign as shown; null until it is loaded, and again once the room
+   * was closed with 4404 (the campaign was made a draft again: error says
+   * not_found).
+   */
   campaign: CampaignDetail | null;
   /** How many are watching; null until the server's first presence count. */
   presence: number | null;
@@ -23,9 +29,14 @@ export interface RoomSnapshot {
 export class RoomStore {
   private snap: RoomSnapshot = { campaign: null, presence: null, error: null };
   private readonly subs = new Set<() => void>();
+  /** Closed with 4404: the campaign is not there for this viewer any more. */
+  private gone = false;
 
   constructor(client: HeraldClient) {
     client.on('message', (m) => this.apply(m));
+    client.on('close', (info) => {
+      if (info.code === CloseCode.NotFound) this.leave();
+    });
   }
 
   get snapshot(): RoomSnapshot {
@@ -37,9 +48,19 @@ export class RoomStore {
     return () => this.subs.delete(fn);
   };
 
-  /** Shows a campaign loaded through REST unless the socket already delivered one. */
+  /**
+   * Shows a campaign loaded through REST unless the socket already delivered
+   * one, or said it is gone (a REST answer read before it was hidden).
+   */
   seed(detail: CampaignDetail): void {
-    if (!this.snap.campaign) this.apply({ type: 'campaign_data', data: detail });
+    if (!this.snap.campaign && !this.gone) this.apply({ type: 'campaign_data', data: detail });
+  }
+
+  /** The room was closed with 4404: what was shown goes (the error stays). */
+  private leave(): void {
+    this.gone = true;
+    if (!this.snap.campaign) return;
+    this.set({ ...this.snap, campaign: null });
   }
 
   /** Applies a message: from the socket, or an object the page just created through REST. */
@@ -50,7 +71,12 @@ export class RoomStore {
     else {
       const campaign = applyCampaignMessage(next.campaign, m);
       if (campaign !== next.campaign) next = { ...next, campaign, error: m.type === 'campaign_data' ? null : next.error };
+      if (m.type === 'campaign_data') this.gone = false;
     }
+    this.set(next);
+  }
+
+  private set(next: RoomSnapshot): void {
     if (next === this.snap) return;
     this.snap = next;
     for (const fn of this.subs) fn();
@@ -92,9 +118,12 @@ export interface CampaignRoomOptions {
 /**
  * A campaign's live state from /ws/campaign/<id>/ (protocol v2): the
  * snapshot on connect, then each contribution, update, comment, release and
- * milestone applied as it comes. After a lost connection the client resumes
- * from its last position (the missed events are replayed), or, when the
- * server's history no longer reaches back, gets a fresh snapshot.
+ * milestone applied as it comes, and each edit of the campaign itself (its
+ * title, goal, status…). After a lost connection the client resumes from its
+ * last position (the missed events are replayed), or, when the server's
+ * history no longer reaches back, gets a fresh snapshot. A campaign made a
+ * draft again closes the room for everyone but its owner: campaign turns
+ * null, with error not_found.
  */
 export function useCampaignRoom(id: number | string | null | undefined, options: CampaignRoomOptions = {}): CampaignRoom {
   const onMessage = useRef(options.onMessage);

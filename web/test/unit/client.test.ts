@@ -5,6 +5,8 @@ import {
   AckUnsupportedError,
   tokenAuth,
   type Application,
+  type Campaign,
+  type CampaignDetail,
   type Comment,
   type ConnectionState,
   type Contribution,
@@ -75,6 +77,29 @@ describe('campaign room', () => {
     expect((await err).data.code).toBe('not_found');
     const info = await closed;
     expect(info).toMatchObject({ code: 4404, wasOpen: true, willReconnect: false, delayMs: null });
+    expect(c.state).toBe('closed');
+  });
+
+  it("gets the campaign's edits typed, and is closed for good when it is made a draft again", async () => {
+    const made = await dave.post<Campaign>('/api/campaigns/', { title: 'Live title', goal_amount: '50.00', status: 'active' });
+    const c = client(h.url, { url: `/ws/campaign/${made.id}/`, version: 2 });
+    const snap = next(c, 'campaign_data');
+    c.connect();
+    await snap;
+    const edited = next(c, 'campaign');
+    const answer = await dave.patch<CampaignDetail>(`/api/campaigns/${made.id}/`, { title: 'Edited title', goal_amount: '75.00' });
+    const ev = await edited;
+    expect(ev.group).toBe(`campaign_${made.id}`);
+    // The PATCH answer without its nested lists: the campaign as listed.
+    const { updates_count, comments_count, contributions, updates, comments, releases, milestones, ...listed } = answer;
+    expect(ev.data).toEqual(listed);
+    expect(ev.data).toMatchObject({ title: 'Edited title', goal_amount: '75.00', status: 'active' });
+
+    const err = next(c, 'error');
+    const closed = next(c, 'close');
+    await dave.patch(`/api/campaigns/${made.id}/`, { status: 'draft' });
+    expect((await err).data.code).toBe('not_found');
+    expect(await closed).toMatchObject({ code: 4404, willReconnect: false });
     expect(c.state).toBe('closed');
   });
 

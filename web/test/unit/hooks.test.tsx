@@ -3,7 +3,7 @@
 import { useCallback, useState } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Contribution, ServerMessage } from '@herald/client';
+import type { Campaign, CampaignDetail, Contribution, ServerMessage } from '@herald/client';
 import {
   HeraldProvider,
   useApplicationWebSocket,
@@ -120,6 +120,32 @@ describe('useCampaignRoom and usePresence', () => {
     } else {
       expect(watching).toBeNull();
     }
+  });
+});
+
+describe('useCampaignRoom: the campaign itself', () => {
+  it('shows the owner’s edits live, and drops the campaign when it is made a draft again', async () => {
+    const made = await dave.post<Campaign>('/api/campaigns/', { title: 'Before', goal_amount: '40.00', status: 'active' });
+    let room: ReturnType<typeof useCampaignRoom> | null = null;
+    function Dashboard() {
+      room = useCampaignRoom(made.id);
+      return null;
+    }
+    render(<Dashboard />);
+    await until(() => room?.campaign != null && room.isConnected, 10_000, 'the snapshot');
+    await dave.post(`/api/campaigns/${made.id}/contributions/`, { amount: '4.00' });
+    await until(() => room!.campaign!.raised_amount === '4.00', 5000, 'the contribution');
+    await dave.patch(`/api/campaigns/${made.id}/`, { title: 'After', goal_amount: '80.00', status: 'closed' });
+    await until(() => room!.campaign!.title === 'After', 5000, 'the edit');
+    expect(room!.campaign).toMatchObject({ goal_amount: '80.00', status: 'closed', raised_amount: '4.00', contributions_count: 1 });
+    expect(room!.campaign!.contributions).toHaveLength(1);
+
+    await dave.patch(`/api/campaigns/${made.id}/`, { status: 'draft' });
+    await until(() => room!.state === 'closed', 5000, 'the room closed');
+    expect(room!.campaign).toBeNull();
+    expect(room!.error?.code).toBe('not_found');
+    room!.seed(await dave.get<CampaignDetail>(`/api/campaigns/${made.id}/`)); // a REST answer read before, arriving late
+    expect(room!.campaign).toBeNull();
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addMoney, formatMoney, fromCents, toCents, type CampaignDetail, type Contribution } from '@herald/client';
+import { addMoney, formatMoney, fromCents, toCents, type Campaign, type CampaignDetail, type Contribution } from '@herald/client';
 import { applyCampaignMessage } from '../../src/hooks/campaignState';
 
 describe('money', () => {
@@ -95,5 +95,34 @@ describe('applyCampaignMessage', () => {
     c = applyCampaignMessage(c, { type: 'comment_removed', data: { id: 4, campaign: 1 } });
     expect(c?.comments).toEqual([]);
     expect(c?.comments_count).toBe(0);
+  });
+
+  it("replaces the campaign's own fields on a campaign event and keeps what the contributions made", () => {
+    const comment = { id: 3, campaign: 1, user: { id: 2, username: 'bob' }, content: 'x', created_at: '', updated_at: '' };
+    let c: CampaignDetail | null = { ...campaign(), comments: [comment], comments_count: 1 };
+    // A contribution applied from its REST answer, newer than the edit below.
+    c = applyCampaignMessage(c, { type: 'contribution', data: contribution(7, '5.00') });
+    // The edit's totals are from before that contribution.
+    const edited: Campaign = {
+      id: 1,
+      owner: { id: 1, username: 'alice' },
+      title: 'Renamed',
+      description: '',
+      goal_amount: '250.00',
+      raised_amount: '10.00',
+      currency: 'USD',
+      status: 'closed',
+      contributions_count: 1,
+      created_at: '2026-01-01T00:00:00Z',
+      updated_at: '2026-01-02T00:00:00Z',
+    };
+    c = applyCampaignMessage(c, { type: 'campaign', data: edited });
+    expect(c).toMatchObject({ title: 'Renamed', goal_amount: '250.00', status: 'closed', updated_at: '2026-01-02T00:00:00Z' });
+    expect(c).toMatchObject({ raised_amount: '15.00', contributions_count: 2, comments_count: 1 });
+    expect(c?.comments).toEqual([comment]);
+    expect(c?.contributions.map((x) => x.id)).toEqual([7]);
+    const before = c;
+    expect(applyCampaignMessage(c, { type: 'campaign', data: { ...edited, id: 2, title: 'Another' } })).toBe(before);
+    expect(applyCampaignMessage(null, { type: 'campaign', data: edited })).toBeNull();
   });
 });
