@@ -1,7 +1,14 @@
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
-import { formatMoney, type CampaignDetail, type Comment, type ReportedComment, type ServerMessage } from '@herald/client';
+import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
+import {
+  formatMoney,
+  type CampaignDetail,
+  type CampaignStatus,
+  type Comment,
+  type ReportedComment,
+  type ServerMessage,
+} from '@herald/client';
 import { useCampaignRoom, usePresence } from '../../hooks';
-import { ApiError, api, get, post, type Page } from '../api';
+import { ApiError, api, get, patch, post, type Page } from '../api';
 import { Link } from '../router';
 import { useSession } from '../session';
 import { useToast, type Severity } from '../components/Toasts';
@@ -14,6 +21,7 @@ const TOASTS: Partial<Record<ServerMessage['type'], [string, Severity]>> = {
   comment: ['New comment added!', 'info'],
   release: ['New release published!', 'info'],
   milestone: ['Milestone updated!', 'success'],
+  campaign: ['The campaign was updated.', 'info'],
 };
 
 export function CampaignDashboard({ id }: { id: string }) {
@@ -81,7 +89,8 @@ export function CampaignDashboard({ id }: { id: string }) {
         <RealtimeIndicator state={room.state} />
       </div>
       <RealtimeWarning state={room.state} />
-      <p className="lead">{c.description}</p>
+      {isOwner && <EditCampaign campaign={c} onDone={(d) => room.apply({ type: 'campaign', data: d })} />}
+      <p className="lead" data-testid="description">{c.description}</p>
       <div className="dash-grid">
         <div className="dash-main">
           <Panel title={`Updates (${c.updates_count})`}>
@@ -187,6 +196,88 @@ export function CampaignDashboard({ id }: { id: string }) {
         </aside>
       </div>
     </section>
+  );
+}
+
+/** Where the owner may move a campaign from its status (herald's rules). */
+const NEXT_STATUS: Record<CampaignStatus, CampaignStatus[]> = {
+  draft: ['draft', 'active', 'closed'],
+  active: ['active', 'closed', 'draft'],
+  closed: ['closed', 'draft'],
+};
+
+const STATUS_LABEL: Record<CampaignStatus, string> = {
+  draft: 'Draft (only you see it)',
+  active: 'Active (takes contributions)',
+  closed: 'Closed',
+};
+
+/**
+ * The owner edits the campaign itself. Every page open on it shows the edit
+ * at once (the room's campaign event); made a draft again, it closes for
+ * everyone else.
+ */
+function EditCampaign({ campaign, onDone }: { campaign: CampaignDetail; onDone: (d: CampaignDetail) => void }) {
+  const [open, setOpen] = useState(false);
+  const [title, setTitle] = useState('');
+  const [description, setDescription] = useState('');
+  const [goal, setGoal] = useState('');
+  const [status, setStatus] = useState<CampaignStatus>(campaign.status);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const toast = useToast();
+  const statusId = useId();
+  const toggle = (now: boolean) => {
+    setOpen(now);
+    if (!now) return;
+    // The form starts from the campaign as it is when opened.
+    setTitle(campaign.title);
+    setDescription(campaign.description);
+    setGoal(campaign.goal_amount);
+    setStatus(campaign.status);
+    setError(null);
+  };
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const d = await patch<CampaignDetail>(`/api/campaigns/${campaign.id}/`, { title, description, goal_amount: goal.trim(), status });
+      onDone(d);
+      setOpen(false);
+    } catch (err) {
+      setError(err);
+      if (!(err instanceof ApiError && Object.keys(err.fields).length)) toast(err instanceof Error ? err.message : 'Failed', 'error');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <details className="owner-form" open={open} onToggle={(e) => open !== e.currentTarget.open && toggle(e.currentTarget.open)}>
+      <summary>Edit campaign</summary>
+      <form onSubmit={submit} noValidate aria-label="Edit campaign">
+        <Field label="Title" name="title" required value={title} onChange={(e) => setTitle(e.target.value)} error={fieldError(error, 'title')} />
+        <TextArea label="Description" name="description" rows={3} value={description}
+          onChange={(e) => setDescription(e.target.value)} error={fieldError(error, 'description')} />
+        <Field label={`Goal (${campaign.currency})`} name="goal_amount" inputMode="decimal" required value={goal}
+          onChange={(e) => setGoal(e.target.value)} error={fieldError(error, 'goal_amount')} />
+        <div className="field">
+          <label htmlFor={statusId}>Status</label>
+          <select id={statusId} name="status" value={status} onChange={(e) => setStatus(e.target.value as CampaignStatus)}>
+            {NEXT_STATUS[campaign.status].map((s) => (
+              <option key={s} value={s}>
+                {STATUS_LABEL[s]}
+              </option>
+            ))}
+          </select>
+          {fieldError(error, 'status') && <p className="field-error">{fieldError(error, 'status')}</p>}
+        </div>
+        <FormError error={error instanceof ApiError && Object.keys(error.fields).length ? null : error} />
+        <button className="btn btn-primary" type="submit" disabled={busy}>
+          Save
+        </button>
+      </form>
+    </details>
   );
 }
 
