@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/groups"
+	"github.com/heraldhq/herald/internal/panics"
 	"github.com/heraldhq/herald/internal/realtime"
 )
 
@@ -143,6 +144,9 @@ func (c *Consumers) revoke(conn *realtime.Conn, group string) {
 // expire ends conn's subscription to group whose token ran out, unless
 // another grant replaced g meanwhile.
 func (c *Consumers) expire(conn *realtime.Conn, group string, g *grant) {
+	// It runs on a timer's goroutine: a panic here must cost this
+	// subscription, not the process.
+	defer panics.Recover(c.log, c.onPanic, panics.Grants)
 	c.grants.mu.Lock()
 	a := c.grants.conns[conn]
 	current := a != nil && a.granted[group] == g
@@ -168,18 +172,15 @@ func (c *Consumers) expire(conn *realtime.Conn, group string, g *grant) {
 // sendUnsubscribed tells a client the server ended its subscription to
 // group, and why.
 func sendUnsubscribed(conn *realtime.Conn, group, code, msg string) {
-	b, _ := json.Marshal(struct {
-		Type string `json:"type"`
-		Data struct {
-			Group   string `json:"group"`
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"data"`
-	}{Type: "unsubscribed", Data: struct {
+	type unsubscribedData struct {
 		Group   string `json:"group"`
 		Code    string `json:"code"`
 		Message string `json:"message"`
-	}{group, code, msg}})
+	}
+	b, _ := json.Marshal(struct {
+		Type string           `json:"type"`
+		Data unsubscribedData `json:"data"`
+	}{"unsubscribed", unsubscribedData{group, code, msg}})
 	if conn.Encoding() == realtime.EncodingSSE {
 		_ = conn.Send(realtime.NewSSEMessage(b))
 		return

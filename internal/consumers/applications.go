@@ -1,7 +1,6 @@
 package consumers
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -86,16 +85,9 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 type applicationHandler struct{ c *Consumers }
 
 func (h applicationHandler) OnMessage(conn *realtime.Conn, data []byte) {
-	m, ok := parseMessage(conn, data)
-	if !ok {
-		return
-	}
-	rep := newReply(conn, m)
-	if h.c.handleV2(conn, m, rep) {
-		return
-	}
-	typ, _ := json.Marshal(m.Type)
-	rep.error(CodeUnknownType, "this endpoint accepts no "+string(typ)+" messages; it only sends events")
+	h.c.onlyV2(conn, data, func(typ string) string {
+		return "this endpoint accepts no " + typ + " messages; it only sends events"
+	})
 }
 
 func (h applicationHandler) OnClose(conn *realtime.Conn) { h.c.forget(conn) }

@@ -103,12 +103,13 @@ func (c *Consumers) identify(k kind, w http.ResponseWriter, r *http.Request) (id
 	if q := r.URL.Query().Get("token"); q != "" && !named {
 		tok, named = q, true
 	}
-	if tok != "" && !named && !c.heraldToken(tok) {
+	herald := tok != "" && c.heraldToken(tok)
+	if tok != "" && !named && !herald {
 		// A stale session cookie of herald's own is no credential, and no
 		// app token either: the client is who the rest makes it.
 		tok = ""
 	}
-	if r.URL.Query().Get("ticket") != "" || (tok != "" && c.heraldToken(tok)) {
+	if r.URL.Query().Get("ticket") != "" || herald {
 		uid, err := c.authenticateToken(r, tok)
 		switch {
 		case errors.Is(err, errAuth):
@@ -197,16 +198,9 @@ func (c *Consumers) mayJoinAtConnect(who identity, p groups.Policy, group string
 type appHandler struct{ c *Consumers }
 
 func (h appHandler) OnMessage(conn *realtime.Conn, data []byte) {
-	m, ok := parseMessage(conn, data)
-	if !ok {
-		return
-	}
-	rep := newReply(conn, m)
-	if h.c.handleV2(conn, m, rep) {
-		return
-	}
-	typ, _ := json.Marshal(m.Type)
-	rep.error(CodeUnknownType, "unknown message type "+string(typ)+"; a v2 client may send subscribe, unsubscribe and publish")
+	h.c.onlyV2(conn, data, func(typ string) string {
+		return "unknown message type " + typ + "; a v2 client may send subscribe, unsubscribe and publish"
+	})
 }
 
 func (h appHandler) OnClose(conn *realtime.Conn) { h.c.forget(conn) }

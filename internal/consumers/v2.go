@@ -53,6 +53,22 @@ func (r reply) ack() {
 	_ = r.conn.SendJSON(b)
 }
 
+// onlyV2 handles a message on an endpoint that takes nothing but the v2
+// messages (handleV2): any other type is answered unknown_type, with
+// unknown's explanation of the JSON-quoted type.
+func (c *Consumers) onlyV2(conn *realtime.Conn, data []byte, unknown func(typ string) string) {
+	m, ok := parseMessage(conn, data)
+	if !ok {
+		return
+	}
+	rep := newReply(conn, m)
+	if c.handleV2(conn, m, rep) {
+		return
+	}
+	typ, _ := json.Marshal(m.Type)
+	rep.error(CodeUnknownType, unknown(string(typ)))
+}
+
 // subscription is the data of subscribe and unsubscribe: a group, and for
 // subscribe optionally the position to resume it from. An epoch given
 // empty is a position too: the start of a group that had no events yet

@@ -21,13 +21,14 @@ const (
 	Layer     = "layer"     // the channel layer's readers and background loops
 	Relay     = "relay"     // the outbox relay
 	Presence  = "presence"  // the presence counts loop
+	Grants    = "grants"    // ending a subscription whose token expired
 	// ChannelsRedis is herald's membership of a Django app's channel layer.
 	ChannelsRedis = "channels_redis"
 )
 
 // Wheres lists the boundaries, for metrics that start each at zero.
 func Wheres() []string {
-	return []string{HTTP, Handshake, WSReader, WSWriter, SSE, Hub, Layer, Relay, Presence, ChannelsRedis}
+	return []string{HTTP, Handshake, WSReader, WSWriter, SSE, Hub, Layer, Relay, Presence, Grants, ChannelsRedis}
 }
 
 // Recover, deferred directly by one turn of a loop or a goroutine of its
