@@ -56,11 +56,7 @@ func withIDBody[In, T any](status int, call func(c ctx, user, id int64, in In) (
 // GET /api/campaigns/{id}/comments/{oid}/.
 func withIDs[T any](call func(c ctx, user, id, oid int64) (T, error)) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		oid, err := pathID(r, "oid")
+		id, oid, err := pathIDs(r)
 		if err != nil {
 			return err
 		}
@@ -68,15 +64,27 @@ func withIDs[T any](call func(c ctx, user, id, oid int64) (T, error)) handler {
 	}
 }
 
-// withIDsBody adapts an edit of one of a campaign's objects:
-// PATCH /api/campaigns/{id}/comments/{oid}/.
-func withIDsBody[In, T any](call func(c ctx, user, id, oid int64, in In) (T, error)) handler {
+// withIDsNoContent adapts an action on one of a campaign's objects that
+// answers nothing (204): DELETE /api/campaigns/{id}/comments/{oid}/.
+func withIDsNoContent(call func(c ctx, user, id, oid int64) error) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
+		id, oid, err := pathIDs(r)
 		if err != nil {
 			return err
 		}
-		oid, err := pathID(r, "oid")
+		if err := call(r.Context(), userID(r), id, oid); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+// withIDsBody adapts a call on one of a campaign's objects with a body:
+// PATCH /api/campaigns/{id}/comments/{oid}/, POST …/{oid}/report/.
+func withIDsBody[In, T any](status int, call func(c ctx, user, id, oid int64, in In) (T, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, oid, err := pathIDs(r)
 		if err != nil {
 			return err
 		}
@@ -84,7 +92,7 @@ func withIDsBody[In, T any](call func(c ctx, user, id, oid int64, in In) (T, err
 		if err := decode(w, r, &in); err != nil {
 			return err
 		}
-		return answer[T](w, http.StatusOK)(call(r.Context(), userID(r), id, oid, in))
+		return answer[T](w, status)(call(r.Context(), userID(r), id, oid, in))
 	}
 }
 

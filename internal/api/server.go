@@ -267,3 +267,13 @@ func pathID(r *http.Request, name string) (int64, error) {
 	}
 	return v, nil
 }
+
+// pathIDs reads the ids of a campaign's object from a path
+// .../{id}/<kind>/{oid}/.
+func pathIDs(r *http.Request) (id, oid int64, err error) {
+	if id, err = pathID(r, "id"); err != nil {
+		return 0, 0, err
+	}
+	oid, err = pathID(r, "oid")
+	return id, oid, err
+}

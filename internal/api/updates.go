@@ -54,11 +54,7 @@ func (s *Server) postUpdate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) editUpdate(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id")
-	if err != nil {
-		return err
-	}
-	oid, err := pathID(r, "oid")
+	id, oid, err := pathIDs(r)
 	if err != nil {
 		return err
 	}
