@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,12 +59,9 @@ func (p *Platform) removeComment(ctx context.Context, userID, campaignID, commen
 		if err := p.lockAnnounces(ctx, tx, group); err != nil {
 			return err
 		}
-		c, err := scanComment(tx.QueryRowContext(ctx, commentSelect+" WHERE x.id = $1 AND x.campaign_id = $2", commentID, campaignID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("comment")
-		}
+		c, err := childIn(ctx, tx, campaignID, commentID, "comment", commentSelect, scanComment)
 		if err != nil {
-			return fmt.Errorf("load comment %d: %w", commentID, err)
+			return err
 		}
 		if !byOwner && c.User.ID != userID {
 			return forbidden("only the comment's author may delete it")
@@ -166,12 +162,9 @@ func (p *Platform) ReportComment(ctx context.Context, userID, campaignID, commen
 		if _, err := p.campaignForNewChild(ctx, tx, userID, campaignID, false); err != nil {
 			return err
 		}
-		c, err := scanComment(tx.QueryRowContext(ctx, commentSelect+" WHERE x.id = $1 AND x.campaign_id = $2", commentID, campaignID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("comment")
-		}
+		c, err := childIn(ctx, tx, campaignID, commentID, "comment", commentSelect, scanComment)
 		if err != nil {
-			return fmt.Errorf("load comment %d: %w", commentID, err)
+			return err
 		}
 		if c.User.ID == userID {
 			return forbidden("you cannot report your own comment")

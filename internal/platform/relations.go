@@ -570,16 +570,22 @@ func (p *Platform) Milestone(ctx context.Context, viewerID, campaignID, id int64
 }
 
 func getChild[T any](ctx context.Context, p *Platform, viewerID, campaignID, id int64, what, query string, scan func(scanner) (T, error)) (T, error) {
-	var zero T
 	if _, err := p.Campaign(ctx, viewerID, campaignID); err != nil {
+		var zero T
 		return zero, err
 	}
-	obj, err := scan(p.db.QueryRowContext(ctx, query+" WHERE x.id = $1 AND x.campaign_id = $2", id, campaignID))
+	return childIn(ctx, p.db, campaignID, id, what, query, scan)
+}
+
+// childIn reads object id of campaign (its query selects one kind of
+// object as x): not found unless it is that campaign's.
+func childIn[T any](ctx context.Context, q querier, campaignID, id int64, what, query string, scan func(scanner) (T, error)) (T, error) {
+	obj, err := scan(q.QueryRowContext(ctx, query+" WHERE x.id = $1 AND x.campaign_id = $2", id, campaignID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return zero, notFound(what)
+		return obj, notFound(what)
 	}
 	if err != nil {
-		return zero, fmt.Errorf("load %s %d: %w", what, id, err)
+		return obj, fmt.Errorf("load %s %d: %w", what, id, err)
 	}
 	return obj, nil
 }
