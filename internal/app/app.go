@@ -375,7 +375,12 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 // comment's, whose earlier events the platform rewrote in the event log
 // (platform.removeComment). The layers drop the group's cached window as
 // they pass, so a replay reads the rewritten log.
-func redacts(m layer.Message) bool { return m.Type == platform.EventCommentRemoved }
+func redacts(m layer.Message) bool {
+	// Only herald records comment_removed in a campaign's room
+	// (platform.checkExternal); elsewhere the type is any app's own.
+	kind, _, _ := platform.ParseGroup(m.Group)
+	return m.Type == platform.EventCommentRemoved && kind == platform.GroupCampaign
+}
 
 // ready answers 200 when the database and the channel layer answer, 503
 // naming what does not otherwise: a load balancer then sends no new clients.

@@ -67,6 +67,18 @@ func TestCampaignEditSendsItsJSON(t *testing.T) {
 		if err := p.RecordExternal(ctx, platform.UserGroup(fan), platform.EventCampaign, []byte(`{}`)); err != nil {
 			t.Fatalf("a campaign event from outside in a user's group: %v", err)
 		}
+		// A forged removal would erase a comment on every screen of the
+		// room and drop its cached history; unsubscribed is herald's
+		// protocol everywhere.
+		if err := p.RecordExternal(ctx, group, platform.EventCommentRemoved, []byte(`{"id":1,"campaign":1}`)); platform.KindOf(err) != platform.KindInvalid {
+			t.Fatalf("a comment_removed event from outside in a campaign's room: %v; want invalid", err)
+		}
+		if err := p.RecordExternal(ctx, platform.UserGroup(fan), platform.EventCommentRemoved, []byte(`{}`)); err != nil {
+			t.Fatalf("a comment_removed event from outside in a user's group: %v", err)
+		}
+		if err := p.RecordExternal(ctx, platform.UserGroup(fan), "unsubscribed", []byte(`{}`)); platform.KindOf(err) != platform.KindInvalid {
+			t.Fatalf("an unsubscribed event from outside: %v; want invalid", err)
+		}
 		drain(t, p)
 
 		db := p.DB()

@@ -14,8 +14,14 @@ import (
 // clients, and the messages of herald's own protocol.
 var reservedTypes = []string{
 	EventRoomReset, EventQuestCreated,
-	"campaign_data", "error", "subscribed", "ack", "presence",
+	"campaign_data", "error", "subscribed", "unsubscribed", "ack", "presence",
 }
+
+// campaignRoomTypes are the types only herald records in a campaign's
+// room: clients take a campaign event as the campaign's own record (and the
+// consumers close its viewers when it says draft), and a comment_removed
+// event erases the comment on their screens and the room's cached history.
+var campaignRoomTypes = []string{EventCampaign, EventCommentRemoved}
 
 // ReservedType reports whether typ is one of herald's own message types,
 // which no other system may record.
@@ -89,10 +95,8 @@ func (p *Platform) checkExternal(f fieldErrors, prefix string, e ExternalEvent) 
 	}
 	if e.Type == "" || ReservedType(e.Type) {
 		f.add(prefix+"type", "%q cannot be recorded from outside", clip(e.Type))
-	} else if kind, _, _ := ParseGroup(e.Group); kind == GroupCampaign && e.Type == EventCampaign {
-		// The room's clients take it as the campaign's own record, and
-		// the consumers close its viewers when it says draft.
-		f.add(prefix+"type", "%q events of a campaign's room are herald's own", EventCampaign)
+	} else if kind, _, _ := ParseGroup(e.Group); kind == GroupCampaign && slices.Contains(campaignRoomTypes, e.Type) {
+		f.add(prefix+"type", "%q events of a campaign's room are herald's own", e.Type)
 	}
 	// Clients get data in WebSocket text frames, which must be UTF-8: one
 	// invalid byte would make browsers drop the connection of everyone in
