@@ -32,6 +32,11 @@ func readFile(path string, flags map[string]bool) (map[string]string, []groups.N
 	if err != nil {
 		return nil, nil, []error{fmt.Errorf("--config: %w", err)}
 	}
+	return parseFile(path, data, flags)
+}
+
+// parseFile is readFile of the file's contents, data, read from path.
+func parseFile(path string, data []byte, flags map[string]bool) (map[string]string, []groups.Namespace, []error) {
 	// Primitive keeps each value for the decoding its key calls for.
 	var top map[string]toml.Primitive
 	md, err := toml.Decode(string(data), &top)
