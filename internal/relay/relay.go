@@ -77,6 +77,13 @@ type Options struct {
 	// transaction is rolled back, its events stay in the outbox and the
 	// relay tries again after a backoff.
 	OnPanic func(where string)
+	// Backlog, if set, is told by each round what the outbox holds
+	// unpublished (as far as the round saw: every pending event it read, or
+	// a bounded count when it read a full batch; see backlog.go) and when
+	// the oldest of them was committed (zero when none): once it has read
+	// them, and again once it published. It runs on the relay's goroutine
+	// and must not block.
+	Backlog func(pending int, oldest time.Time)
 }
 
 // Relay moves events from the outbox to a Publisher.
@@ -93,6 +100,8 @@ type Relay struct {
 	// relay published events of, until those left their window (pruneAged).
 	mu    sync.Mutex
 	aging map[string]*agingGroup
+
+	bl backlog // for Options.Backlog
 }
 
 // agingGroup is a group whose aged events pruneAged deletes on their own.
@@ -284,6 +293,7 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	pending := r.reportRead(ctx, evs)
 	if err := r.number(ctx, evs); err != nil {
 		return 0, err
 	}
@@ -302,6 +312,7 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 		}
 		r.track(evs[:published])
 	}
+	r.reportLeft(evs, pending, published)
 	return published, pubErr
 }
 
