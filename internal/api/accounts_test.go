@@ -406,7 +406,7 @@ func TestTokenRefreshAndMe(t *testing.T) {
 		t.Run("me", func(t *testing.T) {
 			e := e.on(t)
 			r := e.must(http.StatusOK, "GET", "/api/auth/me/", access, nil)
-			wantKeys(t, r.JSON, "id", "username", "email", "created_at")
+			wantKeys(t, r.JSON, "id", "username", "email", "created_at", "is_staff")
 			want(t, "id", r.id(), aliceID)
 			want(t, "username", str(r.JSON, "username"), "alice")
 			want(t, "email", str(r.JSON, "email"), "alice@example.com")

@@ -26,13 +26,18 @@ type OpsStats struct {
 	OutboxPending     int            `json:"outbox_pending"`
 }
 
+// isAdmin is whether username is one of the administrators (--admins).
+func (s *Server) isAdmin(username string) bool {
+	return slices.ContainsFunc(s.admins, func(a string) bool { return strings.EqualFold(a, username) })
+}
+
 // ops answers the operations snapshot, to administrators only.
 func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 	u, err := s.p.UserByID(r.Context(), userID(r))
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(s.admins, func(a string) bool { return strings.EqualFold(a, u.Username) }) {
+	if !s.isAdmin(u.Username) {
 		return problem(http.StatusForbidden, "permission_denied", "the operations page is for administrators (--admins)")
 	}
 	if s.opsStats == nil {

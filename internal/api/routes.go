@@ -72,8 +72,8 @@ func (s *Server) routeTable() []Route {
 			Status: http.StatusNoContent, handle: s.deleteSession},
 		{Method: "POST", Path: "/api/ws-ticket/", Summary: "A one-use ticket (valid 30 s) for ?ticket= on a real-time endpoint", Tag: "auth", Auth: AuthRequired,
 			Result: ticket{}, Status: made, Errors: []int{unauth}, Credentials: true, handle: s.wsTicket},
-		{Method: "GET", Path: "/api/auth/me/", Summary: "The signed-in user", Tag: "auth", Auth: AuthRequired,
-			Result: platform.User{}, Status: read, Errors: []int{unauth}, handle: s.me},
+		{Method: "GET", Path: "/api/auth/me/", Summary: "The signed-in user, and whether they are an administrator (is_staff)", Tag: "auth", Auth: AuthRequired,
+			Result: account{}, Status: read, Errors: []int{unauth}, handle: s.me},
 
 		{Method: "GET", Path: "/api/campaigns/", Summary: "List campaigns (drafts only to their owner)", Tag: "campaigns",
 			Result: platform.Campaign{}, List: true, Status: read, Errors: []int{bad, nf}, Query: append([]string{"status", "owner"}, pageQ...), handle: s.listCampaigns},

@@ -18,12 +18,25 @@ type ticket struct {
 }
 
 type session struct {
-	User platform.User `json:"user"`
+	User account `json:"user"`
 }
 
 // currentSession is who is signed in, if anyone.
 type currentSession struct {
-	User *platform.User `json:"user"`
+	User *account `json:"user"`
+}
+
+// account is the signed-in user as /api/auth/me/ and the session endpoints
+// answer it: the user, and whether they are one of the administrators named
+// by --admins, who may open the operations page (is_staff, as Django's user
+// says it), so a page shows them what only they can open.
+type account struct {
+	platform.User
+	IsStaff bool `json:"is_staff"`
+}
+
+func (s *Server) account(u platform.User) account {
+	return account{User: u, IsStaff: s.isAdmin(u.Username)}
 }
 
 // getSession tells a page who is signed in without an error status for
@@ -37,7 +50,8 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if err == nil {
-			out.User = &u
+			a := s.account(u)
+			out.User = &a
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -73,7 +87,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.setCookies(w, r, access, refresh)
-	writeJSON(w, http.StatusOK, session{User: u})
+	writeJSON(w, http.StatusOK, session{User: s.account(u)})
 	return nil
 }
 
@@ -99,7 +113,7 @@ func (s *Server) refreshSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.setCookies(w, r, access, "")
-	writeJSON(w, http.StatusOK, session{User: u})
+	writeJSON(w, http.StatusOK, session{User: s.account(u)})
 	return nil
 }
 
