@@ -56,6 +56,12 @@ Scenarios:
             consumer (--server daphne); group_send-to-receipt latency,
             deliveries/s, losses. --spawn starts the server on a new
             layer prefix
+  writes    the cluster's write ceiling: --publishers writers write as fast
+            as answered for --duration over --groups campaign rooms (REST
+            comments, POST /api/publish/ events or both: --via), one v2
+            subscriber per room checking every committed write arrives
+            once, in order; committed and received writes/s, losses,
+            write-to-receipt latency
 
 Examples:
   herald bench idle --spawn --conns 10000
@@ -64,6 +70,7 @@ Examples:
   herald bench signin --spawn --conns 200
   herald bench publish --spawn --conns 1000 --batches 1,10,100 --rate 50
   herald bench django --spawn --server daphne --conns 100 --steps 50,200
+  herald bench writes --spawn --procs 3 --serve-args '--db postgres://… --layer redis://…'
 
 Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `
@@ -181,6 +188,8 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.StringVar(&o.DjangoDir, "django-dir", o.DjangoDir, "django: the Django project with manage.py bench_send and djangoapp.asgi (relative to the repository root, or a path)")
 	fs.StringVar(&o.Python, "python", o.Python, "django: the python3 with Django Channels and channels_redis")
 	fs.StringVar(&o.DaphneBin, "daphne-bin", o.DaphneBin, "django: the daphne to start with --spawn --server daphne")
+	fs.IntVar(&o.Groups, "groups", o.Groups, "writes: campaign rooms written to, one subscriber each (at least --publishers)")
+	fs.StringVar(&o.Via, "via", o.Via, "writes: rest (comments), publish (POST /api/publish/, an API key: --api-key, or one made with --spawn) or both (each writer alternates)")
 	fs.Func("steps", "fanout, publish's latency phase, django: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
 		for _, f := range strings.Split(s, ",") {

@@ -29,7 +29,7 @@ import (
 )
 
 // Scenarios are the workloads `herald bench` runs.
-var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin", "publish", "django"}
+var Scenarios = []string{"idle", "fanout", "personal", "apps", "resume", "signin", "publish", "django", "writes"}
 
 // Duration is a time.Duration written as "30s" in results.
 type Duration time.Duration
@@ -112,6 +112,10 @@ type Options struct {
 	// protocol v2.
 	Watchers int  `json:"watchers,omitempty"`
 	V2       bool `json:"v2,omitempty"`
+	// Groups are the writes scenario's campaign rooms, each with one
+	// subscriber; Via is how it writes (ViaREST, ViaPublish or ViaBoth).
+	Groups int    `json:"groups,omitempty"`
+	Via    string `json:"via,omitempty"`
 
 	// The django scenario: Server is what the clients connect to, "herald"
 	// (--channels-redis) or "daphne" (the test project's Channels consumer;
@@ -173,6 +177,8 @@ func Defaults(scenario string) Options {
 		o.Conns, o.Publishers, o.Duration = 200, 8, Duration(20*time.Second)
 	case "publish":
 		o.Conns, o.Rate, o.Batches, o.Publishers, o.Duration = 1000, 50, []int{1, 10, 100}, 16, Duration(10*time.Second)
+	case "writes":
+		o.Groups, o.Via, o.Duration, o.ReadBuffer = 256, ViaBoth, Duration(20*time.Second), 2048
 	case "django":
 		o.Conns, o.Rate, o.Duration, o.Server, o.Senders = 100, 50, Duration(10*time.Second), "herald", 1
 		o.ChannelsRedis, o.ChannelsLayer = "redis://127.0.0.1:6379/0", "core"
@@ -197,7 +203,15 @@ func (o *Options) check(nofile uint64) error {
 		bad("unknown scenario %q; want one of %s", o.Scenario, strings.Join(Scenarios, ", "))
 	}
 	conns := o.Conns
-	if o.Scenario == "apps" {
+	if o.Scenario == "writes" {
+		conns = o.Groups
+		if o.Groups < o.Publishers || o.Groups > 10000 {
+			bad("--groups %d: want at least --publishers (%d; each writer owns its rooms) and at most 10000", o.Groups, o.Publishers)
+		}
+		if o.Via != ViaREST && o.Via != ViaPublish && o.Via != ViaBoth {
+			bad("--via %q: want %s, %s or %s", o.Via, ViaREST, ViaPublish, ViaBoth)
+		}
+	} else if o.Scenario == "apps" {
 		conns = o.Creators + o.Applicants
 		if o.Creators < 1 || o.Applicants < 1 {
 			bad("--creators and --applicants must be at least 1")
@@ -404,7 +418,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 	if o.Spawn {
 		serveArgs := o.ServeArgs
-		if o.Scenario == "publish" {
+		if o.Scenario == "publish" || o.Scenario == "writes" {
 			// The bench measures the API, not the per-key limit; --serve-args
 			// come later and win.
 			serveArgs = append([]string{"--publish-rate", "-1"}, serveArgs...)
@@ -532,6 +546,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		err = e.runPublish(ctx)
 	case "django":
 		err = e.runDjango(ctx)
+	case "writes":
+		err = e.runWrites(ctx)
 	}
 	stopTicker()
 	if e.prof != nil && e.prof.n > 0 {

@@ -57,6 +57,7 @@ type Results struct {
 	SignIn   *SignInFigures  `json:"signin,omitempty"`
 	Publish  *PublishFigures `json:"publish,omitempty"`
 	Django   *DjangoFigures  `json:"django,omitempty"`
+	Writes   *WritesFigures  `json:"writes,omitempty"`
 	Timeline []TimelinePoint `json:"timeline,omitempty"`
 	Server   *ProcessFigures `json:"server_process,omitempty"`
 	Bench    *ProcessFigures `json:"bench_process,omitempty"`

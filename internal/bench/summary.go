@@ -131,6 +131,12 @@ func (e *env) summary() {
 			}
 			w("%s", publishLatencyLine(l))
 		}
+	case r.Writes != nil:
+		f := r.Writes
+		if f.Connect != nil {
+			w("subscribers, one per room: %s", connectLine(f.Connect))
+		}
+		w("%s", writesLine(f))
 	case r.Django != nil:
 		f := r.Django
 		w("server: %s; group %s through channels_redis (%s layer, prefix %q); %d sender process(es) calling async_to_sync(group_send)",
