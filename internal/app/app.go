@@ -203,7 +203,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 	// Everything else is the web app (its pages route in the browser).
 	mux.Handle("/", web.Handler())
-	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins, &a.draining)
+	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins, &a.draining, a.cfg.TrustProxy)
 	return nil
 }
 
@@ -291,9 +291,9 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 		a.tuneConsumers(&cc)
 	}
 	a.consumers = consumers.New(cc)
-	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse})
+	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Ready: a.readiness})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
-		Window: a.groups.Window,
+		Window: a.groups.Window, Backlog: a.metrics.OutboxBacklog,
 		// A publish's answer gives its events' positions. The API is
 		// built after the relay, and before the relay runs.
 		Numbered: func(id int64, group, epoch string, offset int64) {
@@ -385,32 +385,35 @@ func redacts(m layer.Message) bool {
 // ready answers 200 when the database and the channel layer answer, 503
 // naming what does not otherwise: a load balancer then sends no new clients.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), metrics.ReadyTimeout)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if a.draining.Load() {
-		// A load balancer sends no new clients to a process shutting down.
+	if err := a.readiness(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("shutting down\n"))
-		return
-	}
-	var failed []string
-	if err := a.db.PingContext(ctx); err != nil {
-		failed = append(failed, fmt.Sprintf("database: %v", err))
-	}
-	if p, ok := a.hub.Layer().(interface{ Ping(context.Context) error }); ok {
-		if err := p.Ping(ctx); err != nil {
-			failed = append(failed, fmt.Sprintf("channel layer: %v", err))
-		}
-	}
-	if len(failed) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		for _, f := range failed {
-			_, _ = fmt.Fprintln(w, f)
-		}
+		_, _ = fmt.Fprintln(w, err)
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readiness is the check behind /readyz and herald_ready: nil when the
+// database and the channel layer answer, else what does not (one line
+// each), or that the process is shutting down.
+func (a *App) readiness(ctx context.Context) error {
+	if a.draining.Load() {
+		// A load balancer sends no new clients to a process shutting down.
+		return errors.New("shutting down")
+	}
+	var failed []error
+	if err := a.db.PingContext(ctx); err != nil {
+		failed = append(failed, fmt.Errorf("database: %w", err))
+	}
+	if p, ok := a.hub.Layer().(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(ctx); err != nil {
+			failed = append(failed, fmt.Errorf("channel layer: %w", err))
+		}
+	}
+	return errors.Join(failed...)
 }
 
 // Handler is herald's whole HTTP surface.

@@ -5,8 +5,10 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +33,14 @@ type Sources struct {
 		Conns() int
 		Refused() uint64
 	}
+	// Ready is the check /readyz answers with: nil when this process
+	// should get new clients. herald_ready runs it at scrape time, within
+	// ReadyTimeout.
+	Ready func(context.Context) error
 }
+
+// ReadyTimeout bounds the readiness check a scrape runs, as /readyz's.
+const ReadyTimeout = 2 * time.Second
 
 // Metrics holds herald's registry and the metrics observed directly.
 type Metrics struct {
@@ -42,6 +51,13 @@ type Metrics struct {
 	published      *prometheus.CounterVec
 	publishFailure prometheus.Counter
 	panics         *prometheus.CounterVec
+
+	// The outbox's backlog as the relay last saw it (OutboxBacklog):
+	// unpublished events, and the commit time of the oldest in Unix
+	// nanoseconds (0 for none).
+	outboxPending atomic.Int64
+	outboxOldest  atomic.Int64
+	now           func() time.Time
 }
 
 // latencyBuckets spans 100 µs to 10 s.
@@ -52,7 +68,7 @@ var latencyBuckets = prometheus.ExponentialBucketsRange(0.0001, 10, 16)
 // as their hook, so the metrics exist before them; Watch adds what is read
 // from those parts at scrape time.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), now: time.Now}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "herald_http_request_duration_seconds", Help: "HTTP requests by route pattern, method and status code.",
@@ -74,7 +90,14 @@ func New() *Metrics {
 	for _, w := range panics.Wheres() {
 		m.panics.WithLabelValues(w) // every boundary shows, at 0, before its first panic
 	}
-	m.reg.MustRegister(m.httpDuration, m.publishDelay, m.published, m.publishFailure, m.panics)
+	m.reg.MustRegister(m.httpDuration, m.publishDelay, m.published, m.publishFailure, m.panics,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_outbox_pending_events",
+			Help: "Events committed and not yet published, as this process's relay last saw them (counted up to 100,000)."},
+			func() float64 { return float64(m.outboxPending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_outbox_oldest_pending_age_seconds",
+			Help: "Age of the oldest event committed and not yet published, as this process's relay last saw it; 0 when none waits."},
+			m.oldestPendingAge),
+	)
 	return m
 }
 
@@ -108,6 +131,18 @@ func (m *Metrics) Watch(src Sources) {
 				ConstLabels: prometheus.Labels{"transport": "websocket"}}, func() float64 { return float64(ws.Refused()) }),
 		)
 	}
+	if ready := src.Ready; ready != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ready",
+			Help: "1 when /readyz would answer 200 (the database and the channel layer answer, not shutting down), else 0."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+				defer cancel()
+				if ready(ctx) != nil {
+					return 0
+				}
+				return 1
+			}))
+	}
 	if sse := src.SSE; sse != nil {
 		m.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_realtime_connections", Help: "Open real-time connections by transport.",
@@ -116,6 +151,29 @@ func (m *Metrics) Watch(src Sources) {
 				ConstLabels: prometheus.Labels{"transport": "sse"}}, func() float64 { return float64(sse.Refused()) }),
 		)
 	}
+}
+
+// OutboxBacklog records what the relay saw unpublished in the outbox:
+// pending events, the oldest committed at oldest (zero for none). It is the
+// relay's Backlog hook.
+func (m *Metrics) OutboxBacklog(pending int, oldest time.Time) {
+	var ns int64
+	if pending > 0 && !oldest.IsZero() {
+		ns = oldest.UnixNano()
+	}
+	m.outboxOldest.Store(ns)
+	m.outboxPending.Store(int64(pending))
+}
+
+// oldestPendingAge is the age, now, of the oldest event OutboxBacklog last
+// saw waiting: it grows while the relay does not get it out, even when the
+// relay is stuck and reports nothing.
+func (m *Metrics) oldestPendingAge() float64 {
+	ns := m.outboxOldest.Load()
+	if ns == 0 {
+		return 0
+	}
+	return max(m.now().Sub(time.Unix(0, ns)).Seconds(), 0)
 }
 
 // Handler serves the registry in the Prometheus exposition format.

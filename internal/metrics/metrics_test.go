@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"runtime"
 	"strconv"
 	"strings"
@@ -70,5 +72,85 @@ func TestMethodLabel(t *testing.T) {
 		if got := methodLabel(method); got != want {
 			t.Errorf("methodLabel(%q) = %q, want %q", method, got, want)
 		}
+	}
+}
+
+// value returns the value of the metric family name's only series, and
+// whether it has one.
+func value(t *testing.T, m *Metrics, name string) (float64, bool) {
+	t.Helper()
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		if len(f.GetMetric()) != 1 {
+			t.Fatalf("%s has %d series, want 1", name, len(f.GetMetric()))
+		}
+		s := f.GetMetric()[0]
+		if g := s.GetGauge(); g != nil {
+			return g.GetValue(), true
+		}
+		return s.GetCounter().GetValue(), true
+	}
+	return 0, false
+}
+
+// The outbox's backlog is what the relay last reported; the oldest
+// event's age grows with the clock between reports (a stuck relay reports
+// nothing) and is 0 when nothing waits.
+func TestOutboxBacklog(t *testing.T) {
+	m := New()
+	now := time.Unix(1_000_000, 0)
+	m.now = func() time.Time { return now }
+	for _, name := range []string{"herald_outbox_pending_events", "herald_outbox_oldest_pending_age_seconds"} {
+		if v, ok := value(t, m, name); !ok || v != 0 {
+			t.Fatalf("%s before any report: %v (exposed %v), want 0", name, v, ok)
+		}
+	}
+	m.OutboxBacklog(42, now.Add(-3*time.Second))
+	if v, _ := value(t, m, "herald_outbox_pending_events"); v != 42 {
+		t.Errorf("pending %v, want 42", v)
+	}
+	if v, _ := value(t, m, "herald_outbox_oldest_pending_age_seconds"); v != 3 {
+		t.Errorf("oldest pending age %v, want 3", v)
+	}
+	now = now.Add(time.Minute)
+	if v, _ := value(t, m, "herald_outbox_oldest_pending_age_seconds"); v != 63 {
+		t.Errorf("oldest pending age a minute later %v, want 63", v)
+	}
+	m.OutboxBacklog(0, time.Time{})
+	for _, name := range []string{"herald_outbox_pending_events", "herald_outbox_oldest_pending_age_seconds"} {
+		if v, _ := value(t, m, name); v != 0 {
+			t.Errorf("%s with an empty outbox: %v, want 0", name, v)
+		}
+	}
+}
+
+// herald_ready runs the readiness check at each scrape, with a deadline.
+func TestReady(t *testing.T) {
+	m := New()
+	var failing error
+	var deadline bool
+	m.Watch(Sources{Ready: func(ctx context.Context) error {
+		_, deadline = ctx.Deadline()
+		return failing
+	}})
+	if v, ok := value(t, m, "herald_ready"); !ok || v != 1 {
+		t.Fatalf("herald_ready %v (exposed %v), want 1", v, ok)
+	}
+	if !deadline {
+		t.Error("the readiness check ran without a deadline")
+	}
+	failing = errors.New("database: connection refused")
+	if v, _ := value(t, m, "herald_ready"); v != 0 {
+		t.Errorf("herald_ready while the check fails: %v, want 0", v)
+	}
+	failing = nil
+	if v, _ := value(t, m, "herald_ready"); v != 1 {
+		t.Errorf("herald_ready once the check passes again: %v, want 1", v)
 	}
 }
