@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/groups"
 )
 
@@ -103,6 +104,9 @@ const defaultOrigins = "http://localhost:8000,http://127.0.0.1:8000,http://local
 
 // FlagSet declares serve's flags on fs and returns a function that, after
 // fs.Parse, resolves them with the environment (getenv) into a Config.
+// It opens nothing and creates nothing (it reads only the files --config
+// and --app-token-key name): every value that can be checked is checked
+// here, so a mistake is reported before herald touches its database.
 func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error) {
 	type opt struct {
 		name, env string
@@ -110,54 +114,58 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		list      bool // comma-separated: the config file may give an array
 	}
 	var opts []opt
-	str := func(name, def, usage string) *string {
+	// kind names the value in --help (PrintDefaults): addr, url, duration,
+	// int, bytes…; "bool" makes a flag given alone, or as --flag=false.
+	str := func(name, kind, def, usage string) *string {
 		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		p := fs.String(name, def, usage+" ($"+env+")")
+		p := new(string)
+		*p = def
+		fs.Var(flagOption{p: p, kind: kind}, name, usage+" ($"+env+")")
 		opts = append(opts, opt{name: name, env: env, ptr: p})
 		return p
 	}
-	list := func(name, def, usage string) *string {
-		p := str(name, def, usage)
+	list := func(name, kind, def, usage string) *string {
+		p := str(name, kind, def, usage)
 		opts[len(opts)-1].list = true
 		return p
 	}
-	configFile := str("config", "", "TOML file of settings: flag names as keys, and [namespaces.NAME] tables; flags and environment override it")
-	addr := str("addr", ":8000", "address to listen on")
-	db := str("db", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
-	dbMaxConns := str("db-max-conns", "0", "database connections this process opens at most; 0 for the default (8)")
-	dataDir := str("data-dir", "data", "directory for herald's own files (the generated JWT secret)")
-	origins := list("allowed-origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
-	secret := str("jwt-secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
-	accessTTL := str("access-ttl", "15m", "lifetime of access tokens")
-	refreshTTL := str("refresh-ttl", "168h", "lifetime of refresh tokens")
-	logLevel := str("log-level", "info", "log level: debug, info, warn or error")
-	logFormat := str("log-format", "text", "log format: text or json")
-	demo := str("demo", "true", "load demo users, campaigns and quests into an empty database")
-	trustProxy := str("trust-proxy", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
-	grace := str("shutdown-grace", "10s", "how long a stopping server waits for requests and connections to finish")
-	admins := list("admins", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
-	layerURL := str("layer", "memory", "channel layer: memory (one process) or redis://host:port/db to run several processes as one")
-	redisSharded := str("redis-sharded", "false", "with a redis layer: the URL names Redis Cluster nodes (redis://host:port?addr=host2:port2); use sharded pub/sub")
-	redisPrefix := str("redis-prefix", "herald:", "with a redis layer: prefix of its keys and channels (deployments sharing one Redis need distinct ones)")
-	adminAddr := str("admin-addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
-	publicMetrics := str("public-metrics", "false", "serve /metrics on the main address too (by default only on --admin-addr)")
-	maxConns := str("max-conns-per-addr", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
-	handshakeRate := str("handshake-rate", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
-	passwordHashes := str("password-hashes", "0", "password hashes (19 MiB each) run at once; 0 for the number of CPUs")
-	registrations := str("registrations-per-hour", "10", "accounts one client address (IPv6: /64) may create per hour; -1 for no limit")
-	channelsRedis := str("channels-redis", "", "redis://host:port/db of a Django app's channels_redis layer whose group_send messages herald's clients receive; empty turns it off")
-	channelsPrefix := str("channels-prefix", "asgi", "with --channels-redis: the layer's prefix setting")
-	channelsLayer := str("channels-layer", "core", "with --channels-redis: core (channels_redis.core.RedisChannelLayer) or pubsub (channels_redis.pubsub.RedisPubSubChannelLayer)")
-	publishMaxData := str("publish-max-data", "65536", "bytes of data one event published with an API key may have (POST /api/publish/), up to 1048576")
-	publishRate := str("publish-rate", "100", "events per second one API key may publish (bursts of twice that); -1 for no limit")
-	connectURL := str("connect-url", "", "http(s) URL of the app that authorizes each connection (answering with the user and groups); empty turns it off")
-	connectTimeout := str("connect-timeout", "2s", "how long a --connect-url request may take")
-	appSecret := str("app-token-secret", "", "HMAC secret of the app's connection and subscription tokens, at least 32 bytes")
-	appKey := str("app-token-key", "", "PEM file of the public key(s) of the app's connection and subscription tokens")
-	appIssuer := str("app-token-issuer", "", "issuer (iss) of the app's tokens")
-	appAudience := str("app-token-audience", "", "audience (aud) of the app's tokens")
-	mediaDir := str("media-dir", "", "directory of uploaded images (served at /media/); empty for the data directory's media folder; several processes must share it")
-	maxImageBytes := str("max-image-bytes", "5242880", "bytes one uploaded image may have, up to 52428800")
+	configFile := str("config", "file", "", "TOML file of settings: flag names as keys, and [namespaces.NAME] tables; flags and environment override it")
+	addr := str("addr", "addr", ":8000", "address to listen on")
+	db := str("db", "dsn", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
+	dbMaxConns := str("db-max-conns", "int", "0", "database connections this process opens at most; 0 for the default (8)")
+	dataDir := str("data-dir", "dir", "data", "directory for herald's own files (the generated JWT secret)")
+	origins := list("allowed-origins", "origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
+	secret := str("jwt-secret", "secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
+	accessTTL := str("access-ttl", "duration", "15m", "lifetime of access tokens")
+	refreshTTL := str("refresh-ttl", "duration", "168h", "lifetime of refresh tokens")
+	logLevel := str("log-level", "level", "info", "log level: debug, info, warn or error")
+	logFormat := str("log-format", "format", "text", "log format: text or json")
+	demo := str("demo", "bool", "true", "load demo users, campaigns and quests into an empty database")
+	trustProxy := str("trust-proxy", "bool", "false", "take client address and scheme from X-Forwarded-For/-Proto (only behind a proxy that sets them)")
+	grace := str("shutdown-grace", "duration", "10s", "how long a stopping server waits for requests and connections to finish")
+	admins := list("admins", "names", "", "comma-separated usernames allowed to see the operations page (/api/ops/)")
+	layerURL := str("layer", "url", "memory", "channel layer: memory (one process) or redis://host:port/db to run several processes as one")
+	redisSharded := str("redis-sharded", "bool", "false", "with a redis layer: the URL names Redis Cluster nodes (redis://host:port?addr=host2:port2); use sharded pub/sub")
+	redisPrefix := str("redis-prefix", "prefix", "herald:", "with a redis layer: prefix of its keys and channels (deployments sharing one Redis need distinct ones)")
+	adminAddr := str("admin-addr", "addr", "", "address for pprof and metrics (e.g. 127.0.0.1:6060); empty turns it off")
+	publicMetrics := str("public-metrics", "bool", "false", "serve /metrics on the main address too (by default only on --admin-addr)")
+	maxConns := str("max-conns-per-addr", "int", "1000", "open real-time connections allowed per client address (IPv6: per /64); -1 for no limit")
+	handshakeRate := str("handshake-rate", "int", "100", "new real-time connections per second allowed per client address (bursts of twice that); -1 for no limit")
+	passwordHashes := str("password-hashes", "int", "0", "password hashes (19 MiB each) run at once; 0 for the number of CPUs")
+	registrations := str("registrations-per-hour", "int", "10", "accounts one client address (IPv6: /64) may create per hour; -1 for no limit")
+	channelsRedis := str("channels-redis", "url", "", "redis://host:port/db of a Django app's channels_redis layer whose group_send messages herald's clients receive; empty turns it off")
+	channelsPrefix := str("channels-prefix", "prefix", "asgi", "with --channels-redis: the layer's prefix setting")
+	channelsLayer := str("channels-layer", "kind", "core", "with --channels-redis: core (channels_redis.core.RedisChannelLayer) or pubsub (channels_redis.pubsub.RedisPubSubChannelLayer)")
+	publishMaxData := str("publish-max-data", "bytes", "65536", "bytes of data one event published with an API key may have (POST /api/publish/), up to 1048576")
+	publishRate := str("publish-rate", "int", "100", "events per second one API key may publish (bursts of twice that); -1 for no limit")
+	connectURL := str("connect-url", "url", "", "http(s) URL of the app that authorizes each connection (answering with the user and groups); empty turns it off")
+	connectTimeout := str("connect-timeout", "duration", "2s", "how long a --connect-url request may take")
+	appSecret := str("app-token-secret", "secret", "", "HMAC secret of the app's connection and subscription tokens, at least 32 bytes")
+	appKey := str("app-token-key", "file", "", "PEM file of the public key(s) of the app's connection and subscription tokens")
+	appIssuer := str("app-token-issuer", "string", "", "issuer (iss) of the app's tokens")
+	appAudience := str("app-token-audience", "string", "", "audience (aud) of the app's tokens")
+	mediaDir := str("media-dir", "dir", "", "directory of uploaded images (served at /media/); empty for the data directory's media folder; several processes must share it")
+	maxImageBytes := str("max-image-bytes", "bytes", "5242880", "bytes one uploaded image may have, up to 52428800")
 
 	return func() (Config, error) {
 		set := map[string]bool{}
@@ -192,8 +200,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			}
 		}
 		c := Config{Addr: *addr, DB: *db, DataDir: *dataDir, JWTSecret: *secret, LogFormat: *logFormat}
-		if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
-			errs = append(errs, fmt.Errorf("--addr %q: want host:port or :port", c.Addr))
+		if err := checkAddr("addr", c.Addr); err != nil {
+			errs = append(errs, err)
 		}
 		for _, a := range strings.Split(*admins, ",") {
 			if a = strings.TrimSpace(a); a != "" {
@@ -202,8 +210,10 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 		}
 		c.AdminAddr = *adminAddr
 		if c.AdminAddr != "" {
-			if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" {
-				errs = append(errs, fmt.Errorf("--admin-addr %q: want host:port", c.AdminAddr))
+			if err := checkAddr("admin-addr", c.AdminAddr); err != nil {
+				errs = append(errs, err)
+			} else if sameListener(c.Addr, c.AdminAddr) {
+				errs = append(errs, fmt.Errorf("--admin-addr %q: the same address as --addr %q; give it another port", c.AdminAddr, c.Addr))
 			}
 		}
 		if err := checkDB(c.DB); err != nil {
@@ -288,6 +298,8 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			pemData, err := readPEM(c.AppTokenKey)
 			if err != nil {
 				errs = append(errs, err)
+			} else if _, err := apptoken.New(apptoken.Config{PublicKeysPEM: pemData}); err != nil {
+				errs = append(errs, fmt.Errorf("--app-token-key %s: %w", c.AppTokenKey, err))
 			}
 			c.AppTokenKeyPEM = pemData
 		}
@@ -319,6 +331,9 @@ func checkConnectURL(s string) error {
 	}
 	if u.User != nil {
 		return fmt.Errorf("--connect-url %q: user info is not allowed", s)
+	}
+	if err := checkURLPort(u); err != nil {
+		return fmt.Errorf("--connect-url %q: %w", s, err)
 	}
 	if strings.Contains(s, "#") { // url.Parse drops an empty fragment
 		return fmt.Errorf("--connect-url %q: a fragment is not allowed", s)
@@ -353,8 +368,12 @@ func checkDB(dsn string) error {
 			return errors.New("--db: sqlite: needs a path, e.g. sqlite:data/herald.db")
 		}
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		if _, err := url.Parse(dsn); err != nil {
+		u, err := url.Parse(dsn)
+		if err != nil {
 			return fmt.Errorf("--db: bad PostgreSQL URL: %w", err)
+		}
+		if err := checkURLPort(u); err != nil {
+			return fmt.Errorf("--db: %w", err)
 		}
 	default:
 		return errors.New("--db: want sqlite:PATH or postgres://…")
@@ -373,6 +392,14 @@ func checkLayer(c Config) error {
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 		return fmt.Errorf("--layer %q: want memory or redis://host:port/db", c.Layer)
 	}
+	if err := checkURLPort(u); err != nil {
+		return fmt.Errorf("--layer %q: %w", c.Layer, err)
+	}
+	for _, a := range u.Query()["addr"] {
+		if err := checkHostPort(a); err != nil {
+			return fmt.Errorf("--layer %q: addr=%s: %w", c.Layer, a, err)
+		}
+	}
 	if c.RedisSharded && strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0" {
 		return errors.New("--layer: Redis Cluster has only database 0")
 	}
@@ -388,6 +415,8 @@ func checkChannels(c Config) []error {
 		u, err := url.Parse(c.ChannelsRedis)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--channels-redis %q: want redis://host:port/db", c.ChannelsRedis))
+		} else if err := checkURLPort(u); err != nil {
+			errs = append(errs, fmt.Errorf("--channels-redis %q: %w", c.ChannelsRedis, err))
 		}
 	}
 	if c.ChannelsPrefix == "" || strings.ContainsAny(c.ChannelsPrefix, " \t\r\n") {
@@ -421,6 +450,99 @@ func boolean(errs *[]error, name, v string) bool {
 		*errs = append(*errs, fmt.Errorf("--%s %q: want true or false", name, v))
 	}
 	return b
+}
+
+// checkAddr checks the listening address of the flag name: host:port or
+// :port, the port a number from 0 (any free one) to 65535, the host empty
+// (every interface), an IP address or a host name.
+func checkAddr(name, addr string) error {
+	if err := checkHostPort(addr); err != nil {
+		return fmt.Errorf("--%s %q: %w", name, addr, err)
+	}
+	return nil
+}
+
+// checkHostPort checks a host:port address (see checkAddr).
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port or :port, like :8000 or 127.0.0.1:8000")
+	}
+	if err := checkPort(port); err != nil {
+		return err
+	}
+	if host == "" || validIP(host) {
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%q is neither an IP address nor a host name", host)
+	}
+	return nil
+}
+
+// checkPort accepts a port number from 0 to 65535.
+func checkPort(port string) error {
+	if port == "" {
+		return errors.New("the port is missing")
+	}
+	n, err := strconv.ParseUint(port, 10, 64)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number", port)
+	}
+	if n > 65535 {
+		return fmt.Errorf("port %d is out of range (0 to 65535)", n)
+	}
+	return nil
+}
+
+// checkURLPort checks the port of u, when it names one (url.Parse checks
+// only that it is made of digits).
+func checkURLPort(u *url.URL) error {
+	if p := u.Port(); p != "" {
+		return checkPort(p)
+	}
+	return nil
+}
+
+// validIP accepts an IP address, with an IPv6 zone (fe80::1%eth0).
+func validIP(host string) bool {
+	ip, _, _ := strings.Cut(host, "%")
+	return net.ParseIP(ip) != nil
+}
+
+// validHostname accepts a DNS name's letters, digits, hyphens and dots
+// (and underscores, which some internal names have), 253 bytes at most.
+func validHostname(host string) bool {
+	if len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sameListener reports whether the listening addresses a and b (both
+// checked) would take the same port: the same host, or one of them every
+// interface, on one non-zero port.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb || na == 0 {
+		return false
+	}
+	// "" and "::" listen on every interface, IPv4 and IPv6.
+	everywhere := func(h string) bool { return h == "" || h == "::" }
+	return ha == hb || everywhere(ha) || everywhere(hb)
 }
 
 // SecretPath is where a generated JWT secret is kept.
