@@ -25,13 +25,14 @@ import (
 
 // The files under test, from this package's directory.
 var (
-	deployDir    = filepath.Join("..", "..", "deploy")
-	unitFile     = filepath.Join(deployDir, "herald.service")
-	envFile      = filepath.Join(deployDir, "herald.env.example")
-	rulesFile    = filepath.Join(deployDir, "prometheus", "herald.rules.yml")
-	rulesTests   = filepath.Join(deployDir, "prometheus", "herald.rules.test.yml")
-	dashboard    = filepath.Join(deployDir, "grafana", "herald-dashboard.json")
-	promtoolHint = "promtool not found: apt-get install prometheus"
+	deployDir     = filepath.Join("..", "..", "deploy")
+	unitFile      = filepath.Join(deployDir, "herald.service")
+	envFile       = filepath.Join(deployDir, "herald.env.example")
+	rulesFile     = filepath.Join(deployDir, "prometheus", "herald.rules.yml")
+	rulesTests    = filepath.Join(deployDir, "prometheus", "herald.rules.test.yml")
+	dashboard     = filepath.Join(deployDir, "grafana", "herald-dashboard.json")
+	operationsDoc = filepath.Join("..", "..", "docs", "operations.md")
+	promtoolHint  = "promtool not found: apt-get install prometheus"
 )
 
 // prometheusOwn are the series Prometheus makes itself for each target;
@@ -449,6 +450,20 @@ func TestAlertRules(t *testing.T) {
 			} else {
 				fires[name] = true
 			}
+		}
+	}
+	// Each alert's runbook_url is its section of docs/operations.md.
+	ops, err := os.ReadFile(operationsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if !strings.Contains(string(ops), "\n### "+a+"\n") {
+			t.Errorf("%s has no section ### %s", operationsDoc, a)
+		}
+		url := "https://github.com/heraldhq/herald/blob/main/docs/operations.md#" + strings.ToLower(a)
+		if !strings.Contains(string(text), `runbook_url: "`+url+`"`) {
+			t.Errorf("alert %s: no runbook_url %s", a, url)
 		}
 	}
 	for _, a := range alerts {
