@@ -7,10 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +39,7 @@ import (
 	"github.com/heraldhq/herald/internal/realtime/transport"
 	"github.com/heraldhq/herald/internal/relay"
 	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/version"
 	"github.com/heraldhq/herald/web"
 )
 
@@ -104,12 +109,9 @@ type App struct {
 // New opens the database, migrates it, loads demo data when asked and builds
 // the HTTP handler. Close releases what it opened.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
-	db, err := store.Open(ctx, cfg.DB)
+	db, err := OpenDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.DBMaxConns > 0 {
-		db.SetMaxConns(cfg.DBMaxConns)
 	}
 	a := &App{cfg: cfg, log: log, db: db}
 	for _, o := range opts {
@@ -120,6 +122,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	return a, nil
+}
+
+// OpenDB opens the database cfg names, with at most cfg.DBMaxConns
+// connections. The folder of a SQLite file is created when missing, which
+// log says.
+func OpenDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	if path, ok := strings.CutPrefix(cfg.DB, "sqlite:"); ok && path != "" && path != ":memory:" {
+		dir := filepath.Dir(path)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("create the database's folder: %w", err)
+			}
+			log.Info("created the database's folder", "path", dir)
+		}
+	}
+	db, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DBMaxConns > 0 {
+		db.SetMaxConns(cfg.DBMaxConns)
+	}
+	return db, nil
 }
 
 func (a *App) init(ctx context.Context) error {
@@ -439,6 +464,20 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// ListenURL is the URL a person can open for a server listening on addr:
+// http://localhost:PORT when it listens on every interface (an empty host,
+// 0.0.0.0 or ::), otherwise its address, an IPv6 one in brackets.
+func ListenURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // Serve accepts connections on ln until ctx ends, then shuts down gracefully.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	ln = &closeOnceListener{Listener: ln}
@@ -489,7 +528,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		<-channelsDone
 		<-keysDone
 	}()
-	a.log.Info("herald listening", "addr", "http://"+ln.Addr().String(), "db", a.db.Dialect)
+	a.log.Info("herald listening", "addr", ListenURL(ln.Addr()), "db", a.db.Dialect, "version", version.Get().String())
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -629,7 +668,7 @@ func (a *App) serveAdmin() (stop func(), err error) {
 		defer close(done)
 		_ = srv.Serve(ln)
 	}()
-	a.log.Info("admin listening", "addr", "http://"+ln.Addr().String())
+	a.log.Info("admin listening", "addr", ListenURL(ln.Addr()))
 	return func() {
 		_ = srv.Close()
 		<-done
