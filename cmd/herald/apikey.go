@@ -12,9 +12,9 @@ import (
 	"unicode"
 
 	"github.com/heraldhq/herald/internal/apikey"
+	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/groups"
-	"github.com/heraldhq/herald/internal/store"
 )
 
 const apikeyUsage = `Usage:
@@ -38,17 +38,15 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
 		fmt.Fprint(stdout, apikeyUsage)
 		if len(args) == 0 {
-			return errors.New("apikey: name a command: create, list or revoke")
+			return &usageError{err: errors.New("apikey: name a command: create, list or revoke")}
 		}
 		return flag.ErrHelp
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("herald apikey "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), apikeyUsage, "\nFlags (each also an environment variable):\n")
-		fs.PrintDefaults()
-	}
+	called := "herald apikey " + sub
+	fs := flag.NewFlagSet(called, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	resolve := config.FlagSet(fs, getenv)
 	var name, scopes string
 	switch sub {
@@ -57,13 +55,13 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: namespaces (campaign, quest, user, the config file's) or groups like campaign_5")
 	case "list", "revoke":
 	default:
-		fmt.Fprint(stderr, apikeyUsage)
-		return fmt.Errorf("apikey: unknown command %q; want create, list or revoke", sub)
+		return &usageError{fmt.Errorf("apikey: unknown command %q; want create, list or revoke", sub), "run 'herald apikey --help' for its commands"}
 	}
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
 			fs.SetOutput(stdout)
-			fs.Usage()
+			fmt.Fprint(stdout, apikeyUsage, "\nFlags (each also an environment variable):\n")
+			config.PrintDefaults(fs)
 			return flag.ErrHelp
 		}
 	}
@@ -71,7 +69,7 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return err
+			return &usageError{err, flagsHint(called)}
 		}
 		if fs.NArg() == 0 {
 			break
@@ -83,13 +81,16 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		want = 1
 	}
 	if len(pos) != want {
-		return fmt.Errorf("apikey %s: want %d argument(s), got %q", sub, want, pos)
+		return &usageError{fmt.Errorf("apikey %s: want %d argument(s), got %q", sub, want, pos), flagsHint(called)}
+	}
+	if sub == "create" && (name == "" || scopes == "") {
+		return &usageError{errors.New("apikey create: --name and --scope are required"), flagsHint(called)}
 	}
 	cfg, err := resolve()
 	if err != nil {
-		return err
+		return &usageError{err, flagsHint(called)}
 	}
-	db, err := store.Open(ctx, cfg.DB)
+	db, err := app.OpenDB(ctx, cfg, cfg.Logger(stderr))
 	if err != nil {
 		return err
 	}
@@ -118,9 +119,6 @@ func apikeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 func createKey(ctx context.Context, keys *apikey.Store, name, scopes string, stdout, stderr io.Writer) error {
-	if name == "" || scopes == "" {
-		return errors.New("apikey create: --name and --scope are required")
-	}
 	var list []string
 	for _, s := range strings.Split(scopes, ",") {
 		list = append(list, strings.TrimSpace(s))

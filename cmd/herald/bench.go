@@ -80,7 +80,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
 		fmt.Fprint(stdout, benchUsage)
 		if len(args) == 0 {
-			return fmt.Errorf("bench: name a scenario: %s", strings.Join(bench.Scenarios, ", "))
+			return &usageError{err: fmt.Errorf("bench: name a scenario: %s", strings.Join(bench.Scenarios, ", "))}
 		}
 		return flag.ErrHelp
 	}
@@ -90,23 +90,18 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		known = known || s == scenario
 	}
 	if !known {
-		fmt.Fprint(stderr, benchUsage)
-		return fmt.Errorf("bench: unknown scenario %q; want one of %s", scenario, strings.Join(bench.Scenarios, ", "))
+		return &usageError{fmt.Errorf("bench: unknown scenario %q; want one of %s", scenario, strings.Join(bench.Scenarios, ", ")), "run 'herald bench --help' for the scenarios"}
 	}
 	o := bench.Defaults(scenario)
-	fs := benchFlags(scenario, &o, stderr)
+	fs := benchFlags(scenario, &o, stdout)
 	for _, a := range args[1:] {
 		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
 			fs.Usage()
 			return flag.ErrHelp
 		}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench %s: unexpected argument %q", scenario, fs.Arg(0))
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return &usageError{fmt.Errorf("bench %s: %w", scenario, err), flagsHint("herald bench " + scenario)}
 	}
 	o.Stdout = stdout
 	o.Command = append([]string{os.Args[0], "bench"}, redactKey(args)...)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/demo"
 	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/internal/version"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -38,6 +40,114 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("herald serve --help lacks %q:\n%s", want, out.String())
 		}
+	}
+	// herald alone runs serve: its --help lists serve's flags too, a
+	// boolean without a type, the others with the kind of value they take.
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"help", "serve"}} {
+		out.Reset()
+		if err := run(context.Background(), args, &out, &errOut, env(nil)); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("herald %v: %v", args, err)
+		}
+		for _, want := range []string{"\n  -demo\n", "\n  -trust-proxy\n", "\n  -addr addr\n", "\n  -access-ttl duration\n", "\n  -max-image-bytes bytes\n"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("herald %v lacks %q:\n%s", args, want, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "-demo string") || strings.Contains(out.String(), "-addr string") {
+			t.Errorf("herald %v types flags as string:\n%s", args, out.String())
+		}
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("help wrote to standard error: %q", errOut.String())
+	}
+}
+
+// A mistake on the command line prints the error and where to find help,
+// not the whole usage, and herald exits with status 2.
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, c := range []struct {
+		args       []string
+		want, hint string
+	}{
+		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag", "run 'herald --help' for the flags"},
+		{[]string{"serve", "--no-such-flag"}, "-no-such-flag", "run 'herald serve --help' for the flags"},
+		{[]string{"migrate", "--db-max-conns=many"}, `--db-max-conns "many"`, "run 'herald migrate --help' for the flags"},
+		{[]string{"--access-ttl", "soon"}, "--access-ttl", "run 'herald --help' for the flags"},
+		{[]string{"--demo", "false"}, "--demo=false", "run 'herald --help' for the flags"},
+		{[]string{"--addr"}, "flag needs an argument: -addr", "run 'herald --help' for the flags"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`, "run 'herald --help' for the commands"},
+		{[]string{"version", "now"}, "unexpected argument", "run 'herald --help' for the commands"},
+		{[]string{"apikey", "create", "--no-such-flag"}, "-no-such-flag", "run 'herald apikey create --help' for the flags"},
+		{[]string{"apikey", "create", "--name", "x"}, "--name and --scope are required", "run 'herald apikey create --help' for the flags"},
+		{[]string{"apikey", "list", "--addr=:99999"}, "--addr", "run 'herald apikey list --help' for the flags"},
+		{[]string{"apikey", "frob"}, `unknown command "frob"`, "run 'herald apikey --help' for its commands"},
+		{[]string{"bench", "idle", "--conns", "many"}, `invalid value "many" for flag -conns`, "run 'herald bench idle --help' for the flags"},
+		{[]string{"bench", "idle", "extra"}, `unexpected argument "extra"`, "run 'herald bench idle --help' for the flags"},
+		{[]string{"bench", "nope"}, `unknown scenario "nope"`, "run 'herald bench --help' for the scenarios"},
+	} {
+		var out, errOut, printed bytes.Buffer
+		err := run(context.Background(), c.args, &out, &errOut, env(nil))
+		code := report(err, &printed)
+		lines := strings.Split(strings.TrimSuffix(printed.String(), "\n"), "\n")
+		if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "herald: ") || !strings.Contains(lines[0], c.want) || lines[1] != c.hint {
+			t.Errorf("herald %v: status %d, printed\n%s\nwant status 2, an error with %q and then %q", c.args, code, printed.String(), c.want, c.hint)
+		}
+		if out.Len()+errOut.Len() != 0 {
+			t.Errorf("herald %v also printed %q %q", c.args, out.String(), errOut.String())
+		}
+	}
+	// None of them created anything (the database's folder is ./data).
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("the mistakes left %v (%v)", entries, err)
+	}
+}
+
+// Every value is checked before herald touches its database: a bad port
+// creates no SQLite file, nor its folder.
+func TestBadAddrOpensNothing(t *testing.T) {
+	dir := t.TempDir()
+	dsn := "sqlite:" + filepath.Join(dir, "sub", "herald.db")
+	for _, args := range [][]string{
+		{"--addr=:99999", "--db", dsn},
+		{"serve", "--admin-addr", "127.0.0.1:65536", "--db", dsn},
+		{"migrate", "--addr", ":99999", "--db", dsn},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, &out, &out, env(nil))
+		if err == nil || !strings.Contains(err.Error(), "out of range") || !strings.Contains(err.Error(), "-addr") {
+			t.Errorf("herald %v: %v; want the port refused, naming its flag", args, err)
+		}
+		if report(err, io.Discard) != 2 {
+			t.Errorf("herald %v: not a usage error", args)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the database's folder was created: %v", err)
+	}
+}
+
+// herald version prints the build; other errors exit with status 1.
+func TestVersionAndStatus(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out bytes.Buffer
+		if err := run(context.Background(), args, &out, &out, env(nil)); err != nil {
+			t.Fatalf("herald %v: %v", args, err)
+		}
+		if want := "herald " + version.Get().String() + "\n"; out.String() != want || !strings.HasPrefix(want, "herald devel") && !strings.HasPrefix(want, "herald v") {
+			t.Errorf("herald %v printed %q, want %q", args, out.String(), want)
+		}
+	}
+	var printed bytes.Buffer
+	if code := report(errors.New("open database: boom"), &printed); code != 1 || printed.String() != "herald: open database: boom\n" {
+		t.Errorf("a failure: status %d, printed %q", code, printed.String())
+	}
+	if code := report(nil, &printed); code != 0 {
+		t.Errorf("success: status %d", code)
+	}
+	if code := report(flag.ErrHelp, &printed); code != 0 {
+		t.Errorf("--help: status %d", code)
 	}
 }
 
@@ -154,8 +264,12 @@ func TestServeDefaults(t *testing.T) {
 			t.Errorf("expected %s: %v", f, err)
 		}
 	}
-	if !strings.Contains(logs.String(), "herald listening") || !strings.Contains(logs.String(), addr) {
-		t.Errorf("logs do not say where herald listens:\n%s", logs.String())
+	if !strings.Contains(logs.String(), "herald listening") || !strings.Contains(logs.String(), "addr=http://"+addr+" ") ||
+		!strings.Contains(logs.String(), "version=") {
+		t.Errorf("logs do not say where herald listens, and which herald it is:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "msg=\"created the database's folder\" path=data\n") {
+		t.Errorf("logs do not say the data folder was created:\n%s", logs.String())
 	}
 	cancel()
 	select {
