@@ -56,7 +56,7 @@ func (c *Consumers) campaign(k kind, w http.ResponseWriter, r *http.Request) {
 		var may bool
 		if may, loadErr = c.mayResume(r.Context(), uid, id, room.group, p); loadErr == nil && may {
 			if _, inWindow, err = c.hub.Layer().History(r.Context(), room.group, p.Offset, p.Epoch); err != nil {
-				c.failed(w, "history", err)
+				c.failed(w, "history", layerError{err})
 				return
 			}
 		}

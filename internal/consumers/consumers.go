@@ -217,13 +217,29 @@ func sendError(conn *realtime.Conn, code, msg string) {
 }
 
 // failed answers a handshake the server could not serve, and logs why. A
-// client that went away meanwhile is not answered.
+// client that went away meanwhile is not answered. A failure of the
+// channel layer (this process cannot reach Redis) is answered 503 with
+// Retry-After: the process cannot take real-time clients now, another may
+// (a load balancer passes the handshake on: nginx's proxy_next_upstream
+// http_503), and the client tries again; anything else is a 500.
 func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs ...any) {
 	if c.logFailure(what, err, attrs...) {
 		return
 	}
+	if errors.As(err, new(layerError)) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the channel layer is unavailable on this server; try again", http.StatusServiceUnavailable)
+		return
+	}
 	http.Error(w, "internal error", http.StatusInternalServerError)
 }
+
+// layerError is an error of the channel layer: reading a group's position
+// or history, which a handshake needs before it is answered.
+type layerError struct{ err error }
+
+func (e layerError) Error() string { return e.err.Error() }
+func (e layerError) Unwrap() error { return e.err }
 
 // logFailure logs why a connection could not be served, at ERROR unless
 // err only says that the client went away mid-connect (its request's

@@ -104,7 +104,7 @@ func truncate(s string) string {
 func (c *Consumers) positionNow(ctx context.Context, group string) (position, error) {
 	off, epoch, err := c.hub.Layer().Position(ctx, group)
 	if err != nil {
-		return position{}, fmt.Errorf("position of %s: %w", group, err)
+		return position{}, fmt.Errorf("position of %s: %w", group, layerError{err})
 	}
 	return position{Offset: off, Epoch: epoch}, nil
 }
@@ -115,7 +115,7 @@ func (c *Consumers) positionsNow(ctx context.Context, groups []string) ([]positi
 	if bp, ok := c.hub.Layer().(layer.BatchPositioner); ok && len(groups) > 1 {
 		ps, err := bp.Positions(ctx, groups)
 		if err != nil {
-			return nil, fmt.Errorf("positions of %d groups: %w", len(groups), err)
+			return nil, fmt.Errorf("positions of %d groups: %w", len(groups), layerError{err})
 		}
 		return ps, nil
 	}

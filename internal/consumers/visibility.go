@@ -117,7 +117,7 @@ func (c *Consumers) syncPosition(ctx context.Context, group string) (position, e
 	if s, ok := c.hub.Layer().(layer.Syncer); ok {
 		p, err := s.Sync(ctx, group)
 		if err != nil {
-			return position{}, fmt.Errorf("position of %s: %w", group, err)
+			return position{}, fmt.Errorf("position of %s: %w", group, layerError{err})
 		}
 		return p, nil
 	}
