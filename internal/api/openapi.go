@@ -184,7 +184,39 @@ var (
 // schemaGen turns Go types into JSON Schema (2020-12, OpenAPI 3.1's dialect).
 // Response types are closed (additionalProperties false, every field
 // required) so a test can catch a handler writing something undocumented.
-type schemaGen struct{ defs map[string]any }
+type schemaGen struct {
+	defs map[string]any
+	// named records which type (and which of its two schemas) each name
+	// of defs is, so that no two share one.
+	named map[string]schemaOf
+}
+
+// schemaOf is one schema of a Go type: as a request body's (input) or as
+// an answer's.
+type schemaOf struct {
+	t     reflect.Type
+	input bool
+}
+
+// name is the name of the schema of struct type t in components/schemas:
+// the type's name, and a request body's (whose schema differs: nothing is
+// required, amounts may be numbers) ending in Input, once (CampaignInput,
+// not CampaignInputInput). Two types cannot take one name: the route table
+// is fixed, and its tests build the document.
+func (g *schemaGen) name(t reflect.Type, input bool) string {
+	name := t.Name()
+	if input && !strings.HasSuffix(name, "Input") {
+		name += "Input"
+	}
+	if g.named == nil {
+		g.named = map[string]schemaOf{}
+	}
+	if prev, ok := g.named[name]; ok && prev != (schemaOf{t, input}) {
+		panic(fmt.Sprintf("openapi: the schema name %s is both %v's (input %v) and %v's (input %v)", name, prev.t, prev.input, t, input))
+	}
+	g.named[name] = schemaOf{t, input}
+	return name
+}
 
 func (g *schemaGen) schema(t reflect.Type, input bool) map[string]any {
 	nullable := false
@@ -236,10 +268,7 @@ func (g *schemaGen) schema(t reflect.Type, input bool) map[string]any {
 }
 
 func (g *schemaGen) object(t reflect.Type, input, nullable bool) map[string]any {
-	name := t.Name()
-	if input {
-		name += "Input"
-	}
+	name := g.name(t, input)
 	ref := map[string]any{"$ref": "#/components/schemas/" + name}
 	if nullable && !input {
 		ref = map[string]any{"oneOf": []any{ref, map[string]any{"type": "null"}}}
@@ -293,7 +322,7 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request) error {
 // fields, the image's accepted types and size.
 func (s *Server) formContent(g *schemaGen, form any) map[string]any {
 	sch := g.schema(reflect.TypeOf(form), true)
-	def := g.defs[reflect.TypeOf(form).Name()+"Input"].(map[string]any)
+	def := g.defs[g.name(reflect.TypeOf(form), true)].(map[string]any)
 	img := def["properties"].(map[string]any)["image"].(map[string]any)
 	img["description"] = fmt.Sprintf("a PNG, JPEG, GIF or WebP file (the type is read from its content, the file name is not used) "+
 		"of at most %d bytes, %d pixels a side and %d megapixels; or, as a text field, \"\" to remove the image. "+
@@ -307,14 +336,14 @@ func (s *Server) formContent(g *schemaGen, form any) map[string]any {
 func publishSchema(g *schemaGen) map[string]any {
 	one := g.schema(reflect.TypeFor[PublishEvent](), true)
 	batch := g.schema(reflect.TypeFor[PublishBatch](), true)
-	ev := g.defs["PublishEventInput"].(map[string]any)
+	ev := g.defs[g.name(reflect.TypeFor[PublishEvent](), true)].(map[string]any)
 	ev["required"] = []string{"group", "type", "data"}
 	props := ev["properties"].(map[string]any)
 	props["group"] = map[string]any{"type": "string", "description": "campaign_N, quest_N or user_N", "examples": []string{"campaign_5"}}
 	props["type"] = map[string]any{"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$", "examples": []string{"score_update"},
 		"description": "not one of herald's own message types (room_reset, quest_created, campaign_data, error, subscribed, ack, presence), nor campaign in a campaign's room"}
 	props["data"].(map[string]any)["description"] = "a JSON object, 64 KiB at most by default (--publish-max-data); clients receive it as it is"
-	b := g.defs["PublishBatchInput"].(map[string]any)
+	b := g.defs[g.name(reflect.TypeFor[PublishBatch](), true)].(map[string]any)
 	b["required"] = []string{"events"}
 	evs := b["properties"].(map[string]any)["events"].(map[string]any)
 	evs["minItems"], evs["maxItems"] = 1, MaxPublishBatch

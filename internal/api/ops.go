@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/version"
 )
 
 // OpsStats is a snapshot of a running herald for the operations page: the
 // page polls it and charts the differences between snapshots.
 type OpsStats struct {
 	Time              platform.Time  `json:"time"`
+	Version           version.Build  `json:"version"` // the running build: version, commit (internal/version)
 	UptimeSeconds     float64        `json:"uptime_seconds"`
 	Connections       map[string]int `json:"connections"`
 	Groups            int            `json:"groups"`
@@ -45,6 +47,7 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 	}
 	st := s.opsStats(r.Context())
 	st.Time = platform.Time{Time: time.Now().UTC().Truncate(time.Microsecond)}
+	st.Version = version.Get()
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -168,7 +168,7 @@ func (s *Server) routeTable() []Route {
 			Body: publishRequest{}, BodySchema: publishSchema, Result: PublishResult{}, Status: made,
 			Errors: []int{bad, unauth, forb, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusTooManyRequests}, handle: s.publish},
 
-		{Method: "GET", Path: "/api/ops/", Summary: "A snapshot of the running server for the operations page (administrators)", Tag: "meta", Auth: AuthRequired,
+		{Method: "GET", Path: "/api/ops/", Summary: "A snapshot of the running server for the operations page (administrators): its version and commit, connections, groups and event counters", Tag: "meta", Auth: AuthRequired,
 			Result: OpsStats{}, Status: read, Errors: []int{unauth, forb, nf}, handle: s.ops},
 		{Method: "GET", Path: "/api/schema/", Summary: "This OpenAPI 3.1 document", Tag: "meta",
 			Status: read, handle: s.schema},

@@ -401,6 +401,6 @@ func TestOpenAPIUpdateForm(t *testing.T) {
 			t.Errorf("the form's %s: %v", f, get(doc, "components", "schemas", "UpdateFormInput", "properties", f))
 		}
 	}
-	want(t, "JSON image", fmt.Sprint(get(doc, "components", "schemas", "UpdateInputInput", "properties", "image", "type")), "[string null]")
+	want(t, "JSON image", fmt.Sprint(get(doc, "components", "schemas", "UpdateInput", "properties", "image", "type")), "[string null]")
 	want(t, "answered image", fmt.Sprint(get(doc, "components", "schemas", "Update", "properties", "image", "type")), "[string null]")
 }
