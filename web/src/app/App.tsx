@@ -50,7 +50,7 @@ function Shell() {
           <Link to="/quests/">Quests</Link>
           {user && <Link to="/manage/">Manage applications</Link>}
           {user && <Link to="/applications/">My applications</Link>}
-          {user && <Link to="/ops/">Operations</Link>}
+          {user?.is_staff && <Link to="/ops/">Operations</Link>}
         </nav>
         <div className="account">
           {loading ? null : user ? (

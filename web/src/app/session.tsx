@@ -2,25 +2,33 @@ import { createContext, useCallback, useContext, useEffect, useMemo, useState, t
 import type { User } from '@herald/client';
 import { ApiError, SIGNED_IN_HINT as HINT, api, get, onSignedOut, post, session } from './api';
 
+/**
+ * The signed-in user as herald's session endpoints answer it: is_staff for
+ * the administrators (herald's --admins), who may open the operations page.
+ */
+export interface Account extends User {
+  is_staff?: boolean;
+}
+
 interface SessionValue {
-  user: User | null;
+  user: Account | null;
   /** The session is being checked on load. */
   loading: boolean;
-  signIn(username: string, password: string): Promise<User>;
-  signUp(username: string, email: string, password: string): Promise<User>;
+  signIn(username: string, password: string): Promise<Account>;
+  signUp(username: string, email: string, password: string): Promise<Account>;
   signOut(): Promise<void>;
 }
 
 const Ctx = createContext<SessionValue | null>(null);
 
 export function SessionProvider({ children }: { children: ReactNode }) {
-  const [user, setUser] = useState<User | null>(null);
+  const [user, setUser] = useState<Account | null>(null);
   const [loading, setLoading] = useState(() => localStorage.getItem(HINT) === '1');
 
   useEffect(() => {
     if (localStorage.getItem(HINT) !== '1') return;
     let live = true;
-    get<User>('/api/auth/me/')
+    get<Account>('/api/auth/me/')
       .then((u) => live && setUser(u))
       .catch((e: unknown) => {
         if (e instanceof ApiError && e.status === 401) localStorage.removeItem(HINT);
@@ -41,7 +49,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   );
 
   const signIn = useCallback(async (username: string, password: string) => {
-    const s = await post<{ user: User }>('/api/auth/session/', { username, password });
+    const s = await post<{ user: Account }>('/api/auth/session/', { username, password });
     localStorage.setItem(HINT, '1');
     session.renewed();
     setUser(s.user);

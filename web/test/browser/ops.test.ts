@@ -1,6 +1,7 @@
-// The operations page: an administrator (--admins alice) watches the
-// connection count rise as another browser opens a campaign, and the charts
-// draw; a signed-in user who is not an administrator is told so.
+// The operations page: an administrator (--admins alice) finds it in the
+// menu and watches the connection count rise as another browser opens a
+// campaign, and the charts draw; a signed-in user who is not an
+// administrator has no such menu entry, and is told so at its address.
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { Herald } from '../setup/herald';
@@ -17,6 +18,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await h?.dispose();
+});
+
+it('shows Operations in the menu to administrators only', async () => {
+  const nav = (u: UserPage) => u.page.getByRole('navigation', { name: 'Main' });
+  await Promise.all([alice.page.goto('/campaigns/'), bob.page.goto('/campaigns/')]);
+  // Both signed in: the menu has their entries.
+  await Promise.all([alice, bob].map((u) => nav(u).getByRole('link', { name: 'My applications' }).waitFor()));
+  expect(await nav(alice).getByRole('link', { name: 'Operations' }).count()).toBe(1);
+  expect(await nav(bob).getByRole('link', { name: 'Operations' }).count()).toBe(0);
+  await shot(bob.page, 'menu-not-administrator');
 });
 
 it('shows an administrator the connections rising and charts them', async () => {
