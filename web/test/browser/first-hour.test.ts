@@ -1,7 +1,8 @@
 // A newcomer's first hour: the campaign cards' titles are links that look
-// like links.
+// like links, and the sign-in page says what each demo account has.
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser } from 'playwright-core';
+import { DEMO_ACCOUNTS } from '../../src/app/demo';
 import { Herald } from '../setup/herald';
 import { launch, openAs, shot, type UserPage } from './browser';
 
@@ -46,6 +47,23 @@ it('shows campaign titles as links that open the campaign, by mouse and keyboard
   await p.goBack();
   await title.click();
   await p.getByRole('heading', { name: 'Harbour mural', level: 1 }).waitFor();
+});
+
+it('lists what each demo account owns and applied to on the sign-in page', async () => {
+  const p = visitor.page;
+  await p.goto('/signin/');
+  const items = p.getByTestId('demo-accounts').getByRole('listitem');
+  await items.first().waitFor();
+  expect(await items.count()).toBe(DEMO_ACCOUNTS.length);
+  const text = await items.allTextContents();
+  expect(text[0]).toBe(
+    'alice — owns campaigns Solar kiosk for the village library, Open-source field notebook app and Community garden tool shed (draft); ' +
+      'applied to Translate the library catalogue (approved) and Photograph the harbour wall (withdrawn)',
+  );
+  expect(text[1]).toContain('bob — owns campaign Harbour mural; created quests Translate the library catalogue and Photograph the harbour wall');
+  expect(text[3]).toBe('dave — applied to Translate the library catalogue (rejected) and Test the notebook beta (pending)');
+  expect(await p.getByText('herald-demo').count()).toBeGreaterThan(0);
+  await shot(p, 'signin');
 });
 
 it('logged no errors in the visitor’s browser', () => {

@@ -1,10 +1,64 @@
-import { useState, type FormEvent } from 'react';
+import { Fragment, useState, type FormEvent } from 'react';
+import { DEMO_ACCOUNTS, DEMO_PASSWORD, type DemoAccount } from '../demo';
 import { Link, navigate, useSearchParam } from '../router';
 import { useSession } from '../session';
 import { Field, FormError, fieldError } from '../components/ui';
 
 function nextPath(next: string | null): string {
   return next && next.startsWith('/') && !next.startsWith('//') ? next : '/campaigns/';
+}
+
+function DemoAccounts() {
+  return (
+    <section className="demo" aria-labelledby="demo-accounts">
+      <h2 id="demo-accounts">Demo accounts</h2>
+      <p className="muted small">
+        With herald&rsquo;s demo data, every one has the password <code>{DEMO_PASSWORD}</code>.
+      </p>
+      <ul data-testid="demo-accounts">
+        {DEMO_ACCOUNTS.map((a) => (
+          <li key={a.username}>
+            <strong>{a.username}</strong> — {demoFacts(a)}
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function list(items: string[]) {
+  return items.map((x, i) => (
+    <Fragment key={x}>
+      {i > 0 && (i === items.length - 1 ? ' and ' : ', ')}
+      <em>{x}</em>
+    </Fragment>
+  ));
+}
+
+/** "owns campaigns X and Y; created quest Z; applied to W (pending)". */
+function demoFacts(a: DemoAccount) {
+  const parts = [];
+  if (a.campaigns.length)
+    parts.push(
+      <Fragment key="c">
+        owns {a.campaigns.length > 1 ? 'campaigns' : 'campaign'}{' '}
+        {list(a.campaigns.map((c) => (c.status === 'active' ? c.title : `${c.title} (${c.status})`)))}
+      </Fragment>,
+    );
+  if (a.quests.length)
+    parts.push(
+      <Fragment key="q">
+        created {a.quests.length > 1 ? 'quests' : 'quest'} {list(a.quests)} (their applicants are under Manage applications)
+      </Fragment>,
+    );
+  if (a.applications.length)
+    parts.push(<Fragment key="a">applied to {list(a.applications.map((x) => `${x.quest} (${x.status})`))}</Fragment>);
+  return parts.map((p, i) => (
+    <Fragment key={i}>
+      {i > 0 && '; '}
+      {p}
+    </Fragment>
+  ));
 }
 
 export function SignIn() {
@@ -42,8 +96,8 @@ export function SignIn() {
       </form>
       <p className="muted">
         New here? <Link to={next ? `/signup/?next=${encodeURIComponent(next)}` : '/signup/'}>Create an account</Link>.
-        Demo accounts: alice, bob, carol, dave — password <code>herald-demo</code>.
       </p>
+      <DemoAccounts />
     </section>
   );
 }
