@@ -17,17 +17,32 @@ export class ApiError extends Error {
   readonly code: string;
   /** Field errors: {field: [message, …]}. */
   readonly fields: Record<string, string[]>;
-  constructor(status: number, code: string, message: string, fields: Record<string, string[]> = {}) {
+  /** Seconds the server asked to wait before trying again (Retry-After), if it said. */
+  readonly retryAfter: number | null;
+  constructor(status: number, code: string, message: string, fields: Record<string, string[]> = {}, retryAfter: number | null = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.fields = fields;
+    this.retryAfter = retryAfter;
   }
   /** The first message for a field, if any. */
   field(name: string): string | undefined {
     return this.fields[name]?.[0];
   }
+}
+
+/**
+ * A Retry-After header in whole seconds from now (at least 1): delay-seconds
+ * or an HTTP date; null when absent or unreadable.
+ */
+export function retryAfterSeconds(header: string | null, now = Date.now()): number | null {
+  const v = header?.trim();
+  if (!v) return null;
+  if (/^\d+$/.test(v)) return Math.max(1, Number(v));
+  const at = /[a-z]/i.test(v) ? Date.parse(v) : NaN; // an HTTP date names its day and month
+  return Number.isNaN(at) ? null : Math.max(1, Math.ceil((at - now) / 1000));
 }
 
 type SignedOut = () => void;
@@ -75,39 +90,85 @@ export function refreshSession(): Promise<boolean> {
 }
 
 async function toError(res: Response): Promise<ApiError> {
+  const wait = retryAfterSeconds(res.headers.get('Retry-After'));
   try {
     const p = (await res.json()) as { code?: string; detail?: string; errors?: Record<string, string[]> };
-    return new ApiError(res.status, p.code ?? 'error', p.detail ?? res.statusText, p.errors ?? {});
+    return new ApiError(res.status, p.code ?? 'error', p.detail ?? res.statusText, p.errors ?? {}, wait);
   } catch {
-    return new ApiError(res.status, 'error', res.statusText || `HTTP ${res.status}`);
+    // Not herald's problem+json: a proxy's page, say.
+    return new ApiError(res.status, res.status === 503 ? 'busy' : 'error', res.statusText || `HTTP ${res.status}`, {}, wait);
   }
 }
 
+export interface RequestOptions {
+  /**
+   * Give up after this many milliseconds, the answer's body included: the
+   * request is aborted and fails with the code 'timeout'.
+   */
+  timeoutMs?: number;
+  /** Aborts the request (the page was left); it then fails with the code 'aborted'. */
+  signal?: AbortSignal;
+}
+
 /** Sends body as JSON, or as multipart/form-data when it is a FormData (an upload). */
-export async function api<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
-  let res: Response;
-  const form = body instanceof FormData;
+export async function api<T>(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<T> {
+  return send<T>(method, path, body, opts, false);
+}
+
+async function send<T>(method: string, path: string, body: unknown, opts: RequestOptions, retried: boolean): Promise<T> {
+  const ctl = new AbortController();
+  let timedOut = false;
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          ctl.abort();
+        }, opts.timeoutMs);
+  const stop = () => ctl.abort();
+  if (opts.signal?.aborted) ctl.abort();
+  opts.signal?.addEventListener('abort', stop);
+  const failed = (): ApiError =>
+    timedOut
+      ? new ApiError(0, 'timeout', `herald did not answer within ${Math.round((opts.timeoutMs ?? 0) / 1000)} s; it may be overloaded. Please try again in a moment.`)
+      : ctl.signal.aborted
+        ? new ApiError(0, 'aborted', 'the request was cancelled')
+        : new ApiError(0, 'network', 'herald cannot be reached; check your connection and try again');
   try {
-    res = await fetch(path, {
-      method,
-      credentials: 'same-origin',
-      // The browser sets a form's Content-Type, with its boundary.
-      headers: body === undefined || form ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, 'network', 'herald cannot be reached; check your connection and try again');
-  }
-  if (res.status === 401 && !retried && hasSessionHint() && !path.startsWith('/api/auth/session')) {
-    const p = await toError(res.clone());
-    if (p.code === 'token_not_valid' || p.code === 'not_authenticated') {
-      if (await refreshSession()) return api<T>(method, path, body, true);
-      if (p.code === 'token_not_valid') signedOutListeners.forEach((fn) => fn());
+    let res: Response;
+    const form = body instanceof FormData;
+    try {
+      res = await fetch(path, {
+        method,
+        credentials: 'same-origin',
+        // The browser sets a form's Content-Type, with its boundary.
+        headers: body === undefined || form ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: body === undefined ? undefined : form ? body : JSON.stringify(body),
+        signal: ctl.signal,
+      });
+    } catch {
+      throw failed();
     }
+    try {
+      if (res.status === 401 && !retried && hasSessionHint() && !path.startsWith('/api/auth/session')) {
+        const p = await toError(res.clone());
+        if (p.code === 'token_not_valid' || p.code === 'not_authenticated') {
+          if (await refreshSession()) return await send<T>(method, path, body, opts, true);
+          if (p.code === 'token_not_valid') signedOutListeners.forEach((fn) => fn());
+        }
+      }
+      if (!res.ok) throw await toError(res);
+      if (res.status === 204) return undefined as T;
+      return (await res.json()) as T;
+    } catch (e) {
+      // The body was cut off by the timeout or the caller.
+      if (ctl.signal.aborted && !(e instanceof ApiError && e.status !== 0)) throw failed();
+      throw e;
+    }
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', stop);
   }
-  if (!res.ok) throw await toError(res);
-  if (res.status === 204) return undefined as T;
-  return (await res.json()) as T;
 }
 
 export const get = <T>(path: string) => api<T>('GET', path);

@@ -1,6 +1,6 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 import type { User } from '@herald/client';
-import { ApiError, SIGNED_IN_HINT as HINT, api, get, onSignedOut, post, session } from './api';
+import { ApiError, SIGNED_IN_HINT as HINT, api, get, onSignedOut, session } from './api';
 
 /**
  * The signed-in user as herald's session endpoints answer it: is_staff for
@@ -10,12 +10,20 @@ export interface Account extends User {
   is_staff?: boolean;
 }
 
+/**
+ * How long a sign-in may take before the page gives up on it. herald itself
+ * answers within a few seconds (a password check that waits more than 2 s
+ * for its turn is answered 503), so a longer wait is a server, proxy or
+ * network in trouble: the form says so and can be sent again.
+ */
+export const SIGN_IN_TIMEOUT_MS = 15_000;
+
 interface SessionValue {
   user: Account | null;
   /** The session is being checked on load. */
   loading: boolean;
-  signIn(username: string, password: string): Promise<Account>;
-  signUp(username: string, email: string, password: string): Promise<Account>;
+  signIn(username: string, password: string, signal?: AbortSignal): Promise<Account>;
+  signUp(username: string, email: string, password: string, signal?: AbortSignal): Promise<Account>;
   signOut(): Promise<void>;
 }
 
@@ -48,8 +56,8 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     [],
   );
 
-  const signIn = useCallback(async (username: string, password: string) => {
-    const s = await post<{ user: Account }>('/api/auth/session/', { username, password });
+  const signIn = useCallback(async (username: string, password: string, signal?: AbortSignal) => {
+    const s = await api<{ user: Account }>('POST', '/api/auth/session/', { username, password }, { timeoutMs: SIGN_IN_TIMEOUT_MS, signal });
     localStorage.setItem(HINT, '1');
     session.renewed();
     setUser(s.user);
@@ -57,9 +65,9 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const signUp = useCallback(
-    async (username: string, email: string, password: string) => {
-      await post<User>('/api/auth/register/', { username, email, password });
-      return signIn(username, password);
+    async (username: string, email: string, password: string, signal?: AbortSignal) => {
+      await api<User>('POST', '/api/auth/register/', { username, email, password }, { timeoutMs: SIGN_IN_TIMEOUT_MS, signal });
+      return signIn(username, password, signal);
     },
     [signIn],
   );

@@ -1,7 +1,10 @@
 // A newcomer's first hour: the campaign cards' titles are links that look
-// like links, and the sign-in page says what each demo account has.
+// like links, the sign-in page says what each demo account has, and signing
+// in tells what is going on when the server is slow, busy (503) or silent.
+// The overloaded server is simulated by intercepting the sign-in request
+// (page.route); the normal path is the real herald's.
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page, Route } from 'playwright-core';
 import { DEMO_ACCOUNTS } from '../../src/app/demo';
 import { Herald } from '../setup/herald';
 import { launch, openAs, shot, type UserPage } from './browser';
@@ -18,6 +21,16 @@ afterAll(async () => {
   await browser?.close();
   await h?.dispose();
 });
+
+const SESSION = '**/api/auth/session/';
+
+async function fillSignIn(p: Page, username: string): Promise<void> {
+  await p.goto('/signin/');
+  await p.getByLabel('Username').fill(username);
+  await p.getByLabel('Password').fill('herald-demo');
+}
+
+const signInButton = (p: Page) => p.locator('form button[type="submit"]');
 
 it('shows campaign titles as links that open the campaign, by mouse and keyboard', async () => {
   const p = visitor.page;
@@ -64,6 +77,112 @@ it('lists what each demo account owns and applied to on the sign-in page', async
   expect(text[3]).toBe('dave — applied to Translate the library catalogue (rejected) and Test the notebook beta (pending)');
   expect(await p.getByText('herald-demo').count()).toBeGreaterThan(0);
   await shot(p, 'signin');
+});
+
+it('signs in against the real server', async () => {
+  const u = await openAs(browser, h.url);
+  const p = u.page;
+  await fillSignIn(p, 'bob');
+  await signInButton(p).click();
+  await p.getByTestId('signed-in-as').filter({ hasText: 'bob' }).waitFor({ timeout: 15_000 });
+  expect(new URL(p.url()).pathname).toBe('/campaigns/');
+  // bob created quests: his applicants are there.
+  await p.getByRole('navigation').getByRole('link', { name: 'Manage applications' }).click();
+  await p.getByText('Translate the library catalogue').first().waitFor();
+  expect(u.errors).toEqual([]);
+  await u.context.close();
+});
+
+it('says it is still signing in when the answer is slow', async () => {
+  const u = await openAs(browser, h.url);
+  const p = u.page;
+  await p.route(SESSION, async (route: Route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    await new Promise((r) => setTimeout(r, 3500));
+    await route.fallback();
+  });
+  await fillSignIn(p, 'carol');
+  const t0 = Date.now();
+  await signInButton(p).click();
+  expect(await signInButton(p).textContent()).toBe('Signing in…');
+  expect(await signInButton(p).isDisabled()).toBe(true);
+  const still = p.getByRole('status').filter({ hasText: 'Still signing in' });
+  await still.waitFor({ timeout: 3000 });
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+  await shot(p, 'signin-slow');
+  await p.getByTestId('signed-in-as').filter({ hasText: 'carol' }).waitFor({ timeout: 15_000 });
+  expect(u.errors).toEqual([]);
+  await u.context.close();
+});
+
+it('says when the server is busy (503), waits its Retry-After, then signs in', async () => {
+  const u = await openAs(browser, h.url);
+  const p = u.page;
+  let refused = 0;
+  await p.route(SESSION, async (route: Route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    refused++;
+    await route.fulfill({
+      status: 503,
+      headers: { 'Retry-After': '3' },
+      contentType: 'application/problem+json',
+      body: JSON.stringify({ status: 503, code: 'busy', detail: 'the server is busy checking other passwords; try again in a moment' }),
+    });
+  });
+  await fillSignIn(p, 'dave');
+  await signInButton(p).click();
+  const alert = p.getByRole('alert');
+  await alert.filter({ hasText: 'The server is busy right now' }).waitFor({ timeout: 5000 });
+  expect(await alert.textContent()).toMatch(/Try again in [23] s\./);
+  expect(await signInButton(p).textContent()).toMatch(/^Try again in [23] s$/);
+  expect(await signInButton(p).isDisabled()).toBe(true);
+  expect(await p.getByLabel('Password').isEditable()).toBe(true);
+  await shot(p, 'signin-busy');
+  // The button comes back once the Retry-After has passed.
+  await p.waitForFunction(() => document.querySelector('form button[type="submit"]')?.textContent === 'Sign in', null, { timeout: 5000 });
+  expect(await signInButton(p).isEnabled()).toBe(true);
+  expect(await alert.textContent()).toContain('You can try again now.');
+  expect(refused).toBe(1);
+
+  await p.unroute(SESSION);
+  await signInButton(p).click();
+  await p.getByTestId('signed-in-as').filter({ hasText: 'dave' }).waitFor({ timeout: 15_000 });
+  expect(u.errors.filter((e) => !e.includes('status of 503'))).toEqual([]);
+  await u.context.close();
+});
+
+it('gives up on a sign-in that gets no answer in 15 s and can be sent again', async () => {
+  const u = await openAs(browser, h.url);
+  const p = u.page;
+  await p.clock.install();
+  const held: Route[] = [];
+  await p.route(SESSION, (route: Route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    held.push(route); // never answered
+  });
+  const aborted: string[] = [];
+  p.on('requestfailed', (r) => {
+    if (new URL(r.url()).pathname === '/api/auth/session/') aborted.push(r.failure()?.errorText ?? '');
+  });
+  await fillSignIn(p, 'alice');
+  await signInButton(p).click();
+  await p.waitForFunction(() => document.querySelector('form')?.getAttribute('aria-busy') === 'true');
+  await p.clock.runFor(2500);
+  await p.getByRole('status').filter({ hasText: 'Still signing in' }).waitFor({ timeout: 2000 });
+  await p.clock.runFor(13_000);
+  await p.getByRole('alert').filter({ hasText: 'herald did not answer within 15 s' }).waitFor({ timeout: 5000 });
+  expect(await signInButton(p).textContent()).toBe('Sign in');
+  expect(await signInButton(p).isEnabled()).toBe(true);
+  expect(await p.getByRole('status').textContent()).toBe('');
+  expect(held).toHaveLength(1);
+  await expect.poll(() => aborted).toEqual(['net::ERR_ABORTED']);
+  await shot(p, 'signin-timeout');
+
+  await p.unrouteAll({ behavior: 'ignoreErrors' });
+  await signInButton(p).click();
+  await p.getByTestId('signed-in-as').filter({ hasText: 'alice' }).waitFor({ timeout: 15_000 });
+  expect(u.errors.filter((e) => !e.includes('ERR_ABORTED'))).toEqual([]);
+  await u.context.close();
 });
 
 it('logged no errors in the visitor’s browser', () => {
