@@ -228,7 +228,7 @@ func (a *App) init(ctx context.Context) error {
 	}
 	// Everything else is the web app (its pages route in the browser).
 	mux.Handle("/", web.Handler())
-	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins, &a.draining)
+	a.handler = chain(mux, a.log, a.metrics, a.cfg.AllowedOrigins, &a.draining, a.cfg.TrustProxy)
 	return nil
 }
 

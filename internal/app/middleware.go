@@ -11,16 +11,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/auth"
 	"github.com/heraldhq/herald/internal/metrics"
 	"github.com/heraldhq/herald/internal/origin"
 	"github.com/heraldhq/herald/internal/panics"
 )
 
 // chain wraps h with herald's HTTP middleware, outermost first: request id,
-// access log and Connection: close while draining (nil: never), panic
+// access log (with the client's address, from X-Forwarded-For with
+// trustProxy) and Connection: close while draining (nil: never), panic
 // recovery, CORS.
-func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string, draining *atomic.Bool) http.Handler {
-	return logRequests(log, m, draining, recoverPanics(log, m.Panicked, cors(origins, h)))
+func chain(h http.Handler, log *slog.Logger, m *metrics.Metrics, origins []string, draining *atomic.Bool, trustProxy bool) http.Handler {
+	return logRequests(log, m, draining, trustProxy, recoverPanics(log, m.Panicked, cors(origins, h)))
 }
 
 type statusWriter struct {
@@ -65,7 +67,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // away before anything was answered.
 const statusClientClosed = 499
 
-func logRequests(log *slog.Logger, m *metrics.Metrics, draining *atomic.Bool, next http.Handler) http.Handler {
+// logRequests logs each request once answered: remote is the TCP peer (a
+// proxy, behind one) and client the address herald counts the request
+// against, the one auth.ClientIP gives (the per-address limits' too).
+func logRequests(log *slog.Logger, m *metrics.Metrics, draining *atomic.Bool, trustProxy bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {
@@ -100,7 +105,7 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, draining *atomic.Bool, ne
 			level = slog.LevelError
 		}
 		log.Log(r.Context(), level, "http request", "id", id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "bytes", sw.bytes, "duration", elapsed, "remote", r.RemoteAddr)
+			"status", sw.status, "bytes", sw.bytes, "duration", elapsed, "remote", r.RemoteAddr, "client", auth.ClientIP(r, trustProxy))
 	})
 }
 

@@ -44,7 +44,7 @@ func TestRecoverPanics(t *testing.T) {
 		panic("handler failed after hijack")
 	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
-	srv := httptest.NewServer(chain(mux, slog.New(slog.DiscardHandler), m, nil, nil))
+	srv := httptest.NewServer(chain(mux, slog.New(slog.DiscardHandler), m, nil, nil, false))
 	defer srv.Close()
 
 	res, err := http.Get(srv.URL + "/boom")
@@ -118,7 +118,7 @@ func TestShedRequestsLogAtWarn(t *testing.T) {
 	// each line over a channel.
 	lines := make(chan []byte, 8)
 	log := slog.New(slog.NewJSONHandler(lineWriter(lines), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := httptest.NewServer(chain(mux, log, metrics.New(), nil, nil))
+	srv := httptest.NewServer(chain(mux, log, metrics.New(), nil, nil, false))
 	defer srv.Close()
 	for path, want := range map[string]string{"/busy": "WARN", "/down": "ERROR", "/fail": "ERROR"} {
 		res, err := http.Get(srv.URL + path)
@@ -136,6 +136,41 @@ func TestShedRequestsLogAtWarn(t *testing.T) {
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("%s: no access line", path)
+		}
+	}
+}
+
+// The access log names the client: behind a proxy (trustProxy) the last
+// X-Forwarded-For entry, which the proxy wrote, not the proxy's address
+// (remote) nor what the client wrote before it; otherwise the peer.
+func TestAccessLogNamesTheClient(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	for _, trust := range []bool{true, false} {
+		lines := make(chan []byte, 8)
+		log := slog.New(slog.NewJSONHandler(lineWriter(lines), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		srv := httptest.NewServer(chain(mux, log, metrics.New(), nil, nil, trust))
+		req, _ := http.NewRequest("GET", srv.URL+"/ok", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.9, 198.51.100.7")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		var line struct{ Remote, Client string }
+		select {
+		case b := <-lines:
+			_ = json.Unmarshal(b, &line)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no access line")
+		}
+		srv.Close()
+		want := "198.51.100.7"
+		if !trust {
+			want = "127.0.0.1"
+		}
+		if line.Client != want || !strings.HasPrefix(line.Remote, "127.0.0.1:") {
+			t.Errorf("trustProxy %v: logged client %q, remote %q; want client %s and the peer's address:port", trust, line.Client, line.Remote, want)
 		}
 	}
 }
