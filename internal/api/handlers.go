@@ -74,14 +74,17 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, in credentials) 
 		p.Errors = f
 		return platform.User{}, p
 	}
-	attempt, wait, ok := s.throttle.Begin(in.Username, auth.ClientIP(r, s.trustProxy))
+	attempt, refused, ok := s.throttle.Begin(in.Username, auth.ClientIP(r, s.trustProxy))
 	if !ok {
-		return platform.User{}, throttled(w, wait, "too many failed sign-ins")
+		if !refused.Locked {
+			return platform.User{}, throttled(w, refused.RetryAfter, "other sign-ins to this account or from this address are being checked")
+		}
+		return platform.User{}, throttled(w, refused.RetryAfter, "too many failed sign-ins")
 	}
 	u, err := s.p.Authenticate(r.Context(), in.Username, in.Password)
 	switch {
 	case platform.KindOf(err) == platform.KindUnauthorized:
-		// The attempt stays counted as a failure.
+		attempt.Count()
 		return platform.User{}, problem(http.StatusUnauthorized, "no_active_account", "no active account found with the given credentials")
 	case err != nil:
 		// No password was checked (the server was too busy, or failed).
@@ -117,15 +120,19 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	attempt, wait, ok := s.registrations.Begin("", auth.ClientIP(r, s.trustProxy))
+	attempt, refused, ok := s.registrations.Begin("", auth.ClientIP(r, s.trustProxy))
 	if !ok {
-		return throttled(w, wait, "too many accounts created from this address")
+		if !refused.Locked {
+			return throttled(w, refused.RetryAfter, "other registrations from this address are being made")
+		}
+		return throttled(w, refused.RetryAfter, "too many accounts created from this address")
 	}
 	u, err := s.p.Register(r.Context(), in)
 	if err != nil {
 		attempt.Release()
 		return busy(w, err)
 	}
+	attempt.Count()
 	writeJSON(w, http.StatusCreated, u)
 	return nil
 }

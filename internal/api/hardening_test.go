@@ -283,6 +283,46 @@ func TestConcurrentSignInsAreThrottled(t *testing.T) {
 	}
 }
 
+// Correct sign-ins at one moment (a demo account used by a whole room) fill
+// the throttle only while they are checked: those refused meanwhile are told
+// to come back in a moment, not locked out for the window, and once they
+// succeed the account signs in again at once.
+func TestConcurrentCorrectSignInsAreNotLocked(t *testing.T) {
+	t.Parallel()
+	h := &turnstileHasher{}
+	e := newHashEnv(t, h, auth.NewHashGate(64, time.Minute), nil)
+	e.user("alice")
+	alice := map[string]string{"username": "alice", "password": "correct horse alice"}
+
+	h.close()
+	var st statuses
+	const n = 15
+	for range n {
+		st.send(e, "POST", "/api/auth/token/", alice)
+	}
+	eventually(t, "every sign-in hashing or refused", func() bool {
+		inside, _ := h.counts()
+		return inside+st.count(http.StatusTooManyRequests) == n
+	})
+	h.open()
+	st.wg.Wait()
+	want(t, "signed in", st.count(http.StatusOK), auth.DefaultMaxPerAccount)
+	for _, r := range st.all {
+		if r.Status != http.StatusTooManyRequests {
+			continue
+		}
+		if ra := r.Header.Get("Retry-After"); ra != "1" && ra != "2" {
+			t.Fatalf("Retry-After %q for a sign-in refused while others were checked; want a moment", ra)
+		}
+		if !strings.Contains(string(r.Body), "being checked") {
+			t.Fatalf("refused with %s", r.Body)
+		}
+	}
+	for range 2 * auth.DefaultMaxPerAccount {
+		e.must(http.StatusOK, "POST", "/api/auth/token/", "", alice)
+	}
+}
+
 // Registration hashes a password too, so it is throttled per address, with
 // attempts counted before the hash; refused registrations do not count.
 func TestRegistrationIsThrottled(t *testing.T) {

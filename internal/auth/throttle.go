@@ -53,8 +53,23 @@ type Throttle struct {
 type throttleEntry struct {
 	key      string
 	start    time.Time
-	failures int
+	failures int // settled attempts that count
+	pending  int // attempts begun and not settled yet
 }
+
+// Refusal says why Begin refused an attempt.
+type Refusal struct {
+	// RetryAfter is how long until an attempt may pass.
+	RetryAfter time.Duration
+	// Locked is true when settled failures reached a limit: the key is
+	// locked until its window ends. Otherwise attempts still in flight
+	// fill the limit, and RetryAfter is a moment for them to settle.
+	Locked bool
+}
+
+// inFlightRetry is the wait given to an attempt refused only because
+// attempts in flight fill its limit: they settle within seconds.
+const inFlightRetry = time.Second
 
 // NewThrottle returns a Throttle configured by cfg.
 func NewThrottle(cfg ThrottleConfig) *Throttle {
@@ -81,21 +96,28 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 // recorded. It refuses the attempt, with how long until the lock lifts, if
 // any of its keys has reached its limit, counting attempts still in flight.
 //
-// An attempt that is not settled stays counted, as a failure. Succeed and
-// Release give back what Begin took.
-func (t *Throttle) Begin(account, addr string) (a *Attempt, retryAfter time.Duration, ok bool) {
+// An attempt that is not settled stays counted, as in flight, until its
+// window ends. Count settles it as a failure; Succeed and Release give back
+// what Begin took.
+func (t *Throttle) Begin(account, addr string) (a *Attempt, r Refusal, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.cfg.Now()
 	t.prune(now)
 	keys := t.keys(account, addr)
 	for _, k := range keys {
-		if e := t.lookup(k.key, now); e != nil && e.failures >= k.max {
-			retryAfter = max(retryAfter, e.start.Add(t.cfg.Window).Sub(now))
+		e := t.lookup(k.key, now)
+		switch {
+		case e == nil:
+		case e.failures >= k.max:
+			r.Locked = true
+			r.RetryAfter = max(r.RetryAfter, e.start.Add(t.cfg.Window).Sub(now))
+		case e.failures+e.pending >= k.max:
+			r.RetryAfter = max(r.RetryAfter, inFlightRetry)
 		}
 	}
-	if retryAfter > 0 {
-		return nil, retryAfter, false
+	if r.RetryAfter > 0 {
+		return nil, r, false
 	}
 	a = &Attempt{t: t}
 	for _, k := range keys {
@@ -103,10 +125,10 @@ func (t *Throttle) Begin(account, addr string) (a *Attempt, retryAfter time.Dura
 		if e == nil {
 			e = t.insert(k.key, now)
 		}
-		e.failures++
+		e.pending++
 		a.held = append(a.held, e)
 	}
-	return a, 0, true
+	return a, Refusal{}, true
 }
 
 // Attempt is an attempt counted by Throttle.Begin. Its methods may be called
@@ -114,6 +136,19 @@ func (t *Throttle) Begin(account, addr string) (a *Attempt, retryAfter time.Dura
 type Attempt struct {
 	t    *Throttle
 	held []*throttleEntry // account first, if there is one
+}
+
+// Count settles an attempt that counts against its keys: a failed sign-in,
+// a created account.
+func (a *Attempt) Count() {
+	a.t.mu.Lock()
+	defer a.t.mu.Unlock()
+	for _, e := range a.held {
+		if a.t.live(e) {
+			e.pending--
+			e.failures++
+		}
+	}
 }
 
 // Succeed settles a successful sign-in: the account's failures are cleared
@@ -144,15 +179,20 @@ func (a *Attempt) Release() {
 	}
 }
 
-// giveBack uncounts one attempt from e, if e is still the live entry for its
-// key: an entry that expired or was evicted meanwhile took its count along.
-func (t *Throttle) giveBack(e *throttleEntry) {
+// live says whether e is still the entry for its key: one that expired or
+// was evicted meanwhile took its counts along.
+func (t *Throttle) live(e *throttleEntry) bool {
 	el, ok := t.entries[e.key]
-	if !ok || el.Value.(*throttleEntry) != e {
+	return ok && el.Value.(*throttleEntry) == e
+}
+
+// giveBack uncounts one attempt in flight from e, if e is still live.
+func (t *Throttle) giveBack(e *throttleEntry) {
+	if !t.live(e) {
 		return
 	}
-	if e.failures--; e.failures <= 0 {
-		t.remove(el)
+	if e.pending--; e.pending <= 0 && e.failures <= 0 {
+		t.remove(t.entries[e.key])
 	}
 }
 

@@ -194,12 +194,13 @@ func TestThrottleBeginCountsInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, wait, ok := th.Begin("alice", fmt.Sprintf("198.51.100.%d", i))
+			a, r, ok := th.Begin("alice", fmt.Sprintf("198.51.100.%d", i))
 			mu.Lock()
 			defer mu.Unlock()
 			if !ok {
-				if wait <= 0 {
-					t.Errorf("refused with retry-after %v", wait)
+				// Refused for the attempts in flight, not locked out.
+				if r.Locked || r.RetryAfter != inFlightRetry {
+					t.Errorf("refused with %+v; want a retry in %v, not locked", r, inFlightRetry)
 				}
 				refused++
 				return
@@ -211,8 +212,43 @@ func TestThrottleBeginCountsInFlight(t *testing.T) {
 	if len(begun) != DefaultMaxPerAccount || refused != 15-DefaultMaxPerAccount {
 		t.Fatalf("%d begun, %d refused; want %d and %d", len(begun), refused, DefaultMaxPerAccount, 15-DefaultMaxPerAccount)
 	}
-	// Unsettled attempts stay counted as failures.
+	// Unsettled attempts stay counted, as in flight.
+	if _, r, ok := th.Begin("alice", ""); ok || r.Locked || r.RetryAfter != inFlightRetry {
+		t.Fatalf("Begin with the limit in flight: ok %v, %+v", ok, r)
+	}
+	// Settled as failures, they lock the account for the window.
+	for _, a := range begun {
+		a.Count()
+	}
 	mustDeny(t, th, "alice", "", DefaultThrottleWindow)
+	if _, r, ok := th.Begin("alice", ""); ok || !r.Locked || r.RetryAfter != DefaultThrottleWindow {
+		t.Fatalf("Begin on a locked account: ok %v, %+v", ok, r)
+	}
+}
+
+// Correct sign-ins at the same moment fill the limit only while they are
+// checked: once they succeed the account is open again, never locked.
+func TestThrottleConcurrentSuccessesDoNotLock(t *testing.T) {
+	clock := newFakeClock()
+	th := NewThrottle(ThrottleConfig{Now: clock.Now})
+	var begun []*Attempt
+	for range DefaultMaxPerAccount {
+		a, r, ok := th.Begin("alice", "198.51.100.1")
+		if !ok {
+			t.Fatalf("refused %+v", r)
+		}
+		begun = append(begun, a)
+	}
+	for _, a := range begun {
+		a.Succeed()
+	}
+	for range 3 * DefaultMaxPerAccount {
+		a, r, ok := th.Begin("alice", "198.51.100.1")
+		if !ok {
+			t.Fatalf("refused after successes: %+v", r)
+		}
+		a.Succeed()
+	}
 }
 
 func TestThrottleAttemptSettles(t *testing.T) {
@@ -220,9 +256,9 @@ func TestThrottleAttemptSettles(t *testing.T) {
 	th := NewThrottle(ThrottleConfig{Now: clock.Now, MaxPerAccount: 2, MaxPerAddress: 3})
 	begin := func(account, addr string) *Attempt {
 		t.Helper()
-		a, wait, ok := th.Begin(account, addr)
+		a, r, ok := th.Begin(account, addr)
 		if !ok {
-			t.Fatalf("Begin(%q, %q) refused for %v", account, addr, wait)
+			t.Fatalf("Begin(%q, %q) refused: %+v", account, addr, r)
 		}
 		return a
 	}
@@ -237,11 +273,11 @@ func TestThrottleAttemptSettles(t *testing.T) {
 
 	// A success clears the account's failures and does not count against
 	// the address; failures do.
-	begin("alice", "198.51.100.1") // fails
+	begin("alice", "198.51.100.1").Count() // fails
 	begin("alice", "198.51.100.1").Succeed()
-	begin("alice", "198.51.100.1") // fails
+	begin("alice", "198.51.100.1").Count() // fails
 	mustAllow(t, th, "alice", "")
-	begin("bob", "198.51.100.1") // fails: the address's third
+	begin("bob", "198.51.100.1").Count() // fails: the address's third
 	mustDeny(t, th, "carol", "198.51.100.1", DefaultThrottleWindow)
 	if _, _, ok := th.Begin("carol", "198.51.100.1"); ok {
 		t.Fatal("Begin passed a locked address")
@@ -250,9 +286,9 @@ func TestThrottleAttemptSettles(t *testing.T) {
 	// An attempt whose entry expired meanwhile does not touch the new one.
 	a := begin("dave", "")
 	clock.Advance(DefaultThrottleWindow)
-	begin("dave", "")
+	begin("dave", "").Count()
 	a.Release()
-	begin("dave", "")
+	begin("dave", "").Count()
 	mustDeny(t, th, "dave", "", DefaultThrottleWindow)
 }
 
