@@ -187,15 +187,19 @@ func serve(ctx context.Context, called string, args []string, stdout, stderr io.
 		return err
 	}
 	log := cfg.Logger(stderr)
-	a, err := app.New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+	// Listen first: an address in use is refused before the database is
+	// opened, migrated and seeded. Connections wait in the backlog until
+	// Serve accepts them.
 	ln, err := app.Listen(ctx, cfg.Addr)
 	if err != nil {
 		return err
 	}
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer a.Close()
 	return a.Serve(ctx, ln)
 }
 

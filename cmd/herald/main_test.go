@@ -128,6 +128,24 @@ func TestBadAddrOpensNothing(t *testing.T) {
 	}
 }
 
+// An address already in use is refused before the database is touched.
+func TestAddrInUseOpensNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"--addr", taken.Addr().String(), "--db", "sqlite:" + filepath.Join(dir, "sub", "herald.db")}, &out, &out, env(nil))
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("serve on a taken address: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the database's folder was created: %v", err)
+	}
+}
+
 // herald version prints the build; other errors exit with status 1.
 func TestVersionAndStatus(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}} {
