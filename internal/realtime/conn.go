@@ -63,28 +63,52 @@ type Conn struct {
 	hub       *Hub
 	transport Transport
 	userID    int64
-	enc       Encoding
 
 	joinMu sync.Mutex // serializes Join/Leave of this connection
 	mu     sync.Mutex // guards the fields below
-	state  connState
+	q      *Batch     // nil while nothing is queued
+	groups []string
+	// join is what resumes need while they run and until their replay is
+	// written; nil otherwise (TestConnSize).
+	join     *joining
+	qBytes   int   // bytes in q
+	queued   int32 // frames in q
+	inflight int32 // frames taken by the transport and not yet released
+	enc      Encoding
+	state    connState
 	// writing is set from the Wake that starts a drain until Take finds the
 	// queue empty.
 	writing    bool
 	slowLogged bool
-	final      bool   // q ends with the close frame
-	queued     int32  // frames in q
-	inflight   int32  // frames taken by the transport and not yet released
-	qBytes     int    // bytes in q
-	q          *Batch // nil while nothing is queued
-	groups     []string
-	holds      []*hold // groups being joined by JoinFrom
+	final      bool // q ends with the close frame
+}
+
+// joining is a Conn's state of its resumes (guarded by its mu).
+type joining struct {
+	holds []*hold // groups being joined by JoinFrom
 	// credit is how far a resume's replay may take the queue past its
 	// bounds: the frames and bytes of the replay not yet written. It lets a
 	// client catch up on a backlog larger than the live bounds without
 	// being cut off, and shrinks to nothing as the replay is written.
 	credit      int32
 	creditBytes int32
+}
+
+// joinState returns c's resume state, making it on first need; c.mu is
+// held.
+func (c *Conn) joinState() *joining {
+	if c.join == nil {
+		c.join = &joining{}
+	}
+	return c.join
+}
+
+// joinDone drops c's resume state once nothing is held and no credit is
+// left; c.mu is held.
+func (c *Conn) joinDone() {
+	if j := c.join; j != nil && len(j.holds) == 0 && j.credit == 0 {
+		c.join = nil
+	}
 }
 
 // hold keeps the live events of a group aside while its history is replayed.
@@ -189,8 +213,8 @@ func (c *Conn) pushEvent(frame []byte, msg *layer.Message) error {
 // which the fan-out would pay for every receiver.
 func (c *Conn) queue(frame []byte, msg *layer.Message) (wake bool, err error) {
 	c.mu.Lock()
-	if msg != nil && len(c.holds) > 0 {
-		for _, h := range c.holds {
+	if msg != nil && c.join != nil {
+		for _, h := range c.join.holds {
 			if h.group == msg.Group {
 				if len(h.msgs) < c.hub.maxReplayFrames {
 					h.msgs = append(h.msgs, *msg)
@@ -228,7 +252,11 @@ func (c *Conn) pushLocked(frame []byte) (wake bool, err error) {
 		return false, ErrClosed
 	}
 	pending := int(c.queued + c.inflight)
-	if pending > 0 && (pending >= c.hub.maxFrames+int(c.credit) || c.qBytes+len(frame) > c.hub.maxBytes+int(c.creditBytes)) {
+	var credit, creditBytes int32
+	if j := c.join; j != nil {
+		credit, creditBytes = j.credit, j.creditBytes
+	}
+	if pending > 0 && (pending >= c.hub.maxFrames+int(credit) || c.qBytes+len(frame) > c.hub.maxBytes+int(creditBytes)) {
 		return c.overflowLocked(), ErrSlowConsumer
 	}
 	return c.appendLocked(frame), nil
@@ -334,17 +362,18 @@ func (l Link) Take() *Batch {
 func (l Link) Release(b *Batch) {
 	c := l.c
 	c.mu.Lock()
-	if c.credit > 0 {
+	if j := c.join; j != nil && j.credit > 0 {
 		// The replay is at the front of the queue: what was written spends
 		// its credit first.
-		c.credit -= min(c.credit, c.inflight)
+		j.credit -= min(j.credit, c.inflight)
 		written := 0
 		for _, f := range b.all {
 			written += len(f)
 		}
-		c.creditBytes -= min(c.creditBytes, int32(min(written, 1<<30)))
-		if c.credit == 0 {
-			c.creditBytes = 0
+		j.creditBytes -= min(j.creditBytes, int32(min(written, 1<<30)))
+		if j.credit == 0 {
+			j.creditBytes = 0
+			c.joinDone()
 		}
 	}
 	c.inflight = 0

@@ -323,7 +323,8 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 	}
 	hd := &hold{group: group}
 	c.mu.Lock()
-	c.holds = append(c.holds, hd)
+	j := c.joinState()
+	j.holds = append(j.holds, hd)
 	c.mu.Unlock()
 	if err := h.Join(ctx, c, group); err != nil {
 		h.unhold(c, hd, keepNone, layer.Position{})
@@ -397,8 +398,9 @@ func (h *Hub) replay(c *Conn, hd *hold, history []layer.Message, from layer.Posi
 		c.mu.Unlock()
 		return false, from
 	}
-	c.credit += int32(len(replay))
-	c.creditBytes += int32(size)
+	j := c.joinState()
+	j.credit += int32(len(replay))
+	j.creditBytes += int32(size)
 	var wake bool
 	var perr error
 	for _, f := range replay {
@@ -425,9 +427,11 @@ const (
 // unhold ends hd and queues the events it held, as keep says.
 func (h *Hub) unhold(c *Conn, hd *hold, keep keep, after layer.Position) {
 	c.mu.Lock()
-	c.holds = slices.DeleteFunc(c.holds, func(x *hold) bool { return x == hd })
-	if len(c.holds) == 0 {
-		c.holds = nil
+	if j := c.join; j != nil {
+		j.holds = slices.DeleteFunc(j.holds, func(x *hold) bool { return x == hd })
+		if len(j.holds) == 0 {
+			j.holds = nil
+		}
 	}
 	var wake bool
 	var perr error
@@ -464,6 +468,7 @@ func (h *Hub) unhold(c *Conn, hd *hold, keep keep, after layer.Position) {
 		}
 	}
 	hd.msgs = nil
+	c.joinDone()
 	c.mu.Unlock()
 	h.afterPush(c, wake, perr)
 }
