@@ -83,10 +83,10 @@ func FuzzFeed(f *testing.F) {
 				w.stopRead = true
 			}
 			data = data[n:]
-			if cap(w.rbuf) > limit || cap(w.frag) > 2*w.srv.opts.MaxMessageSize {
+			if cap(parts(w).rbuf) > limit || cap(parts(w).frag) > 2*w.srv.opts.MaxMessageSize {
 				t.Fatalf(
 					"buffers grew to rbuf %d, frag %d",
-					cap(w.rbuf), cap(w.frag))
+					cap(parts(w).rbuf), cap(parts(w).frag))
 			}
 		}
 	})
@@ -123,15 +123,15 @@ func TestFeedHugeLengths(t *testing.T) {
 					"%s, length %d: %v",
 					tc.name, l, err)
 			}
-			if want := int64(l) - 4; w.skip != want {
+			if want := int64(l) - 4; parts(w).skip != want {
 				t.Errorf(
 					"%s, length %d: skip %d, want %d",
-					tc.name, l, w.skip, want)
+					tc.name, l, parts(w).skip, want)
 			}
-			if w.rbuf != nil {
+			if parts(w).rbuf != nil {
 				t.Errorf(
 					"%s, length %d: buffered %d bytes",
-					tc.name, l, len(w.rbuf))
+					tc.name, l, len(parts(w).rbuf))
 			}
 			if code := queuedCloseCode(w); code != tc.code {
 				t.Errorf(
@@ -214,11 +214,48 @@ func TestFeedSplitAnywhere(t *testing.T) {
 					split, err)
 			}
 		}
-		if h.msgs != 3 || w.rbuf != nil || w.frag != nil {
+		if h.msgs != 3 || w.part != nil {
 			t.Fatalf(
-				"split %d: %d messages, rbuf %d, frag %d",
-				split, h.msgs, len(w.rbuf), len(w.frag))
+				"split %d: %d messages, rbuf %d, frag %d, partial state kept: %v",
+				split, h.msgs, len(parts(w).rbuf), len(parts(w).frag), w.part != nil)
 		}
+	}
+}
+
+// parts is the connection's partial-frame state, empty when it has none.
+func parts(w *wsConn) partial {
+	if w.part == nil {
+		return partial{}
+	}
+	return *w.part
+}
+
+// TestFeedKeepsStateOnlyMidFrame: between complete frames a connection
+// holds no reader state (an idle connection costs no more than its
+// struct); a read ending inside a frame or a fragmented message moves the
+// worker's state to the connection, off the worker's scratch, which the
+// next connection it reads may then use.
+func TestFeedKeepsStateOnlyMidFrame(t *testing.T) {
+	w := newFeedConn(t)
+	h := w.h.(*nopHandler)
+	sc := &scratch{}
+	msg := clientFrame(ws.OpText, true, []byte(`{"n":1}`))
+	if err := w.feed(bytes.Clone(msg), sc); err != nil || w.part != nil || h.msgs != 1 {
+		t.Fatalf("a whole frame: err %v, state kept %v, %d messages", err, w.part != nil, h.msgs)
+	}
+	if err := w.feed(bytes.Clone(msg[:3]), sc); err != nil || w.part == nil || w.part == &sc.part || len(w.part.rbuf) != 3 {
+		t.Fatalf("half a frame: err %v, state %+v (the worker's own: %v)", err, w.part, w.part == &sc.part)
+	}
+	// Another connection read by the same worker meanwhile.
+	other := newFeedConn(t)
+	if err := other.feed(clientFrame(ws.OpText, false, []byte(`{"n":`)), sc); err != nil || other.part == nil || !other.part.fragging {
+		t.Fatalf("a first fragment: err %v, state %+v", err, other.part)
+	}
+	if err := w.feed(bytes.Clone(msg[3:]), sc); err != nil || w.part != nil || h.msgs != 2 {
+		t.Fatalf("the rest of the frame: err %v, state kept %v, %d messages", err, w.part != nil, h.msgs)
+	}
+	if err := other.feed(clientFrame(ws.OpContinuation, true, []byte(`2}`)), sc); err != nil || other.part != nil || other.h.(*nopHandler).msgs != 1 {
+		t.Fatalf("the last fragment: err %v, state kept %v, %d messages", err, other.part != nil, other.h.(*nopHandler).msgs)
 	}
 }
 

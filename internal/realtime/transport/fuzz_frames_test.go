@@ -64,10 +64,10 @@ func FuzzFrameHeaders(f *testing.F) {
 			}
 			stream = stream[n:]
 			// What is held, and allocated, is at most one frame.
-			if len(w.rbuf) > maxMsg+ws.MaxHeaderSize || cap(w.rbuf) > maxMsg+ws.MaxHeaderSize ||
-				len(w.frag) > maxMsg || cap(w.frag) > 2*maxMsg || w.skip < 0 {
+			if len(parts(w).rbuf) > maxMsg+ws.MaxHeaderSize || cap(parts(w).rbuf) > maxMsg+ws.MaxHeaderSize ||
+				len(parts(w).frag) > maxMsg || cap(parts(w).frag) > 2*maxMsg || parts(w).skip < 0 {
 				t.Fatalf("length %d (encoding %d): rbuf %d (cap %d), frag %d (cap %d), skip %d",
-					length, enc%3, len(w.rbuf), cap(w.rbuf), len(w.frag), cap(w.frag), w.skip)
+					length, enc%3, len(parts(w).rbuf), cap(parts(w).rbuf), len(parts(w).frag), cap(parts(w).frag), parts(w).skip)
 			}
 		}
 	})

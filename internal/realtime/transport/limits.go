@@ -82,8 +82,17 @@ func addrKey(a netip.Addr) netip.Addr {
 // admit takes a handshake token and a connection slot for addr. On refusal
 // it returns why and how many seconds to wait.
 func (l *AddrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, retry int) {
+	_, ok, why, retry = l.admitSlot(addr, now)
+	return ok, why, retry
+}
+
+// admitSlot is admit that also returns the address's entry, which
+// releaseSlot takes instead of the address (nil when the address is not
+// counted). An entry with a connection is never swept, so a connection
+// may hold on to its entry rather than its address.
+func (l *AddrLimiter) admitSlot(addr netip.Addr, now int64) (slot *addrState, ok bool, why string, retry int) {
 	if !addr.IsValid() || (l.maxConns < 0 && l.rate < 0) {
-		return true, "", 0
+		return nil, true, "", 0
 	}
 	key := addrKey(addr)
 	l.mu.Lock()
@@ -102,17 +111,17 @@ func (l *AddrLimiter) admit(addr netip.Addr, now int64) (ok bool, why string, re
 		if st.tokens < 1 {
 			// Bounded before the conversion: a tiny rate must not make
 			// the float too large for an int.
-			return false, "too many new connections from this address", max(1, int(min((1-st.tokens)/l.rate, 3600))+1)
+			return nil, false, "too many new connections from this address", max(1, int(min((1-st.tokens)/l.rate, 3600))+1)
 		}
 	}
 	if l.maxConns >= 0 && st.conns >= l.maxConns {
-		return false, "too many open connections from this address", 5
+		return nil, false, "too many open connections from this address", 5
 	}
 	if l.rate >= 0 {
 		st.tokens--
 	}
 	st.conns++
-	return true, "", 0
+	return st, true, "", 0
 }
 
 // release gives back addr's connection slot.
@@ -123,6 +132,18 @@ func (l *AddrLimiter) release(addr netip.Addr) {
 	key := addrKey(addr)
 	l.mu.Lock()
 	if st := l.m[key]; st != nil && st.conns > 0 {
+		st.conns--
+	}
+	l.mu.Unlock()
+}
+
+// releaseSlot gives back the connection slot admitSlot returned.
+func (l *AddrLimiter) releaseSlot(st *addrState) {
+	if st == nil {
+		return
+	}
+	l.mu.Lock()
+	if st.conns > 0 {
 		st.conns--
 	}
 	l.mu.Unlock()

@@ -77,3 +77,33 @@ func TestAddrLimiterBounded(t *testing.T) {
 		t.Fatalf("%d entries tracked; bound %d", len(l.m), maxTracked)
 	}
 }
+
+// TestAddrLimiterSlots: a connection holds its address's entry instead of
+// the address; the entry is not swept while it has connections, and
+// releasing it by pointer frees the slot as releasing the address does.
+func TestAddrLimiterSlots(t *testing.T) {
+	l := newAddrLimiter(1, -1, 0)
+	a := netip.MustParseAddr("192.0.2.1")
+	slot, ok, _, _ := l.admitSlot(a, 0)
+	if !ok || slot == nil {
+		t.Fatalf("admitSlot: ok %v, slot %v", ok, slot)
+	}
+	l.mu.Lock()
+	l.sweep(0)
+	kept := l.m[addrKey(a)] == slot
+	l.mu.Unlock()
+	if !kept {
+		t.Fatal("a sweep dropped an entry with a connection")
+	}
+	if ok, _, _ := l.admit(a, 0); ok {
+		t.Fatal("a second connection was admitted over the limit of one")
+	}
+	l.releaseSlot(slot)
+	l.releaseSlot(nil) // an address that is not counted
+	if ok, _, _ := l.admit(a, 0); !ok {
+		t.Fatal("a slot released by its entry was not reusable")
+	}
+	if slot, ok, _, _ := newAddrLimiter(-1, -1, 0).admitSlot(a, 0); !ok || slot != nil {
+		t.Fatalf("without limits: ok %v, slot %v; want admitted, not counted", ok, slot)
+	}
+}

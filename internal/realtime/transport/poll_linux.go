@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -116,9 +118,14 @@ func (p *poller) wait(events []unix.EpollEvent) (more bool) {
 	return true
 }
 
-// attachFD records the raw descriptor of wc and picks its poller, before wc
-// is visible to other goroutines. Connections without one (TLS) keep fd -1
-// and get a reader goroutine.
+// attachFD takes the socket of wc out of its net.Conn and picks its poller,
+// before wc is visible to other goroutines: a duplicate of the descriptor
+// becomes wc's own and the net.Conn is closed, which returns its poll
+// descriptor to the Go runtime (512 bytes each, kept outside the heap for
+// as long as the net.Conn is open) and lets its addresses and file go. The
+// duplicate shares the socket's non-blocking mode. Connections without a
+// descriptor (TLS), or when none is left to duplicate into, keep fd -1 and
+// their net.Conn, and get a reader goroutine.
 func (s *Server) attachFD(wc *wsConn) {
 	if len(s.pollers) == 0 {
 		return
@@ -131,12 +138,15 @@ func (s *Server) attachFD(wc *wsConn) {
 	if err != nil {
 		return
 	}
-	fd := -1
-	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil || fd < 0 {
 		return
 	}
+	// The Go runtime forgets the descriptor (epoll_ctl DEL) and closes it;
+	// the socket stays open through the duplicate.
+	_ = wc.nc.Close()
+	wc.nc = nil
 	wc.fd = int32(fd)
-	wc.p = s.pollers[uint(fd)%uint(len(s.pollers))]
 	// Held "being read" until pollConn hands reading to the poller.
 	wc.rstate.Store(1)
 }
@@ -159,16 +169,33 @@ func (s *Server) pollConn(wc *wsConn, pending []byte) (bool, error) {
 		return true, nil
 	}
 	ev := unix.EpollEvent{Events: armEvents, Fd: int32(wc.id)}
-	if err := unix.EpollCtl(wc.p.epfd, unix.EPOLL_CTL_ADD, int(wc.fd), &ev); err != nil {
+	if err := unix.EpollCtl(wc.poller().epfd, unix.EPOLL_CTL_ADD, int(wc.fd), &ev); err != nil {
 		return true, fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	return true, nil
 }
 
-func (p *poller) remove(wc *wsConn) {
-	if wc.fd >= 0 {
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(wc.fd), nil)
+// poller is the epoll loop of a connection with a descriptor: chosen by the
+// descriptor, so it is not stored.
+func (w *wsConn) poller() *poller {
+	return w.srv.pollers[uint(w.fd)%uint(len(w.srv.pollers))]
+}
+
+// closeSocket closes the connection's socket; the caller holds fdMu
+// exclusively. Closing the descriptor takes it out of the poller's epoll
+// set, unless a blocking write's duplicate still holds the socket open: it
+// is removed first then, and the duplicate closed, which ends that write.
+func (w *wsConn) closeSocket() {
+	if w.fd < 0 {
+		_ = w.nc.Close()
+		return
 	}
+	if w.waiter != nil {
+		_ = unix.EpollCtl(w.poller().epfd, unix.EPOLL_CTL_DEL, int(w.fd), nil)
+		_ = w.waiter.Close()
+		w.waiter = nil
+	}
+	_ = unix.Close(int(w.fd))
 }
 
 // dispatch hands a readable connection to a reader worker unless one is
@@ -260,7 +287,7 @@ func (w *wsConn) arm() {
 		return
 	}
 	ev := unix.EpollEvent{Events: armEvents, Fd: int32(w.id)}
-	err := unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_MOD, int(w.fd), &ev)
+	err := unix.EpollCtl(w.poller().epfd, unix.EPOLL_CTL_MOD, int(w.fd), &ev)
 	w.fdMu.RUnlock()
 	if err != nil {
 		w.srv.log.Warn("transport: re-arm connection", "err", err)
@@ -274,13 +301,25 @@ func (w *wsConn) tryWrite(b *realtime.Batch) (bool, error) {
 	if w.fd < 0 {
 		return false, nil
 	}
+	return w.writeNow(&b.Frames)
+}
+
+// writeNow writes as much of frames as the socket takes without blocking,
+// consuming what it wrote, and reports whether that was all of it.
+func (w *wsConn) writeNow(frames *[][]byte) (bool, error) {
 	w.fdMu.RLock()
 	defer w.fdMu.RUnlock()
 	if w.fdClosed {
 		return false, net.ErrClosed
 	}
-	for len(b.Frames) > 0 {
-		n, err := unix.Writev(int(w.fd), b.Frames[:min(len(b.Frames), maxIov)])
+	return writevAll(int(w.fd), frames)
+}
+
+// writevAll writes frames to fd until done or the socket is full (false,
+// nil), consuming what it wrote.
+func writevAll(fd int, frames *[][]byte) (bool, error) {
+	for len(*frames) > 0 {
+		n, err := unix.Writev(fd, (*frames)[:min(len(*frames), maxIov)])
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			return false, nil
@@ -289,15 +328,73 @@ func (w *wsConn) tryWrite(b *realtime.Batch) (bool, error) {
 		case err != nil:
 			return false, err
 		}
+		f := *frames
 		for n > 0 {
-			if l := len(b.Frames[0]); n >= l {
-				b.Frames = b.Frames[1:]
+			if l := len(f[0]); n >= l {
+				f = f[1:]
 				n -= l
 			} else {
-				b.Frames[0] = b.Frames[0][n:]
+				f[0] = f[0][n:]
 				n = 0
 			}
 		}
+		*frames = f
 	}
 	return true, nil
+}
+
+// writeFD is writeWait for a connection served by a poller. What the socket
+// takes at once is written directly; for the rest the write waits, with
+// deadline d, on a pollable duplicate of the descriptor (waiter), which the
+// Go runtime's poller watches for writability: so a stalled client's
+// writer sleeps in the runtime, not in a system call, and an idle
+// connection needs no poll descriptor. The duplicate is kept until the
+// writing goroutine ends (dropWaiter) or the connection does.
+func (w *wsConn) writeFD(bufs *net.Buffers, d time.Duration) error {
+	frames := (*[][]byte)(bufs)
+	if done, err := w.writeNow(frames); done || err != nil {
+		return err
+	}
+	f, err := w.openWaiter()
+	if err != nil {
+		return err
+	}
+	if err := f.SetWriteDeadline(time.Now().Add(d)); err != nil {
+		return err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		done, err := writevAll(int(fd), frames)
+		werr = err
+		return done || err != nil
+	})
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// openWaiter returns the connection's pollable duplicate descriptor,
+// making it on first need.
+func (w *wsConn) openWaiter() (*os.File, error) {
+	w.fdMu.Lock()
+	defer w.fdMu.Unlock()
+	if w.fdClosed {
+		return nil, net.ErrClosed
+	}
+	if w.waiter != nil {
+		return w.waiter, nil
+	}
+	fd, err := unix.FcntlInt(uintptr(w.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate descriptor: %w", err)
+	}
+	// Non-blocking like the socket it shares, so os.NewFile registers it
+	// with the runtime's poller and deadlines apply.
+	w.waiter = os.NewFile(uintptr(fd), "websocket")
+	return w.waiter, nil
 }

@@ -2,7 +2,13 @@
 
 package transport
 
-import "github.com/heraldhq/herald/internal/realtime"
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/heraldhq/herald/internal/realtime"
+)
 
 // Without epoll every connection has a reader goroutine (readLoop) and
 // writes go through the blocking path.
@@ -16,6 +22,13 @@ func (s *Server) stopPollers()                           {}
 func (s *Server) closePollers()                          {}
 func (s *Server) attachFD(*wsConn)                       {}
 func (s *Server) pollConn(*wsConn, []byte) (bool, error) { return false, nil }
-func (p *poller) remove(*wsConn)                         {}
 func (w *wsConn) onReadable(*scratch)                    {}
 func (w *wsConn) tryWrite(*realtime.Batch) (bool, error) { return false, nil }
+
+// closeSocket closes the connection's net.Conn (there are no descriptors of
+// its own here).
+func (w *wsConn) closeSocket() { _ = w.nc.Close() }
+
+func (w *wsConn) writeFD(*net.Buffers, time.Duration) error {
+	return errors.New("transport: no descriptors on this system")
+}

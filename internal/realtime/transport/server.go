@@ -333,7 +333,8 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 	if !addr.IsValid() {
 		addr = remoteAddr(r)
 	}
-	if ok, why, retry := s.limits.admit(addr, s.limits.now()); !ok {
+	slot, ok, why, retry := s.limits.admitSlot(addr, s.limits.now())
+	if !ok {
 		s.refused.Add(1)
 		tooMany(w, why, retry)
 		return nil, ErrTooManyConnections
@@ -341,7 +342,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 	admitted := true
 	defer func() {
 		if admitted {
-			s.limits.release(addr) // the upgrade failed before the connection existed
+			s.limits.releaseSlot(slot) // the upgrade failed before the connection existed
 		}
 	}()
 	// The upgrader writes its 101 response into memory, not the socket: it
@@ -371,7 +372,7 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, cfg ConnConfig)
 			_ = tc.SetWriteBuffer(s.opts.SendBuffer)
 		}
 	}
-	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst), addr: addr}
+	wc := &wsConn{srv: s, h: cfg.Handler, nc: nc, fd: -1, tokens: float32(s.opts.RateBurst), slot: slot}
 	admitted = false // the slot is the connection's now, released by teardown
 	wc.link = s.hub.Attach(realtime.ConnConfig{UserID: cfg.UserID, Version: cfg.Version, Value: cfg.Value}, wc)
 	// Nothing is written until Open has returned: this goroutine drains

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,46 +18,80 @@ import (
 )
 
 // wsConn is the WebSocket side of one realtime.Conn. Its fields are kept
-// few and small: an idle connection is this struct, the realtime.Conn and
-// the net.Conn, nothing else.
+// few and small (TestWSConnSize): an idle connection served by a poller is
+// this struct, the realtime.Conn and its socket's descriptor, nothing else.
+// What only some connections need for a while (a partial frame, a close
+// timer, a blocked write) hangs off pointers that are nil while idle.
 type wsConn struct {
 	srv  *Server
 	link realtime.Link
 	h    Handler
-	nc   net.Conn
-	id   uint32
-	fd   int32 // raw descriptor when served by a poller, else -1
-	p    *poller
-	addr netip.Addr // the client's address, for the per-address limits
+	// nc is the network connection of one read by a goroutine of its own
+	// (no descriptor: TLS, Pollers < 0, other systems). One served by a
+	// poller keeps only its descriptor, fd: its net.Conn is closed once
+	// upgraded, and with it the Go runtime's poll descriptor (512 bytes
+	// outside the heap) and the connection's addresses.
+	nc net.Conn
+	// slot is the client address's entry in the per-address limits (nil
+	// when not counted), given back by teardown.
+	slot *addrState
 
-	// rstate guards against two workers reading one connection: 0 idle,
-	// 1 being read, 2 being read and readable again.
-	rstate atomic.Uint32
 	// fdMu keeps the descriptor open while it is used directly (raw reads
-	// and writes); teardown takes it exclusively before closing.
-	fdMu     sync.RWMutex
+	// and writes); teardown takes it exclusively before closing. It also
+	// guards timer and waiter.
+	fdMu sync.RWMutex
+	// timer tears the connection down CloseTimeout after its close frame
+	// went out, unless the client answers first.
+	timer *time.Timer
+	// waiter is a pollable duplicate of fd while a write waits for the
+	// socket (writeWait).
+	waiter *os.File
+
+	// part is the reader state of an incomplete frame or message; nil
+	// between complete frames. Touched only by the goroutine reading the
+	// connection, like the fields down to strikes.
+	part     *partial
+	rlLast   int64 // rate limit: server clock of the last refill
+	tokens   float32
+	strikes  uint16
+	stopRead bool // the stream is unusable or the peer closed: discard input
 	fdClosed bool
 
 	lastRead atomic.Int64 // server clock of the last frame read
+	id       uint32
+	fd       int32 // raw descriptor when served by a poller, else -1
+	// rstate guards against two workers reading one connection: 0 idle,
+	// 1 being read, 2 being read and readable again.
+	rstate atomic.Uint32
+	// state holds the flags below.
+	state atomic.Uint32
+}
 
-	// Reader state, touched only by the goroutine reading the connection.
+// Flags of wsConn.state.
+const (
+	closeSent  uint32 = 1 << iota // our close frame is written
+	peerClosed                    // the client's close frame was read
+	finished                      // torn down
+)
+
+// has reports whether flag is set.
+func (w *wsConn) has(flag uint32) bool { return w.state.Load()&flag != 0 }
+
+// partial is what a connection's reader keeps between reads while a frame
+// or a fragmented message is incomplete, or a rejected frame is skipped.
+type partial struct {
 	rbuf     []byte // bytes of an incomplete frame; nil when none
 	frag     []byte // payload of an incomplete fragmented message
+	skip     int64  // bytes of a rejected frame still to discard
 	fragging bool
 	// dropFrags marks the continuation frames of a rejected fragmented
 	// message, which are skipped too.
 	dropFrags bool
-	stopRead  bool  // the stream is unusable or the peer closed: discard input
-	skip      int64 // bytes of a rejected frame still to discard
-	rlLast    int64 // rate limit: server clock of the last refill
-	tokens    float32
-	strikes   uint16
+}
 
-	closeSent  atomic.Bool
-	peerClosed atomic.Bool
-	finished   atomic.Bool
-	timerMu    sync.Mutex
-	timer      *time.Timer
+// idle reports whether p holds nothing to carry to the next read.
+func (p *partial) idle() bool {
+	return p.rbuf == nil && p.frag == nil && p.skip == 0 && !p.fragging && !p.dropFrags
 }
 
 // scratch is a reader worker's reusable memory.
@@ -66,6 +99,10 @@ type scratch struct {
 	buf []byte
 	rd  bytes.Reader
 	hdr [ws.MaxHeaderSize]byte
+	// part is the reader state of the connection being read while it has
+	// none of its own; feed moves it to the connection when a read ends
+	// in the middle of a frame.
+	part partial
 }
 
 const scratchSize = 16 << 10
@@ -92,23 +129,46 @@ var (
 // feed processes bytes read from the connection. A returned *closeErr asks
 // for a close with its code; errPeerClosed ends reading.
 func (w *wsConn) feed(data []byte, sc *scratch) error {
+	if w.part == nil {
+		sc.part = partial{}
+		w.part = &sc.part
+	}
+	err := w.feedPart(data, sc)
+	if p := w.part; p != nil {
+		switch {
+		case p.idle():
+			w.part = nil
+		case p == &sc.part:
+			// The read ended inside a frame: the connection keeps its
+			// state until the next one.
+			w.part = &partial{}
+			*w.part = *p
+			sc.part = partial{}
+		}
+	}
+	return err
+}
+
+// feedPart is feed with the reader state in w.part.
+func (w *wsConn) feedPart(data []byte, sc *scratch) error {
+	p := w.part
 	for {
 		if w.stopRead {
 			return nil
 		}
-		if w.skip > 0 {
-			n := min(w.skip, int64(len(data)))
-			w.skip -= n
+		if p.skip > 0 {
+			n := min(p.skip, int64(len(data)))
+			p.skip -= n
 			data = data[n:]
 		}
 		if len(data) == 0 {
 			return nil
 		}
-		if len(w.rbuf) == 0 {
+		if len(p.rbuf) == 0 {
 			used, need, err := w.consume(data, sc)
 			if rest := data[used:]; err == nil && len(rest) > 0 && !w.stopRead {
-				w.rbuf = make([]byte, len(rest), max(need, len(rest), 64))
-				copy(w.rbuf, rest)
+				p.rbuf = make([]byte, len(rest), max(need, len(rest), 64))
+				copy(p.rbuf, rest)
 			}
 			return err
 		}
@@ -116,18 +176,18 @@ func (w *wsConn) feed(data []byte, sc *scratch) error {
 		// frame's size once its header is known): append would round the
 		// buffer up past one frame. What follows it is read in place on
 		// the next turn.
-		n := min(len(data), cap(w.rbuf)-len(w.rbuf))
-		w.rbuf = append(w.rbuf, data[:n]...)
+		n := min(len(data), cap(p.rbuf)-len(p.rbuf))
+		p.rbuf = append(p.rbuf, data[:n]...)
 		data = data[n:]
-		used, need, err := w.consume(w.rbuf, sc)
-		rest := w.rbuf[used:]
+		used, need, err := w.consume(p.rbuf, sc)
+		rest := p.rbuf[used:]
 		switch {
 		case err != nil || len(rest) == 0:
-			w.rbuf = nil // the partial frame is done; let its buffer go
-		case need > cap(w.rbuf) || (cap(w.rbuf) > 4<<10 && len(rest) < cap(w.rbuf)/4):
-			w.rbuf = append(make([]byte, 0, max(need, len(rest), 64)), rest...)
+			p.rbuf = nil // the partial frame is done; let its buffer go
+		case need > cap(p.rbuf) || (cap(p.rbuf) > 4<<10 && len(rest) < cap(p.rbuf)/4):
+			p.rbuf = append(make([]byte, 0, max(need, len(rest), 64)), rest...)
 		case used > 0:
-			w.rbuf = w.rbuf[:copy(w.rbuf, rest)]
+			p.rbuf = p.rbuf[:copy(p.rbuf, rest)]
 		}
 		if err != nil {
 			return err
@@ -140,6 +200,7 @@ func (w *wsConn) feed(data []byte, sc *scratch) error {
 // known, that frame's full size.
 func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 	limit := int64(w.srv.opts.MaxMessageSize)
+	p := w.part
 	for !w.stopRead {
 		rest := b[used:]
 		if len(rest) < ws.MinHeaderSize {
@@ -155,7 +216,7 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 		}
 		hn := len(rest) - sc.rd.Len()
 		state := ws.StateServerSide
-		if w.fragging || w.dropFrags {
+		if p.fragging || p.dropFrags {
 			state |= ws.StateFragmented
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
@@ -166,25 +227,25 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 		// added to, until it is known to be within the message limit.
 		var reject *closeErr
 		switch {
-		case h.OpCode == ws.OpContinuation && w.dropFrags:
+		case h.OpCode == ws.OpContinuation && p.dropFrags:
 			reject = errBinary // already closing; skip the rest of the message
 		case h.OpCode == ws.OpBinary:
 			reject = errBinary
-		case h.Length > limit || (h.OpCode == ws.OpContinuation && h.Length > limit-int64(len(w.frag))):
+		case h.Length > limit || (h.OpCode == ws.OpContinuation && h.Length > limit-int64(len(p.frag))):
 			reject = errTooBig
 		}
 		if reject != nil {
 			// Close, and skip the frame without buffering it: the stream
 			// stays in sync, so the client's close answer is still read.
 			w.closeWithTimeout(reject.code, reject.reason)
-			w.frag, w.fragging = nil, false
+			p.frag, p.fragging = nil, false
 			if !h.OpCode.IsControl() {
-				w.dropFrags = !h.Fin
+				p.dropFrags = !h.Fin
 			}
 			if avail := int64(len(rest) - hn); avail >= h.Length {
 				used += hn + int(h.Length)
 			} else {
-				w.skip = h.Length - avail
+				p.skip = h.Length - avail
 				used = len(b)
 			}
 			continue
@@ -204,6 +265,7 @@ func (w *wsConn) consume(b []byte, sc *scratch) (used, need int, err error) {
 }
 
 func (w *wsConn) frame(h ws.Header, payload []byte) error {
+	p := w.part
 	switch h.OpCode {
 	case ws.OpPing:
 		pong := ws.CompiledPong
@@ -218,18 +280,18 @@ func (w *wsConn) frame(h ws.Header, payload []byte) error {
 		return w.onClose(payload)
 	case ws.OpText:
 		if !h.Fin {
-			w.fragging = true
-			w.frag = append(w.frag[:0], payload...)
+			p.fragging = true
+			p.frag = append(p.frag[:0], payload...)
 			return nil
 		}
 		return w.message(payload)
 	case ws.OpContinuation:
-		w.frag = append(w.frag, payload...)
+		p.frag = append(p.frag, payload...)
 		if !h.Fin {
 			return nil
 		}
-		msg := w.frag
-		w.frag, w.fragging = nil, false
+		msg := p.frag
+		p.frag, p.fragging = nil, false
 		return w.message(msg)
 	}
 	return nil
@@ -250,9 +312,9 @@ func (w *wsConn) onClose(payload []byte) error {
 			code = realtime.CloseProtocolError
 		}
 	}
-	w.peerClosed.Store(true)
+	w.state.Or(peerClosed)
 	w.link.Conn().Close(code, "")
-	if w.closeSent.Load() {
+	if w.has(closeSent) {
 		w.teardown()
 	}
 	return errPeerClosed
@@ -307,7 +369,7 @@ func (w *wsConn) allow() bool {
 // an I/O error ends the connection.
 func (w *wsConn) readFailed(err error) {
 	w.stopRead = true
-	w.rbuf, w.frag = nil, nil
+	w.part = nil
 	var ce *closeErr
 	switch {
 	case errors.As(err, &ce):
@@ -330,7 +392,7 @@ func reading(err error) bool {
 // It runs on the goroutine that reads the connection.
 func (w *wsConn) internalError() {
 	w.stopRead = true
-	w.rbuf, w.frag, w.skip = nil, nil, 0
+	w.part = nil
 	w.closeWithTimeout(realtime.CloseInternalError, "internal error")
 }
 
@@ -379,6 +441,7 @@ func (w *wsConn) Wake() {
 		go func() {
 			defer w.srv.slowWG.Done()
 			defer w.srv.recoverWrite(w)
+			defer w.dropWaiter()
 			w.drain(true)
 		}()
 	}
@@ -413,6 +476,7 @@ func (w *wsConn) drain(blocking bool) {
 				go func() {
 					defer w.srv.slowWG.Done()
 					defer w.srv.recoverWrite(w)
+					defer w.dropWaiter()
 					if w.writeBlocking(b) {
 						w.drain(true)
 					}
@@ -436,9 +500,7 @@ func (w *wsConn) writeBlocking(b *realtime.Batch) bool {
 	for len(b.Frames) > 0 {
 		chunk := net.Buffers(b.Frames[:min(len(b.Frames), maxIov)])
 		n := len(chunk)
-		_ = w.nc.SetWriteDeadline(time.Now().Add(w.srv.opts.WriteTimeout))
-		_, err := chunk.WriteTo(w.nc)
-		if err != nil {
+		if err := w.writeWait(&chunk, w.srv.opts.WriteTimeout); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				w.slowWrite(chunk)
 			} else {
@@ -462,9 +524,33 @@ func (w *wsConn) slowWrite(rest net.Buffers) {
 		tail = append(tail, rest[0])
 	}
 	tail = append(tail, closeFrame)
-	_ = w.nc.SetWriteDeadline(time.Now().Add(w.srv.opts.CloseTimeout))
-	_, _ = tail.WriteTo(w.nc)
+	_ = w.writeWait(&tail, w.srv.opts.CloseTimeout)
 	w.teardown()
+}
+
+// writeWait writes bufs, waiting up to d for the socket to take them; what
+// it wrote is consumed from bufs. A connection served by a poller waits
+// through a pollable duplicate of its descriptor (waitFD), made only when
+// the socket is full.
+func (w *wsConn) writeWait(bufs *net.Buffers, d time.Duration) error {
+	if w.fd >= 0 {
+		return w.writeFD(bufs, d)
+	}
+	_ = w.nc.SetWriteDeadline(time.Now().Add(d))
+	_, err := bufs.WriteTo(w.nc)
+	return err
+}
+
+// dropWaiter closes the duplicate descriptor a blocking write waited on, if
+// any; the goroutine that wrote calls it when it is done.
+func (w *wsConn) dropWaiter() {
+	w.fdMu.Lock()
+	f := w.waiter
+	w.waiter = nil
+	w.fdMu.Unlock()
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // written finishes a batch that was written whole and reports whether the
@@ -475,43 +561,38 @@ func (w *wsConn) written(b *realtime.Batch) bool {
 	if !final {
 		return true
 	}
-	w.closeSent.Store(true)
-	if w.peerClosed.Load() {
+	w.state.Or(closeSent)
+	if w.has(peerClosed) {
 		w.teardown()
 		return false
 	}
-	w.timerMu.Lock()
-	if w.timer == nil && !w.finished.Load() {
+	w.fdMu.Lock()
+	if w.timer == nil && !w.has(finished) {
 		w.timer = time.AfterFunc(w.srv.opts.CloseTimeout, w.teardown)
 	}
-	w.timerMu.Unlock()
+	w.fdMu.Unlock()
 	return false
 }
 
 // teardown ends the connection once: closes the socket, leaves all groups
 // and tells the handler.
 func (w *wsConn) teardown() {
-	if w.finished.Swap(true) {
+	if w.state.Or(finished)&finished != 0 {
 		return
 	}
 	// Leaving the groups and OnClose run the hub's and the consumer's code,
 	// here on any goroutine (the close timer's too); the connection is gone
 	// whatever they do.
 	defer panics.Recover(w.srv.log, w.srv.opts.OnPanic, panics.WSReader)
-	w.timerMu.Lock()
+	w.fdMu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	w.timerMu.Unlock()
-	w.fdMu.Lock()
 	w.fdClosed = true
-	if w.p != nil {
-		w.p.remove(w)
-	}
-	_ = w.nc.Close()
+	w.closeSocket()
 	w.fdMu.Unlock()
 	w.srv.unregister(w)
-	w.srv.limits.release(w.addr)
+	w.srv.limits.releaseSlot(w.slot)
 	w.link.Finish()
 	w.h.OnClose(w.link.Conn())
 }
