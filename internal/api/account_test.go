@@ -74,3 +74,16 @@ func TestSignedInUserSaysIsStaff(t *testing.T) {
 		}
 	}
 }
+
+// The session answer says whether the demo data is on, so the web app's
+// sign-in page lists the demo accounts only where they exist.
+func TestSessionSaysDemo(t *testing.T) {
+	for _, demo := range []bool{false, true} {
+		cfg := testConfig(t, testenv.SQLite(t))
+		cfg.Demo = demo
+		e := newEnvConfig(t, cfg)
+		if got := e.must(http.StatusOK, "GET", "/api/auth/session/", "", nil).JSON["demo"]; got != demo {
+			t.Errorf("--demo=%v: the session says demo %v", demo, got)
+		}
+	}
+}

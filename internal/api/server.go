@@ -39,6 +39,9 @@ type Config struct {
 	TrustProxy bool
 	// Admins are the usernames allowed to read /api/ops/.
 	Admins []string
+	// Demo says herald's demo data is on (--demo): GET /api/auth/session/
+	// says so, and the web app's sign-in page lists the demo accounts.
+	Demo bool
 	// OpsStats reports the running server for /api/ops/.
 	OpsStats func(context.Context) OpsStats
 	// APIKeys checks the keys of POST /api/publish/; nil refuses every
@@ -76,6 +79,7 @@ type Server struct {
 	log           *slog.Logger
 	trustProxy    bool
 	admins        []string
+	demo          bool
 	opsStats      func(context.Context) OpsStats
 	mux           *http.ServeMux
 	routes        []Route
@@ -102,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		p: cfg.Platform, tokens: cfg.Tokens, throttle: cfg.Throttle, log: cfg.Logger,
-		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, opsStats: cfg.OpsStats,
+		trustProxy: cfg.TrustProxy, mux: http.NewServeMux(), admins: cfg.Admins, demo: cfg.Demo, opsStats: cfg.OpsStats,
 		registrations: newRegistrationThrottle(cfg.RegistrationsPerHour), origins: cfg.AllowedOrigins,
 		keys: cfg.APIKeys, publishMaxData: cfg.PublishMaxData, publishWait: cfg.PublishWait,
 		media: cfg.Media, images: media.NewChecker(cfg.ImageLimits), maxImageBytes: cfg.MaxImageBytes,

@@ -21,9 +21,11 @@ type session struct {
 	User account `json:"user"`
 }
 
-// currentSession is who is signed in, if anyone.
+// currentSession is who is signed in, if anyone, and whether the demo
+// data is on (its accounts are listed on the sign-in page only then).
 type currentSession struct {
 	User *account `json:"user"`
+	Demo bool     `json:"demo"`
 }
 
 // account is the signed-in user as /api/auth/me/ and the session endpoints
@@ -43,7 +45,7 @@ func (s *Server) account(u platform.User) account {
 // visitors: {"user": null} when nobody is (a 401 from /api/auth/me/ would
 // show in the browser's console on every page load).
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) error {
-	var out currentSession
+	out := currentSession{Demo: s.demo}
 	if uid := userID(r); uid > 0 {
 		u, err := s.p.UserByID(r.Context(), uid)
 		if err != nil && platform.KindOf(err) != platform.KindNotFound {

@@ -79,6 +79,25 @@ it('lists what each demo account owns and applied to on the sign-in page', async
   await shot(p, 'signin');
 });
 
+it('lists no demo accounts where the demo data is off', async () => {
+  const off = await Herald.start({ bin: inject('heraldBin'), args: ['--demo=false'] });
+  try {
+    const u = await openAs(browser, off.url);
+    const p = u.page;
+    const answered = p.waitForResponse((r) => r.url().endsWith('/api/auth/session/') && r.request().method() === 'GET');
+    await p.goto('/signin/');
+    await p.getByLabel('Username').waitFor();
+    expect(((await (await answered).json()) as { demo?: boolean }).demo).toBe(false);
+    // A frame after the answer: the page has applied it.
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(null)))));
+    expect(await p.getByTestId('demo-accounts').count()).toBe(0);
+    expect(await p.getByText('herald-demo').count()).toBe(0);
+    await u.context.close();
+  } finally {
+    await off.dispose();
+  }
+});
+
 it('signs in against the real server', async () => {
   const u = await openAs(browser, h.url);
   const p = u.page;

@@ -1,5 +1,5 @@
 import { Fragment, useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
-import { ApiError } from '../api';
+import { ApiError, get } from '../api';
 import { DEMO_ACCOUNTS, DEMO_PASSWORD, type DemoAccount } from '../demo';
 import { Link, navigate, useSearchParam } from '../router';
 import { useSession } from '../session';
@@ -86,7 +86,24 @@ function AuthError({ error, retryIn, fields }: { error: unknown; retryIn: number
   return <FormError error={error && !fields.some((f) => fieldError(error, f)) ? error : null} />;
 }
 
+/** Whether herald serves its demo data (--demo), as the session endpoint says. */
+function useDemo(): boolean {
+  const [demo, setDemo] = useState(false);
+  useEffect(() => {
+    let live = true;
+    get<{ demo?: boolean }>('/api/auth/session/')
+      .then((s) => live && setDemo(s.demo === true))
+      .catch(() => {});
+    return () => {
+      live = false;
+    };
+  }, []);
+  return demo;
+}
+
+/** The demo accounts and what each has, where the demo data is on. */
 function DemoAccounts() {
+  if (!useDemo()) return null;
   return (
     <section className="demo" aria-labelledby="demo-accounts">
       <h2 id="demo-accounts">Demo accounts</h2>
