@@ -63,6 +63,13 @@ Scenarios:
             once, in order; committed and received writes/s, losses,
             write-to-receipt latency
 
+Not a scenario:
+  bare-server  the floor the idle figures are compared with: a WebSocket
+            server of epoll and gobwas/ws alone (no state but the socket;
+            no token check, database or pings) that answers every upgrade
+            with a campaign_data of --snapshot-bytes. 'herald bench idle
+            --spawn --bare' starts one and measures it like herald
+
 Examples:
   herald bench idle --spawn --conns 10000
   herald bench fanout --spawn --conns 1000 --steps 10,20,50,100,200,400
@@ -85,6 +92,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return flag.ErrHelp
 	}
 	scenario := args[0]
+	if scenario == "bare-server" {
+		return bareServerCommand(ctx, args[1:], stdout)
+	}
 	known := false
 	for _, s := range bench.Scenarios {
 		known = known || s == scenario
@@ -198,6 +208,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	})
 	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume), the sustained sign-ins (signin), each batch size and the latency phase (publish)")
 	fs.BoolVar(&o.Token, "token", o.Token, "campaign clients authenticate with ?token= (idle, fanout, resume)")
+	fs.BoolVar(&o.Bare, "bare", o.Bare, "idle: the target is a bare-server (with --spawn, one is started): no accounts or campaign are set up; --token sends a placeholder token as long as a real one")
 	dur(&o.Settle, "settle", "idle: quiet time before reading the server's memory")
 	dur(&o.Hold, "hold", "idle: keep the connections open this much longer")
 	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "pad the campaign so campaign_data is about this size (0: no padding)")
@@ -222,4 +233,24 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "the server's admin address (herald serve --admin-addr): pprof for --profile, a forced GC before reading memory and its /metrics (without it they are read from the main address, which serves them only with --public-metrics); --spawn sets one up")
 	dur(&o.ProfileFor, "profile-for", "length of a CPU profile of a phase without a fixed length (connecting, reconnecting)")
 	return fs
+}
+
+// bareServerCommand runs `herald bench bare-server` until it is stopped.
+func bareServerCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	o := bench.BareOptions{Addr: "127.0.0.1:8100", SnapshotBytes: 4096}
+	fs := flag.NewFlagSet("herald bench bare-server", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVar(&o.Addr, "addr", o.Addr, "loopback address to serve WebSocket upgrades (any path) and GET /healthz on")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "address for /metrics and /debug/pprof/ (none when empty)")
+	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "size of the campaign_data message sent with each handshake response")
+	fs.IntVar(&o.Pollers, "pollers", o.Pollers, "epoll loops (default GOMAXPROCS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench bare-server: unexpected argument %q", fs.Arg(0))
+	}
+	return bench.ServeBare(ctx, o, func(addr string) {
+		fmt.Fprintf(stdout, "bare-server on %s\n", addr)
+	})
 }

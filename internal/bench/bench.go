@@ -149,6 +149,11 @@ type Options struct {
 	Profile    bool     `json:"profile,omitempty"`
 	AdminAddr  string   `json:"admin_addr,omitempty"`
 	ProfileFor Duration `json:"profile_for,omitempty"`
+	// Bare makes the idle scenario's target the bare server (ServeBare,
+	// herald bench bare-server; started with Spawn): no accounts or
+	// campaign are set up, and with Token the clients send a placeholder
+	// token as long as a real one.
+	Bare bool `json:"bare,omitempty"`
 
 	Stdout  io.Writer `json:"-"` // progress and summary (default os.Stdout)
 	Command []string  `json:"-"` // the command line, recorded in results
@@ -277,6 +282,9 @@ func (o *Options) check(nofile uint64) error {
 		if o.Server == "daphne" && o.Procs > 1 {
 			bad("--procs: the daphne server is one process")
 		}
+	}
+	if o.Bare && (o.Scenario != "idle" || o.Procs > 1) {
+		bad("--bare: the bare server is one process, for the idle scenario")
 	}
 	if o.Scenario == "resume" {
 		if o.Rounds < 1 || o.Rounds > 100 {
@@ -439,9 +447,12 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				"--channels-layer", o.ChannelsLayer}, serveArgs...)
 		}
 		var cl *cluster
-		if o.Scenario == "django" && o.Server == "daphne" {
+		switch {
+		case o.Bare:
+			cl, err = spawnBare(ctx, o.HeraldBin, o.SnapshotBytes, o.ServeEnv, o.Timeout.D())
+		case o.Scenario == "django" && o.Server == "daphne":
 			cl, err = spawnDaphne(ctx, o, o.Timeout.D())
-		} else {
+		default:
 			cl, err = spawnCluster(ctx, o.HeraldBin, serveArgs, o.ServeEnv, o.Procs, o.Timeout.D())
 		}
 		if err != nil {
@@ -461,6 +472,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			e.pids = append(e.pids, s.pid)
 			if cl.daphne {
 				fmt.Fprintf(e.out, "spawned daphne (pid %d) on %s\n", s.pid, s.base)
+				continue
+			}
+			if o.Bare {
+				fmt.Fprintf(e.out, "spawned bare-server (pid %d) on %s, admin %s\n", s.pid, s.base, s.admin)
 				continue
 			}
 			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, store.Redact(cl.db))

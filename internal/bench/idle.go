@@ -63,16 +63,9 @@ func (e *env) runIdle(ctx context.Context) error {
 	o := e.o
 	f := &IdleFigures{Token: o.Token, SettleS: o.Settle.D().Seconds()}
 	e.res.Idle = f
-	owner, err := e.newUser(ctx, "bench"+e.runID+"owner")
+	tok, err := e.idleSetup(ctx, f)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
-	}
-	if f.CampaignID, err = e.newCampaign(ctx, owner, "bench idle "+e.runID, o.SnapshotBytes); err != nil {
-		return fmt.Errorf("setup: %w", err)
-	}
-	tok := ""
-	if o.Token {
-		tok = owner.Token
 	}
 	path := func(int) string { return campaignPath(f.CampaignID, tok) }
 
@@ -180,6 +173,30 @@ func (e *env) runIdle(ctx context.Context) error {
 	e.timelineChart("throughput.svg", "New connections per second", "connections/s",
 		func(p TimelinePoint) float64 { return float64(p.Connects) })
 	return nil
+}
+
+// idleSetup makes the idle scenario's campaign, and its owner whose token
+// the clients send with --token. A bare server has neither: any path
+// upgrades, and the token is a placeholder as long as a real one.
+func (e *env) idleSetup(ctx context.Context, f *IdleFigures) (token string, err error) {
+	if e.o.Bare {
+		f.CampaignID = 1
+		if e.o.Token {
+			return placeholderToken()
+		}
+		return "", nil
+	}
+	owner, err := e.newUser(ctx, "bench"+e.runID+"owner")
+	if err != nil {
+		return "", err
+	}
+	if f.CampaignID, err = e.newCampaign(ctx, owner, "bench idle "+e.runID, e.o.SnapshotBytes); err != nil {
+		return "", err
+	}
+	if e.o.Token {
+		token = owner.Token
+	}
+	return token, nil
 }
 
 // settledRSS waits after a forced GC until the servers' RSS stops falling
