@@ -36,6 +36,9 @@ it('shows an administrator the connections rising and charts them', async () => 
   await p.getByRole('navigation').getByRole('link', { name: 'Operations' }).click();
   await p.getByRole('heading', { name: 'Operations', level: 1 }).waitFor();
   await p.getByTestId('ops-websocket').waitFor({ timeout: 5000 });
+  // The running build, as /api/ops/ reports it.
+  const ops = (await (await p.request.get('/api/ops/')).json()) as { version: { version: string } };
+  expect(await p.getByTestId('ops-version').textContent()).toContain(ops.version.version);
 
   await carol.page.goto('/campaigns/1/');
   await indicator(carol.page, 'open');

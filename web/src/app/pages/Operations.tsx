@@ -18,6 +18,15 @@ export interface OpsSnapshot {
   rate_limited: number;
   handshakes_refused: number;
   outbox_pending: number;
+  /** The running build (herald version). */
+  version?: { version: string; commit?: string; commit_time?: string; modified?: boolean };
+}
+
+/** A build as `herald version` prints it: version, short commit, "+changes" when built from a modified tree. */
+export function formatBuild(v: NonNullable<OpsSnapshot['version']>): string {
+  let s = v.version;
+  if (v.commit) s += ` (${v.commit.slice(0, 12)}${v.modified ? '+changes' : ''})`;
+  return s;
 }
 
 /** One poll, reduced to what the charts draw. t is the snapshot's time in ms. */
@@ -137,6 +146,11 @@ export function Operations() {
         {state.kind === 'ok' && (
           <p className="muted small" data-testid="ops-uptime">
             Up {formatUptime(state.snapshot.uptime_seconds)}
+            {state.snapshot.version && (
+              <>
+                {' · '}herald <span data-testid="ops-version">{formatBuild(state.snapshot.version)}</span>
+              </>
+            )}
           </p>
         )}
       </div>
