@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
 	"github.com/heraldhq/herald/internal/realtime/transport"
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // Config wires the consumers.
@@ -221,17 +222,23 @@ func sendError(conn *realtime.Conn, code, msg string) {
 // channel layer (this process cannot reach Redis) is answered 503 with
 // Retry-After: the process cannot take real-time clients now, another may
 // (a load balancer passes the handshake on: nginx's proxy_next_upstream
-// http_503), and the client tries again; anything else is a 500.
+// http_503), and the client tries again. So is a database outage; anything
+// else is a 500.
 func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs ...any) {
 	if c.logFailure(what, err, attrs...) {
 		return
 	}
-	if errors.As(err, new(layerError)) {
+	switch {
+	case errors.As(err, new(layerError)):
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the channel layer is unavailable on this server; try again", http.StatusServiceUnavailable)
-		return
+	case store.IsUnavailable(err):
+		// As the REST API answers a database outage.
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the database is unavailable; try again in a moment", http.StatusServiceUnavailable)
+	default:
+		http.Error(w, "internal error", http.StatusInternalServerError)
 	}
-	http.Error(w, "internal error", http.StatusInternalServerError)
 }
 
 // layerError is an error of the channel layer: reading a group's position
