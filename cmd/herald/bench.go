@@ -56,12 +56,13 @@ Scenarios:
             consumer (--server daphne); group_send-to-receipt latency,
             deliveries/s, losses. --spawn starts the server on a new
             layer prefix
-  writes    the cluster's write ceiling: --publishers writers write as fast
-            as answered for --duration over --groups campaign rooms (REST
-            comments, POST /api/publish/ events or both: --via), one v2
-            subscriber per room checking every committed write arrives
-            once, in order; committed and received writes/s, losses,
-            write-to-receipt latency
+  writes    the cluster's write ceiling: --publishers writers write over
+            --groups campaign rooms (REST comments, POST /api/publish/
+            events or both: --via), as fast as answered or at each rate of
+            --steps, --duration each; one v2 subscriber per room checks
+            that every committed write arrives once, in order; committed
+            and received writes/s, losses, write-to-receipt latency, and
+            the highest rate that passed (nothing lost, p99 ≤ --max-p99)
 
 Not a scenario:
   bare-server  the floor the idle figures are compared with: a WebSocket
@@ -170,7 +171,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server whose memory and CPU to read (default: the process listening on the target port)")
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
 	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout, publish, django; publish: 0 for no latency phase), users (personal); signin: sign-ins in the burst")
-	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps), group_sends/s (django)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps), group_sends/s (django), writes/s in all (writes; 0 = as fast as answered)")
 	fs.Func("batches", "publish: comma-separated batch sizes (1 to 100) to measure throughput with, --duration each", func(s string) error {
 		o.Batches = nil
 		for _, f := range strings.Split(s, ",") {
@@ -195,7 +196,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.StringVar(&o.DaphneBin, "daphne-bin", o.DaphneBin, "django: the daphne to start with --spawn --server daphne")
 	fs.IntVar(&o.Groups, "groups", o.Groups, "writes: campaign rooms written to, one subscriber each (at least --publishers)")
 	fs.StringVar(&o.Via, "via", o.Via, "writes: rest (comments), publish (POST /api/publish/, an API key: --api-key, or one made with --spawn) or both (each writer alternates)")
-	fs.Func("steps", "fanout, publish's latency phase, django: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
+	fs.Func("steps", "fanout, publish's latency phase, django, writes: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
 		for _, f := range strings.Split(s, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -215,8 +216,8 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.IntVar(&o.EventBytes, "event-bytes", o.EventBytes, "fanout: size of one comment event message")
 	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent REST writers (keep-alive connections); signin: clients signing in for --duration")
 	dur(&o.Drain, "drain", "after the writes, wait at most this long for the last events")
-	dur(&o.MaxP99, "max-p99", "fanout: a step passes with no loss and p99 latency at most this")
-	fs.BoolVar(&o.KeepGoing, "keep-going", o.KeepGoing, "fanout: run every step even after one fails")
+	dur(&o.MaxP99, "max-p99", "fanout, writes: a step passes with no loss and p99 latency at most this")
+	fs.BoolVar(&o.KeepGoing, "keep-going", o.KeepGoing, "fanout, writes: run every step even after one fails")
 	fs.IntVar(&o.Creators, "creators", o.Creators, "apps: quest creators")
 	fs.IntVar(&o.Applicants, "applicants", o.Applicants, "apps: applicants")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "resume: drop-and-reconnect rounds")

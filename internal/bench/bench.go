@@ -183,7 +183,7 @@ func Defaults(scenario string) Options {
 	case "publish":
 		o.Conns, o.Rate, o.Batches, o.Publishers, o.Duration = 1000, 50, []int{1, 10, 100}, 16, Duration(10*time.Second)
 	case "writes":
-		o.Groups, o.Via, o.Duration, o.ReadBuffer = 256, ViaBoth, Duration(20*time.Second), 2048
+		o.Groups, o.Via, o.Duration, o.ReadBuffer, o.MaxP99 = 256, ViaBoth, Duration(20*time.Second), 2048, Duration(time.Second)
 	case "django":
 		o.Conns, o.Rate, o.Duration, o.Server, o.Senders = 100, 50, Duration(10*time.Second), "herald", 1
 		o.ChannelsRedis, o.ChannelsLayer = "redis://127.0.0.1:6379/0", "core"

@@ -136,6 +136,9 @@ func (e *env) summary() {
 		if f.Connect != nil {
 			w("subscribers, one per room: %s", connectLine(f.Connect))
 		}
+		for i, st := range f.Steps {
+			w("%s", writesStepLine(i, len(f.Steps), st))
+		}
 		w("%s", writesLine(f))
 	case r.Django != nil:
 		f := r.Django

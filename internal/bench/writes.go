@@ -14,13 +14,14 @@ import (
 
 // WritesFigures is the writes scenario's outcome: the cluster's ceiling of
 // committed writes per second that reach clients. --publishers writers
-// write as fast as they are answered, for --duration, over --groups
-// campaign rooms (each writer owns every --publishers-th room and writes to
-// its rooms in turn, one write at a time, so each room's writes are
-// sequential and commit in the order sent); one protocol v2 subscriber per
-// room, the subscribers spread over the processes like the writes, checks
-// that it receives every committed write of its room once, in the order
-// written, with consecutive offsets.
+// write over --groups campaign rooms (each writer owns every
+// --publishers-th room and writes to its rooms in turn, one write at a
+// time, so each room's writes are sequential and commit in the order
+// sent): as fast as they are answered (--rate 0, the default), or at each
+// rate of --steps (or --rate) in all for --duration. One protocol v2
+// subscriber per room, the subscribers spread over the processes like the
+// writes, checks that it receives every committed write of its room once,
+// in the order written, with consecutive offsets.
 type WritesFigures struct {
 	// Via is what the writes are: "rest" (a comment through POST
 	// /api/campaigns/<id>/comments/), "publish" (one event through POST
@@ -30,16 +31,35 @@ type WritesFigures struct {
 	Writers   int             `json:"writers"`
 	Processes int             `json:"processes"`
 	Connect   *ConnectFigures `json:"connect"`
-	DurationS float64         `json:"duration_s"`
+	Steps     []WritesStep    `json:"steps"`
+	// Best is the index of the highest step that passed (-1 for none);
+	// CeilingPerS its writes committed per second, all of them received
+	// in order within --max-p99.
+	Best        int     `json:"best_step"`
+	CeilingPerS float64 `json:"ceiling_per_s"`
+	// CloseCodes counts the subscribers the server closed, by close code.
+	CloseCodes map[string]int `json:"close_codes,omitempty"`
+}
+
+// WritesStep is --duration of writing at TargetRate writes a second in
+// all (0: as fast as answered).
+type WritesStep struct {
+	TargetRate float64 `json:"target_rate"`
+	DurationS  float64 `json:"duration_s"`
 	// Committed is writes answered with 201 (REST and publish), Failed the
-	// others (their fate unknown: their events may or may not come).
+	// others (their fate unknown: their events may or may not come),
+	// Skipped the writes of the target rate a writer could not send in
+	// time because its last one was still waiting for its answer.
 	Committed        int64   `json:"committed"`
 	CommittedREST    int64   `json:"committed_rest"`
 	CommittedPublish int64   `json:"committed_publish"`
 	Failed           int64   `json:"failed"`
+	Skipped          int64   `json:"skipped"`
 	CommittedPerS    float64 `json:"committed_per_s"`
-	// Received counts first receipts of committed writes by their room's
-	// subscriber; Lost the committed writes never received within
+	// RESTLimited: the writers could not keep up with the target rate.
+	RESTLimited bool `json:"rest_limited"`
+	// Received counts first receipts of the committed writes by their
+	// room's subscriber; Lost the committed writes not received within
 	// --drain after the writes stopped; Duplicates repeated receipts;
 	// OutOfOrder receipts of a write older than one already received in
 	// its room; OffsetGaps consecutive events of a room whose offsets do
@@ -52,23 +72,21 @@ type WritesFigures struct {
 	OffsetGaps  int64 `json:"offset_gaps"`
 	Unexpected  int64 `json:"unexpected"`
 	Disconnects int   `json:"disconnects"`
-	// CloseCodes counts the subscribers the server closed, by close code.
-	CloseCodes map[string]int `json:"close_codes,omitempty"`
-	// ReceivedPerS is Received over the time from the start of the writes
-	// to the last receipt; LastReceiptMs is how long after the writes
+	// ReceivedPerS is Received over the time from the start of the step
+	// to its last receipt; LastReceiptMs is how long after the writes
 	// stopped that last receipt came.
 	ReceivedPerS  float64 `json:"received_per_s"`
 	LastReceiptMs float64 `json:"last_receipt_ms"`
-	// CeilingPerS is the rate of writes both committed and received
-	// (the lower of CommittedPerS and ReceivedPerS), 0 when any write was
-	// lost, duplicated or received out of order.
-	CeilingPerS float64 `json:"ceiling_per_s"`
 	// Latency is from just before a write's request was sent to its
 	// receipt by the room's subscriber (commit, relay and fan-out
 	// included); REST and Publish are the requests' own times.
-	Latency   Latency         `json:"latency"`
-	REST      Latency         `json:"rest"`
-	Publish   Latency         `json:"publish"`
+	Latency Latency `json:"latency"`
+	REST    Latency `json:"rest"`
+	Publish Latency `json:"publish"`
+	// Pass: nothing lost, failed, duplicated or out of order, write →
+	// receipt p99 within --max-p99, and at a target rate at least 95% of
+	// it committed.
+	Pass      bool            `json:"pass"`
 	ServerCPU *ProcessFigures `json:"server_cpu,omitempty"`
 	BenchCPU  *ProcessFigures `json:"bench_cpu,omitempty"`
 	Errors    []string        `json:"errors,omitempty"`
@@ -85,7 +103,7 @@ const (
 const writeType = "bench.write"
 
 // writeTag starts a comment's content in the writes scenario:
-// "hw <seq> <send unix ns>".
+// "hw <step> <seq> <send unix ns>".
 const writeTag = `"content":"hw `
 
 // writeRoom is one room of the writes scenario: its writer's record of
@@ -95,28 +113,35 @@ const writeTag = `"content":"hw `
 type writeRoom struct {
 	id    int64
 	group string
-	// The writer's: sent[seq] tells whether seq's write was answered 201.
+	// The writer's: sent[seq] tells whether seq's write was answered 201;
+	// from[i] is the first seq of step i.
 	mu   sync.Mutex
 	sent []bool
+	from []int
 	// The subscriber's: got[seq] once seq arrived.
-	smu        sync.Mutex
-	got        []bool
-	maxSeq     int64 // highest seq received, -1 for none
-	epoch      string
-	offset     uint64
-	gone       atomic.Bool
+	smu    sync.Mutex
+	got    []bool
+	maxSeq int64 // highest seq received, -1 for none
+	epoch  string
+	offset uint64
+	gone   atomic.Bool
+}
+
+// writeStep is what the subscribers saw of one step's writes.
+type writeStep struct {
+	hist       Histogram
 	received   atomic.Int64
 	dups       atomic.Int64
 	outOfOrder atomic.Int64
 	gaps       atomic.Int64
+	last       atomic.Int64 // unix ns of the latest receipt
 }
 
 // writes is a running writes scenario.
 type writes struct {
 	e     *env
 	rooms []*writeRoom
-	hist  Histogram
-	last  atomic.Int64 // unix ns of the latest receipt
+	steps []*writeStep
 	other atomic.Int64
 
 	mu     sync.Mutex
@@ -130,33 +155,37 @@ const maxWriteSeq = 1 << 24
 func (w *writes) message(c *client, head []byte, _ int) {
 	now := time.Now().UnixNano()
 	r := w.rooms[c.id]
-	var seq, sent int64
+	var step, seq, sent int64
 	var ok bool
 	switch {
 	case isType(head, writeType):
-		var ok1, ok2 bool
+		var ok0, ok1, ok2 bool
+		step, ok0 = intAfter(head, `"s":`)
 		seq, ok1 = intAfter(head, `"q":`)
 		sent, ok2 = intAfter(head, `"t":`)
-		ok = ok1 && ok2
+		ok = ok0 && ok1 && ok2
 	case isType(head, "comment"):
 		j := bytes.Index(head, []byte(writeTag))
 		if j < 0 {
 			break
 		}
-		rest := head[j+len(writeTag):]
-		var ok1, ok2 bool
-		seq, ok1 = parseUint(rest)
-		if k := bytes.IndexByte(rest, ' '); k >= 0 {
-			sent, ok2 = parseUint(rest[k+1:])
+		f := bytes.Fields(head[j+len(writeTag):])
+		if len(f) < 3 {
+			break
 		}
-		ok = ok1 && ok2
+		var ok0, ok1, ok2 bool
+		step, ok0 = parseUint(f[0])
+		seq, ok1 = parseUint(f[1])
+		sent, ok2 = parseUint(f[2])
+		ok = ok0 && ok1 && ok2
 	default:
 		return // presence, subscribed
 	}
-	if !ok || seq >= maxWriteSeq {
+	if !ok || seq >= maxWriteSeq || step >= int64(len(w.steps)) {
 		w.other.Add(1)
 		return
 	}
+	st := w.steps[step]
 	// Offsets: consecutive within an epoch (a room's first event here may
 	// come after others, so the first one sets the position). Only this
 	// client's reader goroutine touches epoch and offset.
@@ -169,7 +198,7 @@ func (w *writes) message(c *client, head []byte, _ int) {
 			}
 		}
 		if r.epoch == epoch && r.offset != 0 && uint64(off) != r.offset+1 {
-			r.gaps.Add(1)
+			st.gaps.Add(1)
 		}
 		r.epoch, r.offset = epoch, uint64(off)
 	}
@@ -183,18 +212,18 @@ func (w *writes) message(c *client, head []byte, _ int) {
 	r.maxSeq = max(r.maxSeq, seq)
 	r.smu.Unlock()
 	if dup {
-		r.dups.Add(1)
+		st.dups.Add(1)
 		return
 	}
 	if late {
-		r.outOfOrder.Add(1)
+		st.outOfOrder.Add(1)
 	}
-	r.received.Add(1)
-	w.hist.Record(time.Duration(now - sent))
+	st.received.Add(1)
+	st.hist.Record(time.Duration(now - sent))
 	w.e.deliveries.Add(1)
 	for {
-		l := w.last.Load()
-		if now <= l || w.last.CompareAndSwap(l, now) {
+		l := st.last.Load()
+		if now <= l || st.last.CompareAndSwap(l, now) {
 			break
 		}
 	}
@@ -212,7 +241,11 @@ func (w *writes) closed(c *client, code int, _ error) {
 
 func (e *env) runWrites(ctx context.Context) error {
 	o := e.o
-	fig := &WritesFigures{Via: o.Via, Groups: o.Groups, Writers: o.Publishers, Processes: len(e.targets), DurationS: o.Duration.D().Seconds()}
+	rates := o.Steps
+	if len(rates) == 0 {
+		rates = []float64{o.Rate}
+	}
+	fig := &WritesFigures{Via: o.Via, Groups: o.Groups, Writers: o.Publishers, Processes: len(e.targets), Best: -1}
 	e.res.Writes = fig
 	owner, err := e.newUser(ctx, "bench"+e.runID+"w")
 	if err != nil {
@@ -225,6 +258,9 @@ func (e *env) runWrites(ctx context.Context) error {
 		}
 	}
 	w := &writes{e: e, closes: map[string]int{}}
+	for range rates {
+		w.steps = append(w.steps, &writeStep{})
+	}
 	var made atomic.Int64
 	e.setPhase("setup", func() string { return fmt.Sprintf("setup: %d/%d campaigns", made.Load(), o.Groups) })
 	for i := range o.Groups {
@@ -233,14 +269,23 @@ func (e *env) runWrites(ctx context.Context) error {
 			return fmt.Errorf("setup: %w", err)
 		}
 		made.Add(1)
-		r := &writeRoom{id: id, group: "campaign_" + strconv.FormatInt(id, 10), maxSeq: -1}
-		w.rooms = append(w.rooms, r)
+		w.rooms = append(w.rooms, &writeRoom{id: id, group: "campaign_" + strconv.FormatInt(id, 10), maxSeq: -1})
 	}
 	clients, cf := e.connect(ctx, connectSpec{label: "subscribing", n: o.Groups, rate: o.ConnectRate,
 		path: func(i int) string { return campaignPath(w.rooms[i].id, "") + "?v=2" }, snapshot: true, h: w})
 	fig.Connect = cf
 	e.printf("subscribers, one per room: %s\n", connectLine(cf))
 	defer e.closeAll(clients)
+	defer func() {
+		w.mu.Lock()
+		if len(w.closes) > 0 {
+			fig.CloseCodes = maps.Clone(w.closes)
+		}
+		w.mu.Unlock()
+		if n := w.other.Load(); n > 0 {
+			e.note("%d messages that were not this run's writes", n)
+		}
+	}()
 	if cf.Connected < o.Groups {
 		return fmt.Errorf("subscribers: %d of %d connected: %v", cf.Connected, o.Groups, cf.Errors)
 	}
@@ -248,24 +293,69 @@ func (e *env) runWrites(ctx context.Context) error {
 	if err := sleep(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
+	for si, rate := range rates {
+		st := w.runStep(ctx, si, rate, owner.Token, key)
+		fig.Steps = append(fig.Steps, st)
+		e.printf("%s\n", writesStepLine(si, len(rates), st))
+		if st.Pass && (fig.Best < 0 || st.CommittedPerS > fig.Steps[fig.Best].CommittedPerS) {
+			fig.Best, fig.CeilingPerS = si, st.CommittedPerS
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !st.Pass && !o.KeepGoing && si < len(rates)-1 {
+			e.note("stopped after step %d (%v writes/s): it lost, reordered or failed writes, fell short of the rate or went over p99 %v", si+1, rate, o.MaxP99)
+			break
+		}
+	}
+	head := fig.Best
+	if head < 0 {
+		head = len(fig.Steps) - 1
+	}
+	if head >= 0 {
+		st := fig.Steps[head]
+		e.latencyChart("latency.svg", fmt.Sprintf("Write → receipt, %d rooms, %d writers, via %s, %s writes/s", fig.Groups, fig.Writers, fig.Via, rateText(st.TargetRate)), st.Latency)
+	}
+	e.timelineChart("throughput.svg", "Writes received per second", "writes/s",
+		func(p TimelinePoint) float64 { return float64(p.Deliveries) })
+	return nil
+}
 
-	var (
-		committed, viaREST, viaPub, failed atomic.Int64
-		restH, pubH                        Histogram
-		errMu                              sync.Mutex
-		wg                                 sync.WaitGroup
-	)
+// rateText is a step's target rate, "max" for as fast as answered.
+func rateText(rate float64) string {
+	if rate <= 0 {
+		return "max"
+	}
+	return strconv.FormatFloat(rate, 'f', -1, 64)
+}
+
+// runStep writes at rate (0: as fast as answered) for --duration, waits
+// for the last receipts and counts them.
+func (w *writes) runStep(ctx context.Context, si int, rate float64, token, key string) WritesStep {
+	e, o := w.e, w.e.o
+	st := w.steps[si]
 	dur := o.Duration.D()
+	res := WritesStep{TargetRate: rate, DurationS: dur.Seconds()}
+	for _, r := range w.rooms {
+		r.mu.Lock()
+		r.from = append(r.from, len(r.sent))
+		r.mu.Unlock()
+	}
+	var (
+		committed, viaREST, viaPub, failed, skipped atomic.Int64
+		restH, pubH                                 Histogram
+		errMu                                       sync.Mutex
+		wg                                          sync.WaitGroup
+	)
 	srvCPU, benchCPU := e.serverCPU(), startCPU()
 	start := time.Now()
-	e.setPhase("writes", func() string {
+	e.setPhase(fmt.Sprintf("step %d", si+1), func() string {
 		el := max(time.Since(start).Seconds(), 1e-3)
-		return fmt.Sprintf("writes: %3.0fs committed %d (%.0f/s), failed %d, received %d, p99 %s",
-			el, committed.Load(), float64(committed.Load())/el, failed.Load(), e.deliveries.Load(), msText(ms(w.hist.Quantile(0.99))))
+		return fmt.Sprintf("step %d/%d %s writes/s: %3.0fs committed %d (%.0f/s), failed %d, received %d, p99 %s",
+			si+1, len(w.steps), rateText(rate), el, committed.Load(), float64(committed.Load())/el, failed.Load(), st.received.Load(), msText(ms(st.hist.Quantile(0.99))))
 	})
-	e.profile(ctx, "cpu-writes.pprof", dur)
-	wctx, cancel := context.WithTimeout(ctx, dur)
-	defer cancel()
+	e.profile(ctx, fmt.Sprintf("cpu-step%d-%s.pprof", si+1, rateText(rate)), dur)
+	end := start.Add(dur)
 	for k := range o.Publishers {
 		wg.Add(1)
 		go func() {
@@ -274,8 +364,28 @@ func (e *env) runWrites(ctx context.Context) error {
 			for i := k; i < len(w.rooms); i += o.Publishers {
 				mine = append(mine, w.rooms[i])
 			}
+			// At a target rate, writer k's j-th write is due at
+			// start + (j·writers + k)/rate; one due while the last is
+			// still unanswered is skipped.
+			var interval time.Duration
+			if rate > 0 {
+				interval = time.Duration(float64(o.Publishers) / rate * float64(time.Second))
+			}
+			next := start.Add(time.Duration(float64(k) / max(rate, 1) * float64(time.Second)))
 			var body bytes.Buffer
-			for n := 0; wctx.Err() == nil; n++ {
+			for n := 0; ; n++ {
+				if rate > 0 {
+					for now := time.Now(); next.Add(interval).Before(now); {
+						next = next.Add(interval)
+						skipped.Add(1)
+					}
+					if !next.Before(end) || sleep(ctx, time.Until(next)) != nil {
+						return
+					}
+					next = next.Add(interval)
+				} else if !time.Now().Before(end) || ctx.Err() != nil {
+					return
+				}
 				r := mine[n%len(mine)]
 				r.mu.Lock()
 				seq := int64(len(r.sent))
@@ -285,15 +395,16 @@ func (e *env) runWrites(ctx context.Context) error {
 				}
 				rest := o.Via == ViaREST || (o.Via == ViaBoth && (n/len(mine))%2 == 0)
 				now := time.Now()
-				ts := strconv.FormatInt(now.UnixNano(), 10)
+				tag := strconv.Itoa(si) + " " + strconv.FormatInt(seq, 10) + " " + strconv.FormatInt(now.UnixNano(), 10)
 				body.Reset()
 				var err error
 				if rest {
-					body.WriteString(`{"content":"hw ` + strconv.FormatInt(seq, 10) + ` ` + ts + `"}`)
-					_, err = e.rest.call(ctx, "POST", "/api/campaigns/"+strconv.FormatInt(r.id, 10)+"/comments/", owner.Token, body.Bytes(), http.StatusCreated)
+					body.WriteString(`{"content":"hw ` + tag + `"}`)
+					_, err = e.rest.call(ctx, "POST", "/api/campaigns/"+strconv.FormatInt(r.id, 10)+"/comments/", token, body.Bytes(), http.StatusCreated)
 					restH.Record(time.Since(now))
 				} else {
-					body.WriteString(`{"group":"` + r.group + `","type":"` + writeType + `","data":{"q":` + strconv.FormatInt(seq, 10) + `,"t":` + ts + `}}`)
+					body.WriteString(`{"group":"` + r.group + `","type":"` + writeType + `","data":{"s":` + strconv.Itoa(si) +
+						`,"q":` + strconv.FormatInt(seq, 10) + `,"t":` + strconv.FormatInt(now.UnixNano(), 10) + `}}`)
 					_, err = e.rest.call(ctx, "POST", "/api/publish/", key, body.Bytes(), http.StatusCreated)
 					pubH.Record(time.Since(now))
 				}
@@ -303,8 +414,8 @@ func (e *env) runWrites(ctx context.Context) error {
 				if err != nil {
 					failed.Add(1)
 					errMu.Lock()
-					if len(fig.Errors) < 5 {
-						fig.Errors = append(fig.Errors, err.Error())
+					if len(res.Errors) < 5 {
+						res.Errors = append(res.Errors, err.Error())
 					}
 					errMu.Unlock()
 					continue
@@ -320,86 +431,92 @@ func (e *env) runWrites(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	end := time.Now()
-	el := end.Sub(start).Seconds()
-	fig.Committed, fig.CommittedREST, fig.CommittedPublish, fig.Failed = committed.Load(), viaREST.Load(), viaPub.Load(), failed.Load()
-	fig.CommittedPerS = round3(float64(fig.Committed) / el)
-	fig.REST, fig.Publish = restH.Summary(false), pubH.Summary(false)
+	stopped := time.Now()
+	el := stopped.Sub(start).Seconds()
+	res.Committed, res.CommittedREST, res.CommittedPublish = committed.Load(), viaREST.Load(), viaPub.Load()
+	res.Failed, res.Skipped = failed.Load(), skipped.Load()
+	res.CommittedPerS = round3(float64(res.Committed) / el)
+	res.RESTLimited = rate > 0 && res.CommittedPerS < 0.95*rate
+	res.REST, res.Publish = restH.Summary(false), pubH.Summary(false)
 
 	// Wait while events keep arriving, until every committed one did or
 	// none came for --drain.
-	_ = e.waitFor(ctx, "draining", MaxDuration, func() (bool, string) {
-		var got int64
-		for _, r := range w.rooms {
-			got += r.received.Load()
-		}
-		if got >= fig.Committed {
+	_ = e.waitFor(ctx, fmt.Sprintf("step %d: draining", si+1), MaxDuration, func() (bool, string) {
+		if got := st.received.Load(); got >= res.Committed {
 			return true, ""
-		}
-		if time.Since(time.Unix(0, max(w.last.Load(), end.UnixNano()))) > o.Drain.D() {
+		} else if time.Since(time.Unix(0, max(st.last.Load(), stopped.UnixNano()))) > o.Drain.D() {
 			return true, ""
+		} else {
+			return false, fmt.Sprintf("%d/%d received", got, res.Committed)
 		}
-		return false, fmt.Sprintf("%d/%d received", got, fig.Committed)
 	})
-	fig.BenchCPU, fig.ServerCPU = benchCPU.stop(), srvCPU.stop()
+	res.BenchCPU, res.ServerCPU = benchCPU.stop(), srvCPU.stop()
 	for _, r := range w.rooms {
 		r.mu.Lock()
 		r.smu.Lock()
-		for seq, ok := range r.sent {
+		for seq := r.from[si]; seq < len(r.sent); seq++ {
 			switch got := seq < len(r.got) && r.got[seq]; {
-			case ok && got:
-				fig.Received++
-			case ok:
-				fig.Lost++
+			case r.sent[seq] && got:
+				res.Received++
+			case r.sent[seq]:
+				res.Lost++
 			case got:
-				fig.Unexpected++
+				res.Unexpected++
 			}
 		}
 		r.smu.Unlock()
 		r.mu.Unlock()
-		fig.Duplicates += r.dups.Load()
-		fig.OutOfOrder += r.outOfOrder.Load()
-		fig.OffsetGaps += r.gaps.Load()
 	}
+	res.Duplicates, res.OutOfOrder, res.OffsetGaps = st.dups.Load(), st.outOfOrder.Load(), st.gaps.Load()
 	w.mu.Lock()
-	if len(w.closes) > 0 {
-		fig.CloseCodes = maps.Clone(w.closes)
+	for _, n := range w.closes {
+		res.Disconnects += n
 	}
 	w.mu.Unlock()
-	for _, n := range fig.CloseCodes {
-		fig.Disconnects += n
+	if last := st.last.Load(); last > start.UnixNano() {
+		res.ReceivedPerS = round3(float64(res.Received) / time.Duration(last-start.UnixNano()).Seconds())
+		res.LastReceiptMs = ms(max(0, time.Duration(last-stopped.UnixNano())))
 	}
-	if last := w.last.Load(); last > start.UnixNano() {
-		fig.ReceivedPerS = round3(float64(fig.Received) / time.Duration(last-start.UnixNano()).Seconds())
-		fig.LastReceiptMs = ms(max(0, time.Duration(last-end.UnixNano())))
+	res.Latency = st.hist.Summary(true)
+	res.Pass = res.Committed > 0 && res.Lost == 0 && res.Failed == 0 && res.Duplicates == 0 && res.OutOfOrder == 0 && res.OffsetGaps == 0 &&
+		res.Disconnects == 0 && !res.RESTLimited && time.Duration(res.Latency.P99Ms*1e6) <= o.MaxP99.D()
+	return res
+}
+
+func writesStepLine(si, n int, st WritesStep) string {
+	s := fmt.Sprintf("step %d/%d, %s writes/s for %.0fs: committed %d (%.0f/s; REST %d, publish %d), failed %d",
+		si+1, n, rateText(st.TargetRate), st.DurationS, st.Committed, st.CommittedPerS, st.CommittedREST, st.CommittedPublish, st.Failed)
+	if st.Skipped > 0 {
+		s += fmt.Sprintf(", %d not sent in time", st.Skipped)
 	}
-	if fig.Lost == 0 && fig.Duplicates == 0 && fig.OutOfOrder == 0 && fig.OffsetGaps == 0 && fig.Disconnects == 0 {
-		fig.CeilingPerS = min(fig.CommittedPerS, fig.ReceivedPerS)
+	if st.RESTLimited {
+		s += " (REST-limited)"
 	}
-	fig.Latency = w.hist.Summary(true)
-	if n := w.other.Load(); n > 0 {
-		e.note("%d messages that were not this run's writes", n)
+	s += fmt.Sprintf("; received %d (%.0f/s, the last %s after the writes stopped), lost %d, duplicates %d, out of order %d, offset gaps %d",
+		st.Received, st.ReceivedPerS, msText(st.LastReceiptMs), st.Lost, st.Duplicates, st.OutOfOrder, st.OffsetGaps)
+	if st.Unexpected > 0 || st.Disconnects > 0 {
+		s += fmt.Sprintf(", %d failed writes received anyway, %d subscribers disconnected", st.Unexpected, st.Disconnects)
 	}
-	e.printf("%s\n", writesLine(fig))
-	e.latencyChart("latency.svg", fmt.Sprintf("Write → receipt, %d rooms, %d writers, via %s", fig.Groups, fig.Writers, fig.Via), fig.Latency)
-	e.timelineChart("throughput.svg", "Writes committed and received per second", "writes/s",
-		func(p TimelinePoint) float64 { return float64(p.Deliveries) })
-	return ctx.Err()
+	s += fmt.Sprintf("; write → receipt %s; REST %s; publish %s", latLine(st.Latency), latLine(st.REST), latLine(st.Publish))
+	if st.ServerCPU != nil {
+		s += fmt.Sprintf("; server %.2f cores", st.ServerCPU.Cores)
+	}
+	if st.BenchCPU != nil {
+		s += fmt.Sprintf(", bench %.2f, machine %.2f cores busy", st.BenchCPU.Cores, st.BenchCPU.MachineCores)
+	}
+	if st.Pass {
+		s += " — pass"
+	} else {
+		s += " — FAIL"
+	}
+	return s
 }
 
 func writesLine(f *WritesFigures) string {
-	s := fmt.Sprintf("%d writers over %d rooms via %s on %d process(es), %.0fs: committed %d (%.0f/s; REST %d, publish %d), failed %d; received %d (%.0f/s, the last %s after the writes stopped), lost %d, duplicates %d, out of order %d, offset gaps %d",
-		f.Writers, f.Groups, f.Via, f.Processes, f.DurationS, f.Committed, f.CommittedPerS, f.CommittedREST, f.CommittedPublish, f.Failed,
-		f.Received, f.ReceivedPerS, msText(f.LastReceiptMs), f.Lost, f.Duplicates, f.OutOfOrder, f.OffsetGaps)
-	if f.Unexpected > 0 || f.Disconnects > 0 {
-		s += fmt.Sprintf(", %d failed writes received anyway, %d subscribers disconnected", f.Unexpected, f.Disconnects)
+	if f.Best < 0 {
+		return fmt.Sprintf("%d writers over %d rooms via %s on %d process(es): no step passed", f.Writers, f.Groups, f.Via, f.Processes)
 	}
-	s += fmt.Sprintf("; ceiling %.0f writes/s; write → receipt %s; REST %s; publish %s", f.CeilingPerS, latLine(f.Latency), latLine(f.REST), latLine(f.Publish))
-	if f.ServerCPU != nil {
-		s += fmt.Sprintf("; server %.2f cores", f.ServerCPU.Cores)
-	}
-	if f.BenchCPU != nil {
-		s += fmt.Sprintf(", bench %.2f, machine %.2f cores busy", f.BenchCPU.Cores, f.BenchCPU.MachineCores)
-	}
-	return s
+	st := f.Steps[f.Best]
+	return fmt.Sprintf("%d writers over %d rooms via %s on %d process(es): ceiling %.0f writes/s committed and received in order (step %d, %s writes/s asked), write → receipt p50 %s p99 %s",
+		f.Writers, f.Groups, f.Via, f.Processes, f.CeilingPerS, f.Best+1, rateText(st.TargetRate), msText(st.Latency.P50Ms), msText(st.Latency.P99Ms))
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // The writes scenario, tiny, against a real herald: REST comments and
-// published events alternate, and every committed write reaches its room's
-// subscriber once, in order, with consecutive offsets.
+// published events alternate, at a rate and then as fast as answered, and
+// every committed write reaches its room's subscriber once, in order, with
+// consecutive offsets.
 func TestWritesScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -24,19 +25,34 @@ func TestWritesScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := Defaults("writes")
-	o.Groups, o.Publishers, o.Duration, o.APIKey = 8, 4, Duration(time.Second), key
+	o.Groups, o.Publishers, o.Duration, o.APIKey, o.Steps, o.KeepGoing = 8, 4, Duration(2*time.Second), key, []float64{20, 40}, true
 	res, out := runTiny(t, h.Base, o, "latency.svg")
 	f := res.Writes
-	if f == nil {
-		t.Fatalf("no figures\n%s", out)
+	if f == nil || len(f.Steps) != 2 {
+		t.Fatalf("figures %+v\n%s", f, out)
 	}
 	checkConnect(t, f.Connect, 8)
-	if f.Committed < 8 || f.CommittedREST == 0 || f.CommittedPublish == 0 || f.CommittedREST+f.CommittedPublish != f.Committed || f.Failed != 0 {
-		t.Errorf("writes: %+v\n%s", f, out)
+	for i, st := range f.Steps {
+		if st.TargetRate != o.Steps[i] || st.Committed < 8 || st.CommittedREST == 0 || st.CommittedPublish == 0 ||
+			st.CommittedREST+st.CommittedPublish != st.Committed || st.Failed != 0 {
+			t.Errorf("step %d writes: %+v\n%s", i+1, st, out)
+		}
+		if st.Received != st.Committed || st.Lost != 0 || st.Duplicates != 0 || st.OutOfOrder != 0 || st.OffsetGaps != 0 || st.Unexpected != 0 ||
+			st.Latency.Count != uint64(st.Received) || st.ReceivedPerS <= 0 {
+			t.Errorf("step %d receipts: %+v\n%s", i+1, st, out)
+		}
 	}
-	if f.Received != f.Committed || f.Lost != 0 || f.Duplicates != 0 || f.OutOfOrder != 0 || f.OffsetGaps != 0 || f.Unexpected != 0 ||
-		f.Latency.Count != uint64(f.Received) || f.CeilingPerS <= 0 || f.CeilingPerS > f.CommittedPerS {
-		t.Errorf("receipts: %+v\n%s", f, out)
+	if st := f.Steps[0]; st.CommittedPerS > 30 {
+		t.Errorf("step 1 at 20 writes/s committed %.1f/s", st.CommittedPerS)
+	}
+	if f.Best >= 0 && f.CeilingPerS != f.Steps[f.Best].CommittedPerS {
+		t.Errorf("ceiling %v, best step %d", f.CeilingPerS, f.Best)
+	}
+	// As fast as answered (--rate 0).
+	o.Steps, o.Duration = nil, Duration(time.Second)
+	res, out = runTiny(t, h.Base, o)
+	if f := res.Writes; len(f.Steps) != 1 || f.Steps[0].TargetRate != 0 || f.Steps[0].Committed < 8 || f.Steps[0].Lost != 0 || f.Steps[0].RESTLimited {
+		t.Errorf("as fast as answered: %+v\n%s", f, out)
 	}
 }
 
