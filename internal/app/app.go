@@ -171,7 +171,8 @@ func (a *App) init(ctx context.Context) error {
 	a.platform, err = platform.New(a.db, platform.Options{
 		Hasher: a.hasher, ValidatePassword: auth.ValidatePassword,
 		HashGate:  auth.NewHashGate(a.cfg.PasswordHashes, auth.DefaultHashWait),
-		Committed: func() { a.relay.Notify() },
+		Committed: func(parts uint64) { a.relay.NotifyParts(parts) },
+		Parts:     a.cfg.OutboxPartitions,
 		Groups:    a.groups,
 	})
 	if err != nil {
@@ -319,7 +320,7 @@ func (a *App) initRealtime(tokens *auth.Issuer) error {
 	a.consumers = consumers.New(cc)
 	a.metrics.Watch(metrics.Sources{Hub: a.hub, WebSocket: a.ws, SSE: a.sse, Ready: a.readiness})
 	a.relay = relay.New(a.db, a.hub, relay.Options{Logger: a.log, Failed: a.metrics.PublishFailed, OnPanic: a.metrics.Panicked,
-		Window: a.groups.Window, Backlog: a.metrics.OutboxBacklog,
+		Window: a.groups.Window, Backlog: a.metrics.OutboxBacklog, Partitions: a.cfg.OutboxPartitions,
 		// A publish's answer gives its events' positions. The API is
 		// built after the relay, and before the relay runs.
 		Numbered: func(id int64, group, epoch string, offset int64) {

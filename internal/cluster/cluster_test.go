@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // metric sums the samples of a Prometheus counter or gauge on p's /metrics.
@@ -124,16 +125,29 @@ func TestCrossProcessDelivery(t *testing.T) {
 	}
 }
 
-// Three processes write concurrently; their three relays compete for the
-// outbox. Every event is published once: each client sees offsets 1..n of
-// its campaign with no gap and no comment twice.
+// Three processes write concurrently to nine campaigns, whose groups fall
+// in several partitions of the outbox; the three relays publish
+// partitions at once. Each campaign's comments are written one after
+// another, in turn through each process, so their commit order is known.
+// Every event is published once, by one relay, and every client sees its
+// campaign's comments in the order committed, at offsets 1..n with no gap
+// and no comment twice.
 func TestRelaysPublishEachEventOnce(t *testing.T) {
 	d := deploy(t, 3, "")
 	toks := make([]string, 3)
 	for i, p := range d.procs {
 		toks[i] = d.user(p, "writer"+strconv.Itoa(i))
 	}
-	camps := []int64{d.campaign(d.procs[0], toks[0]), d.campaign(d.procs[1], toks[1])}
+	const campaigns, perCampaign = 9, 30
+	camps := make([]int64, campaigns)
+	parts := map[int]bool{}
+	for ci := range camps {
+		camps[ci] = d.campaign(d.procs[ci%3], toks[ci%3])
+		parts[store.OutboxPartition("campaign_"+strconv.FormatInt(camps[ci], 10), store.DefaultOutboxPartitions)] = true
+	}
+	if len(parts) < 3 {
+		t.Logf("the campaigns fell in %d partitions only", len(parts))
+	}
 	var fs []*follower
 	for ci, camp := range camps {
 		for _, p := range d.procs {
@@ -142,16 +156,15 @@ func TestRelaysPublishEachEventOnce(t *testing.T) {
 	}
 	stop := startFollowers(t, fs)
 	defer stop()
-	const perWriter = 80
 	writers := make([]writer, len(camps))
 	var wg sync.WaitGroup
-	for i, p := range d.procs {
+	for ci := range camps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range perWriter {
-				ci := (i + j) % len(camps)
-				id, err := comment(p, toks[i], camps[ci], fmt.Sprintf("w%d-%d", i, j))
+			for j := range perCampaign {
+				k := (ci + j) % len(d.procs)
+				id, err := comment(d.procs[k], toks[k], camps[ci], fmt.Sprintf("c%d-%d", ci, j))
 				if err != nil {
 					t.Error(err)
 					return
@@ -162,17 +175,21 @@ func TestRelaysPublishEachEventOnce(t *testing.T) {
 	}
 	wg.Wait()
 	for ci := range camps {
-		awaitAll(t, fs[ci*3:ci*3+3], writers[ci].written(), 20*time.Second)
+		awaitAll(t, fs[ci*3:ci*3+3], writers[ci].written(), 30*time.Second)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // anything published twice would arrive now
 	stop()
 	total := 0
 	for ci := range camps {
-		n := len(writers[ci].written())
-		total += n
+		want := writers[ci].written()
+		total += len(want)
 		for _, f := range fs[ci*3 : ci*3+3] {
-			if st := f.stats(); st.events != n || st.last != uint64(n) {
-				t.Errorf("%s: %d events, last offset %d; want %d and %d", f.name, st.events, st.last, n, n)
+			st := f.stats()
+			if st.events != len(want) || st.last != uint64(len(want)) || st.reconnects != 0 {
+				t.Errorf("%s: %d events, last offset %d, %d reconnects; want %d and %d on one connection", f.name, st.events, st.last, st.reconnects, len(want), len(want))
+			}
+			if got := f.received(); !slices.Equal(got, want) {
+				t.Errorf("%s: comments in the order %v; committed in the order %v", f.name, got, want)
 			}
 		}
 	}
@@ -190,7 +207,10 @@ func TestRelaysPublishEachEventOnce(t *testing.T) {
 		t.Logf("process %s published %v events", p.name, v)
 	}
 	if published != float64(total) {
-		t.Errorf("the relays published %v events in all, want %d", published, total)
+		t.Errorf("the relays published %v events in all, want %d (each once)", published, total)
+	}
+	if relays < 2 {
+		t.Errorf("the relays of %d process(es) published; want several publishing partitions at once", relays)
 	}
 }
 

@@ -433,6 +433,7 @@ type follower struct {
 	// comment may arrive twice.
 	segIDs       map[int64]bool
 	seen         map[int64]bool // every comment id received as an event
+	order        []int64        // the comment ids of the events, in the order received
 	reloaded     map[int64]bool // ids known from reloads after recovered=false
 	events       int
 	reconnects   int
@@ -606,7 +607,15 @@ func (f *follower) event(m wire, id int64) {
 	}
 	f.segIDs[id] = true
 	f.seen[id] = true
+	f.order = append(f.order, id)
 	f.epoch, f.last = m.Epoch, m.Offset
+}
+
+// received returns the comment ids of the events received, in order.
+func (f *follower) received() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int64(nil), f.order...)
 }
 
 // has reports whether the follower got (or reloaded) every id.

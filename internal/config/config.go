@@ -20,6 +20,7 @@ import (
 
 	"github.com/heraldhq/herald/internal/apptoken"
 	"github.com/heraldhq/herald/internal/groups"
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // Config is everything `herald serve` needs.
@@ -96,6 +97,10 @@ type Config struct {
 	// folder of DataDir (MediaPath). MaxImageBytes bounds one upload.
 	MediaDir      string
 	MaxImageBytes int64
+	// OutboxPartitions is how many partitions the outbox is split into by
+	// group (0: store.DefaultOutboxPartitions): on PostgreSQL the relays of
+	// several processes publish different partitions at once.
+	OutboxPartitions int
 }
 
 // defaultOrigins are the origins a local deployment's browsers come from: the
@@ -133,6 +138,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 	addr := str("addr", "addr", ":8000", "address to listen on")
 	db := str("db", "dsn", "sqlite:data/herald.db", "database: sqlite:PATH or postgres://user@host:5432/db")
 	dbMaxConns := str("db-max-conns", "int", "0", "database connections this process opens at most; 0 for the default (8)")
+	outboxParts := str("outbox-partitions", "int", strconv.Itoa(store.DefaultOutboxPartitions), "partitions of the outbox by group, each published by one relay at a time on PostgreSQL; the same on every process")
 	dataDir := str("data-dir", "dir", "data", "directory for herald's own files (the generated JWT secret)")
 	origins := list("allowed-origins", "origins", defaultOrigins, "comma-separated origins allowed to call the API and open WebSockets; * allows any")
 	secret := str("jwt-secret", "secret", "", "secret for signing tokens, at least 32 bytes; empty generates one and keeps it in the data directory")
@@ -255,6 +261,11 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) func() (Config, error
 			errs = append(errs, fmt.Errorf("--db-max-conns %q: want 1 to 1000, or 0 for the default", *dbMaxConns))
 		} else {
 			c.DBMaxConns = n
+		}
+		if n, err := strconv.Atoi(*outboxParts); err != nil || n < 1 || n > store.MaxOutboxPartitions {
+			errs = append(errs, fmt.Errorf("--outbox-partitions %q: want 1 to %d", *outboxParts, store.MaxOutboxPartitions))
+		} else {
+			c.OutboxPartitions = n
 		}
 		c.MaxConnsPerAddr = integer(&errs, "max-conns-per-addr", *maxConns)
 		c.HandshakeRate = integer(&errs, "handshake-rate", *handshakeRate)

@@ -59,7 +59,7 @@ func newRig(t *testing.T, window int) *rig {
 	var rl *relay.Relay
 	rg.p, err = platform.New(db, platform.Options{
 		Hasher:    auth.Hasher{Params: testenv.CheapPasswords},
-		Committed: func() { rl.Notify() },
+		Committed: func(parts uint64) { rl.NotifyParts(parts) },
 	})
 	if err != nil {
 		t.Fatal(err)

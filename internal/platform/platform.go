@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,10 +49,15 @@ type Options struct {
 	ValidatePassword func(string) error
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Committed is called after every write transaction commits, so the
-	// outbox relay can publish at once instead of waiting for its next poll.
-	// It must not block.
-	Committed func()
+	// Committed is called after every write transaction commits, with the
+	// outbox partitions its events went to (bit i: partition i; 0 when it
+	// recorded none), so the outbox relay can publish them at once instead
+	// of waiting for its next poll (relay.NotifyParts). It must not block.
+	Committed func(parts uint64)
+	// Parts is how many partitions the outbox is split into by group (0:
+	// store.DefaultOutboxPartitions; at most store.MaxOutboxPartitions);
+	// the relays must be given the same (relay.Options.Partitions).
+	Parts int
 	// Groups are the groups events may be recorded to from outside
 	// (RecordExternal); nil is the built-in namespaces alone.
 	Groups *groups.Registry
@@ -65,9 +71,14 @@ type Platform struct {
 	validate  func(string) error
 	clock     func() time.Time
 	dummyHash string // verified against when a username is unknown, so timing does not tell
-	committed func()
+	committed func(parts uint64)
 	users     knownUsers // UserExists's memory
 	groups    *groups.Registry
+	// parts is the outbox's number of partitions; touched holds, for each
+	// write transaction running, the partitions its events went to (a
+	// *uint64).
+	parts   int
+	touched sync.Map
 }
 
 // New returns a Platform over db.
@@ -75,7 +86,8 @@ func New(db *store.DB, opts Options) (*Platform, error) {
 	if opts.Hasher == nil {
 		return nil, errors.New("platform: a password hasher is required")
 	}
-	p := &Platform{db: db, hasher: opts.Hasher, hashGate: opts.HashGate, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed}
+	p := &Platform{db: db, hasher: opts.Hasher, hashGate: opts.HashGate, validate: opts.ValidatePassword, clock: opts.Now, committed: opts.Committed,
+		parts: store.OutboxPartitions(opts.Parts)}
 	if p.clock == nil {
 		p.clock = time.Now
 	}
@@ -98,7 +110,10 @@ func (p *Platform) DB() *store.DB { return p.db }
 // first in the same transaction (a *KeyUsedError if another request has
 // it).
 func (p *Platform) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var parts uint64 // the outbox partitions written to (recordAt)
 	if err := p.db.Tx(ctx, func(tx *sql.Tx) error {
+		p.touched.Store(tx, &parts)
+		defer p.touched.Delete(tx)
 		if err := p.recordKey(ctx, tx); err != nil {
 			return err
 		}
@@ -108,7 +123,7 @@ func (p *Platform) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	keyCommitted(ctx)
 	if p.committed != nil {
-		p.committed()
+		p.committed(parts)
 	}
 	return nil
 }
@@ -224,9 +239,15 @@ func (p *Platform) recordAt(ctx context.Context, tx *sql.Tx, group, typ string, 
 			return rec, fmt.Errorf("number %s event for %s: %w", typ, group, err)
 		}
 	}
-	if err := tx.QueryRowContext(ctx, "INSERT INTO outbox (grp, type, data, created_at, epoch, off) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-		group, typ, string(b), p.now(), epoch, off).Scan(&rec.ID); err != nil {
+	// The event's partition of the outbox, and how many there are: the
+	// relays drain it by what the row says, whatever their own count.
+	part := store.OutboxPartition(group, p.parts)
+	if err := tx.QueryRowContext(ctx, "INSERT INTO outbox (grp, type, data, created_at, epoch, off, parts, part) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+		group, typ, string(b), p.now(), epoch, off, p.parts, part).Scan(&rec.ID); err != nil {
 		return rec, fmt.Errorf("record %s event for %s: %w", typ, group, err)
+	}
+	if m, ok := p.touched.Load(tx); ok {
+		*m.(*uint64) |= 1 << part
 	}
 	return rec, nil
 }

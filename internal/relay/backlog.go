@@ -24,14 +24,14 @@ type backlog struct {
 }
 
 // reportRead reports what a round read: all of the outbox's unpublished
-// events when it read fewer than a batch, else at least a batch (a count).
-// It returns the number it reported.
-func (r *Relay) reportRead(ctx context.Context, evs []event) int {
+// events when it read fewer than a batch of every partition, else at least
+// what it read (a count). It returns the number it reported.
+func (r *Relay) reportRead(ctx context.Context, evs []event, partial bool) int {
 	if r.opt.Backlog == nil {
 		return 0
 	}
 	pending := len(evs)
-	if pending == r.opt.Batch {
+	if pending == r.opt.Batch || partial {
 		pending = max(r.countPending(ctx), pending)
 	}
 	r.opt.Backlog(pending, oldestOf(evs))
@@ -52,11 +52,15 @@ func (r *Relay) reportLeft(evs []event, pending, published int) {
 	switch {
 	case left == 0:
 		oldest = time.Time{}
-	case oldest.IsZero():
+	case oldest.IsZero() && len(evs) > 0:
 		// A full batch went out and more wait, unread: none of them was
 		// committed before the last event read (an upper bound of their
 		// age until the next round, which starts at once, reads them).
 		oldest = evs[len(evs)-1].created
+	case oldest.IsZero():
+		// A round of some partitions read none, and others' events wait
+		// (counted): their age is not known here.
+		oldest = time.Now()
 	}
 	r.opt.Backlog(left, oldest)
 }

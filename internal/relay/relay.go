@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/internal/groups"
@@ -84,6 +85,12 @@ type Options struct {
 	// them, and again once it published. It runs on the relay's goroutine
 	// and must not block.
 	Backlog func(pending int, oldest time.Time)
+	// Partitions is how many partitions the outbox is split into by group
+	// (0: store.DefaultOutboxPartitions; at most store.MaxOutboxPartitions),
+	// as the platform's writers split it (platform.Options.OutboxPartitions):
+	// on PostgreSQL relays of several processes publish different
+	// partitions at once (partitions.go).
+	Partitions int
 }
 
 // Relay moves events from the outbox to a Publisher.
@@ -102,6 +109,16 @@ type Relay struct {
 	aging map[string]*agingGroup
 
 	bl backlog // for Options.Backlog
+
+	// parts is Options.Partitions; hints are the partitions this process's
+	// writes recorded events in since the relay last looked (NotifyParts),
+	// and probe asks the next round to look for waiting events in every
+	// partition (Notify). draining is set while a round found events of
+	// another partition count (partitions.go).
+	parts    int
+	hints    atomic.Uint64
+	probe    atomic.Bool
+	draining atomic.Bool
 }
 
 // agingGroup is a group whose aged events pruneAged deletes on their own.
@@ -117,9 +134,11 @@ var errBusy = errors.New("outbox relay: another process's relay is publishing")
 // errPanicked is a round that panicked.
 var errPanicked = errors.New("outbox relay: the round panicked")
 
-// relayLockID is the PostgreSQL advisory lock held by the one relay that
-// publishes at a time, so that several processes never interleave one
-// group's events out of order.
+// relayLockID is the relays' global PostgreSQL advisory lock: a round of
+// partitions holds it shared, a round that drains every partition
+// (events of another partition count, or of a herald from before
+// partitions, whose relays take it the same way) exclusively, so that the
+// two never publish one group's events at once (partitions.go).
 const relayLockID = 0x68657262 // "herb"
 
 // New returns a Relay; Run starts it.
@@ -145,7 +164,7 @@ func New(db *store.DB, pub Publisher, opt Options) *Relay {
 	if opt.HistoryAge <= 0 {
 		opt.HistoryAge = layer.DefaultHistoryAge
 	}
-	r := &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1), maxAge: opt.HistoryAge}
+	r := &Relay{db: db, pub: pub, opt: opt, wake: make(chan struct{}, 1), maxAge: opt.HistoryAge, parts: store.OutboxPartitions(opt.Partitions)}
 	if opt.Window != nil {
 		r.maxAge = max(groups.MaxHistoryAge, opt.HistoryAge)
 		r.aging = make(map[string]*agingGroup)
@@ -167,8 +186,26 @@ func (r *Relay) window(group string) (size int64, age time.Duration) {
 	return int64(max(n, 1)), min(age, r.maxAge)
 }
 
-// Notify wakes the relay: a write has committed. It never blocks.
+// Notify wakes the relay: a write has committed, and its next round looks
+// for waiting events in every partition. It never blocks.
 func (r *Relay) Notify() {
+	r.probe.Store(true)
+	r.wakeUp()
+}
+
+// NotifyParts wakes the relay: a write has committed events to the outbox
+// partitions in parts (bit i: partition i), which its next round publishes
+// (platform.Options.CommittedParts). It never blocks; with no partition it
+// does nothing.
+func (r *Relay) NotifyParts(parts uint64) {
+	if parts == 0 {
+		return
+	}
+	r.hints.Or(parts)
+	r.wakeUp()
+}
+
+func (r *Relay) wakeUp() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -183,6 +220,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer timer.Stop()
 	pruneInterval := min(r.opt.HistoryAge/10, 10*time.Second)
 	lastPrune := time.Now()
+	var want uint64 // partitions to publish: hinted, or left by the last round
+	var lastProbe time.Time
 	for {
 		// While publishing fails, writes do not cut the backoff short: the
 		// wake stays pending until the timer fires, so an outage costs one
@@ -203,7 +242,15 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-wake:
 		case <-timer.C:
 		}
-		n, err := r.round(ctx)
+		// Every partition is looked at once per poll (other processes'
+		// events, which no wake-up announces) or when Notify asks.
+		want |= r.hints.Swap(0)
+		probe := r.probe.Swap(false) || time.Since(lastProbe) >= r.opt.Poll
+		if probe {
+			lastProbe = time.Now()
+		}
+		n, left, err := r.round(ctx, want, probe)
+		want = left
 		if time.Since(lastPrune) >= pruneInterval && ctx.Err() == nil {
 			lastPrune = time.Now()
 			r.prune(ctx)
@@ -221,7 +268,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			backoff = min(max(2*backoff, 50*time.Millisecond), r.opt.MaxBackoff)
 			r.opt.Logger.Warn("outbox relay: publish failed; retrying", "err", err, "retry_in", backoff)
 			resetTimer(timer, backoff)
-		case n == r.opt.Batch:
+		case n == r.opt.Batch || left != 0:
 			backoff = 0
 			resetTimer(timer, 0) // more may be waiting
 		default:
@@ -240,9 +287,11 @@ func resetTimer(t *time.Timer, d time.Duration) {
 	t.Reset(d)
 }
 
-// Flush publishes rounds until the outbox is empty or an error stops it.
+// Flush publishes rounds until the outbox is empty or an error stops it
+// (on PostgreSQL: the partitions no other process's relay holds for
+// LockWait).
 func (r *Relay) Flush(ctx context.Context) error {
-	return r.flushWith(ctx, r.Round)
+	return r.flushWith(ctx, r.roundOf)
 }
 
 // flush is Flush with each round behind the relay's recover boundary.
@@ -250,18 +299,20 @@ func (r *Relay) flush(ctx context.Context) error {
 	return r.flushWith(ctx, r.round)
 }
 
-func (r *Relay) flushWith(ctx context.Context, round func(context.Context) (int, error)) error {
+func (r *Relay) flushWith(ctx context.Context, round func(context.Context, uint64, bool) (int, uint64, error)) error {
+	want, probe := r.hints.Swap(0), true
 	for {
-		n, err := round(ctx)
+		n, left, err := round(ctx, want, probe)
 		if errors.Is(err, errBusy) {
 			return nil // the relay holding the lock publishes them
 		}
 		if err != nil {
 			return err
 		}
-		if n < r.opt.Batch {
+		if n < r.opt.Batch && left == 0 {
 			return nil
 		}
+		want, probe = left, false
 	}
 }
 
@@ -274,27 +325,51 @@ func (r *Relay) flushWith(ctx context.Context, round func(context.Context) (int,
 // sees is already the database's. Events numbered by a round that failed
 // to publish them go first, with their numbers.
 //
-// On PostgreSQL a round holds the relay lock, so relays of several
-// processes never number or publish at once and a group's events are
-// published in offset order; a round that finds another process's relay
-// busy waits for it (up to LockWait, then returns errBusy). SQLite serves
-// one process, whose single relay needs no lock. Neither holds a write
-// transaction while the hub fans the events out, which would stall every
-// write behind a large room.
+// On PostgreSQL a round publishes the partitions of the outbox it holds
+// the locks of, every partition with events waiting that no other
+// process's relay holds, so relays of several processes publish different
+// partitions at once and one group's events, all in one partition, in
+// offset order; a round that finds every such partition held waits for
+// one (up to LockWait, then returns errBusy). See partitions.go. SQLite
+// serves one process, whose single relay needs no lock. Neither holds a
+// write transaction while the hub fans the events out, which would stall
+// every write behind a large room.
 func (r *Relay) Round(ctx context.Context) (int, error) {
+	n, _, err := r.roundOf(ctx, 0, true)
+	return n, err
+}
+
+// roundOf is one round: on SQLite of the oldest events, on PostgreSQL of
+// the partitions in want and, with probe, of every partition with events
+// waiting. left are the partitions the next round should take at once
+// (another relay held them, or more wait than a batch).
+func (r *Relay) roundOf(ctx context.Context, want uint64, probe bool) (n int, left uint64, err error) {
 	if r.db.Dialect == store.Postgres {
-		unlock, err := r.lock(ctx)
-		if err != nil {
-			return 0, err
-		}
-		defer unlock()
+		return r.partRound(ctx, want, probe)
 	}
 	evs, err := readBatch(ctx, r.db, r.opt.Batch)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	pending := r.reportRead(ctx, evs)
-	if err := r.number(ctx, evs); err != nil {
+	n, err = r.publishRound(ctx, r.db, evs, false, nil)
+	return n, 0, err
+}
+
+// dbConn is where a round's statements run: the pool (*store.DB), or on
+// PostgreSQL the connection holding the round's locks (*sql.Conn).
+type dbConn interface {
+	querier
+	execer
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// publishRound numbers, publishes and marks evs, a round's batch read in
+// commit order per group, running its statements on c; partial is a batch
+// of some partitions only, and heads, if not nil, are the heads of its
+// groups read with it (readParts).
+func (r *Relay) publishRound(ctx context.Context, c dbConn, evs []event, partial bool, heads map[string]*head) (int, error) {
+	pending := r.reportRead(ctx, evs, partial)
+	if err := r.number(ctx, c, evs, heads); err != nil {
 		return 0, err
 	}
 	if r.opt.Numbered != nil {
@@ -304,9 +379,20 @@ func (r *Relay) Round(ctx context.Context) (int, error) {
 	}
 	published, pubErr := r.publish(ctx, evs)
 	if published > 0 {
-		err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-			return r.markPublished(ctx, tx, evs[:published])
-		})
+		var err error
+		switch {
+		case r.db.Dialect != store.Postgres:
+			err = r.db.Tx(ctx, func(tx *sql.Tx) error {
+				return r.markPublished(ctx, tx, evs[:published])
+			})
+		case !r.prunes(evs[:published]):
+			// One statement: no transaction of three round trips.
+			err = r.markPublished(ctx, c, evs[:published])
+		default:
+			err = txOn(ctx, c, func(tx *sql.Tx) error {
+				return r.markPublished(ctx, tx, evs[:published])
+			})
+		}
 		if err != nil {
 			return published, errors.Join(pubErr, err)
 		}
@@ -351,10 +437,28 @@ func (r *Relay) lock(ctx context.Context) (unlock func(), err error) {
 	}, nil
 }
 
+// txOn runs fn in a transaction on c.
+func txOn(ctx context.Context, c dbConn, fn func(tx *sql.Tx) error) error {
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
 // number gives each event of evs not numbered yet its group's next offset
 // in the group's epoch, in evs's order, and commits the numbers (and the
-// groups' heads in group_log) in one transaction.
-func (r *Relay) number(ctx context.Context, evs []event) error {
+// groups' heads in group_log) at once, on c. known, if not nil, holds the
+// heads of evs's groups as read with them (a group without one has no
+// events yet).
+func (r *Relay) number(ctx context.Context, c dbConn, evs []event, known map[string]*head) error {
 	var fresh []string
 	for _, e := range evs {
 		if e.epoch == "" && !slices.Contains(fresh, e.group) {
@@ -364,10 +468,20 @@ func (r *Relay) number(ctx context.Context, evs []event) error {
 	if len(fresh) == 0 {
 		return nil
 	}
-	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
-		heads, err := readHeads(ctx, tx, fresh)
-		if err != nil {
-			return err
+	assign := func(q querier, ex execer, oneStatement bool) error {
+		var heads map[string]*head
+		if known != nil {
+			heads = make(map[string]*head, len(fresh))
+			for _, g := range fresh {
+				if h := known[g]; h != nil {
+					heads[g] = &head{epoch: h.epoch, last: h.last}
+				}
+			}
+		} else {
+			var err error
+			if heads, err = readHeads(ctx, q, fresh); err != nil {
+				return err
+			}
 		}
 		for i := range evs {
 			e := &evs[i]
@@ -386,8 +500,19 @@ func (r *Relay) number(ctx context.Context, evs []event) error {
 			}
 			e.epoch, e.offset = h.epoch, h.last
 		}
-		return writeNumbers(ctx, tx, evs, heads)
-	})
+		return writeNumbers(ctx, ex, evs, heads, oneStatement)
+	}
+	var err error
+	if r.db.Dialect == store.Postgres {
+		// The round holds these groups (their partition's lock, or the
+		// global lock exclusively): no other relay numbers them, so their
+		// heads are read, and the numbers and new heads written in one
+		// statement, with no transaction around them: one or two round
+		// trips to the database, not five.
+		err = assign(c, c, true)
+	} else {
+		err = r.db.Tx(ctx, func(tx *sql.Tx) error { return assign(tx, tx, false) })
+	}
 	if err != nil {
 		// Nothing was numbered: the next round numbers them again.
 		for i := range evs {
@@ -408,7 +533,7 @@ type head struct {
 
 // readHeads reads the heads of groups from group_log; a group without a
 // row has no events yet.
-func readHeads(ctx context.Context, tx *sql.Tx, groups []string) (map[string]*head, error) {
+func readHeads(ctx context.Context, tx querier, groups []string) (map[string]*head, error) {
 	heads := make(map[string]*head, len(groups))
 	for len(groups) > 0 {
 		n := min(len(groups), 500)
@@ -440,8 +565,14 @@ func readHeads(ctx context.Context, tx *sql.Tx, groups []string) (map[string]*he
 	return heads, nil
 }
 
-// writeNumbers stores the numbers evs got and the groups' new heads.
-func writeNumbers(ctx context.Context, tx *sql.Tx, evs []event, heads map[string]*head) error {
+// execer is *sql.Tx or *store.DB.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// writeNumbers stores the numbers evs got and the groups' new heads: in
+// one statement (PostgreSQL's data-modifying WITH), or two.
+func writeNumbers(ctx context.Context, tx execer, evs []event, heads map[string]*head, oneStatement bool) error {
 	var vals []string
 	var args []any
 	for i := range evs {
@@ -453,22 +584,31 @@ func writeNumbers(ctx context.Context, tx *sql.Tx, evs []event, heads map[string
 		vals = append(vals, fmt.Sprintf("(CAST($%d AS BIGINT), CAST($%d AS TEXT), CAST($%d AS BIGINT))", n+1, n+2, n+3))
 		args = append(args, e.id, e.epoch, e.offset)
 	}
+	// A CTE names the columns the same way on both databases.
+	update := ""
 	if len(vals) > 0 {
-		// A CTE names the columns the same way on both databases.
-		q := "WITH v(id, epoch, off) AS (VALUES " + strings.Join(vals, ",") + ") UPDATE outbox SET epoch = v.epoch, off = v.off FROM v WHERE outbox.id = v.id"
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		update = "WITH v(id, epoch, off) AS (VALUES " + strings.Join(vals, ",") + ") UPDATE outbox SET epoch = v.epoch, off = v.off FROM v WHERE outbox.id = v.id"
+	}
+	if update != "" && !oneStatement {
+		if _, err := tx.ExecContext(ctx, update, args...); err != nil {
 			return fmt.Errorf("store event numbers: %w", err)
 		}
+		args = args[:0]
 	}
-	vals, args = vals[:0], args[:0]
+	hvals := make([]string, 0, len(heads))
 	for g, h := range heads {
 		n := len(args)
-		vals = append(vals, fmt.Sprintf("($%d, $%d, $%d)", n+1, n+2, n+3))
+		hvals = append(hvals, fmt.Sprintf("($%d, $%d, $%d)", n+1, n+2, n+3))
 		args = append(args, g, h.epoch, h.last)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO group_log (grp, epoch, last) VALUES "+strings.Join(vals, ",")+
-		" ON CONFLICT (grp) DO UPDATE SET epoch = excluded.epoch, last = excluded.last", args...); err != nil {
-		return fmt.Errorf("store group heads: %w", err)
+	q := "INSERT INTO group_log (grp, epoch, last) VALUES " + strings.Join(hvals, ",") +
+		" ON CONFLICT (grp) DO UPDATE SET epoch = excluded.epoch, last = excluded.last"
+	if update != "" && oneStatement {
+		// The update runs as a data-modifying WITH of the insert.
+		q = "WITH v(id, epoch, off) AS (VALUES " + strings.Join(vals, ",") + "), numbered AS (UPDATE outbox SET epoch = v.epoch, off = v.off FROM v WHERE outbox.id = v.id) " + q
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("store event numbers and group heads: %w", err)
 	}
 	return nil
 }
@@ -481,17 +621,17 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// round is Round behind the relay's recover boundary: a panic fails the
-// round (Round's transaction rolls back as it unwinds) and the relay goes
-// on.
-func (r *Relay) round(ctx context.Context) (n int, err error) {
+// round is roundOf behind the relay's recover boundary: a panic fails the
+// round (its transaction rolls back as it unwinds, its locks are released)
+// and the relay goes on, with want still to do.
+func (r *Relay) round(ctx context.Context, want uint64, probe bool) (n int, left uint64, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			panics.Report(r.opt.Logger, r.opt.OnPanic, panics.Relay, p)
-			n, err = 0, errPanicked
+			n, left, err = 0, want, errPanicked
 		}
 	}()
-	return r.Round(ctx)
+	return r.roundOf(ctx, want, probe)
 }
 
 type event struct {
@@ -576,7 +716,7 @@ func (r *Relay) publish(ctx context.Context, evs []event) (int, error) {
 // before a reset, and a group's oldest events each time it has recorded
 // another pruneStep of its window's size (one DELETE per group at most,
 // up to the last such event of the round).
-func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) error {
+func (r *Relay) markPublished(ctx context.Context, tx execer, evs []event) error {
 	ids := make([]string, len(evs))
 	for i, e := range evs {
 		ids[i] = strconv.FormatInt(e.id, 10)
@@ -601,7 +741,7 @@ func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) erro
 			continue
 		}
 		size, _ := r.window(e.group)
-		if e.offset <= size || e.offset%pruneStep(size) != 0 {
+		if !prunesAt(e.offset, size) {
 			continue
 		}
 		if i, ok := at[e.group]; ok {
@@ -620,6 +760,26 @@ func (r *Relay) markPublished(ctx context.Context, tx *sql.Tx, evs []event) erro
 		}
 	}
 	return nil
+}
+
+// prunes reports whether marking evs published prunes events too: a reset,
+// or an event at which its group's oldest are pruned (markPublished).
+func (r *Relay) prunes(evs []event) bool {
+	for _, e := range evs {
+		if e.typ == layer.TypeReset {
+			return true
+		}
+		if size, _ := r.window(e.group); prunesAt(e.offset, size) {
+			return true
+		}
+	}
+	return false
+}
+
+// prunesAt reports whether a group with a window of size events prunes its
+// oldest once it published offset.
+func prunesAt(offset, size int64) bool {
+	return offset > size && offset%pruneStep(size) == 0
 }
 
 // pruneStep is how many events a group with a window of size events

@@ -337,12 +337,17 @@ func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 	}
 }
 
-// A round waits for the relay lock at most LockWait, then gives up without
-// publishing.
+// A round with events waiting waits for the relay lock at most LockWait,
+// then gives up without publishing.
 func TestRoundWaitsForTheLockAtMostLockWait(t *testing.T) {
 	a := newApp(t, testenv.Postgres(t))
+	user, campaigns := setup(t, a, 1) // events wait
 	ctx := context.Background()
 	db := a.Platform().DB()
+	amount := money.Cents(5)
+	if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
+		t.Fatal(err)
+	}
 	holdRelayLock(t, db)
 	r := relay.New(db, &recorder{}, relay.Options{LockWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
