@@ -238,13 +238,13 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 
 // bareServerCommand runs `herald bench bare-server` until it is stopped.
 func bareServerCommand(ctx context.Context, args []string, stdout io.Writer) error {
-	o := bench.BareOptions{Addr: "127.0.0.1:8100", SnapshotBytes: 4096}
+	o := bench.BareOptions{Addr: "127.0.0.1:8100", SnapshotBytes: 4096, Pollers: 1}
 	fs := flag.NewFlagSet("herald bench bare-server", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.StringVar(&o.Addr, "addr", o.Addr, "loopback address to serve WebSocket upgrades (any path) and GET /healthz on")
 	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "address for /metrics and /debug/pprof/ (none when empty)")
 	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "size of the campaign_data message sent with each handshake response")
-	fs.IntVar(&o.Pollers, "pollers", o.Pollers, "epoll loops (default GOMAXPROCS)")
+	fs.IntVar(&o.Pollers, "pollers", o.Pollers, "epoll loops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
