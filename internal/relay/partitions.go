@@ -121,11 +121,11 @@ func (r *Relay) startDrain() {
 // of partitions once fewer than a batch waited. want is kept for them
 // (events committed after the batch was read may wait there).
 func (r *Relay) drainRound(ctx context.Context, want uint64) (int, uint64, error) {
-	unlock, err := r.lock(ctx)
+	lk, err := r.lock(ctx)
 	if err != nil {
 		return 0, want, err
 	}
-	defer unlock()
+	defer lk.unlock(ctx)
 	evs, err := readBatch(ctx, r.db, r.opt.Batch)
 	if err != nil {
 		return 0, want, err
@@ -153,9 +153,10 @@ func (r *Relay) waiting(ctx context.Context) (parts uint64, foreign bool, err er
 	return uint64(mask), foreign, nil
 }
 
-// partLock is the locks of a round of partitions, on a connection of
-// their own: the partitions' and the global lock shared.
-type partLock struct {
+// lockConn is a connection of its own holding a round's advisory locks:
+// the global lock exclusively (lock), or its partitions' and the global
+// lock shared (lockParts).
+type lockConn struct {
 	conn *sql.Conn
 }
 
@@ -165,12 +166,12 @@ type partLock struct {
 // rather than coming back later: the relay holding it may have read the
 // outbox before this process's write committed, and polling for a lock
 // would burn the database's CPU exactly when it is busiest.
-func (r *Relay) lockParts(ctx context.Context, want uint64) (*partLock, uint64, error) {
+func (r *Relay) lockParts(ctx context.Context, want uint64) (*lockConn, uint64, error) {
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("outbox relay: connection for the lock: %w", err)
 	}
-	lk := &partLock{conn: conn}
+	lk := &lockConn{conn: conn}
 	var global bool
 	var got int64
 	// CASE keeps the order: no partition is locked without the global
@@ -209,7 +210,7 @@ func (r *Relay) lockParts(ctx context.Context, want uint64) (*partLock, uint64, 
 // unlock releases every lock of lk and hands its connection back; a
 // connection whose unlock fails is dropped, which releases them with the
 // session. It may be called again.
-func (lk *partLock) unlock(ctx context.Context) {
+func (lk *lockConn) unlock(ctx context.Context) {
 	if lk.conn == nil {
 		return
 	}
@@ -224,7 +225,7 @@ func (lk *partLock) unlock(ctx context.Context) {
 }
 
 // drop closes lk's connection for good, releasing its locks.
-func (lk *partLock) drop() {
+func (lk *lockConn) drop() {
 	_ = lk.conn.Raw(func(any) error { return driver.ErrBadConn })
 	_ = lk.conn.Close()
 	lk.conn = nil

@@ -298,3 +298,30 @@ func TestOtherCountsAreDrainedFirst(t *testing.T) {
 		t.Fatalf("round after the drain with %s's partition held: %d, %v; want %s's event alone", ga, n, err, gb)
 	}
 }
+
+// A drain round waits for the global lock at most LockWait, as a round of
+// partitions waits for its partition, and publishes once it is free.
+func TestDrainWaitsForTheGlobalLockAtMostLockWait(t *testing.T) {
+	a := newApp(t, testenv.Postgres(t))
+	ctx := context.Background()
+	db := a.Platform().DB()
+	if err := newPlatform(t, db, 4, nil).RecordExternal(ctx, "campaign_1", "t", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	held := holdRelayLock(t, db) // an older herald's relay, mid-round
+	pub := &groupRecorder{}
+	r := relay.New(db, pub, relay.Options{Partitions: 8, LockWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	start := time.Now()
+	if n, err := r.Round(ctx); n != 0 || err == nil {
+		t.Fatalf("drain round under a held global lock: %d published, %v; want the wait to give up", n, err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("gave up after %v, before LockWait", waited)
+	}
+	if err := held.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Round(ctx); n != 1 || err != nil {
+		t.Fatalf("drain round once the lock is free: %d, %v", n, err)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -403,38 +402,28 @@ func (r *Relay) publishRound(ctx context.Context, c dbConn, evs []event, partial
 }
 
 // lock takes the relay lock on a connection of its own, waiting at most
-// LockWait, and returns its release. Waiting for the relay holding it
-// rather than trying and coming back later: its round may have read the
-// outbox before this process's write committed, and polling for the lock
-// would burn the database's CPU exactly when it is busiest. A connection
-// whose unlock fails is dropped, which releases the lock with the session.
-func (r *Relay) lock(ctx context.Context) (unlock func(), err error) {
+// LockWait. Waiting for the relay holding it rather than trying and coming
+// back later: its round may have read the outbox before this process's
+// write committed, and polling for the lock would burn the database's CPU
+// exactly when it is busiest.
+func (r *Relay) lock(ctx context.Context) (*lockConn, error) {
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay: connection for the lock: %w", err)
 	}
-	drop := func() {
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		_ = conn.Close()
-	}
-	// One round trip: the session's lock_timeout, then the lock.
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($2) FROM (SELECT set_config('lock_timeout', $1, false)) AS t",
+	lk := &lockConn{conn: conn}
+	// One round trip: the session's lock_timeout, the lock, and no
+	// lock_timeout again.
+	if _, err := conn.ExecContext(ctx, `SELECT set_config('lock_timeout', '0', false) FROM
+		(SELECT pg_advisory_lock($2) FROM (SELECT set_config('lock_timeout', $1, false)) AS s) AS t`,
 		strconv.FormatInt(r.opt.LockWait.Milliseconds(), 10)+"ms", relayLockID); err != nil {
-		drop()
+		lk.drop()
 		if store.IsLockTimeout(err) {
 			return nil, errBusy
 		}
 		return nil, fmt.Errorf("outbox relay: take lock: %w", err)
 	}
-	return func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := conn.ExecContext(uctx, "SELECT pg_advisory_unlock($1), set_config('lock_timeout', '0', false)", relayLockID); err != nil {
-			drop()
-			return
-		}
-		_ = conn.Close()
-	}, nil
+	return lk, nil
 }
 
 // txOn runs fn in a transaction on c.
