@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/bench"
+	"github.com/heraldhq/herald/internal/config"
 )
 
 const benchUsage = `Usage: herald bench <scenario> [flags]
@@ -104,12 +105,12 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return &usageError{fmt.Errorf("bench: unknown scenario %q; want one of %s", scenario, strings.Join(bench.Scenarios, ", ")), "run 'herald bench --help' for the scenarios"}
 	}
 	o := bench.Defaults(scenario)
-	fs := benchFlags(scenario, &o, stdout)
-	for _, a := range args[1:] {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.Usage()
-			return flag.ErrHelp
-		}
+	fs := benchFlags(scenario, &o)
+	if asksHelp(args[1:]) {
+		fmt.Fprintf(stdout, "Usage: herald bench %s [flags]\n\nFlags (defaults are this scenario's):\n", scenario)
+		fs.SetOutput(stdout)
+		config.PrintDefaults(fs)
+		return flag.ErrHelp
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return &usageError{fmt.Errorf("bench %s: %w", scenario, err), flagsHint("herald bench " + scenario)}
@@ -138,33 +139,53 @@ func redactKey(args []string) []string {
 	return out
 }
 
-// benchFlags declares the flags of one scenario, bound to o.
-func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet {
+// asksHelp reports whether args ask for --help.
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
+
+// durationFlag is a bench.Duration flag, which --help shows as a
+// duration with its default.
+type durationFlag struct{ p *bench.Duration }
+
+func (d durationFlag) String() string {
+	if d.p == nil { // the zero value flag.PrintDefaults compares with
+		return ""
+	}
+	return d.p.String()
+}
+
+func (d durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d.p = bench.Duration(v)
+	return nil
+}
+
+func (durationFlag) Placeholder() string { return "duration" }
+
+// benchFlags declares the flags of one scenario, bound to o. A list flag
+// names its value in its usage, between backquotes, as package flag reads
+// it.
+func benchFlags(scenario string, o *bench.Options) *flag.FlagSet {
 	fs := flag.NewFlagSet("herald bench "+scenario, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: herald bench %s [flags]\n\nFlags (defaults are this scenario's):\n", scenario)
-		fs.PrintDefaults()
-	}
-	dur := func(p *bench.Duration, name, usage string) {
-		fs.Func(name, usage+" (default "+p.String()+")", func(s string) error {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return err
-			}
-			*p = bench.Duration(d)
-			return nil
-		})
-	}
+	dur := func(p *bench.Duration, name, usage string) { fs.Var(durationFlag{p}, name, usage) }
 	fs.StringVar(&o.Target, "target", o.Target, "base URL of the herald to drive (loopback only); several comma-separated (processes sharing PostgreSQL and Redis) get the clients and REST writes in turn")
 	fs.BoolVar(&o.Spawn, "spawn", o.Spawn, "start 'herald serve' on a temporary SQLite database (no demo data) for the run, and stop it after")
 	fs.IntVar(&o.Procs, "procs", o.Procs, "with --spawn: start this many processes, spread over like several --target (needs --serve-args '--db postgres://… --layer redis://…')")
 	fs.StringVar(&o.HeraldBin, "herald-bin", o.HeraldBin, "with --spawn: the herald binary to start (default: this one)")
-	fs.Func("serve-args", "with --spawn: extra flags for 'herald serve', space-separated", func(s string) error {
+	fs.Func("serve-args", "with --spawn: extra `flags` for 'herald serve', space-separated", func(s string) error {
 		o.ServeArgs = append(o.ServeArgs, strings.Fields(s)...)
 		return nil
 	})
-	fs.Func("serve-env", "with --spawn: KEY=VALUE added to the servers' environment (repeatable), e.g. GOMAXPROCS=1", func(s string) error {
+	fs.Func("serve-env", "with --spawn: `KEY=VALUE` added to the servers' environment (repeatable), e.g. GOMAXPROCS=1", func(s string) error {
 		o.ServeEnv = append(o.ServeEnv, s)
 		return nil
 	})
@@ -172,7 +193,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.StringVar(&o.Out, "out", o.Out, "directory for results.json and the SVG charts")
 	fs.IntVar(&o.Conns, "conns", o.Conns, "WebSocket clients: connections (idle, resume), subscribers (fanout, publish, django; publish: 0 for no latency phase), users (personal); signin: sign-ins in the burst")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, "connections/s (idle; 0 = as fast as possible), events/s (fanout, publish's latency phase), REST writes/s (personal, apps), group_sends/s (django), writes/s in all (writes; 0 = as fast as answered)")
-	fs.Func("batches", "publish: comma-separated batch sizes (1 to 100) to measure throughput with, --duration each", func(s string) error {
+	fs.Func("batches", "publish: comma-separated batch `sizes` (1 to 100) to measure throughput with, --duration each", func(s string) error {
 		o.Batches = nil
 		for _, f := range strings.Split(s, ",") {
 			v, err := strconv.Atoi(strings.TrimSpace(f))
@@ -196,7 +217,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 	fs.StringVar(&o.DaphneBin, "daphne-bin", o.DaphneBin, "django: the daphne to start with --spawn --server daphne")
 	fs.IntVar(&o.Groups, "groups", o.Groups, "writes: campaign rooms written to, one subscriber each (at least --publishers)")
 	fs.StringVar(&o.Via, "via", o.Via, "writes: rest (comments), publish (POST /api/publish/, an API key: --api-key, or one made with --spawn) or both (each writer alternates)")
-	fs.Func("steps", "fanout, publish's latency phase, django, writes: comma-separated event rates to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
+	fs.Func("steps", "fanout, publish's latency phase, django, writes: comma-separated event `rates` to ramp through, --duration each (e.g. 10,20,50,100)", func(s string) error {
 		o.Steps = nil
 		for _, f := range strings.Split(s, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -207,7 +228,7 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 		}
 		return nil
 	})
-	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout), the writes (personal, apps), each round (resume), the sustained sign-ins (signin), each batch size and the latency phase (publish)")
+	dur(&o.Duration, "duration", "bound of a phase: connecting (idle), each step (fanout, django, writes), the writes (personal, apps), each round (resume), the sustained sign-ins (signin), each batch size and the latency phase (publish)")
 	fs.BoolVar(&o.Token, "token", o.Token, "campaign clients authenticate with ?token= (idle, fanout, resume)")
 	fs.BoolVar(&o.Bare, "bare", o.Bare, "idle: the target is a bare-server (with --spawn, one is started): no accounts or campaign are set up; --token sends a placeholder token as long as a real one")
 	dur(&o.Settle, "settle", "idle: quiet time before reading the server's memory")
@@ -238,18 +259,21 @@ func benchFlags(scenario string, o *bench.Options, out io.Writer) *flag.FlagSet 
 
 // bareServerCommand runs `herald bench bare-server` until it is stopped.
 func bareServerCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	const called = "herald bench bare-server"
 	o := bench.BareOptions{Addr: "127.0.0.1:8100", SnapshotBytes: 4096, Pollers: 1}
-	fs := flag.NewFlagSet("herald bench bare-server", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.StringVar(&o.Addr, "addr", o.Addr, "loopback address to serve WebSocket upgrades (any path) and GET /healthz on")
-	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "address for /metrics and /debug/pprof/ (none when empty)")
+	fs := flag.NewFlagSet(called, flag.ContinueOnError)
+	fs.StringVar(&o.Addr, "addr", o.Addr, "loopback `host:port` to serve WebSocket upgrades (any path) and GET /healthz on")
+	fs.StringVar(&o.AdminAddr, "admin-addr", o.AdminAddr, "`host:port` for /metrics and /debug/pprof/ (none when empty)")
 	fs.IntVar(&o.SnapshotBytes, "snapshot-bytes", o.SnapshotBytes, "size of the campaign_data message sent with each handshake response")
 	fs.IntVar(&o.Pollers, "pollers", o.Pollers, "epoll loops")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if asksHelp(args) {
+		fmt.Fprintf(stdout, "Usage: %s [flags]\n\nA WebSocket server of epoll and gobwas/ws alone, the floor the idle figures\nare compared with (see 'herald bench --help').\n\nFlags:\n", called)
+		fs.SetOutput(stdout)
+		config.PrintDefaults(fs)
+		return flag.ErrHelp
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench bare-server: unexpected argument %q", fs.Arg(0))
+	if err := parseFlags(fs, args); err != nil {
+		return &usageError{fmt.Errorf("bench bare-server: %w", err), flagsHint(called)}
 	}
 	return bench.ServeBare(ctx, o, func(addr string) {
 		fmt.Fprintf(stdout, "bare-server on %s\n", addr)

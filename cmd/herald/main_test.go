@@ -86,6 +86,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "idle", "--conns", "many"}, `invalid value "many" for flag -conns`, "run 'herald bench idle --help' for the flags"},
 		{[]string{"bench", "idle", "extra"}, `unexpected argument "extra"`, "run 'herald bench idle --help' for the flags"},
 		{[]string{"bench", "nope"}, `unknown scenario "nope"`, "run 'herald bench --help' for the scenarios"},
+		{[]string{"bench", "bare-server", "--pollers", "many"}, `invalid value "many" for flag -pollers`, "run 'herald bench bare-server --help' for the flags"},
+		{[]string{"bench", "bare-server", "extra"}, `unexpected argument "extra"`, "run 'herald bench bare-server --help' for the flags"},
 	} {
 		var out, errOut, printed bytes.Buffer
 		err := run(context.Background(), c.args, &out, &errOut, env(nil))
