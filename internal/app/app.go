@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/heraldhq/herald/internal/api"
 	"github.com/heraldhq/herald/internal/apikey"
 	"github.com/heraldhq/herald/internal/apptoken"
@@ -100,6 +102,9 @@ type App struct {
 	// draining is set when shutdown begins: responses say Connection:
 	// close and /readyz answers 503.
 	draining atomic.Bool
+	// readyFlight is the readiness check in flight, which /readyz and
+	// herald_ready calls share (sharedCheck).
+	readyFlight singleflight.Group
 
 	// What WithWebSocketOptions and WithConsumersConfig adjust.
 	tuneWS        func(*transport.Options)
@@ -412,10 +417,8 @@ func redacts(m layer.Message) bool {
 // ready answers 200 when the database and the channel layer answer, 503
 // naming what does not otherwise: a load balancer then sends no new clients.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), metrics.ReadyTimeout)
-	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := a.readiness(ctx); err != nil {
+	if err := a.readiness(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = fmt.Fprintln(w, err)
 		return
@@ -431,6 +434,26 @@ func (a *App) readiness(ctx context.Context) error {
 		// A load balancer sends no new clients to a process shutting down.
 		return errors.New("shutting down")
 	}
+	return a.sharedCheck(ctx, a.ping)
+}
+
+// sharedCheck runs check within metrics.ReadyTimeout, or, when a run is
+// already in flight, waits for that run's result: however many probes and
+// scrapes come at once, one check runs at a time, holding one database
+// connection and one Redis command, and none waits longer than the bound.
+func (a *App) sharedCheck(ctx context.Context, check func(context.Context) error) error {
+	_, err, _ := a.readyFlight.Do("", func() (any, error) {
+		// The run serves every caller waiting for it, so the first one's
+		// cancellation does not end it; its own bound does.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metrics.ReadyTimeout)
+		defer cancel()
+		return nil, check(ctx)
+	})
+	return err
+}
+
+// ping asks the database and the channel layer for an answer.
+func (a *App) ping(ctx context.Context) error {
 	var failed []error
 	if err := a.db.PingContext(ctx); err != nil {
 		failed = append(failed, fmt.Errorf("database: %w", err))
