@@ -101,6 +101,17 @@ func setup(t *testing.T, a *app.App, campaigns int) (int64, []int64) {
 	return u.ID, ids
 }
 
+// setupQuiet is setup with setup's own events deleted from the outbox, so
+// that only the test's events wait there.
+func setupQuiet(t *testing.T, a *app.App, campaigns int) (int64, []int64) {
+	t.Helper()
+	user, ids := setup(t, a, campaigns)
+	if _, err := a.Platform().DB().ExecContext(context.Background(), "DELETE FROM outbox"); err != nil {
+		t.Fatal(err)
+	}
+	return user, ids
+}
+
 // contributionIDs reads n contribution events from a campaign room.
 func contributionIDs(t *testing.T, c *testenv.WSClient, n int) []int64 {
 	t.Helper()
@@ -303,12 +314,9 @@ func (r *recorder) count() int {
 // have read the outbox before this process's write committed.
 func TestBusyRelayRetriesWhenLockIsFree(t *testing.T) {
 	a := newApp(t, testenv.Postgres(t))
-	user, campaigns := setup(t, a, 1)
+	user, campaigns := setupQuiet(t, a, 1)
 	ctx := context.Background()
 	db := a.Platform().DB()
-	if _, err := db.ExecContext(ctx, "DELETE FROM outbox"); err != nil { // setup's own events
-		t.Fatal(err)
-	}
 	held := holdRelayLock(t, db) // the other process's relay, mid-round
 	amount := money.Cents(5)
 	if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
@@ -388,11 +396,8 @@ func (b *batchRecorder) PublishBatch(_ context.Context, msgs []layer.Message, ke
 // outbox for the next round.
 func TestRoundPublishesABatch(t *testing.T) {
 	a := newApp(t, testenv.SQLite(t))
-	user, campaigns := setup(t, a, 1)
+	user, campaigns := setupQuiet(t, a, 1)
 	ctx := context.Background()
-	if _, err := a.Platform().DB().ExecContext(ctx, "DELETE FROM outbox"); err != nil { // setup's own events
-		t.Fatal(err)
-	}
 	for i := 1; i <= 3; i++ {
 		amount := money.Cents(i)
 		if _, err := a.Platform().Contribute(ctx, user, campaigns[0], platform.ContributionInput{Amount: &amount}); err != nil {
