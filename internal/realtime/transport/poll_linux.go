@@ -348,8 +348,11 @@ func writevAll(fd int, frames *[][]byte) (bool, error) {
 // deadline d, on a pollable duplicate of the descriptor (waiter), which the
 // Go runtime's poller watches for writability: so a stalled client's
 // writer sleeps in the runtime, not in a system call, and an idle
-// connection needs no poll descriptor. The duplicate is kept until the
-// writing goroutine ends (dropWaiter) or the connection does.
+// connection needs no poll descriptor. The duplicate lives only while this
+// call waits: the next write that finds the socket full, maybe on another
+// goroutine once this one has handed the queue on, makes its own, so no
+// writer can close one another is waiting on. Teardown closes it to end
+// the wait.
 func (w *wsConn) writeFD(bufs *net.Buffers, d time.Duration) error {
 	frames := (*[][]byte)(bufs)
 	if done, err := w.writeNow(frames); done || err != nil {
@@ -359,6 +362,7 @@ func (w *wsConn) writeFD(bufs *net.Buffers, d time.Duration) error {
 	if err != nil {
 		return err
 	}
+	defer w.closeWaiter(f)
 	if err := f.SetWriteDeadline(time.Now().Add(d)); err != nil {
 		return err
 	}
@@ -378,16 +382,13 @@ func (w *wsConn) writeFD(bufs *net.Buffers, d time.Duration) error {
 	return err
 }
 
-// openWaiter returns the connection's pollable duplicate descriptor,
-// making it on first need.
+// openWaiter makes the pollable duplicate of the connection's descriptor a
+// write waits on, and records it for teardown.
 func (w *wsConn) openWaiter() (*os.File, error) {
 	w.fdMu.Lock()
 	defer w.fdMu.Unlock()
 	if w.fdClosed {
 		return nil, net.ErrClosed
-	}
-	if w.waiter != nil {
-		return w.waiter, nil
 	}
 	fd, err := unix.FcntlInt(uintptr(w.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -397,4 +398,15 @@ func (w *wsConn) openWaiter() (*os.File, error) {
 	// with the runtime's poller and deadlines apply.
 	w.waiter = os.NewFile(uintptr(fd), "websocket")
 	return w.waiter, nil
+}
+
+// closeWaiter closes f, the duplicate a write waited on, unless teardown
+// already did.
+func (w *wsConn) closeWaiter(f *os.File) {
+	w.fdMu.Lock()
+	if w.waiter == f {
+		w.waiter = nil
+		_ = f.Close()
+	}
+	w.fdMu.Unlock()
 }

@@ -44,7 +44,7 @@ type wsConn struct {
 	// went out, unless the client answers first.
 	timer *time.Timer
 	// waiter is a pollable duplicate of fd while a write waits for the
-	// socket (writeWait).
+	// socket (writeFD).
 	waiter *os.File
 
 	// part is the reader state of an incomplete frame or message; nil
@@ -441,7 +441,6 @@ func (w *wsConn) Wake() {
 		go func() {
 			defer w.srv.slowWG.Done()
 			defer w.srv.recoverWrite(w)
-			defer w.dropWaiter()
 			w.drain(true)
 		}()
 	}
@@ -476,7 +475,6 @@ func (w *wsConn) drain(blocking bool) {
 				go func() {
 					defer w.srv.slowWG.Done()
 					defer w.srv.recoverWrite(w)
-					defer w.dropWaiter()
 					if w.writeBlocking(b) {
 						w.drain(true)
 					}
@@ -530,7 +528,7 @@ func (w *wsConn) slowWrite(rest net.Buffers) {
 
 // writeWait writes bufs, waiting up to d for the socket to take them; what
 // it wrote is consumed from bufs. A connection served by a poller waits
-// through a pollable duplicate of its descriptor (waitFD), made only when
+// through a pollable duplicate of its descriptor (writeFD), made only when
 // the socket is full.
 func (w *wsConn) writeWait(bufs *net.Buffers, d time.Duration) error {
 	if w.fd >= 0 {
@@ -539,18 +537,6 @@ func (w *wsConn) writeWait(bufs *net.Buffers, d time.Duration) error {
 	_ = w.nc.SetWriteDeadline(time.Now().Add(d))
 	_, err := bufs.WriteTo(w.nc)
 	return err
-}
-
-// dropWaiter closes the duplicate descriptor a blocking write waited on, if
-// any; the goroutine that wrote calls it when it is done.
-func (w *wsConn) dropWaiter() {
-	w.fdMu.Lock()
-	f := w.waiter
-	w.waiter = nil
-	w.fdMu.Unlock()
-	if f != nil {
-		_ = f.Close()
-	}
 }
 
 // written finishes a batch that was written whole and reports whether the
