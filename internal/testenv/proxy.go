@@ -1,18 +1,16 @@
-package cluster
+package testenv
 
 import (
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"testing"
 )
 
-// linkProxy is a TCP proxy on a free loopback port in front of one address
-// (a process's link to Redis) that the test can cut and restore, as a
-// network failure between the two would.
-type linkProxy struct {
-	t      *testing.T
+// Proxy is a TCP proxy on a free loopback port in front of one address (a
+// database, a Redis) that a test can cut and restore, as a network failure
+// between herald and that service would.
+type Proxy struct {
 	ln     net.Listener
 	target string
 
@@ -22,31 +20,28 @@ type linkProxy struct {
 	wg    sync.WaitGroup
 }
 
-// startLinkProxy proxies a free loopback port to target until t ends.
-func startLinkProxy(t *testing.T, target string) *linkProxy {
+// StartProxy proxies a free loopback port to target until t ends.
+func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &linkProxy{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
 		ln.Close()
-		p.cut()
+		p.Cut()
 		p.wg.Wait()
 	})
 	return p
 }
 
-// Port is the port the proxy listens on.
-func (p *linkProxy) Port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+// Addr is the proxy's host:port, to give herald instead of the target's.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Addr is the proxy's host:port.
-func (p *linkProxy) Addr() string { return "127.0.0.1:" + strconv.Itoa(p.Port()) }
-
-func (p *linkProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -66,7 +61,7 @@ func (p *linkProxy) accept() {
 }
 
 // pipe joins c to a new connection to the target.
-func (p *linkProxy) pipe(c net.Conn) {
+func (p *Proxy) pipe(c net.Conn) {
 	defer p.wg.Done()
 	u, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -100,8 +95,9 @@ func (p *linkProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// cut closes every proxied connection and refuses new ones until restore.
-func (p *linkProxy) cut() {
+// Cut closes every proxied connection and refuses new ones (each accepted
+// and closed at once) until Restore.
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.down = true
 	conns := make([]net.Conn, 0, len(p.conns))
@@ -114,8 +110,8 @@ func (p *linkProxy) cut() {
 	}
 }
 
-// restore lets new connections through again.
-func (p *linkProxy) restore() {
+// Restore lets new connections through again.
+func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.down = false
 	p.mu.Unlock()
