@@ -1112,3 +1112,20 @@ func assertInvariant(t *testing.T, f figures) {
 		t.Errorf("%d subscribers saw problems; first ones:\n%s", f.problemSubs, strings.Join(f.worst, "\n"))
 	}
 }
+
+// assertWritesKept fails the test unless a scenario whose writers send a
+// POST again when it got no answer (writerConfig.retry, with its
+// Idempotency-Key) lost nothing to its faults: every resume recovered, no
+// POST failed and none was committed twice.
+func assertWritesKept(t *testing.T, f figures, w *writers) {
+	t.Helper()
+	if f.reloads > 0 {
+		t.Errorf("%d resumes answered recovered:false; want none", f.reloads)
+	}
+	if f.failed > 0 {
+		t.Errorf("%d POSTs failed; want none: %v", f.failed, w.stats().failures)
+	}
+	if f.doubled > 0 {
+		t.Errorf("%d writes were committed twice: a retried Idempotency-Key must not write again", f.doubled)
+	}
+}
