@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -17,12 +16,9 @@ import (
 // spawnBare starts `bin bench bare-server` (ServeBare) on a free loopback
 // port with an admin address, and waits until it answers /healthz.
 func spawnBare(ctx context.Context, bin string, snapshotBytes int, env []string, timeout time.Duration) (*cluster, error) {
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("--spawn: find the herald executable: %w", err)
-		}
-		bin = exe
+	bin, err := heraldBin(bin)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "herald-bench-bare-")
 	if err != nil {
@@ -40,29 +36,14 @@ func spawnBare(ctx context.Context, bin string, snapshotBytes int, env []string,
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &server{log: filepath.Join(dir, "bare-server.log"), done: make(chan error, 1), base: "http://" + addr,
-		admin: net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))}
-	logf, err := os.Create(s.log)
-	if err != nil {
-		_ = c.stop("")
-		return nil, err
-	}
-	s.cmd = exec.Command(bin, "bench", "bare-server", "--addr", addr, "--admin-addr", s.admin,
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
+	cmd := exec.Command(bin, "bench", "bare-server", "--addr", addr, "--admin-addr", admin,
 		"--snapshot-bytes", strconv.Itoa(snapshotBytes))
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if len(env) > 0 {
-		s.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
-	dieWithParent(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		_ = c.stop("")
-		return nil, fmt.Errorf("--spawn: start %s: %w", bin, err)
-	}
-	logf.Close()
-	s.pid = s.cmd.Process.Pid
-	go func() { s.done <- s.cmd.Wait() }()
-	if err := s.waitHealthy(ctx, "bare-server", timeout); err != nil {
+	s, err := startServer(ctx, "bare-server", cmd, filepath.Join(dir, "bare-server.log"), "http://"+addr, admin, timeout)
+	if err != nil {
 		_ = c.stop("")
 		return nil, err
 	}

@@ -3,11 +3,16 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,5 +101,31 @@ func TestBareServer(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("ServeBare did not return after its context ended")
+	}
+}
+
+// idle --spawn --bare starts a bare-server child, measures it without
+// making accounts or a campaign (a placeholder token in every request),
+// keeps its log and stops it.
+func TestSpawnBare(t *testing.T) {
+	bin := heraldBinary(t)
+	var out bytes.Buffer
+	o := Defaults("idle")
+	o.Spawn, o.Bare, o.Token, o.HeraldBin = true, true, true, bin
+	o.Conns, o.Settle, o.Stdout, o.Out = 10, Duration(100*time.Millisecond), &out, t.TempDir()
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	f := res.Idle
+	if !res.Spawned || res.ServerPID <= 0 || res.ServerPID == os.Getpid() || f.Connect.Connected != 10 || f.Connect.Failed != 0 ||
+		f.Connect.SnapshotBytes != o.SnapshotBytes || f.RSSAfterKiB <= 0 || !strings.Contains(out.String(), "spawned bare-server") {
+		t.Fatalf("%+v\n%s", res, out.String())
+	}
+	if err := syscall.Kill(res.ServerPID, 0); err == nil {
+		t.Errorf("spawned bare-server %d still running", res.ServerPID)
+	}
+	if _, err := os.Stat(filepath.Join(o.Out, "bare-server.log")); err != nil {
+		t.Errorf("bare-server log not kept: %v", err)
 	}
 }

@@ -571,27 +571,12 @@ func spawnDaphne(ctx context.Context, o Options, timeout time.Duration) (*cluste
 		_ = c.stop("")
 		return nil, err
 	}
-	s := &server{log: filepath.Join(tmp, "daphne.log"), done: make(chan error, 1), base: "http://127.0.0.1:" + strconv.Itoa(port)}
-	logf, err := os.Create(s.log)
-	if err != nil {
-		_ = c.stop("")
-		return nil, err
-	}
 	// -v 0: no access log line per connection.
-	s.cmd = exec.Command(o.DaphneBin, "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-v", "0", "djangoapp.asgi:application")
-	s.cmd.Dir = dir
-	s.cmd.Env = djangoEnv(o)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	dieWithParent(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		_ = c.stop("")
-		return nil, fmt.Errorf("--spawn: start %s: %w", o.DaphneBin, err)
-	}
-	logf.Close()
-	s.pid = s.cmd.Process.Pid
-	go func() { s.done <- s.cmd.Wait() }()
-	if err := s.waitHealthy(ctx, "daphne", timeout); err != nil {
+	cmd := exec.Command(o.DaphneBin, "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-v", "0", "djangoapp.asgi:application")
+	cmd.Dir = dir
+	cmd.Env = djangoEnv(o)
+	s, err := startServer(ctx, "daphne", cmd, filepath.Join(tmp, "daphne.log"), "http://127.0.0.1:"+strconv.Itoa(port), "", timeout)
+	if err != nil {
 		_ = c.stop("")
 		return nil, err
 	}

@@ -45,12 +45,9 @@ type cluster struct {
 // serve; check refuses n > 1 without PostgreSQL and Redis. Each must answer
 // /healthz before the next starts.
 func spawnCluster(ctx context.Context, bin string, extra, env []string, n int, timeout time.Duration) (*cluster, error) {
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("--spawn: find the herald executable: %w", err)
-		}
-		bin = exe
+	bin, err := heraldBin(bin)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "herald-bench-")
 	if err != nil {
@@ -84,33 +81,50 @@ func (c *cluster) start(ctx context.Context, bin string, extra, env []string, k,
 	if n > 1 {
 		name = fmt.Sprintf("server-%d.log", k+1)
 	}
-	s := &server{log: filepath.Join(c.dir, name), done: make(chan error, 1)}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.base = "http://" + addr
-	s.admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(aport))
 	// Later flags win, so extra can override any of these but the addresses
 	// (check refuses those).
 	args := append([]string{"serve", "--addr", addr, "--db", c.db, "--data-dir", c.dir,
-		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", s.admin,
+		"--demo=false", "--log-level", "warn", "--shutdown-grace", "3s", "--admin-addr", admin,
 		"--registrations-per-hour", "-1"}, extra...) // the bench signs its users up from one address
-	logf, err := os.Create(s.log)
+	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	return startServer(ctx, "herald serve", cmd, filepath.Join(c.dir, name), "http://"+addr, admin, timeout)
+}
+
+// heraldBin is the herald executable to start: bin, or this one.
+func heraldBin(bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("--spawn: find the herald executable: %w", err)
+	}
+	return exe, nil
+}
+
+// startServer starts cmd, a server child (what it is) writing its output
+// to the file log, and waits until it answers /healthz on base; admin is
+// its admin address, if any. The child gets SIGKILL if the bench dies.
+func startServer(ctx context.Context, what string, cmd *exec.Cmd, log, base, admin string, timeout time.Duration) (*server, error) {
+	logf, err := os.Create(log)
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if len(env) > 0 {
-		s.cmd.Env = append(os.Environ(), env...)
-	}
-	dieWithParent(s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("--spawn: start %s: %w", bin, err)
-	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithParent(cmd)
+	err = cmd.Start()
 	logf.Close()
-	s.pid = s.cmd.Process.Pid
-	go func() { s.done <- s.cmd.Wait() }()
-	if err := s.waitHealthy(ctx, "herald serve", timeout); err != nil {
+	if err != nil {
+		return nil, fmt.Errorf("--spawn: start %s: %w", cmd.Args[0], err)
+	}
+	s := &server{cmd: cmd, log: log, base: base, admin: admin, pid: cmd.Process.Pid, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	if err := s.waitHealthy(ctx, what, timeout); err != nil {
 		return nil, err
 	}
 	return s, nil
