@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/apikey"
+	"github.com/heraldhq/herald/internal/config"
+	"github.com/heraldhq/herald/internal/groups"
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/testenv"
@@ -24,7 +26,14 @@ const deliveryWait = 20 * time.Second
 // runs, and returns it and its token.
 func newAPIKey(t *testing.T, db *store.DB, scopes ...string) (apikey.Key, string) {
 	t.Helper()
-	k, token, err := apikey.New(db, nil, nil).Create(context.Background(), "test backend", scopes)
+	return newAPIKeyIn(t, db, nil, scopes...)
+}
+
+// newAPIKeyIn is newAPIKey with the namespaces of reg as scopes too, as
+// `herald apikey create --config` reads them.
+func newAPIKeyIn(t *testing.T, db *store.DB, reg *groups.Registry, scopes ...string) (apikey.Key, string) {
+	t.Helper()
+	k, token, err := apikey.New(db, reg, nil).Create(context.Background(), "test backend", scopes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +235,79 @@ func TestPublishReachesClients(t *testing.T) {
 		}
 		if ev := sr.MustNext(deliveryWait); ev.Event != "subscribed" || !strings.Contains(ev.Data, `"recovered":true`) {
 			t.Fatalf("SSE after the replay: %+v", ev)
+		}
+	})
+}
+
+// A backend publishes to a group of a namespace the config file adds, as
+// to the built-in ones: a key scoped to the namespace reaches its v2
+// WebSocket and SSE clients, in order, at the positions it was answered;
+// a channel outside the namespace's rule, a namespace nobody configured
+// and a key scoped to another namespace are refused and record nothing.
+func TestPublishToConfiguredNamespace(t *testing.T) {
+	chat := []groups.Namespace{{Name: "chat", Sep: ':', Subscribe: groups.Anyone}}
+	reg, err := groups.New(chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.ForEachDB(t, func(t *testing.T, dsn string) {
+		h := testenv.StartHerald(t, dsn, func(c *config.Config) { c.Namespaces = chat })
+		db := h.App.Platform().DB()
+		_, key := newAPIKeyIn(t, db, reg, "chat")
+		_, campaignKey := newAPIKey(t, db, "campaign")
+		publishURL := h.Base + "/api/publish/"
+		const group = "chat:lobby"
+
+		ws := testenv.MustDialWS(t, h.WS+"/ws/?v=2", nil)
+		ws.Send(map[string]any{"type": "subscribe", "id": "s", "data": map[string]string{"group": group}})
+		if m := ws.NextEvent(deliveryWait); m.Type != "ack" {
+			t.Fatalf("subscribe answered %+v, want ack", m)
+		}
+		var sub numbered
+		if m := ws.NextEvent(deliveryWait); m.Type != "subscribed" || json.Unmarshal(m.Data, &sub) != nil || sub.Group != group {
+			t.Fatalf("after the ack: %+v", m)
+		}
+		sse, _, err := testenv.DialSSE(t, h.Base+"/sse/?group="+group, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := sse.MustNext(deliveryWait); ev.Event != "subscribed" || !strings.Contains(ev.Data, `"`+group+`"`) {
+			t.Fatalf("SSE first: %+v", ev)
+		}
+
+		one := positions(t, post(t, publishURL, key, `{"group":"`+group+`","type":"msg","data":{"n":1}}`))
+		batch := positions(t, post(t, publishURL, key, map[string]any{"events": []map[string]any{
+			{"group": group, "type": "msg", "data": map[string]int{"n": 2}},
+			{"group": group, "type": "msg", "data": map[string]int{"n": 3}},
+		}}))
+		for i, p := range append(one, batch...) {
+			want := fmt.Sprintf(`{"n":%d}`, i+1)
+			if p.Group != group || p.Offset != sub.Offset+uint64(i)+1 {
+				t.Fatalf("event %d answered %+v after subscribed at %+v", i, p, sub)
+			}
+			if m := ws.NextEvent(deliveryWait); m.Type != "msg" || string(m.Data) != want || m.Group != group || m.Offset != p.Offset || m.Epoch != p.Epoch {
+				t.Fatalf("WebSocket event %d: %+v, want msg %s at %+v", i, m, want, p)
+			}
+			if ev := sse.MustNext(deliveryWait); ev.Event != "msg" || ev.Data != want || ev.ID != fmt.Sprintf("%s:%s:%d", group, p.Epoch, p.Offset) {
+				t.Fatalf("SSE event %d: %+v, want msg %s at %+v", i, ev, want, p)
+			}
+		}
+
+		bad := post(t, publishURL, key, `{"group":"chat:a b","type":"msg","data":{}}`)
+		if errs := bad.fieldErrors("group"); bad.Status != http.StatusBadRequest || bad.JSON["code"] != "invalid" || len(errs) != 1 || errs[0] != reg.Rule() ||
+			!strings.Contains(reg.Rule(), "chat:NAME") {
+			t.Errorf("a channel with a space: %d %s; want 400 naming group with the rule %q", bad.Status, bad.Body, reg.Rule())
+		}
+		if r := post(t, publishURL, key, `{"group":"game:lobby","type":"msg","data":{}}`); r.Status != http.StatusBadRequest || r.JSON["code"] != "invalid" || r.fieldErrors("group") == nil {
+			t.Errorf("a namespace not configured: %d %s", r.Status, r.Body)
+		}
+		r := post(t, publishURL, campaignKey, `{"group":"`+group+`","type":"msg","data":{}}`)
+		if r.Status != http.StatusForbidden || r.JSON["code"] != "scope_not_allowed" || r.fieldErrors("group") == nil ||
+			!strings.Contains(fmt.Sprint(r.JSON["detail"]), group) {
+			t.Errorf("a key scoped to campaign: %d %s", r.Status, r.Body)
+		}
+		if n := outboxCount(t, db, group); n != 3 {
+			t.Errorf("%s holds %d events; want the 3 accepted", group, n)
 		}
 	})
 }
