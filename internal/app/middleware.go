@@ -104,8 +104,12 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, draining *atomic.Bool, tr
 		case sw.status >= 500:
 			level = slog.LevelError
 		}
-		log.Log(r.Context(), level, "http request", "id", id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "bytes", sw.bytes, "duration", elapsed, "remote", r.RemoteAddr, "client", auth.ClientIP(r, trustProxy))
+		// Most lines are at debug level, which is usually off: skip
+		// building them (the arguments' boxing, the client's address).
+		if log.Enabled(r.Context(), level) {
+			log.Log(r.Context(), level, "http request", "id", id, "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "bytes", sw.bytes, "duration", elapsed, "remote", r.RemoteAddr, "client", auth.ClientIP(r, trustProxy))
+		}
 	})
 }
 
