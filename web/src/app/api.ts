@@ -33,16 +33,22 @@ export class ApiError extends Error {
   }
 }
 
+/** The longest Retry-After taken as it is: a day, in seconds. */
+export const MAX_RETRY_AFTER_S = 86_400;
+
 /**
- * A Retry-After header in whole seconds from now (at least 1): delay-seconds
- * or an HTTP date; null when absent or unreadable.
+ * A Retry-After header in whole seconds from now, from 1 to
+ * MAX_RETRY_AFTER_S (a broken or hostile header's huge number is no
+ * Infinity, nor a delay setTimeout cannot hold): delay-seconds or an HTTP
+ * date; null when absent or unreadable.
  */
 export function retryAfterSeconds(header: string | null, now = Date.now()): number | null {
   const v = header?.trim();
   if (!v) return null;
-  if (/^\d+$/.test(v)) return Math.max(1, Number(v));
+  const bound = (s: number) => Math.min(MAX_RETRY_AFTER_S, Math.max(1, s));
+  if (/^\d+$/.test(v)) return bound(Number(v));
   const at = /[a-z]/i.test(v) ? Date.parse(v) : NaN; // an HTTP date names its day and month
-  return Number.isNaN(at) ? null : Math.max(1, Math.ceil((at - now) / 1000));
+  return Number.isNaN(at) ? null : bound(Math.ceil((at - now) / 1000));
 }
 
 type SignedOut = () => void;

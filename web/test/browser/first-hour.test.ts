@@ -115,9 +115,12 @@ it('signs in against the real server', async () => {
 it('says it is still signing in when the answer is slow', async () => {
   const u = await openAs(browser, h.url);
   const p = u.page;
+  // The sign-in is held until the page has said it is still under way.
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
   await p.route(SESSION, async (route: Route) => {
     if (route.request().method() !== 'POST') return route.fallback();
-    await new Promise((r) => setTimeout(r, 3500));
+    await released;
     await route.fallback();
   });
   await fillSignIn(p, 'carol');
@@ -128,7 +131,9 @@ it('says it is still signing in when the answer is slow', async () => {
   const still = p.getByRole('status').filter({ hasText: 'Still signing in' });
   await still.waitFor({ timeout: 3000 });
   expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+  expect(await signInButton(p).textContent()).toBe('Signing in…');
   await shot(p, 'signin-slow');
+  release();
   await p.getByTestId('signed-in-as').filter({ hasText: 'carol' }).waitFor({ timeout: 15_000 });
   expect(u.errors).toEqual([]);
   await u.context.close();
@@ -166,6 +171,39 @@ it('says when the server is busy (503), waits its Retry-After, then signs in', a
   await p.unroute(SESSION);
   await signInButton(p).click();
   await p.getByTestId('signed-in-as').filter({ hasText: 'dave' }).waitFor({ timeout: 15_000 });
+  expect(u.errors.filter((e) => !e.includes('status of 503'))).toEqual([]);
+  await u.context.close();
+});
+
+it('holds the button back for at most 30 s whatever the Retry-After, counting down to the form', async () => {
+  const u = await openAs(browser, h.url);
+  const p = u.page;
+  await p.clock.install();
+  await p.route(SESSION, async (route: Route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    await route.fulfill({
+      status: 503,
+      headers: { 'Retry-After': '9'.repeat(400) }, // a broken or hostile proxy's
+      contentType: 'application/problem+json',
+      body: JSON.stringify({ status: 503, code: 'busy', detail: 'the server is busy checking other passwords; try again in a moment' }),
+    });
+  });
+  await fillSignIn(p, 'bob');
+  await signInButton(p).click();
+  await p.getByRole('alert').filter({ hasText: 'Try again in 30 s.' }).waitFor({ timeout: 5000 });
+  // One second at a time, down to the form and no further.
+  for (let left = 29; left > 0; left--) {
+    await p.clock.runFor(1000);
+    await p.waitForFunction((n) => document.querySelector('form button[type="submit"]')?.textContent === `Try again in ${n} s`, left, {
+      timeout: 5000,
+    });
+  }
+  await p.clock.runFor(1000);
+  await p.waitForFunction(() => document.querySelector('form button[type="submit"]')?.textContent === 'Sign in', null, { timeout: 5000 });
+  expect(await signInButton(p).isEnabled()).toBe(true);
+  expect(await p.getByRole('alert').textContent()).toContain('You can try again now.');
+  await p.clock.runFor(5000);
+  expect(await signInButton(p).textContent()).toBe('Sign in');
   expect(u.errors.filter((e) => !e.includes('status of 503'))).toEqual([]);
   await u.context.close();
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rates } from '../../src/app/pages/Operations';
+import { formatBuild, rates } from '../../src/app/pages/Operations';
 
 const s = (t: number, published: number, deliveries: number) => ({ t, websocket: 0, sse: 0, published, deliveries });
 
@@ -18,5 +18,25 @@ describe('operations rates', () => {
   it('needs two snapshots', () => {
     expect(rates([])).toEqual([]);
     expect(rates([s(0, 1, 1)])).toEqual([]);
+  });
+});
+
+// The cases of internal/version's TestResolve: the page names a build as
+// `herald version` and the start line do.
+describe('operations build', () => {
+  it('names the build as herald version does', () => {
+    expect(
+      formatBuild({
+        version: 'v0.0.0-20250102030405-0123456789ab+dirty',
+        commit: '0123456789abcdef0123456789abcdef01234567',
+        commit_time: '2025-01-02T03:04:05Z',
+        modified: true,
+      }),
+    ).toBe('v0.0.0-20250102030405-0123456789ab+dirty (commit 0123456789ab, 2025-01-02T03:04:05Z, modified)');
+    expect(formatBuild({ version: 'v1.2.3', commit: 'fedcba9876543210fedcba9876543210fedcba98', commit_time: '', modified: false })).toBe(
+      'v1.2.3 (commit fedcba987654)',
+    );
+    expect(formatBuild({ version: 'devel', commit: '', commit_time: '', modified: false })).toBe('devel');
+    expect(formatBuild({ version: 'v2.0.0' })).toBe('v2.0.0');
   });
 });

@@ -22,11 +22,16 @@ export interface OpsSnapshot {
   version?: { version: string; commit?: string; commit_time?: string; modified?: boolean };
 }
 
-/** A build as `herald version` prints it: version, short commit, "+changes" when built from a modified tree. */
+/**
+ * A build as `herald version` prints it (internal/version's Build.String):
+ * "v1.2.3 (commit 0123456789ab, 2025-01-02T03:04:05Z, modified)", with what is known.
+ */
 export function formatBuild(v: NonNullable<OpsSnapshot['version']>): string {
-  let s = v.version;
-  if (v.commit) s += ` (${v.commit.slice(0, 12)}${v.modified ? '+changes' : ''})`;
-  return s;
+  const parts: string[] = [];
+  if (v.commit) parts.push(`commit ${v.commit.slice(0, 12)}`);
+  if (v.commit_time) parts.push(v.commit_time);
+  if (v.modified) parts.push('modified');
+  return parts.length ? `${v.version} (${parts.join(', ')})` : v.version;
 }
 
 /** One poll, reduced to what the charts draw. t is the snapshot's time in ms. */
