@@ -97,6 +97,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if scenario == "bare-server" {
 		return bareServerCommand(ctx, args[1:], stdout)
 	}
+	if scenario == bench.GeneratorCommand { // a child of --generators
+		return bench.RunGenerator(ctx, os.Stdin, stdout)
+	}
 	known := false
 	for _, s := range bench.Scenarios {
 		known = known || s == scenario
@@ -206,7 +209,10 @@ func benchFlags(scenario string, o *bench.Options) *flag.FlagSet {
 	})
 	fs.StringVar(&o.APIKey, "api-key", o.APIKey, "publish: the API key to publish with (scope campaign); with --spawn one is made")
 	fs.IntVar(&o.Watchers, "watchers", o.Watchers, "publish: WebSocket clients of the throughput phase's group (spread over the processes), to count its events delivered")
-	fs.BoolVar(&o.V2, "v2", o.V2, "publish: subscribers and watchers speak protocol v2 (?v=2)")
+	fs.BoolVar(&o.V2, "v2", o.V2, "publish: subscribers and watchers speak protocol v2 (?v=2); idle: the clients do")
+	fs.IntVar(&o.Generators, "generators", o.Generators, "idle, fanout, personal: run the clients in this many child processes, each on its own source addresses (one process may hold about 20,000 connections); their figures are merged")
+	fs.BoolVar(&o.Restart, "restart", o.Restart, "idle: after the idle phase, restart every spawned process in turn (SIGTERM, start again) while --v2 clients reconnect and resume, posting --missed comments while each is down; time until every client is current again, losses (needs --procs and --generators 2 or more)")
+	fs.BoolVar(&o.Seed, "seed", o.Seed, "personal: make the users and their applications straight in the spawned servers' PostgreSQL database (one argon2id hash for all) and sign their tokens with the servers' JWT secret, instead of registering each through REST")
 	fs.StringVar(&o.Server, "server", o.Server, "django: what the clients connect to: herald (its --channels-redis) or daphne (the test project's Channels consumer)")
 	fs.IntVar(&o.Senders, "senders", o.Senders, "django: Python processes calling group_send, sharing --rate")
 	fs.StringVar(&o.ChannelsRedis, "channels-redis", o.ChannelsRedis, "django: the channels_redis layer's Redis (loopback only)")
@@ -244,7 +250,7 @@ func benchFlags(scenario string, o *bench.Options) *flag.FlagSet {
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "resume: drop-and-reconnect rounds")
 	dur(&o.Pause, "pause", "resume: wait between rounds")
 	fs.StringVar(&o.ResumeMode, "resume", o.ResumeMode, "resume: how clients come back: 'reconnect' (v1, a fresh campaign_data) or 'v2' (protocol v2 resume positions, missed events replayed)")
-	fs.IntVar(&o.Missed, "missed", o.Missed, "resume v2: comments published while the clients are away, replayed on resume")
+	fs.IntVar(&o.Missed, "missed", o.Missed, "resume v2, idle --restart: comments published while the clients are away, replayed on resume")
 	fs.Float64Var(&o.ConnectRate, "connect-rate", o.ConnectRate, "connections/s when connecting the clients a scenario needs (0 = as fast as possible)")
 	fs.IntVar(&o.DialConcurrency, "dial-concurrency", o.DialConcurrency, "connection attempts in flight at once")
 	fs.IntVar(&o.RegisterConcurrency, "register-concurrency", o.RegisterConcurrency, "account sign-ups in flight at once (each costs the server two argon2id hashes)")

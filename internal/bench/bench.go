@@ -154,6 +154,19 @@ type Options struct {
 	// campaign are set up, and with Token the clients send a placeholder
 	// token as long as a real one.
 	Bare bool `json:"bare,omitempty"`
+	// Generators runs the clients of idle, fanout and personal in that many
+	// child processes (one process may hold about 20,000 descriptors),
+	// each on its own source addresses; their figures are merged.
+	Generators int `json:"generators,omitempty"`
+	// Restart: after its idle phase, the idle scenario restarts every
+	// spawned process in turn under v2 clients (V2) that reconnect and
+	// resume, posting Missed comments while each is down.
+	Restart bool `json:"restart,omitempty"`
+	// Seed makes the personal scenario's users and applications straight
+	// in the spawned servers' PostgreSQL database, with one argon2id hash
+	// of the bench password for all, and signs their access tokens with the
+	// servers' JWT secret, instead of registering each through REST.
+	Seed bool `json:"seed,omitempty"`
 
 	Stdout  io.Writer `json:"-"` // progress and summary (default os.Stdout)
 	Command []string  `json:"-"` // the command line, recorded in results
@@ -169,7 +182,7 @@ func Defaults(scenario string) Options {
 	}
 	switch scenario {
 	case "idle":
-		o.Conns, o.Rate, o.Duration, o.Settle = 1000, 0, Duration(60*time.Second), Duration(5*time.Second)
+		o.Conns, o.Rate, o.Duration, o.Settle, o.Missed = 1000, 0, Duration(60*time.Second), Duration(5*time.Second), 10
 	case "fanout":
 		o.Conns, o.Rate, o.EventBytes, o.MaxP99, o.ReadBuffer, o.SnapshotBytes = 1000, 20, 300, Duration(time.Second), 4096, 0
 	case "personal":
@@ -224,8 +237,38 @@ func (o *Options) check(nofile uint64) error {
 	} else if o.Conns < 1 && !(o.Scenario == "publish" && o.Conns == 0) {
 		bad("--conns must be at least 1 (publish: 0 leaves out the latency phase)")
 	}
+	if o.Generators > 1 {
+		conns = (conns + o.Generators - 1) / o.Generators
+	}
 	if nofile > 0 && uint64(conns)+reservedFDs > nofile {
-		bad("%d connections need more descriptors than this process may open (%d, %d kept in reserve); lower --conns", conns, nofile, reservedFDs)
+		bad("%d connections need more descriptors than this process may open (%d, %d kept in reserve); lower --conns or raise --generators", conns, nofile, reservedFDs)
+	}
+	if o.Generators < 0 || o.Generators > MaxGenerators {
+		bad("--generators %d: want 0 to %d", o.Generators, MaxGenerators)
+	}
+	if o.Generators > 1 && o.Scenario != "idle" && o.Scenario != "fanout" && o.Scenario != "personal" {
+		bad("--generators: only idle, fanout and personal run their clients in several processes")
+	}
+	if o.Generators > 1 && o.Bare {
+		bad("--generators and --bare exclude each other")
+	}
+	if o.Restart && (o.Scenario != "idle" || !o.Spawn || o.Procs < 2 || o.Generators < 2 || !o.V2) {
+		bad("--restart: idle with --spawn, --procs 2 or more, --generators 2 or more and --v2 (the clients resume)")
+	}
+	if o.Restart && (o.Missed < 0 || o.Missed > 500) {
+		bad("--missed %d: want 0 to 500", o.Missed)
+	}
+	if o.Seed {
+		db, _ := flagValue(o.ServeArgs, "db")
+		if o.Scenario != "personal" || !o.Spawn || !(strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")) {
+			bad("--seed: personal with --spawn on PostgreSQL (--serve-args '--db postgres://…')")
+		}
+		if _, ok := flagValue(o.ServeArgs, "jwt-secret"); ok {
+			bad("--seed signs tokens with the secret the spawned servers keep in their data directory; leave out --jwt-secret")
+		}
+	}
+	if o.V2 && o.Scenario != "publish" && o.Scenario != "idle" {
+		bad("--v2: publish and idle only")
 	}
 	if o.Duration.D() <= 0 || o.Duration.D() > MaxDuration {
 		bad("--duration %v: want more than 0 and at most %v", o.Duration, MaxDuration)
@@ -375,7 +418,9 @@ type env struct {
 	runID   string
 	// spawnDB is the spawned servers' database, when --spawn made them.
 	spawnDB string
-	pids    []int // server processes, none when unknown
+	cluster *cluster    // the spawned servers
+	gen     *generators // generator children, with --generators
+	pids    []int       // server processes, none when unknown
 	start   time.Time
 	nofile  uint64
 	prof    *profiler
@@ -481,7 +526,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			fmt.Fprintf(e.out, "spawned herald serve (pid %d) on %s, admin %s, database %s\n", s.pid, s.base, s.admin, store.Redact(cl.db))
 		}
 		o.Target, o.AdminAddr = strings.Join(bases, ","), strings.Join(admins, ",")
-		e.spawnDB = cl.db
+		e.spawnDB, e.cluster = cl.db, cl
 		e.res.Params.AdminAddr = o.AdminAddr
 		e.res.Spawned = true
 	}
@@ -543,6 +588,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	fmt.Fprintf(e.out, "herald bench %s against %s (server pid %s, %d source addresses, open-file limit %d)\n",
 		o.Scenario, e.res.Target, pidText(e.pids), max(e.src.Len(), 1), nofile)
 
+	defer func() { e.gen.stop() }()
 	stopTicker := e.startTicker()
 	switch o.Scenario {
 	case "idle":

@@ -29,6 +29,8 @@ type ConnectFigures struct {
 	Latency Latency `json:"latency"`
 	// SnapshotBytes is the average size of the campaign_data messages.
 	SnapshotBytes int `json:"snapshot_bytes,omitempty"`
+	// hist is Latency's histogram, which a generator child sends.
+	hist *histWire
 }
 
 // connectSpec is a batch of connections to open.
@@ -146,7 +148,7 @@ func (e *env) connect(ctx context.Context, spec connectSpec) ([]*client, *Connec
 	wg.Wait()
 	f := &ConnectFigures{
 		Requested: spec.n, Connected: int(ok.Load()), Failed: int(fail.Load()), TargetRate: spec.rate,
-		Latency: hist.Summary(true), Errors: errs,
+		Latency: hist.Summary(true), Errors: errs, hist: hist.wire(),
 	}
 	if len(failures) > 0 {
 		f.Failures = failures

@@ -56,7 +56,9 @@ type FanoutStep struct {
 	Pass      bool            `json:"pass"`
 	ServerCPU *ProcessFigures `json:"server_cpu,omitempty"`
 	BenchCPU  *ProcessFigures `json:"bench_cpu,omitempty"`
-	Errors    []string        `json:"errors,omitempty"`
+	// RedisCPU is the channel layer's Redis's, with one.
+	RedisCPU *ProcessFigures `json:"redis_cpu,omitempty"`
+	Errors   []string        `json:"errors,omitempty"`
 }
 
 // FanoutFigures is the fanout scenario's outcome.
@@ -211,11 +213,7 @@ func (e *env) runFanout(ctx context.Context) error {
 	}
 	// Other writers on the server may take ids in between: leave room.
 	nbits := maxEvents + maxEvents/4 + 1024
-	fo := &fanout{e: e, base: base, nbits: nbits, subs: make([]fanSub, o.Conns), closes: map[string]int{}}
-	words := int((nbits + 63) / 64)
-	for i := range fo.subs {
-		fo.subs[i].bits = make([]atomic.Uint64, words)
-	}
+	fo := &fanout{e: e, base: base, nbits: nbits, closes: map[string]int{}}
 	for range rates {
 		fo.steps = append(fo.steps, &fanStep{})
 	}
@@ -224,8 +222,24 @@ func (e *env) runFanout(ctx context.Context) error {
 	if o.Token {
 		tok = author.Token
 	}
-	clients, cf := e.connect(ctx, connectSpec{label: "subscribing", n: o.Conns, rate: o.ConnectRate,
-		path: func(int) string { return campaignPath(fig.CampaignID, tok) }, snapshot: true, h: fo})
+	var clients []*client
+	var cf *ConnectFigures
+	if o.Generators > 1 {
+		// The subscribers and their bitsets live in the generators.
+		cf, _, err = e.connectRemote(ctx, "subscribing", genSpec{N: o.Conns, Path: campaignPath(fig.CampaignID, tok), Snapshot: true,
+			Handler: genFanout, Base: base, NBits: nbits, Steps: len(rates)})
+		if err != nil {
+			return err
+		}
+	} else {
+		fo.subs = make([]fanSub, o.Conns)
+		words := int((nbits + 63) / 64)
+		for i := range fo.subs {
+			fo.subs[i].bits = make([]atomic.Uint64, words)
+		}
+		clients, cf = e.connect(ctx, connectSpec{label: "subscribing", n: o.Conns, rate: o.ConnectRate,
+			path: func(int) string { return campaignPath(fig.CampaignID, tok) }, snapshot: true, h: fo})
+	}
 	fig.Connect = cf
 	e.printf("subscribers: %s\n", connectLine(cf))
 	defer e.closeAll(clients)
@@ -307,16 +321,21 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 	st := fo.steps[si]
 	dur := o.Duration.D()
 	res := FanoutStep{TargetRate: rate, DurationS: dur.Seconds(), Planned: int(math.Ceil(rate * dur.Seconds()))}
-	alive := make([]bool, len(fo.subs))
-	for i := range fo.subs {
-		if !fo.subs[i].gone.Load() {
-			alive[i] = true
-			res.Subscribers++
+	var alive []bool
+	if e.gen != nil {
+		reps, err := e.gen.call(ctx, genReq{Op: "begin", Step: si}, 0)
+		if err != nil {
+			return res, err
 		}
+		for _, r := range reps {
+			res.Subscribers += r.Subscribers
+		}
+	} else {
+		alive, res.Subscribers = fo.aliveNow()
 	}
 	codes0 := fo.closeCodes()
 	padding := fillText(pad)
-	srvCPU, benchCPU := e.serverCPU(), startCPU()
+	srvCPU, benchCPU, redisCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx)
 
 	e.profile(ctx, fmt.Sprintf("cpu-step%d-%gps.pprof", si+1, rate), dur)
 	start := time.Now()
@@ -407,25 +426,19 @@ schedule:
 	res.Sent = len(ids)
 	want := int64(len(ids)) * int64(res.Subscribers)
 	drainStart := time.Now()
-	for st.received.Load() < want && time.Since(drainStart) < o.Drain.D() && ctx.Err() == nil {
-		time.Sleep(5 * time.Millisecond)
+	if e.gen != nil {
+		lost, err := fo.tallyRemote(ctx, si, ids)
+		if err != nil {
+			return res, err
+		}
+		res.Lost = lost
+	} else {
+		res.Lost = fo.tally(ctx, st, ids, alive, o.Drain.D())
 	}
 	res.DrainS = round3(time.Since(drainStart).Seconds())
 	res.BenchCPU = benchCPU.stop()
 	res.ServerCPU = srvCPU.stop()
-
-	for i := range fo.subs {
-		if !alive[i] {
-			continue
-		}
-		bits := fo.subs[i].bits
-		for _, id := range ids {
-			idx := id - fo.base - 1
-			if idx < 0 || idx >= fo.nbits || bits[idx>>6].Load()&(1<<(idx&63)) == 0 {
-				res.Lost++
-			}
-		}
-	}
+	res.RedisCPU = redisCPU.stop()
 	res.Expected = want
 	res.Delivered = want - res.Lost
 	res.Duplicates = st.dups.Load()
@@ -442,6 +455,82 @@ schedule:
 	res.REST = st.rest.Summary(false)
 	res.Pass = res.Lost == 0 && res.Failed == 0 && res.Sent > 0 && time.Duration(res.Latency.P99Ms*1e6) <= o.MaxP99.D()
 	return res, ctx.Err()
+}
+
+// aliveNow is which subscribers are connected, and how many.
+func (fo *fanout) aliveNow() ([]bool, int) {
+	alive := make([]bool, len(fo.subs))
+	n := 0
+	for i := range fo.subs {
+		if !fo.subs[i].gone.Load() {
+			alive[i] = true
+			n++
+		}
+	}
+	return alive, n
+}
+
+// tally waits until every subscriber alive at the step's start has each of
+// ids, or drain passes, and returns how many (subscriber, id) receipts are
+// missing.
+func (fo *fanout) tally(ctx context.Context, st *fanStep, ids []int64, alive []bool, drain time.Duration) (lost int64) {
+	n := 0
+	for _, a := range alive {
+		if a {
+			n++
+		}
+	}
+	want := int64(len(ids)) * int64(n)
+	start := time.Now()
+	for st.received.Load() < want && time.Since(start) < drain && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := range fo.subs {
+		if !alive[i] {
+			continue
+		}
+		bits := fo.subs[i].bits
+		for _, id := range ids {
+			idx := id - fo.base - 1
+			if idx < 0 || idx >= fo.nbits || bits[idx>>6].Load()&(1<<(idx&63)) == 0 {
+				lost++
+			}
+		}
+	}
+	return lost
+}
+
+// tallyRemote is tally done by the generator children on their
+// subscribers; their receipts, latencies, duplicates and disconnects are
+// added to the step's.
+func (fo *fanout) tallyRemote(ctx context.Context, si int, ids []int64) (int64, error) {
+	st := fo.steps[si]
+	reps, err := fo.e.gen.call(ctx, genReq{Op: "check", Step: si, IDs: ids, Drain: fo.e.o.Drain}, fo.e.o.Drain.D())
+	if err != nil {
+		return 0, err
+	}
+	var lost, other, evN, evSize int64
+	codes := map[string]int{}
+	for _, r := range reps {
+		lost += r.Lost
+		st.received.Add(r.Received)
+		st.dups.Add(r.Dups)
+		st.hist.add(r.Hist)
+		for k, v := range r.Codes {
+			codes[k] += v
+		}
+		other += r.Other
+		evN += r.EvN
+		evSize += r.EvSize
+	}
+	fo.mu.Lock()
+	fo.closes = codes
+	fo.mu.Unlock()
+	fo.other.Store(other)
+	fo.outOf.Store(0)
+	fo.evN.Store(evN)
+	fo.evSize.Store(evSize)
+	return lost, nil
 }
 
 // closeCodes returns a copy of the disconnects so far by close code.

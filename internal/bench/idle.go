@@ -41,6 +41,14 @@ type IdleFigures struct {
 	// ServerCPU is the server's CPU use while the connections were made.
 	ServerCPU *ProcessFigures `json:"server_cpu_connecting,omitempty"`
 	BenchCPU  *ProcessFigures `json:"bench_cpu_connecting,omitempty"`
+	// With a Redis channel layer: its memory before connecting and with the
+	// connections idle, and the memory per connection of the servers and
+	// Redis together (RSS after GC when there was one, Redis's used_memory).
+	RedisBefore       *RedisInfo      `json:"redis_before,omitempty"`
+	RedisAfter        *RedisInfo      `json:"redis_after,omitempty"`
+	AllInPerConnBytes float64         `json:"all_in_per_conn_bytes,omitempty"`
+	Generators        int             `json:"generators,omitempty"`
+	Restart           *RestartFigures `json:"restart,omitempty"`
 }
 
 // campaignPath is the campaign endpoint, with the token when asked for.
@@ -63,11 +71,15 @@ func (e *env) runIdle(ctx context.Context) error {
 	o := e.o
 	f := &IdleFigures{Token: o.Token, SettleS: o.Settle.D().Seconds()}
 	e.res.Idle = f
-	tok, err := e.idleSetup(ctx, f)
+	owner, tok, err := e.idleSetup(ctx, f)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	path := func(int) string { return campaignPath(f.CampaignID, tok) }
+	base := campaignPath(f.CampaignID, tok)
+	if o.V2 {
+		base = withQuery(base, "v=2")
+	}
+	path := func(int) string { return base }
 
 	// Warm up the server (pools, maps, the first goroutines) so the
 	// baseline is not its cold start.
@@ -96,13 +108,35 @@ func (e *env) runIdle(ctx context.Context) error {
 		f.RSSBeforeGCKiB = rss
 	}
 	f.MetricsBefore = e.metrics(ctx)
+	f.RedisBefore = e.redisInfo(ctx)
 
 	srvCPU, benchCPU := e.serverCPU(), startCPU()
 	e.profile(ctx, "cpu-connect.pprof", o.ProfileFor.D())
-	clients, cf := e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
+	var clients []*client
+	var cf *ConnectFigures
+	if o.Generators > 1 {
+		f.Generators = o.Generators
+		spec := genSpec{N: o.Conns, Path: base, Snapshot: true, Handler: genNop}
+		if o.Restart {
+			spec.Path, spec.Handler = campaignPath(f.CampaignID, tok), genRoll
+			spec.Group, spec.MaxSeq = "campaign_"+strconv.FormatInt(f.CampaignID, 10), 2+len(e.targets)*o.Missed
+		}
+		o.ConnectRate = o.Rate
+		e.o.ConnectRate = o.Rate
+		if cf, _, err = e.connectRemote(ctx, "connecting", spec); err != nil {
+			return err
+		}
+	} else {
+		clients, cf = e.connect(ctx, connectSpec{label: "connecting", n: o.Conns, rate: o.Rate, path: path, snapshot: true, h: nopHandler{}})
+	}
 	f.Connect = cf
 	f.ServerCPU = srvCPU.stop()
 	f.BenchCPU = benchCPU.stop()
+	if c, err := cpuTimes(e.gen.pids()); err == nil && f.BenchCPU != nil && e.gen != nil {
+		// The children started with the connecting: all their CPU is its.
+		f.BenchCPU.CPUSecs = round3(f.BenchCPU.CPUSecs + c.Seconds())
+		f.BenchCPU.Cores = round3(f.BenchCPU.CPUSecs / max(f.BenchCPU.WallSecs, 1e-3))
+	}
 	e.printf("%s\n", connectLine(cf))
 	defer e.closeAll(clients)
 
@@ -145,11 +179,20 @@ func (e *env) runIdle(ctx context.Context) error {
 		}
 	}
 	f.MetricsAfter = e.metrics(ctx)
+	f.RedisAfter = e.redisInfo(ctx)
+	if cf.Connected > 0 && f.RedisBefore != nil && f.RedisAfter != nil {
+		herald := f.RSSAfterKiB - f.RSSBeforeKiB
+		if f.RSSAfterGCKiB > 0 {
+			herald = f.RSSAfterGCKiB - f.RSSBeforeGCKiB
+		}
+		f.AllInPerConnBytes = round3((float64(herald)*1024 + float64(f.RedisAfter.UsedBytes-f.RedisBefore.UsedBytes)) / float64(cf.Connected))
+		e.printf("memory per connection, servers and Redis: %.0f B (Redis used_memory %+d B)\n", f.AllInPerConnBytes, f.RedisAfter.UsedBytes-f.RedisBefore.UsedBytes)
+	}
 	if cf.Connected > 0 && f.MetricsBefore != nil && f.MetricsAfter != nil {
 		f.HeapPerConnBytes = round3(delta(f.MetricsBefore, f.MetricsAfter, "go_memstats_heap_inuse_bytes") / float64(cf.Connected))
 		f.GoroutinesPerConn = round3(delta(f.MetricsBefore, f.MetricsAfter, "go_goroutines") / float64(cf.Connected))
 	}
-	if still := e.open.Load(); still < int64(cf.Connected) {
+	if still := e.open.Load(); still < int64(cf.Connected) && e.gen == nil {
 		e.note("%d of %d connections were closed while idle", int64(cf.Connected)-still, cf.Connected)
 	}
 	if o.Hold > 0 {
@@ -158,8 +201,15 @@ func (e *env) runIdle(ctx context.Context) error {
 			return err
 		}
 	}
+	if o.Restart {
+		f.Restart = &RestartFigures{Clients: cf.Connected}
+		if err := e.rollingRestart(ctx, f.Restart, f.CampaignID, owner); err != nil {
+			return err
+		}
+	}
 	e.setPhase("closing", func() string { return fmt.Sprintf("closed; %d connections still open", e.open.Load()) })
 	e.closeAll(clients)
+	e.gen.stop()
 	if len(e.pids) > 0 {
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return err
@@ -178,25 +228,25 @@ func (e *env) runIdle(ctx context.Context) error {
 // idleSetup makes the idle scenario's campaign, and its owner whose token
 // the clients send with --token. A bare server has neither: any path
 // upgrades, and the token is a placeholder as long as a real one.
-func (e *env) idleSetup(ctx context.Context, f *IdleFigures) (token string, err error) {
+func (e *env) idleSetup(ctx context.Context, f *IdleFigures) (owner user, token string, err error) {
 	if e.o.Bare {
 		f.CampaignID = 1
 		if e.o.Token {
-			return placeholderToken()
+			token, err = placeholderToken()
 		}
-		return "", nil
+		return user{}, token, err
 	}
-	owner, err := e.newUser(ctx, "bench"+e.runID+"owner")
+	owner, err = e.newUser(ctx, "bench"+e.runID+"owner")
 	if err != nil {
-		return "", err
+		return user{}, "", err
 	}
 	if f.CampaignID, err = e.newCampaign(ctx, owner, "bench idle "+e.runID, e.o.SnapshotBytes); err != nil {
-		return "", err
+		return user{}, "", err
 	}
 	if e.o.Token {
 		token = owner.Token
 	}
-	return token, nil
+	return owner, token, nil
 }
 
 // settledRSS waits after a forced GC until the servers' RSS stops falling

@@ -51,6 +51,15 @@ type QuestFigures struct {
 	BenchCPU  *ProcessFigures    `json:"bench_cpu,omitempty"`
 	Errors    []string           `json:"errors,omitempty"`
 	Closed    map[string]int     `json:"close_codes,omitempty"`
+	// personal: Seeded when the users were made in the database (--seed);
+	// with a Redis layer, its memory before and after the users connected
+	// (each one's user_<id> group is a channel subscription) and its CPU
+	// during the writes.
+	Seeded      bool            `json:"seeded,omitempty"`
+	Generators  int             `json:"generators,omitempty"`
+	RedisBefore *RedisInfo      `json:"redis_before,omitempty"`
+	RedisAfter  *RedisInfo      `json:"redis_after,omitempty"`
+	RedisCPU    *ProcessFigures `json:"redis_cpu,omitempty"`
 }
 
 // questFlow matches quest events to the writes that caused them.
@@ -126,7 +135,12 @@ func strAfter(head []byte, key string) (string, bool) {
 }
 
 func (q *questFlow) message(c *client, head []byte, n int) {
-	now := time.Now().UnixNano()
+	q.receive(c.id, head, time.Now().UnixNano())
+}
+
+// receive matches the message head, read on connection conn at now (unix
+// ns), to its write.
+func (q *questFlow) receive(conn int32, head []byte, now int64) {
 	var key, typ string
 	switch {
 	case isType(head, evNew):
@@ -156,7 +170,7 @@ func (q *questFlow) message(c *client, head []byte, n int) {
 		q.unexp.Add(1)
 		return
 	}
-	if p.conn != c.id {
+	if p.conn != conn {
 		q.misrout.Add(1)
 	}
 	// Counted before the entry leaves pending, so a reader that sees
@@ -341,22 +355,54 @@ func (e *env) runPersonal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	users, err := e.newUsers(ctx, "bench"+e.runID+"u", o.Conns)
-	if err != nil {
-		return fmt.Errorf("setup: %w", err)
-	}
-	apps, err := e.applyAll(ctx, users, quest)
-	if err != nil {
-		return fmt.Errorf("setup: apply: %w", err)
+	var users []user
+	var apps []int64
+	if o.Seed {
+		f.Seeded = true
+		users, apps, err = e.seedApplicants(ctx, "bench"+e.runID+"u", o.Conns, quest)
+		if err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+	} else {
+		if users, err = e.newUsers(ctx, "bench"+e.runID+"u", o.Conns); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		if apps, err = e.applyAll(ctx, users, quest); err != nil {
+			return fmt.Errorf("setup: apply: %w", err)
+		}
 	}
 	f.SetupS = round3(time.Since(t0).Seconds())
-	e.printf("setup: %d users registered and signed in, each applied to one quest, in %.1fs\n", len(users), f.SetupS)
+	how := "registered and signed in"
+	if o.Seed {
+		how = "made in the database with tokens signed by the servers' secret"
+	}
+	e.printf("setup: %d users %s, each applied to one quest, in %.1fs\n", len(users), how, f.SetupS)
 
 	q := newQuestFlow(e)
 	busy := make([]atomic.Bool, len(users))
 	q.onReceipt = func(conn int32) { busy[conn].Store(false) }
-	clients, cf := e.connect(ctx, connectSpec{label: "connecting users", n: len(users), rate: o.ConnectRate,
-		path: func(i int) string { return applicationsPath(users[i].Token) }, h: q})
+	f.RedisBefore = e.redisInfo(ctx)
+	var clients []*client
+	var cf *ConnectFigures
+	up := make([]bool, len(users))
+	if o.Generators > 1 {
+		f.Generators = o.Generators
+		paths := make([]string, len(users))
+		for i, u := range users {
+			paths[i] = applicationsPath(u.Token)
+		}
+		// Set before the children start: a receipt may come at once.
+		e.gen = &generators{receipt: func(r genReply) { q.receive(r.Conn, []byte(r.Head), r.At) }}
+		if cf, up, err = e.connectRemote(ctx, "connecting users", genSpec{N: len(users), Paths: paths, Handler: genQuest}); err != nil {
+			return err
+		}
+	} else {
+		clients, cf = e.connect(ctx, connectSpec{label: "connecting users", n: len(users), rate: o.ConnectRate,
+			path: func(i int) string { return applicationsPath(users[i].Token) }, h: q})
+		for i, c := range clients {
+			up[i] = c != nil
+		}
+	}
 	f.Connect = cf
 	e.printf("users: %s\n", connectLine(cf))
 	defer e.closeAll(clients)
@@ -366,15 +412,20 @@ func (e *env) runPersonal(ctx context.Context) error {
 	if err := sleep(ctx, 500*time.Millisecond); err != nil { // the joins follow the upgrade
 		return err
 	}
+	if f.RedisAfter = e.redisInfo(ctx); f.RedisBefore != nil && f.RedisAfter != nil {
+		e.printf("redis: %d pub/sub channels (%+d), used_memory %+d B (%.0f B per user connected)\n", f.RedisAfter.PubsubChannels,
+			f.RedisAfter.PubsubChannels-f.RedisBefore.PubsubChannels, f.RedisAfter.UsedBytes-f.RedisBefore.UsedBytes,
+			float64(f.RedisAfter.UsedBytes-f.RedisBefore.UsedBytes)/float64(cf.Connected))
+	}
 	status := make([]string, len(users)) // last status set
 	next := 0
-	srvCPU, benchCPU := e.serverCPU(), startCPU()
+	srvCPU, benchCPU, redisCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx)
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		for tries := 0; tries < len(users); tries++ {
 			i := next
 			next = (next + 1) % len(users)
-			if clients[i] == nil || busy[i].Load() {
+			if !up[i] || busy[i].Load() {
 				continue
 			}
 			st := "approved"
@@ -400,6 +451,19 @@ func (e *env) runPersonal(ctx context.Context) error {
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
 	f.ServerCPU = srvCPU.stop()
+	f.RedisCPU = redisCPU.stop()
+	if e.gen != nil {
+		if reps, err := e.gen.call(ctx, genReq{Op: "codes"}, 0); err == nil {
+			for _, r := range reps {
+				for k, v := range r.Codes {
+					if f.Closed == nil {
+						f.Closed = map[string]int{}
+					}
+					f.Closed[k] += v
+				}
+			}
+		}
+	}
 	e.latencyChart("latency.svg", fmt.Sprintf("application_update latency, %d users, %g writes/s (REST send → WebSocket receipt)", len(users), o.Rate), f.Latency)
 	e.timelineChart("throughput.svg", "Events received per second", "events/s", func(p TimelinePoint) float64 { return float64(p.Deliveries) })
 	return ctx.Err()

@@ -44,6 +44,15 @@ func (e *env) summary() {
 		if f.ServerCPU != nil {
 			w("CPU while connecting: server %.2f cores, bench %.2f cores, machine %.2f cores busy", f.ServerCPU.Cores, coresOf(f.BenchCPU), machineOf(f.BenchCPU))
 		}
+		if f.RedisAfter != nil && f.RedisBefore != nil {
+			w("Redis used_memory %d → %d bytes; servers and Redis together: %.0f bytes per connection", f.RedisBefore.UsedBytes, f.RedisAfter.UsedBytes, f.AllInPerConnBytes)
+		}
+		if rs := f.Restart; rs != nil {
+			for _, st := range rs.Steps {
+				w("restart %d/%d: stopped in %.2fs, back in %.2fs, %s", st.Process, rs.Processes, st.StoppedS, st.BackS, tallyLine(st.CurrentS, st.Tally, rs.Clients))
+			}
+			w("rolling restart of %d processes in %.1fs, %d comments posted: %s", rs.Processes, rs.TotalS, rs.Posted, tallyLine(-1, rs.Final, rs.Clients))
+		}
 	case r.Fanout != nil:
 		f := r.Fanout
 		if f.Connect != nil {
@@ -70,7 +79,11 @@ func (e *env) summary() {
 		} else {
 			w("clients: %d users on /ws/applications/", f.Users)
 		}
-		w("setup: %.1fs (accounts are argon2id-hashed on the server)", f.SetupS)
+		if f.Seeded {
+			w("setup: %.1fs (users and applications made in the database, one argon2id hash for all)", f.SetupS)
+		} else {
+			w("setup: %.1fs (accounts are argon2id-hashed on the server)", f.SetupS)
+		}
 		if f.Connect != nil {
 			w("connect: %s", connectLine(f.Connect))
 		}

@@ -54,6 +54,9 @@ type dialer struct {
 	open    *atomic.Int64 // connections currently open
 	// perTarget counts the connections made to each target.
 	perTarget []atomic.Int64
+	// offset is added to a connection's number to choose its target (a
+	// generator child's clients are numbered from 0).
+	offset int
 }
 
 // prefixReader serves what the handshake reader had already buffered, then
@@ -78,6 +81,11 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 // dial connects connection number i to path ("/ws/campaign/1/?token=…")
 // from its source address and upgrades it.
 func (d *dialer) dial(path string, i int, h handler) (*client, error) {
+	return d.dialTarget((i+d.offset)%len(d.targets), path, i, h)
+}
+
+// dialTarget is dial to target t.
+func (d *dialer) dialTarget(t int, path string, i int, h handler) (*client, error) {
 	local := d.src.At(i)
 	wd := ws.Dialer{
 		Timeout:         d.timeout,
@@ -93,7 +101,7 @@ func (d *dialer) dial(path string, i int, h handler) (*client, error) {
 			return nd.DialContext(ctx, network, addr)
 		},
 	}
-	conn, hbr, _, err := wd.Dial(context.Background(), d.targets[i%len(d.targets)].WS+path)
+	conn, hbr, _, err := wd.Dial(context.Background(), d.targets[t].WS+path)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +114,7 @@ func (d *dialer) dial(path string, i int, h handler) (*client, error) {
 	}
 	d.open.Add(1)
 	if d.perTarget != nil {
-		d.perTarget[i%len(d.targets)].Add(1)
+		d.perTarget[t].Add(1)
 	}
 	return &client{conn: conn, br: bufio.NewReaderSize(r, d.bufSize), src: r, h: h, id: int32(i)}, nil
 }

@@ -1,0 +1,324 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RestartFigures is the idle scenario's rolling restart (--restart): every
+// spawned process is stopped (SIGTERM) and started again in turn while
+// the idle v2 clients are connected. A dropped client comes back after a
+// random 0–1 s, to the next process in rotation (as a load balancer
+// would send it), resuming its campaign group from the last event it read;
+// comments posted while a process is down must reach every client once.
+type RestartFigures struct {
+	Processes int `json:"processes"`
+	Clients   int `json:"clients"`
+	// Missed comments are posted right after each process stopped; Posted
+	// counts every comment of the phase (one first, for the positions).
+	Missed int           `json:"missed_per_restart"`
+	Posted int           `json:"posted"`
+	Steps  []RestartStep `json:"restarts"`
+	TotalS float64       `json:"total_s"`
+	Final  RestartTally  `json:"final"`
+}
+
+// RestartStep is one process's restart, its times from the SIGTERM.
+type RestartStep struct {
+	Process int `json:"process"`
+	// StoppedS: the process exited; BackS: it answered /healthz again;
+	// CurrentS: every client was connected and held every comment posted
+	// so far (0 when that did not happen within --duration).
+	StoppedS float64      `json:"stopped_s"`
+	BackS    float64      `json:"back_s"`
+	CurrentS float64      `json:"current_s"`
+	Tally    RestartTally `json:"tally"`
+}
+
+// RestartTally is the clients' state summed over the generators: Up
+// connected, Current connected and holding every comment posted, Missing
+// comments not received over all clients, Duplicates received twice,
+// Reconnects made since the phase began.
+type RestartTally struct {
+	Up         int64 `json:"up"`
+	Current    int64 `json:"current"`
+	Missing    int64 `json:"missing"`
+	Duplicates int64 `json:"duplicates"`
+	Reconnects int64 `json:"reconnects"`
+}
+
+// rollTag starts the restart phase's comments: "rr <sequence>".
+const rollTag = `"content":"rr `
+
+// rollClients are a generator's v2 campaign clients during a rolling
+// restart: positions (for resuming), the comments received by sequence,
+// and a reconnect when the server drops them.
+type rollClients struct {
+	ctx     context.Context
+	e       *env
+	base    string // the campaign path, without v=2
+	pos     *v2handler
+	seen    [][]atomic.Uint64 // bit s: comment "rr s" received
+	up      []atomic.Bool
+	clients []atomic.Pointer[client]
+	dups    atomic.Int64
+	recon   atomic.Int64
+	next    atomic.Uint64 // target rotation of reconnects
+	halt    atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newRollClients(ctx context.Context, e *env, s genSpec) *rollClients {
+	r := &rollClients{ctx: ctx, e: e, base: s.Path, pos: &v2handler{pos: make([]v2pos, s.N), group: s.Group},
+		seen: make([][]atomic.Uint64, s.N), up: make([]atomic.Bool, s.N), clients: make([]atomic.Pointer[client], s.N)}
+	words := (max(s.MaxSeq, 1) + 63) / 64
+	for i := range r.seen {
+		r.seen[i] = make([]atomic.Uint64, words)
+	}
+	r.next.Store(uint64(s.Offset))
+	return r
+}
+
+// path is client i's path: v=2, and its resume position once it has one.
+func (r *rollClients) path(i int) string { return withQuery(r.base, r.pos.query(i)) }
+
+// withQuery adds the query q to path p.
+func withQuery(p, q string) string {
+	if bytes.ContainsRune([]byte(p), '?') {
+		return p + "&" + q
+	}
+	return p + "?" + q
+}
+
+func (r *rollClients) connected(clients []*client) {
+	for i, c := range clients {
+		if c != nil {
+			r.clients[i].Store(c)
+			r.up[i].Store(true)
+		}
+	}
+}
+
+func (r *rollClients) message(c *client, head []byte, n int) {
+	r.pos.message(c, head, n)
+	if !isType(head, "comment") {
+		return
+	}
+	j := bytes.Index(head, []byte(rollTag))
+	if j < 0 {
+		return
+	}
+	s, ok := parseUint(head[j+len(rollTag):])
+	seen := r.seen[c.id]
+	if !ok || s>>6 >= int64(len(seen)) {
+		return
+	}
+	mask := uint64(1) << (s & 63)
+	if seen[s>>6].Or(mask)&mask != 0 {
+		r.dups.Add(1)
+	}
+}
+
+func (r *rollClients) closed(c *client, code int, err error) {
+	r.up[c.id].Store(false)
+	if c.shut.Load() || r.halt.Load() {
+		return
+	}
+	r.wg.Add(1)
+	go r.reconnect(int(c.id))
+}
+
+// reconnect brings client i back: after a random 0–1 s, then backing off
+// from 250 ms to 2 s between attempts, each to the next target in turn.
+func (r *rollClients) reconnect(i int) {
+	defer r.wg.Done()
+	wait := time.Duration(rand.Int64N(int64(time.Second)))
+	for attempt := 0; ; attempt++ {
+		if sleep(r.ctx, wait) != nil || r.halt.Load() {
+			return
+		}
+		t := int(r.next.Add(1) % uint64(len(r.e.targets)))
+		c, err := r.e.dial.dialTarget(t, r.path(i), i, r)
+		if err == nil {
+			r.clients[i].Store(c)
+			r.up[i].Store(true)
+			r.recon.Add(1)
+			go c.run(&r.e.open)
+			if r.halt.Load() {
+				c.drop()
+			}
+			return
+		}
+		wait = min(2*time.Second, 250*time.Millisecond<<min(attempt, 4)) + time.Duration(rand.Int64N(int64(250*time.Millisecond)))
+	}
+}
+
+// status counts the clients against the comments posted so far.
+func (r *rollClients) status(posted int) genReply {
+	var rep genReply
+	for i := range r.seen {
+		up := r.up[i].Load()
+		if up {
+			rep.Up++
+		}
+		missing := int64(0)
+		for s := range min(posted, len(r.seen[i])*64) {
+			if r.seen[i][s>>6].Load()&(1<<(s&63)) == 0 {
+				missing++
+			}
+		}
+		rep.Missing += missing
+		if up && missing == 0 {
+			rep.Current++
+		}
+	}
+	rep.Dups, rep.Reconnects = r.dups.Load(), r.recon.Load()
+	return rep
+}
+
+// stop ends the reconnecting and waits for the attempts in flight.
+func (r *rollClients) stop() {
+	r.halt.Store(true)
+	r.wg.Wait()
+}
+
+// current is the clients as they are now.
+func (r *rollClients) current() []*client {
+	out := make([]*client, len(r.clients))
+	for i := range r.clients {
+		out[i] = r.clients[i].Load()
+	}
+	return out
+}
+
+// rollTally asks the generators for their clients' state.
+func (e *env) rollTally(ctx context.Context, posted int) (RestartTally, error) {
+	reps, err := e.gen.call(ctx, genReq{Op: "status", Posted: posted}, 0)
+	var t RestartTally
+	for _, r := range reps {
+		t.Up += r.Up
+		t.Current += r.Current
+		t.Missing += r.Missing
+		t.Duplicates += r.Dups
+		t.Reconnects += r.Reconnects
+	}
+	return t, err
+}
+
+// rollingRestart restarts every spawned process in turn under the
+// generators' connected clients (runIdle with --restart).
+func (e *env) rollingRestart(ctx context.Context, f *RestartFigures, campaign int64, owner user) error {
+	o := e.o
+	n := len(e.cluster.servers)
+	f.Processes, f.Missed = n, o.Missed
+	path := "/api/campaigns/" + strconv.FormatInt(campaign, 10) + "/comments/"
+	bases := make([]string, n)
+	for k, s := range e.cluster.servers {
+		bases[k] = s.base
+	}
+	// post writes the next comment through a process that is up.
+	post := func(via int) error {
+		body := []byte(`{"content":"rr ` + strconv.Itoa(f.Posted) + `"}`)
+		if _, err := e.rest.callAt(ctx, bases[via], "POST", path, owner.Token, body, http.StatusCreated); err != nil {
+			return fmt.Errorf("post comment %d: %w", f.Posted, err)
+		}
+		f.Posted++
+		return nil
+	}
+	// current waits until every client holds every comment posted.
+	current := func(what string) (RestartTally, bool, error) {
+		var t RestartTally
+		err := e.waitFor(ctx, what, o.Duration.D(), func() (bool, string) {
+			var err error
+			if t, err = e.rollTally(ctx, f.Posted); err != nil {
+				return false, err.Error()
+			}
+			return t.Current == int64(f.Clients), fmt.Sprintf("%d/%d current, %d up, %d events missing, %d reconnects", t.Current, f.Clients, t.Up, t.Missing, t.Reconnects)
+		})
+		if ctx.Err() != nil {
+			return t, false, ctx.Err()
+		}
+		return t, err == nil, nil
+	}
+	// Every client learns its position from a first comment.
+	if err := post(0); err != nil {
+		return err
+	}
+	if _, ok, err := current("clients reading the first comment"); err != nil || !ok {
+		return fmt.Errorf("rolling restart: not every client got the first comment: %v", err)
+	}
+	start := time.Now()
+	e.profile(ctx, "cpu-restart.pprof", o.ProfileFor.D())
+	for k := range n {
+		st := RestartStep{Process: k + 1}
+		t0 := time.Now()
+		s := e.cluster.servers[k]
+		if err := s.stop(o.Out); err != nil { // its log is kept
+			e.note("restart of process %d: it stopped with %v", k+1, err)
+		}
+		st.StoppedS = round3(time.Since(t0).Seconds())
+		for range o.Missed {
+			if err := post((k + 1) % n); err != nil {
+				return err
+			}
+		}
+		ns, err := restartServer(ctx, s, o.Timeout.D())
+		if err != nil {
+			return fmt.Errorf("restart process %d: %w", k+1, err)
+		}
+		e.cluster.servers[k], e.pids[k] = ns, ns.pid
+		st.BackS = round3(time.Since(t0).Seconds())
+		t, ok, err := current(fmt.Sprintf("process %d restarted: clients current again", k+1))
+		if err != nil {
+			return err
+		}
+		st.Tally = t
+		if ok {
+			st.CurrentS = round3(time.Since(t0).Seconds())
+		}
+		f.Steps = append(f.Steps, st)
+		e.printf("restart %d/%d: stopped in %.2fs, back in %.2fs, %s\n", k+1, n, st.StoppedS, st.BackS, tallyLine(st.CurrentS, t, f.Clients))
+		if !ok {
+			e.note("restart of process %d: not every client was current again within %v", k+1, o.Duration)
+		}
+	}
+	f.TotalS = round3(time.Since(start).Seconds())
+	// A last comment through every process, then the final count.
+	if err := post(0); err != nil {
+		return err
+	}
+	t, _, err := current("after the rolling restart")
+	f.Final = t
+	e.printf("rolling restart of %d processes in %.1fs: %s\n", n, f.TotalS, tallyLine(-1, t, f.Clients))
+	return err
+}
+
+func tallyLine(currentS float64, t RestartTally, clients int) string {
+	s := ""
+	switch {
+	case currentS > 0:
+		s = fmt.Sprintf("all %d clients current %.2fs after the SIGTERM; ", clients, currentS)
+	case currentS == 0:
+		s = fmt.Sprintf("only %d/%d clients current; ", t.Current, clients)
+	}
+	return s + fmt.Sprintf("%d up, %d comments missing, %d duplicates, %d reconnects so far", t.Up, t.Missing, t.Duplicates, t.Reconnects)
+}
+
+// restartServer starts the stopped server s again with the same command
+// line (its addresses too), logging to a new file beside its first log,
+// and waits until it answers /healthz.
+func restartServer(ctx context.Context, s *server, timeout time.Duration) (*server, error) {
+	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	cmd.Env = s.cmd.Env
+	log := strings.TrimSuffix(s.log, ".log") + "-restarted.log"
+	return startServer(ctx, "herald serve", cmd, log, s.base, s.admin, timeout)
+}
