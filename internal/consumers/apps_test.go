@@ -500,3 +500,58 @@ func TestHeraldUserOnAppEndpoint(t *testing.T) {
 	anon := testenv.MustDialWS(t, s.ws+"/ws/?v=2&group=open_a", http.Header{"Cookie": {auth.CookieName + "=stale"}})
 	subscribedAt(t, anon.NextEvent(wait), "open_a")
 }
+
+// The app's word admits a client to herald's built-in groups as to its
+// own: a subscription token for a draft's room lets in a client herald's
+// data keeps out (anonymous, or a herald user other than the owner), and
+// so does a connection token naming it, over SSE too. The app owns its
+// data and decides; without its word, herald's data does.
+func TestAppGrantAdmitsToBuiltinGroups(t *testing.T) {
+	s := start(t, testenv.SQLite(t), appNamespaces)
+	_, ownerTok := s.user("owner")
+	other, otherTok := s.user("other")
+	draft := s.call("POST", "/api/campaigns/", ownerTok, map[string]any{"title": "Draft", "goal_amount": "1.00"}, 201)
+	s.settle()
+	group := "campaign_" + strconv.FormatInt(id(draft), 10)
+
+	anon := testenv.MustDialWS(t, s.ws+"/ws/?v=2", nil)
+	anon.Ignore = []string{"presence"}
+	wantError(t, send(t, anon, "subscribe", map[string]any{"group": group}), "not_found")
+	if ev := send(t, anon, "subscribe", map[string]any{"group": group, "token": subToken(t, "", group, time.Minute)}); ackID(t, ev) != `"m"` {
+		t.Fatal("no ack")
+	}
+	subscribedAt(t, anon.NextEvent(wait), group)
+
+	user := testenv.MustDialWS(t, s.ws+"/ws/applications/?v=2&token="+otherTok, nil)
+	user.Ignore = []string{"presence"}
+	subscribedAt(t, user.NextEvent(wait), "user_"+strconv.FormatInt(other, 10))
+	wantError(t, send(t, user, "subscribe", map[string]any{"group": group}), "not_found")
+	if ev := send(t, user, "subscribe", map[string]any{"group": group, "token": subToken(t, strconv.FormatInt(other, 10), group, time.Minute)}); ackID(t, ev) != `"m"` {
+		t.Fatal("no ack")
+	}
+	subscribedAt(t, user.NextEvent(wait), group)
+
+	if status, _ := handshake(t, s.base+"/sse/?group="+group, nil); status != http.StatusForbidden {
+		t.Fatalf("?group= of a draft's room without the app's word: %d; want 403", status)
+	}
+	ctok := appToken(t, jwt.MapClaims{"sub": "u1", "channels": []string{group}, "exp": time.Now().Add(time.Minute).Unix()})
+	sse, _, err := testenv.DialSSE(t, s.base+"/sse/?token="+ctok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := sse.MustNext(wait); ev.Event != "subscribed" || !strings.Contains(ev.Data, `"`+group+`"`) {
+		t.Fatalf("SSE first: %+v", ev)
+	}
+
+	if err := s.app.Platform().RecordExternal(context.Background(), group, "note", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*testenv.WSClient{anon, user} {
+		if ev := c.NextEvent(wait); ev.Type != "note" || ev.Group != group || string(ev.Data) != `{"n":1}` {
+			t.Fatalf("%s got %s %s in %s; want the note", c, ev.Type, ev.Data, ev.Group)
+		}
+	}
+	if ev := sse.MustNext(wait); ev.Event != "note" || ev.Data != `{"n":1}` {
+		t.Fatalf("SSE got %+v; want the note", ev)
+	}
+}
