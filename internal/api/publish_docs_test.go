@@ -121,7 +121,7 @@ func shape(s string) string {
 func wantEvent(t *testing.T, ws *testenv.WSClient, typ, data string, offset uint64) {
 	t.Helper()
 	if m := ws.NextEvent(deliveryWait); m.Type != typ || string(m.Data) != data || m.Group != "campaign_1" || m.Offset != offset {
-		t.Fatalf("the room got %+v; want %s %s at %d", m, typ, data, offset)
+		t.Fatalf("the room got %s %s in %s at %d; want %s %s at %d", m.Type, m.Data, m.Group, m.Offset, typ, data, offset)
 	}
 }
 

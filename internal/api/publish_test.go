@@ -286,7 +286,7 @@ func TestPublishToConfiguredNamespace(t *testing.T) {
 				t.Fatalf("event %d answered %+v after subscribed at %+v", i, p, sub)
 			}
 			if m := ws.NextEvent(deliveryWait); m.Type != "msg" || string(m.Data) != want || m.Group != group || m.Offset != p.Offset || m.Epoch != p.Epoch {
-				t.Fatalf("WebSocket event %d: %+v, want msg %s at %+v", i, m, want, p)
+				t.Fatalf("WebSocket event %d: %s %s in %s at %d, want msg %s at %+v", i, m.Type, m.Data, m.Group, m.Offset, want, p)
 			}
 			if ev := sse.MustNext(deliveryWait); ev.Event != "msg" || ev.Data != want || ev.ID != fmt.Sprintf("%s:%s:%d", group, p.Epoch, p.Offset) {
 				t.Fatalf("SSE event %d: %+v, want msg %s at %+v", i, ev, want, p)
