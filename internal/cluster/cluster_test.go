@@ -105,23 +105,24 @@ func TestCrossProcessDelivery(t *testing.T) {
 		w.add(id)
 	}
 	awaitAll(t, fs, w.written(), 15*time.Second)
-	time.Sleep(200 * time.Millisecond) // anything extra would arrive now
+	markComment(t, a, tok, camp, fs, &w, 15*time.Second)
 	stop()
+	const all = n + 1 // and the marker
 	for _, f := range fs {
 		st := f.stats()
-		if st.events != n || st.last != n || st.reconnects != 0 || st.notRecovered != 0 {
-			t.Errorf("%s: %+v, want %d events, offsets 1..%d on one connection", f.name, st, n, n)
+		if st.events != all || st.last != all || st.reconnects != 0 || st.notRecovered != 0 {
+			t.Errorf("%s: %+v, want %d events, offsets 1..%d on one connection", f.name, st, all, all)
 		}
 	}
 	var published float64
 	for _, p := range d.procs {
-		if got := metric(t, p, "herald_realtime_events_received_total") - received[p.name]; got != n-1 {
-			t.Errorf("process %s received %v events from the layer, want %d (once each)", p.name, got, n-1)
+		if got := metric(t, p, "herald_realtime_events_received_total") - received[p.name]; got != all-1 {
+			t.Errorf("process %s received %v events from the layer, want %d (once each)", p.name, got, all-1)
 		}
 		published += metric(t, p, "herald_events_published_total")
 	}
-	if published != n {
-		t.Errorf("the relays published %v events, want %d", published, n)
+	if published != all {
+		t.Errorf("the relays published %v events, want %d", published, all)
 	}
 }
 
@@ -176,8 +177,8 @@ func TestRelaysPublishEachEventOnce(t *testing.T) {
 	wg.Wait()
 	for ci := range camps {
 		awaitAll(t, fs[ci*3:ci*3+3], writers[ci].written(), 30*time.Second)
+		markComment(t, d.procs[ci%len(d.procs)], toks[ci%len(d.procs)], camps[ci], fs[ci*3:ci*3+3], &writers[ci], 30*time.Second)
 	}
-	time.Sleep(200 * time.Millisecond) // anything published twice would arrive now
 	stop()
 	total := 0
 	for ci := range camps {
@@ -529,4 +530,18 @@ func TestShardedRedisCluster(t *testing.T) {
 	if used < 2 {
 		t.Errorf("the groups' keys are on %d master(s); want them spread", used)
 	}
+}
+
+// markComment posts one more comment to camp through p and waits until
+// every follower in fs has it: each group's events are delivered in order,
+// so a copy of any earlier event, published or delivered twice, would
+// have come before it.
+func markComment(t *testing.T, p *proc, tok string, camp int64, fs []*follower, w *writer, timeout time.Duration) {
+	t.Helper()
+	id, err := comment(p, tok, camp, "marker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.add(id)
+	awaitAll(t, fs, w.written(), timeout)
 }
