@@ -3,10 +3,10 @@
 package transport
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -38,6 +38,8 @@ func TestIdleConnectionMemory(t *testing.T) {
 	}
 	const n = 2000
 	e := newEnv(t, realtime.HubOptions{}, Options{MaxConnsPerAddr: -1, HandshakeRate: -1})
+	// The server's own goroutines; a handshake's end when it is done.
+	gServer := runtime.NumGoroutine()
 	addr := netip.MustParseAddrPort(e.ts.Listener.Addr().String())
 	req := []byte("GET /?join=room HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -53,7 +55,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 	}
 	warm := warmup[0]
 	eventually(t, "the warm-up connections closed", func() bool { return e.srv.Conns() == 1 })
-	heap0, other0, g0 := settledMem()
+	heap0, other0, g0 := settledMem(t, gServer+10)
 
 	fds := make([]int, 0, n)
 	t.Cleanup(func() {
@@ -65,7 +67,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 		fds = append(fds, socketUpgrade(t, addr, req))
 	}
 	eventually(t, "every connection in its group", func() bool { return e.hub.GroupSize("room") == n+1 })
-	heap1, other1, g1 := settledMem()
+	heap1, other1, g1 := settledMem(t, g0+n/100)
 	unix.Close(warm)
 
 	perHeap := float64(int64(heap1)-int64(heap0)) / n
@@ -82,13 +84,15 @@ func TestIdleConnectionMemory(t *testing.T) {
 	}
 }
 
-// settledMem forces two collections (sync.Pool keeps what it holds for
-// one more) and returns the heap in use by live objects, the runtime's
-// memory outside the heap (poll descriptors live there) and the number of
-// goroutines.
-func settledMem() (heap, other uint64, goroutines int) {
-	// Let the handshakes' goroutines finish.
-	time.Sleep(50 * time.Millisecond)
+// settledMem waits until at most maxG goroutines run (the handshakes' have
+// ended; one left per connection would never end, and fails the test),
+// forces two collections (sync.Pool keeps what it holds for one more) and
+// returns the heap in use by live objects, the runtime's memory outside the
+// heap (poll descriptors live there) and the number of goroutines.
+func settledMem(t *testing.T, maxG int) (heap, other uint64, goroutines int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("at most %d goroutines (the handshakes' ended; none per connection)", maxG),
+		func() bool { return runtime.NumGoroutine() <= maxG })
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
