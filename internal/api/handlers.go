@@ -212,6 +212,24 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
+// deleteCampaign deletes a campaign (its owner), then the images of its
+// updates, which nothing serves any more.
+func (s *Server) deleteCampaign(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	images, err := s.p.DeleteCampaign(r.Context(), userID(r), id)
+	if err != nil {
+		return err
+	}
+	for _, url := range images {
+		s.discard(r.Context(), url)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) listQuests(w http.ResponseWriter, r *http.Request) error {
 	status, err := queryChoice(r, "status", platform.QuestOpen, platform.QuestClosed)
 	if err != nil {

@@ -184,6 +184,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		call(200, "GET", fmt.Sprintf("%smilestones/%d/", cp, ms.id()), "", nil)
 		call(200, "PATCH", fmt.Sprintf("%smilestones/%d/", cp, ms.id()), ownerTok, map[string]any{"reached": true, "due_date": ""})
 		call(200, "GET", cp, "", nil)
+		call(409, "DELETE", cp, ownerTok, nil) // it has a contribution
+		call(403, "DELETE", cp, fanTok, nil)
+		gone := fmt.Sprintf("/api/campaigns/%d/", call(201, "POST", "/api/campaigns/", ownerTok, map[string]any{"title": "Gone", "goal_amount": "5.00"}).id())
+		call(204, "DELETE", gone, ownerTok, nil)
+		call(404, "DELETE", gone, ownerTok, nil)
 
 		q := call(201, "POST", "/api/quests/", ownerTok, map[string]any{"title": "Translate"})
 		qp := fmt.Sprintf("/api/quests/%d/", q.id())

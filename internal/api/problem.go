@@ -62,6 +62,9 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		default:
 			p = problem(http.StatusInternalServerError, "error", "internal error")
 		}
+		if de.Code != "" && p.Status != http.StatusInternalServerError {
+			p.Code = de.Code
+		}
 	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
 		return // the client went away; nobody to answer
 	case store.IsUnavailable(err):

@@ -83,6 +83,8 @@ func (s *Server) routeTable() []Route {
 			Result: platform.CampaignDetail{}, Status: read, Errors: []int{nf}, handle: withID(s.p.CampaignDetail)},
 		{Method: "PATCH", Path: "/api/campaigns/{id}/", Summary: "Edit a campaign (owner): its room is sent a campaign event; back to draft hides it again", Tag: "campaigns", Auth: AuthRequired,
 			Body: platform.CampaignInput{}, Result: platform.CampaignDetail{}, Status: read, Errors: []int{bad, unauth, forb, nf}, handle: withIDBody(read, s.p.UpdateCampaign)},
+		{Method: "DELETE", Path: "/api/campaigns/{id}/", Summary: "Delete a campaign (owner) with its updates, comments, releases and milestones: its viewers are closed with 4404; refused (409 has_contributions) once it has contributions", Tag: "campaigns", Auth: AuthRequired,
+			Status: http.StatusNoContent, Errors: []int{unauth, forb, nf, confl}, handle: s.deleteCampaign},
 
 		{Method: "GET", Path: "/api/campaigns/{id}/contributions/", Summary: "List a campaign's contributions", Tag: "campaigns",
 			Result: platform.Contribution{}, List: true, Status: read, Errors: []int{bad, nf}, Query: pageQ,

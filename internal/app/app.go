@@ -404,14 +404,15 @@ func (a *App) newLayer(deliver func(layer.Message)) (layer.Layer, error) {
 }
 
 // redacts says which events withdraw earlier ones of their group: a removed
-// comment's, whose earlier events the platform rewrote in the event log
-// (platform.removeComment). The layers drop the group's cached window as
-// they pass, so a replay reads the rewritten log.
+// comment's and a deleted campaign's, whose earlier events the platform
+// rewrote in the event log (platform.removeComment, DeleteCampaign). The
+// layers drop the group's cached window as they pass, so a replay reads the
+// rewritten log.
 func redacts(m layer.Message) bool {
-	// Only herald records comment_removed in a campaign's room
-	// (platform.checkExternal); elsewhere the type is any app's own.
+	// Only herald records these in a campaign's room
+	// (platform.checkExternal); elsewhere the types are any app's own.
 	kind, _, _ := platform.ParseGroup(m.Group)
-	return m.Type == platform.EventCommentRemoved && kind == platform.GroupCampaign
+	return (m.Type == platform.EventCommentRemoved || m.Type == platform.EventCampaignDeleted) && kind == platform.GroupCampaign
 }
 
 // ready answers 200 when the database and the channel layer answer, 503

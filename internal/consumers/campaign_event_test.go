@@ -39,10 +39,7 @@ func listed(t *testing.T, s *server, cid int64) string {
 // connection gets the event, then is closed with 1012 to reconnect to its
 // draft.
 func TestCampaignEventsLive(t *testing.T) {
-	for name, tweak := range map[string]func(*testing.T) func(*config.Config){
-		"memory": func(*testing.T) func(*config.Config) { return func(*config.Config) {} },
-		"redis":  onRedis,
-	} {
+	for name, tweak := range layers {
 		t.Run(name, func(t *testing.T) {
 			s := start(t, testenv.SQLite(t), tweak(t))
 			_, tok := s.user("owner")
@@ -159,11 +156,21 @@ func TestCampaignEventsLive(t *testing.T) {
 // events it lost, and closes its members with 1012 to resume: they find
 // the draft then.)
 func TestBackToDraftWhileJoining(t *testing.T) {
-	t.Run("memory", func(t *testing.T) { testBackToDraftWhileJoining(t) })
-	t.Run("redis", func(t *testing.T) { testBackToDraftWhileJoining(t, onRedis(t)) })
+	toDraft := func(s *server, tok string, cid int64) {
+		s.call("PATCH", fmt.Sprintf("/api/campaigns/%d/", cid), tok, map[string]any{"status": "draft"}, 200)
+	}
+	inDraft := func(s *server, tok string, cid int64) {
+		s.call("POST", fmt.Sprintf("/api/campaigns/%d/comments/", cid), tok, map[string]any{"content": secret}, 201)
+	}
+	t.Run("memory", func(t *testing.T) { testGoneWhileJoining(t, toDraft, inDraft) })
+	t.Run("redis", func(t *testing.T) { testGoneWhileJoining(t, toDraft, inDraft, onRedis(t)) })
 }
 
-func testBackToDraftWhileJoining(t *testing.T, tweak ...func(*config.Config)) {
+// testGoneWhileJoining has the owner take each of 20 campaigns away from a
+// viewer (hide: back to draft, deleted) as the viewer joins its room, then
+// do what after does (nil: nothing), and checks the viewer is closed with
+// 4404 and never gets the secret.
+func testGoneWhileJoining(t *testing.T, hide, after func(s *server, tok string, cid int64), tweak ...func(*config.Config)) {
 	var (
 		mu      sync.Mutex
 		trigger func(group string)
@@ -189,7 +196,7 @@ func testBackToDraftWhileJoining(t *testing.T, tweak ...func(*config.Config)) {
 			// published whenever the relay gets to them.
 			go func() {
 				defer close(patched)
-				s.call("PATCH", fmt.Sprintf("/api/campaigns/%d/", cid), tok, map[string]any{"status": "draft"}, 200)
+				hide(s, tok, cid)
 			}()
 			if round%2 == 1 {
 				<-patched // committed before the join, not yet published
@@ -203,7 +210,9 @@ func testBackToDraftWhileJoining(t *testing.T, tweak ...func(*config.Config)) {
 		url := s.ws + fmt.Sprintf("/ws/campaign/%d/%s", cid, q)
 		viewer := testenv.MustDialWS(t, url, nil)
 		<-patched
-		s.call("POST", fmt.Sprintf("/api/campaigns/%d/comments/", cid), tok, map[string]any{"content": secret}, 201)
+		if after != nil {
+			after(s, tok, cid)
+		}
 		code := untilClosed(t, viewer)
 		if code == 1012 && len(tweak) > 0 {
 			code = untilClosed(t, testenv.MustDialWS(t, url, nil))

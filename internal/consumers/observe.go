@@ -23,8 +23,8 @@ import (
 // turns the internal quest_created event into joins (the creator's open
 // application connections start receiving the new quest's applications),
 // retires the cached campaign_data a campaign room's event makes stale,
-// closes the viewers of a campaign back to draft, and closes the members of
-// a room whose history was reset.
+// closes the viewers of a campaign back to draft or deleted, and closes the
+// members of a room whose history was reset.
 func (c *Consumers) Observe(msg layer.Message) bool {
 	if kind, id, ok := platform.ParseGroup(msg.Group); ok && kind == platform.GroupCampaign {
 		c.snaps.passed(id, position{Offset: msg.Offset, Epoch: msg.Epoch})
@@ -56,6 +56,11 @@ func (c *Consumers) Observe(msg layer.Message) bool {
 		return false
 	case platform.EventCampaign:
 		c.campaignChanged(msg)
+	case platform.EventCampaignDeleted:
+		if kind, _, _ := platform.ParseGroup(msg.Group); kind == platform.GroupCampaign {
+			c.campaignGone(msg.Group, 0)
+			return false
+		}
 	case platform.EventContribution, platform.EventUpdate, platform.EventComment, platform.EventRelease, platform.EventMilestone:
 		c.seen.add(msg.Group, msg.Type, msg.Data)
 	case platform.EventCommentRemoved:
@@ -89,11 +94,18 @@ func (c *Consumers) campaignChanged(msg layer.Message) {
 		c.log.Warn("realtime: malformed campaign event", "group", msg.Group, "err", err)
 		return
 	}
-	if ev.Status != platform.CampaignDraft {
-		return
+	if ev.Status == platform.CampaignDraft {
+		c.campaignGone(msg.Group, ev.Owner.ID)
 	}
-	for _, conn := range c.hub.Members(msg.Group) {
-		if room, ok := conn.Value.(*campaignRoom); ok && room.group == msg.Group && conn.UserID() != ev.Owner.ID {
+}
+
+// campaignGone tells every viewer of a campaign room other than user except
+// (0: nobody) that the campaign is not there for them any more and closes
+// them with 4404, as at connect: made a draft again (except is its owner),
+// or deleted (platform.EventCampaignDeleted, which clients never get).
+func (c *Consumers) campaignGone(group string, except int64) {
+	for _, conn := range c.hub.Members(group) {
+		if room, ok := conn.Value.(*campaignRoom); ok && room.group == group && (except == 0 || conn.UserID() != except) {
 			notFound(conn, room.id)
 		}
 	}

@@ -22,6 +22,13 @@ func onRedis(t *testing.T) func(*config.Config) {
 	return func(c *config.Config) { c.Layer, c.RedisPrefix = redistest.SharedURL(), redistest.Prefix(t) }
 }
 
+// layers are the channel layers a test runs herald on, by name: the
+// in-memory one and Redis (onRedis).
+var layers = map[string]func(*testing.T) func(*config.Config){
+	"memory": func(*testing.T) func(*config.Config) { return func(*config.Config) {} },
+	"redis":  onRedis,
+}
+
 // stream is a WebSocket or SSE client of a campaign room, read until an
 // event carrying a marker arrives.
 type stream interface {
@@ -87,10 +94,7 @@ func (s sseStream) until(t *testing.T, marker string) []string {
 // owner's live connection is closed to reconnect, and every old position
 // gets recovered=false and a fresh campaign_data.
 func TestDraftContentNeverReplayed(t *testing.T) {
-	for name, tweak := range map[string]func(*testing.T) func(*config.Config){
-		"memory": func(*testing.T) func(*config.Config) { return func(*config.Config) {} },
-		"redis":  onRedis,
-	} {
+	for name, tweak := range layers {
 		t.Run(name, func(t *testing.T) {
 			s := start(t, testenv.SQLite(t), tweak(t))
 			_, tok := s.user("owner")

@@ -53,7 +53,20 @@ func (p *Platform) Announce(ctx context.Context, group, typ string, data []byte)
 		if err := p.lockAnnounces(ctx, tx, group); err != nil {
 			return err
 		}
-		if kind, _, _ := ParseGroup(group); kind == GroupCampaign && typ == EventComment {
+		kind, id, _ := ParseGroup(group)
+		if kind == GroupCampaign {
+			// Read before the lock, the object's campaign may have been
+			// deleted since (DeleteCampaign holds the same lock): nothing
+			// of it is recorded again.
+			n, err := count(ctx, tx, "SELECT COUNT(*) FROM campaigns WHERE id = $1 AND deleted_at IS NULL", id)
+			if err != nil {
+				return fmt.Errorf("look up campaign %d: %w", id, err)
+			}
+			if n == 0 {
+				return notFound("campaign")
+			}
+		}
+		if kind == GroupCampaign && typ == EventComment {
 			// Read before the lock, the comment may have been removed
 			// since (removeComment holds the same lock): it is not
 			// recorded again.

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -44,10 +45,12 @@ type CampaignInput struct {
 	Status      *string      `json:"status"`
 }
 
+// campaignSelect reads campaigns as c. A deleted campaign's row is a
+// tombstone (DeleteCampaign) that the join leaves out of every read.
 const campaignSelect = `SELECT c.id, c.owner_id, u.username, c.title, c.description, c.goal_cents, c.raised_cents,
 	c.currency, c.status, c.created_at, c.updated_at,
 	(SELECT COUNT(*) FROM contributions x WHERE x.campaign_id = c.id)
-	FROM campaigns c JOIN users u ON u.id = c.owner_id`
+	FROM campaigns c JOIN users u ON u.id = c.owner_id AND c.deleted_at IS NULL`
 
 // visibleTo is the WHERE clause part that hides drafts from all but their owner.
 const visibleTo = "(c.status <> 'draft' OR c.owner_id = $%d)"
@@ -182,6 +185,92 @@ func (p *Platform) UpdateCampaign(ctx context.Context, userID, campaignID int64,
 	return p.CampaignDetail(ctx, userID, campaignID)
 }
 
+// EventCampaignDeleted tells a campaign's room that the campaign was
+// deleted: the consumers close every viewer of the room, its owner too,
+// with not_found and 4404, as a connection to a campaign that does not
+// exist is at connect. Its data is CampaignDeleted. Clients never receive
+// it, and only herald records it in a campaign's room.
+const EventCampaignDeleted = "campaign_deleted"
+
+// CampaignDeleted is the data of EventCampaignDeleted.
+type CampaignDeleted struct {
+	ID int64 `json:"id"`
+}
+
+// DeleteCampaign deletes a campaign; only its owner may, with the same
+// refusals as an edit, and only while it has no contributions: they are
+// other people's money, kept with the campaign they paid (a conflict,
+// coded CodeHasContributions; closing the campaign is what ends it then).
+// Its updates, comments (and their reports), releases and milestones are
+// deleted with it; images are the URLs of the updates' stored images, for
+// the caller to delete once this returns.
+//
+// The campaign's row stays as a tombstone, its title and description
+// erased, so its id is never another campaign's; no read finds it again.
+// In the same transaction its room is told (EventCampaignDeleted, which
+// closes its viewers with 4404 in every process) and started over
+// (EventRoomReset), and, as removing a comment does, every event of the
+// room still in the event log becomes the deletion at its own position, so
+// no replay, from the log or a layer's window (which the deletion drops as
+// it passes), brings back anything of the campaign.
+func (p *Platform) DeleteCampaign(ctx context.Context, userID, campaignID int64) (images []string, err error) {
+	if err := requireUser(userID); err != nil {
+		return nil, err
+	}
+	err = p.write(ctx, func(tx *sql.Tx) error {
+		cur, err := p.campaignForWrite(ctx, tx, userID, campaignID, true)
+		if err != nil {
+			return err
+		}
+		if cur.ContributionsCount > 0 {
+			return &Error{Kind: KindConflict, Code: CodeHasContributions,
+				Message: "a campaign with contributions cannot be deleted; close it instead"}
+		}
+		group := CampaignGroup(campaignID)
+		// Ordered with announces of the campaign's objects (Announce).
+		if err := p.lockAnnounces(ctx, tx, group); err != nil {
+			return err
+		}
+		if images, err = collect(ctx, tx, func(s scanner) (string, error) {
+			var image string
+			return image, s.Scan(&image)
+		}, "SELECT image FROM updates WHERE campaign_id = $1 AND image <> '' ORDER BY id", campaignID); err != nil {
+			return fmt.Errorf("list the images of campaign %d: %w", campaignID, err)
+		}
+		// Children first: their rows reference the campaign, reports
+		// reference comments.
+		for _, table := range []string{"comment_reports", "comments", "updates", "releases", "milestones"} {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE campaign_id = $1", campaignID); err != nil {
+				return fmt.Errorf("delete the %s of campaign %d: %w", table, campaignID, err)
+			}
+		}
+		now := p.now()
+		if _, err := tx.ExecContext(ctx, "UPDATE campaigns SET title = '', description = '', deleted_at = $1, updated_at = $1 WHERE id = $2",
+			now, campaignID); err != nil {
+			return fmt.Errorf("delete campaign %d: %w", campaignID, err)
+		}
+		deleted := CampaignDeleted{ID: campaignID}
+		b, err := json.Marshal(deleted)
+		if err != nil {
+			return fmt.Errorf("delete campaign %d: %w", campaignID, err)
+		}
+		// Resets stay what they are: one not yet published still starts
+		// the room over.
+		if _, err := tx.ExecContext(ctx, "UPDATE outbox SET type = $1, data = $2 WHERE grp = $3 AND type <> $4",
+			EventCampaignDeleted, string(b), group, EventRoomReset); err != nil {
+			return fmt.Errorf("delete campaign %d from the event log: %w", campaignID, err)
+		}
+		if err := p.record(ctx, tx, group, EventCampaignDeleted, deleted); err != nil {
+			return err
+		}
+		return p.record(ctx, tx, group, EventRoomReset, roomReset{campaignID, "deleted"})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return images, nil
+}
+
 // RoomResetPending reports whether a reset of the room group
 // (EventRoomReset) is committed and not yet published: until it is, the
 // channel layer still holds the room's history from before it.
@@ -288,7 +377,7 @@ type CampaignFilter struct {
 // ListCampaigns lists the campaigns viewerID may see, newest first.
 func (p *Platform) ListCampaigns(ctx context.Context, viewerID int64, filter CampaignFilter, page PageRequest) (Page[Campaign], error) {
 	page = normPage(page)
-	where := " WHERE " + fmt.Sprintf(visibleTo, 1) + " AND ($2 = '' OR c.status = $2) AND ($3 = 0 OR c.owner_id = $3)"
+	where := " WHERE c.deleted_at IS NULL AND " + fmt.Sprintf(visibleTo, 1) + " AND ($2 = '' OR c.status = $2) AND ($3 = 0 OR c.owner_id = $3)"
 	n, err := count(ctx, p.db, "SELECT COUNT(*) FROM campaigns c"+where, viewerID, filter.Status, filter.OwnerID)
 	if err != nil {
 		return Page[Campaign]{}, fmt.Errorf("count campaigns: %w", err)

@@ -24,7 +24,13 @@ type Error struct {
 	Kind    Kind
 	Message string
 	Fields  map[string][]string // field → problems, for KindInvalid
+	// Code, when set, names the problem for programs more precisely than
+	// Kind does (the API's code).
+	Code string
 }
+
+// CodeHasContributions refuses deleting a campaign that has contributions.
+const CodeHasContributions = "has_contributions"
 
 func (e *Error) Error() string {
 	if len(e.Fields) == 0 {

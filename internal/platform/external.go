@@ -19,9 +19,10 @@ var reservedTypes = []string{
 
 // campaignRoomTypes are the types only herald records in a campaign's
 // room: clients take a campaign event as the campaign's own record (and the
-// consumers close its viewers when it says draft), and a comment_removed
-// event erases the comment on their screens and the room's cached history.
-var campaignRoomTypes = []string{EventCampaign, EventCommentRemoved}
+// consumers close its viewers when it says draft), a comment_removed event
+// erases the comment on their screens and the room's cached history, and a
+// campaign_deleted event closes every viewer and erases that history.
+var campaignRoomTypes = []string{EventCampaign, EventCommentRemoved, EventCampaignDeleted}
 
 // ReservedType reports whether typ is one of herald's own message types,
 // which no other system may record.
