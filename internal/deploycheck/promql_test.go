@@ -69,3 +69,34 @@ func TestMetricNamesErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMetricNames: whatever the expression, MetricNames returns, without
+// panicking, either an error or sorted distinct names, each a part of the
+// expression.
+func FuzzMetricNames(f *testing.F) {
+	for _, s := range []string{
+		``, `up`, `sum by (job) (rate(herald_http_requests_total{code=~"5.."}[5m]))`,
+		`{__name__="x"}`, `{__name__!="x"}`, `{__name__=`, `a{b="\"}`, "`", `1e+3 + .5`, `e`, `0x1f`,
+		`histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))`, `${job`, `$`, `# only`,
+		`a offset 5m`, `x @ end()`, `on(`, `by (`, `{`, `[`, `((`, `)`, `"\`, `{a="b",__name__ = 'c'}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		names, err := MetricNames(expr)
+		if err != nil {
+			return
+		}
+		for i, n := range names {
+			if n == "" && !strings.Contains(expr, `__name__`) {
+				t.Fatalf("%q: an empty name", expr)
+			}
+			if !strings.Contains(expr, n) {
+				t.Fatalf("%q: name %q is not in it", expr, n)
+			}
+			if i > 0 && names[i-1] >= n {
+				t.Fatalf("%q: names %q not sorted and distinct", expr, names)
+			}
+		}
+	})
+}
