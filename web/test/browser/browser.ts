@@ -55,6 +55,22 @@ export async function openAs(browser: Browser, base: string, username?: string):
   return { context, page, errors };
 }
 
+/**
+ * Makes every WebSocket handshake of the pages of u's context fail, as
+ * behind a proxy that breaks upgrades: the app then follows its rooms over
+ * Server-Sent Events. Call before the pages load the app.
+ */
+export async function breakWebSockets(u: UserPage): Promise<void> {
+  await u.context.addInitScript(() => {
+    const Real = window.WebSocket;
+    window.WebSocket = class extends Real {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(String(url).replace('/ws/', '/no-ws/'), protocols);
+      }
+    };
+  });
+}
+
 /** Saves a full-page screenshot to artifacts/screenshots/<name>.png. */
 export async function shot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { CampaignDetail } from '@herald/client';
 import { ApiUser, Herald } from '../setup/herald';
-import { indicator, launch, openAs, shot, toast, unexpected, type UserPage } from './browser';
+import { breakWebSockets, indicator, launch, openAs, shot, toast, unexpected, type UserPage } from './browser';
 
 let h: Herald;
 let browser: Browser;
@@ -21,16 +21,8 @@ beforeAll(async () => {
     openAs(browser, h.url),
     openAs(browser, h.url),
   ]);
-  // This visitor's WebSocket handshakes all fail (a proxy that breaks
-  // upgrades): the page reads the room as Server-Sent Events.
-  await streamed.context.addInitScript(() => {
-    const Real = window.WebSocket;
-    window.WebSocket = class extends Real {
-      constructor(url: string | URL, protocols?: string | string[]) {
-        super(String(url).replace('/ws/', '/no-ws/'), protocols);
-      }
-    };
-  });
+  // This visitor's page reads the room as Server-Sent Events.
+  await breakWebSockets(streamed);
   const owner = await ApiUser.signIn(h.url, 'alice');
   id = (await owner.post<CampaignDetail>('/api/campaigns/', { title: 'Reading corner', goal_amount: '500.00', status: 'active' })).id;
 });

@@ -1,19 +1,27 @@
 // An update's image: the owner attaches one when posting an update, and
-// every other browser on the campaign sees it appear live, served by
-// herald from /media/; a file that is no image is refused at its field.
+// every other browser on the campaign sees it appear live, over WebSocket
+// and over Server-Sent Events, served by herald from /media/; a file that
+// is no image is refused at its field.
 import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { Herald } from '../setup/herald';
-import { indicator, launch, openAs, shot, type UserPage } from './browser';
+import { breakWebSockets, indicator, launch, openAs, shot, unexpected, type UserPage } from './browser';
 
 let h: Herald;
 let browser: Browser;
-let alice: UserPage, carol: UserPage, visitor: UserPage;
+let alice: UserPage, carol: UserPage, visitor: UserPage, streamed: UserPage;
 
 beforeAll(async () => {
   [h, browser] = await Promise.all([Herald.start({ bin: inject('heraldBin') }), launch()]);
-  [alice, carol, visitor] = await Promise.all([openAs(browser, h.url, 'alice'), openAs(browser, h.url, 'carol'), openAs(browser, h.url)]);
+  [alice, carol, visitor, streamed] = await Promise.all([
+    openAs(browser, h.url, 'alice'),
+    openAs(browser, h.url, 'carol'),
+    openAs(browser, h.url),
+    openAs(browser, h.url),
+  ]);
+  // This visitor's page reads the room as Server-Sent Events.
+  await breakWebSockets(streamed);
 });
 afterAll(async () => {
   await browser?.close();
@@ -76,8 +84,11 @@ async function loadedImage(p: Page, title: string, timeout: number): Promise<{ s
 }
 
 it('an image attached to an update appears live in every browser', async () => {
-  await Promise.all([alice.page.goto('/campaigns/1/'), carol.page.goto('/campaigns/1/'), visitor.page.goto('/campaigns/1/')]);
-  await Promise.all([indicator(alice.page, 'open'), indicator(carol.page, 'open'), indicator(visitor.page, 'open')]);
+  const all = [alice, carol, visitor, streamed];
+  const sse = streamed.page.waitForRequest((r) => new URL(r.url()).pathname === '/sse/campaign/1/', { timeout: 15_000 });
+  await Promise.all(all.map((u) => u.page.goto('/campaigns/1/')));
+  await sse;
+  await Promise.all(all.map((u) => indicator(u.page, 'open', 15_000)));
 
   const updates = alice.page.getByRole('region', { name: 'Updates' });
   await updates.getByText('Post an update').click();
@@ -87,7 +98,7 @@ it('an image attached to an update appears live in every browser', async () => {
   await updates.getByLabel('Image (optional)').setInputFiles({ name: '../../roof photo.png', mimeType: 'image/png', buffer: png(120, 80) });
   await updates.getByRole('button', { name: 'Post update' }).click();
 
-  const seen = await Promise.all([visitor, carol, alice].map((u) => loadedImage(u.page, 'The roof, from above', 5000)));
+  const seen = await Promise.all([visitor, streamed, carol, alice].map((u) => loadedImage(u.page, 'The roof, from above', 5000)));
   for (const img of seen) {
     expect(img.src).toMatch(/^\/media\/campaign_updates\/[0-9a-f]{32}\.png$/);
     expect([img.width, img.height]).toEqual([120, 80]);
@@ -108,9 +119,11 @@ it('an image attached to an update appears live in every browser', async () => {
   await updates.getByLabel('Title').fill('No picture today');
   await updates.getByLabel('Content').fill('Just words.');
   await updates.getByRole('button', { name: 'Post update' }).click();
-  const plain = visitor.page.getByTestId('updates').getByRole('listitem').filter({ hasText: 'No picture today' });
-  await plain.waitFor({ timeout: 5000 });
-  expect(await plain.getByTestId('update-image').count()).toBe(0);
+  for (const u of [visitor, streamed]) {
+    const plain = u.page.getByTestId('updates').getByRole('listitem').filter({ hasText: 'No picture today' });
+    await plain.waitFor({ timeout: 5000 });
+    expect(await plain.getByTestId('update-image').count()).toBe(0);
+  }
 });
 
 it('a file that is no image is refused at its field, and nothing is posted', async () => {
@@ -121,7 +134,7 @@ it('a file that is no image is refused at its field, and nothing is posted', asy
   await updates.getByRole('button', { name: 'Post update' }).click();
   await updates.getByText('is not a PNG, JPEG, GIF or WebP image').waitFor({ timeout: 5000 });
   await shot(alice.page, 'campaign-update-image-refused');
-  expect(await visitor.page.getByTestId('updates').getByText('Not a picture').count()).toBe(0);
+  for (const u of [visitor, streamed]) expect(await u.page.getByTestId('updates').getByText('Not a picture').count()).toBe(0);
   // The refused upload is the one failed request the owner's browser reports.
   expect(alice.errors.filter((e) => !e.includes('(/api/campaigns/1/updates/)'))).toEqual([]);
   alice.errors.length = 0;
@@ -131,4 +144,5 @@ it('logged no errors in any browser', () => {
   expect(alice.errors).toEqual([]);
   expect(carol.errors).toEqual([]);
   expect(visitor.errors).toEqual([]);
+  expect(unexpected(streamed.errors, true)).toEqual([]);
 });

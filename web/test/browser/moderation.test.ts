@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { Herald } from '../setup/herald';
-import { indicator, launch, openAs, shot, toast, unexpected, type UserPage } from './browser';
+import { breakWebSockets, indicator, launch, openAs, shot, toast, unexpected, type UserPage } from './browser';
 
 let h: Herald;
 let browser: Browser;
@@ -21,16 +21,8 @@ beforeAll(async () => {
     openAs(browser, h.url),
     openAs(browser, h.url),
   ]);
-  // This viewer's WebSocket handshakes all fail (as behind a proxy that
-  // breaks upgrades): its dashboard follows the room over SSE.
-  await sse.context.addInitScript(() => {
-    const Real = window.WebSocket;
-    window.WebSocket = class extends Real {
-      constructor(url: string | URL, protocols?: string | string[]) {
-        super(String(url).replace('/ws/', '/no-ws/'), protocols);
-      }
-    };
-  });
+  // This viewer's dashboard follows the room over SSE.
+  await breakWebSockets(sse);
   const stream = sse.page.waitForRequest((r) => new URL(r.url()).pathname === '/sse/campaign/1/', { timeout: 15_000 });
   await Promise.all([alice, bob, carol, visitor, sse].map(async ({ page }) => {
     await page.goto('/campaigns/1/');
