@@ -179,7 +179,8 @@ func jsonString(b []byte) (s string, rest []byte, ok bool) {
 // float64, as golang-jwt reads dates) at the start of b.
 func jsonUint(b []byte) (v int64, rest []byte, ok bool) {
 	i := 0
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+	// A 16th digit is read only to refuse the number: v never overflows.
+	for ; i < len(b) && i <= 15 && b[i] >= '0' && b[i] <= '9'; i++ {
 		v = v*10 + int64(b[i]-'0')
 	}
 	if i == 0 || i > 15 || b[0] == '0' {
