@@ -6,9 +6,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import type { GroupEvent } from '@herald/client';
 import { HeraldProvider, useGroup, type GroupState, type HeraldConfig } from '../../src/hooks';
 import type { Herald } from '../setup/herald';
-import { mintToken, nodeTransport, nowSec, startAppHerald, until } from './helpers';
+import { countingTransport, mintToken, nowSec, startAppHerald, until } from './helpers';
 
 let h: Herald;
+const transport = countingTransport();
 let dispose: () => Promise<void>;
 let root: Root | null = null;
 
@@ -19,7 +20,9 @@ afterAll(() => dispose?.());
 afterEach(async () => {
   root?.unmount();
   root = null;
-  await new Promise((r) => setTimeout(r, 200)); // shared clients close 100 ms after their last user
+  // A shared client closes a moment after its last user: each test starts
+  // once the previous one's connections have.
+  await until(() => transport.open === 0, 5000, "the previous test's connections closed");
 });
 
 function render(cfg: HeraldConfig, node: React.ReactNode) {
@@ -35,7 +38,7 @@ describe('useGroup', () => {
     const cfg: HeraldConfig = {
       base: h.url,
       auth: null,
-      transport: nodeTransport,
+      transport,
       getConnectionToken: async () => mintToken({ sub: 'hooked', exp: nowSec() + 600 }),
       getSubscriptionToken: async (group) => {
         asked.push(group);
@@ -68,7 +71,7 @@ describe('useGroup', () => {
     const cfg: HeraldConfig = {
       base: h.url,
       auth: null,
-      transport: nodeTransport,
+      transport,
       backoff: { baseMs: 50, maxMs: 100 },
       getConnectionToken: async () => mintToken({ sub: 'hooked', exp: nowSec() + 600 }),
     };

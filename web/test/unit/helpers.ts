@@ -33,6 +33,27 @@ export function cuttableTransport() {
   return { transport: t, cut: (code = 4000) => current?.close(code, 'cut by the test') };
 }
 
+/** nodeTransport that counts its connections not closed yet (open). */
+export function countingTransport(): Transport & { readonly open: number } {
+  let open = 0;
+  return {
+    ...nodeTransport,
+    get open() {
+      return open;
+    },
+    connect(url, h) {
+      open++;
+      return nodeTransport.connect(url, {
+        ...h,
+        onClose(code, reason, opened) {
+          open--;
+          h.onClose(code, reason, opened);
+        },
+      });
+    },
+  };
+}
+
 export function client(base: string, o: Partial<HeraldClientOptions> & { url: string }): HeraldClient {
   return new HeraldClient({ base, transport: nodeTransport, ...o });
 }
