@@ -269,7 +269,7 @@ func TestRedisOutageWithPersistence(t *testing.T) {
 	t.Logf("redis was down for %v; %d comments written meanwhile", time.Since(down).Round(time.Millisecond), len(w.written())-10)
 	write(c, 10, "after")
 	awaitAll(t, fs, w.written(), 30*time.Second)
-	time.Sleep(200 * time.Millisecond)
+	markComment(t, c, tok, camp, fs, &w, 30*time.Second)
 	stop()
 	n := len(w.written())
 	for i, f := range fs {
@@ -391,9 +391,9 @@ func TestKilledProcess(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	cancel()
 	<-done
+	awaitAll(t, fs, w.written(), 20*time.Second)
+	markComment(t, b, tok, camp, fs, &w, 20*time.Second)
 	ids := w.written()
-	awaitAll(t, fs, ids, 20*time.Second)
-	time.Sleep(200 * time.Millisecond)
 	stop()
 	for i, f := range fs {
 		st := f.stats()
@@ -457,9 +457,9 @@ func TestRollingRestart(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	<-done
+	awaitAll(t, fs, w.written(), 30*time.Second)
+	markComment(t, d.procs[0], tok, camp, fs, &w, 30*time.Second)
 	ids := w.written()
-	awaitAll(t, fs, ids, 30*time.Second)
-	time.Sleep(300 * time.Millisecond)
 	stop()
 	for _, f := range fs {
 		st := f.stats()
@@ -512,12 +512,12 @@ func TestShardedRedisCluster(t *testing.T) {
 	}
 	for i, f := range fs {
 		awaitAll(t, []*follower{f}, writers[i].written(), 15*time.Second)
+		markComment(t, a, tok, camps[i], []*follower{f}, &writers[i], 15*time.Second)
 	}
-	time.Sleep(200 * time.Millisecond)
 	stop()
 	for _, f := range fs {
-		if st := f.stats(); st.events != per || st.last != per {
-			t.Errorf("%s: %+v, want offsets 1..%d", f.name, st, per)
+		if st := f.stats(); st.events != per+1 || st.last != per+1 {
+			t.Errorf("%s: %+v, want offsets 1..%d (and the marker)", f.name, st, per+1)
 		}
 	}
 	// The campaigns' keys are spread over more than one master.
