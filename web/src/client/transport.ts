@@ -124,8 +124,9 @@ export type EventSourceConstructor = new (url: string, init?: { withCredentials?
  * error closes the stream and reports it, so backoff, credentials and the
  * choice of transport stay in one place. The one error event a stream gets
  * is `not_found` (its campaign is not there for the client any more, as when
- * it was made a draft again), after which the server ends it: that is the
- * WebSocket's close 4404, and the stream is reported closed with it.
+ * it was made a draft again or deleted), after which the server ends it:
+ * that is the WebSocket's close 4404, and the stream is reported closed with
+ * it.
  */
 export function sseTransport(Impl?: EventSourceConstructor, eventTypes: readonly string[] = SERVER_MESSAGE_TYPES): Transport {
   return {

@@ -15,8 +15,8 @@ import { useConnectionState, useHeraldClient } from './useHeraldClient';
 export interface RoomSnapshot {
   /**
    * The campaign as shown; null until it is loaded, and again once the room
-   * was closed with 4404 (the campaign was made a draft again: error says
-   * not_found).
+   * was closed with 4404 (the campaign was made a draft again, or deleted:
+   * error says not_found).
    */
   campaign: CampaignDetail | null;
   /** How many are watching; null until the server's first presence count. */
@@ -122,8 +122,8 @@ export interface CampaignRoomOptions {
  * title, goal, status…). After a lost connection the client resumes from its
  * last position (the missed events are replayed), or, when the server's
  * history no longer reaches back, gets a fresh snapshot. A campaign made a
- * draft again closes the room for everyone but its owner: campaign turns
- * null, with error not_found.
+ * draft again closes the room for everyone but its owner, a deleted one for
+ * everyone: campaign turns null, with error not_found.
  */
 export function useCampaignRoom(id: number | string | null | undefined, options: CampaignRoomOptions = {}): CampaignRoom {
   const onMessage = useRef(options.onMessage);

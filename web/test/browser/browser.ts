@@ -71,6 +71,11 @@ export async function breakWebSockets(u: UserPage): Promise<void> {
   });
 }
 
+/** Marks the page, so that a reload (which would clear the mark) is seen. */
+export const mark = (p: Page) => p.evaluate(() => ((window as unknown as { mark: number }).mark = 1));
+/** Whether the page still has its mark: it was not reloaded since mark. */
+export const marked = (p: Page) => p.evaluate(() => (window as unknown as { mark?: number }).mark === 1);
+
 /** Saves a full-page screenshot to artifacts/screenshots/<name>.png. */
 export async function shot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });

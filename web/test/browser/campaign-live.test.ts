@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { CampaignDetail } from '@herald/client';
 import { ApiUser, Herald } from '../setup/herald';
-import { breakWebSockets, indicator, launch, openAs, shot, toast, unexpected, type UserPage } from './browser';
+import { breakWebSockets, indicator, launch, mark, marked, openAs, shot, toast, unexpected, type UserPage } from './browser';
 
 let h: Herald;
 let browser: Browser;
@@ -32,10 +32,6 @@ afterAll(async () => {
 });
 
 const viewers = () => [carol.page, visitor.page, streamed.page];
-
-/** Marks the page, so that a reload (which would clear the mark) is seen. */
-const mark = (p: Page) => p.evaluate(() => ((window as unknown as { mark: number }).mark = 1));
-const marked = (p: Page) => p.evaluate(() => (window as unknown as { mark?: number }).mark === 1);
 
 async function edit(fields: { title?: string; goal?: string; status?: string }, screenshot?: string) {
   const a = alice.page;

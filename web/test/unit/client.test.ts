@@ -103,6 +103,20 @@ describe('campaign room', () => {
     expect(c.state).toBe('closed');
   });
 
+  it('is closed for good when its campaign is deleted, its owner too', async () => {
+    const made = await dave.post<Campaign>('/api/campaigns/', { title: 'Soon gone', goal_amount: '5.00', status: 'active' });
+    const c = client(h.url, { url: `/ws/campaign/${made.id}/`, version: 2, auth: bearer(dave) });
+    const snap = next(c, 'campaign_data');
+    c.connect();
+    await snap;
+    const err = next(c, 'error');
+    const closed = next(c, 'close');
+    await dave.call('DELETE', `/api/campaigns/${made.id}/`);
+    expect((await err).data.code).toBe('not_found');
+    expect(await closed).toMatchObject({ code: 4404, willReconnect: false });
+    expect(c.state).toBe('closed');
+  });
+
   it('publishes an announced object once; answers bad messages; has no acknowledgements on v1', async () => {
     const c = client(h.url, { url: '/ws/campaign/2/', auth: bearer(carol) });
     c.connect();

@@ -123,29 +123,50 @@ describe('useCampaignRoom and usePresence', () => {
   });
 });
 
+/**
+ * Renders a page showing campaign id with useCampaignRoom, once it has the
+ * campaign's snapshot; the result is what the hook returned last.
+ */
+async function renderRoom(id: number): Promise<() => ReturnType<typeof useCampaignRoom>> {
+  let room: ReturnType<typeof useCampaignRoom> | null = null;
+  function Dashboard() {
+    room = useCampaignRoom(id);
+    return null;
+  }
+  render(<Dashboard />);
+  await until(() => room?.campaign != null && room.isConnected, 10_000, 'the snapshot');
+  return () => room!;
+}
+
 describe('useCampaignRoom: the campaign itself', () => {
   it('shows the owner’s edits live, and drops the campaign when it is made a draft again', async () => {
     const made = await dave.post<Campaign>('/api/campaigns/', { title: 'Before', goal_amount: '40.00', status: 'active' });
-    let room: ReturnType<typeof useCampaignRoom> | null = null;
-    function Dashboard() {
-      room = useCampaignRoom(made.id);
-      return null;
-    }
-    render(<Dashboard />);
-    await until(() => room?.campaign != null && room.isConnected, 10_000, 'the snapshot');
+    const room = await renderRoom(made.id);
     await dave.post(`/api/campaigns/${made.id}/contributions/`, { amount: '4.00' });
-    await until(() => room!.campaign!.raised_amount === '4.00', 5000, 'the contribution');
+    await until(() => room().campaign!.raised_amount === '4.00', 5000, 'the contribution');
     await dave.patch(`/api/campaigns/${made.id}/`, { title: 'After', goal_amount: '80.00', status: 'closed' });
-    await until(() => room!.campaign!.title === 'After', 5000, 'the edit');
-    expect(room!.campaign).toMatchObject({ goal_amount: '80.00', status: 'closed', raised_amount: '4.00', contributions_count: 1 });
-    expect(room!.campaign!.contributions).toHaveLength(1);
+    await until(() => room().campaign!.title === 'After', 5000, 'the edit');
+    expect(room().campaign).toMatchObject({ goal_amount: '80.00', status: 'closed', raised_amount: '4.00', contributions_count: 1 });
+    expect(room().campaign!.contributions).toHaveLength(1);
 
     await dave.patch(`/api/campaigns/${made.id}/`, { status: 'draft' });
-    await until(() => room!.state === 'closed', 5000, 'the room closed');
-    expect(room!.campaign).toBeNull();
-    expect(room!.error?.code).toBe('not_found');
-    room!.seed(await dave.get<CampaignDetail>(`/api/campaigns/${made.id}/`)); // a REST answer read before, arriving late
-    expect(room!.campaign).toBeNull();
+    await until(() => room().state === 'closed', 5000, 'the room closed');
+    expect(room().campaign).toBeNull();
+    expect(room().error?.code).toBe('not_found');
+    room().seed(await dave.get<CampaignDetail>(`/api/campaigns/${made.id}/`)); // a REST answer read before, arriving late
+    expect(room().campaign).toBeNull();
+  });
+
+  it('drops a deleted campaign, and a REST answer read before does not bring it back', async () => {
+    const made = await dave.post<Campaign>('/api/campaigns/', { title: 'Short-lived', goal_amount: '10.00', status: 'active' });
+    const room = await renderRoom(made.id);
+    const before = await dave.get<CampaignDetail>(`/api/campaigns/${made.id}/`);
+    await dave.call('DELETE', `/api/campaigns/${made.id}/`);
+    await until(() => room().state === 'closed', 5000, 'the room closed');
+    expect(room().campaign).toBeNull();
+    expect(room().error?.code).toBe('not_found');
+    room().seed(before);
+    expect(room().campaign).toBeNull();
   });
 });
 

@@ -9,7 +9,7 @@ import {
 } from '@herald/client';
 import { useCampaignRoom, usePresence } from '../../hooks';
 import { ApiError, api, get, patch, post, type Page } from '../api';
-import { Link } from '../router';
+import { Link, navigate } from '../router';
 import { useSession } from '../session';
 import { useToast, type Severity } from '../components/Toasts';
 import { RealtimeIndicator, RealtimeWarning } from '../components/Realtime';
@@ -90,6 +90,7 @@ export function CampaignDashboard({ id }: { id: string }) {
       </div>
       <RealtimeWarning state={room.state} />
       {isOwner && <EditCampaign campaign={c} onDone={(d) => room.apply({ type: 'campaign', data: d })} />}
+      {isOwner && <DeleteCampaign campaign={c} />}
       <p className="lead" data-testid="description">{c.description}</p>
       <div className="dash-grid">
         <div className="dash-main">
@@ -276,6 +277,51 @@ function EditCampaign({ campaign, onDone }: { campaign: CampaignDetail; onDone: 
         <button className="btn btn-primary" type="submit" disabled={busy}>
           Save
         </button>
+      </form>
+    </details>
+  );
+}
+
+/**
+ * The owner deletes the campaign, once they confirm: it goes with its
+ * updates, comments, releases and milestones, and every other page open on
+ * it shows it is gone (its room closes with 4404). herald refuses while it
+ * has contributions, which are other people's money: closing it is the way
+ * to end it then.
+ */
+function DeleteCampaign({ campaign }: { campaign: CampaignDetail }) {
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const toast = useToast();
+  const funded = campaign.contributions_count > 0;
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api('DELETE', `/api/campaigns/${campaign.id}/`);
+      toast('The campaign was deleted.', 'success');
+      navigate('/campaigns/', true);
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+  return (
+    <details className="owner-form" onToggle={(e) => !e.currentTarget.open && setError(null)}>
+      <summary>Delete campaign</summary>
+      <form onSubmit={submit} aria-label="Delete campaign">
+        {funded ? (
+          <p>It has contributions, so it cannot be deleted: close it instead (Edit campaign, status Closed).</p>
+        ) : (
+          <p>Delete “{campaign.title}” for good? Its updates, comments, releases and milestones go with it, and it closes on every page open on it.</p>
+        )}
+        <FormError error={error} />
+        {!funded && (
+          <button className="btn btn-danger" type="submit" disabled={busy}>
+            Delete for good
+          </button>
+        )}
       </form>
     </details>
   );
