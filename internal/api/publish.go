@@ -133,19 +133,28 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 
 // positions waits until recs are numbered in their groups (their commit
 // woke the relay, so this takes milliseconds) and returns their positions
-// in recs' order. The relay of this process tells them as it numbers them
-// (Numbered); the outbox is read at once, for events numbered before this
-// waited (on SQLite, in their own write), and then every positionPoll, for
-// events another process's relay numbers. It gives up after publishWait, leaving out those not numbered,
-// and waits on even if the client has gone: the answer is also kept for
-// its Idempotency-Key.
+// in recs' order. Events numbered in their own write (SQLite) carry their
+// positions already. The relay of this process tells the others as it
+// numbers them (Numbered), also when that came before this waited
+// (positionWaiters.recent); the outbox is read only every positionPoll,
+// for events another process's relay numbered. It gives up after
+// publishWait, leaving out those not numbered, and waits on even if the
+// client has gone: the answer is also kept for its Idempotency-Key.
 func (s *Server) positions(ctx context.Context, recs []platform.Recorded) []PublishedEvent {
 	out := make([]PublishedEvent, len(recs))
 	index := make(map[int64]int, len(recs))
-	ids := make([]int64, len(recs))
+	ids := make([]int64, 0, len(recs))
 	for i, rec := range recs {
 		out[i].Group = rec.Group
-		index[rec.ID], ids[i] = i, rec.ID
+		if rec.Offset > 0 {
+			out[i].Offset, out[i].Epoch = &recs[i].Offset, &recs[i].Epoch
+			continue
+		}
+		index[rec.ID] = i
+		ids = append(ids, rec.ID)
+	}
+	if len(index) == 0 {
+		return out
 	}
 	w := s.waiters.add(ids)
 	defer s.waiters.remove(ids, w)
@@ -159,7 +168,8 @@ func (s *Server) positions(ctx context.Context, recs []platform.Recorded) []Publ
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.publishWait)
 	defer cancel()
-	poll := time.NewTimer(0)
+	fill(s.waiters.take(w)) // told before it waited
+	poll := time.NewTimer(positionPoll)
 	defer poll.Stop()
 	for len(index) > 0 {
 		select {
@@ -199,7 +209,18 @@ func (s *Server) Numbered(id int64, group, epoch string, offset int64) {
 type positionWaiters struct {
 	mu   sync.Mutex
 	byID map[int64]*positionWaiter
+	// recent are the last recentNumbered positions nobody waited for: a
+	// publish waits only once its commit has woken the relay, which may
+	// number its events first. A ring, so its memory is fixed; a position
+	// pushed out of it is read from the outbox (positionPoll).
+	recent  map[int64]platform.Position
+	ring    [recentNumbered]int64
+	ringPos int
 }
+
+// recentNumbered bounds positionWaiters.recent: far more events than the
+// relay numbers in the moment between a publish's commit and its wait.
+const recentNumbered = 4096
 
 type positionWaiter struct {
 	got  map[int64]platform.Position // guarded by positionWaiters.mu
@@ -214,6 +235,11 @@ func (ws *positionWaiters) add(ids []int64) *positionWaiter {
 		ws.byID = map[int64]*positionWaiter{}
 	}
 	for _, id := range ids {
+		if pos, ok := ws.recent[id]; ok {
+			w.got[id] = pos
+			delete(ws.recent, id)
+			continue
+		}
 		ws.byID[id] = w
 	}
 	return w
@@ -244,6 +270,14 @@ func (ws *positionWaiters) numbered(id int64, pos platform.Position) {
 	if w != nil {
 		w.got[id] = pos
 		delete(ws.byID, id)
+	} else {
+		if ws.recent == nil {
+			ws.recent = make(map[int64]platform.Position, recentNumbered)
+		}
+		delete(ws.recent, ws.ring[ws.ringPos])
+		ws.ring[ws.ringPos] = id
+		ws.ringPos = (ws.ringPos + 1) % recentNumbered
+		ws.recent[id] = pos
 	}
 	ws.mu.Unlock()
 	if w != nil {

@@ -215,6 +215,10 @@ func (p *Platform) record(ctx context.Context, tx *sql.Tx, group, typ string, da
 type Recorded struct {
 	Group string `json:"group"`
 	ID    int64  `json:"id"`
+	// Epoch and Offset are the event's position when its write numbered
+	// it (SQLite); on PostgreSQL the relay does, and Offset is 0.
+	Epoch  string `json:"-"`
+	Offset int64  `json:"-"`
 }
 
 // recordAt is record, returning the event's id.
@@ -249,6 +253,7 @@ func (p *Platform) recordAt(ctx context.Context, tx *sql.Tx, group, typ string, 
 	if m, ok := p.touched.Load(tx); ok {
 		*m.(*uint64) |= 1 << part
 	}
+	rec.Epoch, rec.Offset = epoch, off
 	return rec, nil
 }
 
