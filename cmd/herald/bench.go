@@ -80,6 +80,7 @@ Examples:
   herald bench publish --spawn --conns 1000 --batches 1,10,100 --rate 50
   herald bench django --spawn --server daphne --conns 100 --steps 50,200
   herald bench writes --spawn --procs 3 --serve-args '--db postgres://… --layer redis://…'
+  herald bench idle --spawn --procs 6 --generators 6 --conns 100000 --serve-args '--db postgres://… --layer redis://…'
 
 Run 'herald bench <scenario> --help' for the flags, with that scenario's defaults.
 `

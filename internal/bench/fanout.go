@@ -56,9 +56,11 @@ type FanoutStep struct {
 	Pass      bool            `json:"pass"`
 	ServerCPU *ProcessFigures `json:"server_cpu,omitempty"`
 	BenchCPU  *ProcessFigures `json:"bench_cpu,omitempty"`
-	// RedisCPU is the channel layer's Redis's, with one.
-	RedisCPU *ProcessFigures `json:"redis_cpu,omitempty"`
-	Errors   []string        `json:"errors,omitempty"`
+	// RedisCPU is the channel layer's Redis's, with one; PostgresCPU is
+	// every postgres process's on this machine.
+	RedisCPU    *ProcessFigures `json:"redis_cpu,omitempty"`
+	PostgresCPU *ProcessFigures `json:"postgres_cpu,omitempty"`
+	Errors      []string        `json:"errors,omitempty"`
 }
 
 // FanoutFigures is the fanout scenario's outcome.
@@ -335,7 +337,7 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 	}
 	codes0 := fo.closeCodes()
 	padding := fillText(pad)
-	srvCPU, benchCPU, redisCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx)
+	srvCPU, benchCPU, redisCPU, pgCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx), startPostgresCPU()
 
 	e.profile(ctx, fmt.Sprintf("cpu-step%d-%gps.pprof", si+1, rate), dur)
 	start := time.Now()
@@ -438,7 +440,7 @@ schedule:
 	res.DrainS = round3(time.Since(drainStart).Seconds())
 	res.BenchCPU = benchCPU.stop()
 	res.ServerCPU = srvCPU.stop()
-	res.RedisCPU = redisCPU.stop()
+	res.RedisCPU, res.PostgresCPU = redisCPU.stop(), pgCPU.stop()
 	res.Expected = want
 	res.Delivered = want - res.Lost
 	res.Duplicates = st.dups.Load()
@@ -590,6 +592,12 @@ func stepLine(si, n int, st FanoutStep) string {
 	}
 	if st.BenchCPU != nil {
 		s += fmt.Sprintf(", bench %.2f cores, machine %.2f of %d cores busy", st.BenchCPU.Cores, st.BenchCPU.MachineCores, runtime.NumCPU())
+	}
+	if st.RedisCPU != nil {
+		s += fmt.Sprintf("; Redis %.3f cores", st.RedisCPU.Cores)
+	}
+	if st.PostgresCPU != nil {
+		s += fmt.Sprintf(", PostgreSQL %.2f cores", st.PostgresCPU.Cores)
 	}
 	return s
 }

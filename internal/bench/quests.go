@@ -60,6 +60,7 @@ type QuestFigures struct {
 	RedisBefore *RedisInfo      `json:"redis_before,omitempty"`
 	RedisAfter  *RedisInfo      `json:"redis_after,omitempty"`
 	RedisCPU    *ProcessFigures `json:"redis_cpu,omitempty"`
+	PostgresCPU *ProcessFigures `json:"postgres_cpu,omitempty"` // every postgres process's on this machine
 }
 
 // questFlow matches quest events to the writes that caused them.
@@ -419,7 +420,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	}
 	status := make([]string, len(users)) // last status set
 	next := 0
-	srvCPU, benchCPU, redisCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx)
+	srvCPU, benchCPU, redisCPU, pgCPU := e.serverCPU(), e.benchCPU(), e.redisCPU(ctx), startPostgresCPU()
 	e.profile(ctx, "cpu-writes.pprof", o.Duration.D())
 	q.writeLoop(ctx, f, o.Rate, o.Duration.D(), func() func() error {
 		for tries := 0; tries < len(users); tries++ {
@@ -451,7 +452,7 @@ func (e *env) runPersonal(ctx context.Context) error {
 	q.finish(ctx, f)
 	f.BenchCPU = benchCPU.stop()
 	f.ServerCPU = srvCPU.stop()
-	f.RedisCPU = redisCPU.stop()
+	f.RedisCPU, f.PostgresCPU = redisCPU.stop(), pgCPU.stop()
 	if e.gen != nil {
 		if reps, err := e.gen.call(ctx, genReq{Op: "codes"}, 0); err == nil {
 			for _, r := range reps {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -82,4 +83,54 @@ func (e *env) redisCPU(ctx context.Context) cpuMeter {
 		return cpuMeter{}
 	}
 	return startCPU(ri.PID)
+}
+
+// postgresMeter measures the CPU of this machine's PostgreSQL processes
+// (every process named postgres: the postmaster, its background workers
+// and the backends of every client), which backends coming and going
+// during the measurement do not spoil: a process seen only at the end
+// counts all its CPU, one gone by then counts until its last reading.
+type postgresMeter struct {
+	cpu0  map[int]time.Duration
+	wall0 time.Time
+}
+
+func startPostgresCPU() *postgresMeter {
+	return &postgresMeter{cpu0: postgresCPU(), wall0: time.Now()}
+}
+
+func (m *postgresMeter) stop() *ProcessFigures {
+	if m == nil || len(m.cpu0) == 0 {
+		return nil
+	}
+	var d time.Duration
+	now := postgresCPU()
+	for pid, c := range now {
+		d += c - m.cpu0[pid]
+	}
+	wall := time.Since(m.wall0).Seconds()
+	return &ProcessFigures{CPUSecs: round3(d.Seconds()), WallSecs: round3(wall), Cores: round3(d.Seconds() / max(wall, 1e-3))}
+}
+
+// postgresCPU is the CPU time of each process named postgres.
+func postgresCPU() map[int]time.Duration {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := map[int]time.Duration{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		if c, err := CPUTime(pid); err == nil {
+			out[pid] = c
+		}
+	}
+	return out
 }

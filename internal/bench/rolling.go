@@ -16,10 +16,14 @@ import (
 
 // RestartFigures is the idle scenario's rolling restart (--restart): every
 // spawned process is stopped (SIGTERM) and started again in turn while
-// the idle v2 clients are connected. A dropped client comes back after a
-// random 0–1 s, to the next process in rotation (as a load balancer
-// would send it), resuming its campaign group from the last event it read;
-// comments posted while a process is down must reach every client once.
+// the idle v2 clients are connected. A dropped client comes back as
+// @herald/client does (full-jitter exponential backoff: the n-th attempt
+// after a random 0 to min(30 s, 500 ms·2^n)), to the next process in
+// rotation (as a load balancer would send it), resuming its campaign group
+// from the last event it read; comments posted while a process is down
+// must reach every client once. A client goes to the process it holds the
+// fewest connections to among those not refusing lately, as nginx's
+// least_conn with passive checks does (deploy/nginx.conf).
 type RestartFigures struct {
 	Processes int `json:"processes"`
 	Clients   int `json:"clients"`
@@ -69,23 +73,44 @@ type rollClients struct {
 	pos     *v2handler
 	seen    [][]atomic.Uint64 // bit s: comment "rr s" received
 	up      []atomic.Bool
+	ever    []atomic.Bool // connected at least once: owed every comment
 	clients []atomic.Pointer[client]
 	dups    atomic.Int64
 	recon   atomic.Int64
-	next    atomic.Uint64 // target rotation of reconnects
+	tgt     []atomic.Int32 // target of each client's connection
+	perTgt  []atomic.Int64 // this generator's connections open to each target
+	down    []atomic.Int64 // unix ns until which a target that refused is avoided
 	halt    atomic.Bool
 	wg      sync.WaitGroup
 }
 
 func newRollClients(ctx context.Context, e *env, s genSpec) *rollClients {
 	r := &rollClients{ctx: ctx, e: e, base: s.Path, pos: &v2handler{pos: make([]v2pos, s.N), group: s.Group},
-		seen: make([][]atomic.Uint64, s.N), up: make([]atomic.Bool, s.N), clients: make([]atomic.Pointer[client], s.N)}
+		seen: make([][]atomic.Uint64, s.N), up: make([]atomic.Bool, s.N), ever: make([]atomic.Bool, s.N), clients: make([]atomic.Pointer[client], s.N)}
 	words := (max(s.MaxSeq, 1) + 63) / 64
 	for i := range r.seen {
 		r.seen[i] = make([]atomic.Uint64, words)
 	}
-	r.next.Store(uint64(s.Offset))
+	n := len(e.targets)
+	r.tgt, r.perTgt, r.down = make([]atomic.Int32, s.N), make([]atomic.Int64, n), make([]atomic.Int64, n)
+	for i := range r.tgt {
+		r.tgt[i].Store(int32((s.Offset + i) % n)) // as the dialer chooses
+	}
 	return r
+}
+
+// pick is the target with the fewest of this generator's connections
+// among those not avoided.
+func (r *rollClients) pick() int {
+	now := time.Now().UnixNano()
+	best, bestUp := -1, false
+	for t := range r.perTgt {
+		up := r.down[t].Load() < now
+		if best < 0 || (up && !bestUp) || (up == bestUp && r.perTgt[t].Load() < r.perTgt[best].Load()) {
+			best, bestUp = t, up
+		}
+	}
+	return best
 }
 
 // path is client i's path: v=2, and its resume position once it has one.
@@ -104,6 +129,8 @@ func (r *rollClients) connected(clients []*client) {
 		if c != nil {
 			r.clients[i].Store(c)
 			r.up[i].Store(true)
+			r.ever[i].Store(true)
+			r.perTgt[r.tgt[i].Load()].Add(1)
 		}
 	}
 }
@@ -130,6 +157,7 @@ func (r *rollClients) message(c *client, head []byte, n int) {
 
 func (r *rollClients) closed(c *client, code int, err error) {
 	r.up[c.id].Store(false)
+	r.perTgt[r.tgt[c.id].Load()].Add(-1)
 	if c.shut.Load() || r.halt.Load() {
 		return
 	}
@@ -137,18 +165,24 @@ func (r *rollClients) closed(c *client, code int, err error) {
 	go r.reconnect(int(c.id))
 }
 
-// reconnect brings client i back: after a random 0–1 s, then backing off
-// from 250 ms to 2 s between attempts, each to the next target in turn.
+// reconnect brings client i back, each attempt to the next target in
+// turn, waiting before each as @herald/client's Backoff does.
 func (r *rollClients) reconnect(i int) {
 	defer r.wg.Done()
-	wait := time.Duration(rand.Int64N(int64(time.Second)))
 	for attempt := 0; ; attempt++ {
-		if sleep(r.ctx, wait) != nil || r.halt.Load() {
+		window := min(30*time.Second, 500*time.Millisecond<<min(attempt, 6))
+		if sleep(r.ctx, time.Duration(rand.Int64N(int64(window)))) != nil || r.halt.Load() {
 			return
 		}
-		t := int(r.next.Add(1) % uint64(len(r.e.targets)))
+		t := r.pick()
+		r.perTgt[t].Add(1) // counted while connecting, as least_conn does
 		c, err := r.e.dial.dialTarget(t, r.path(i), i, r)
+		if err != nil {
+			r.perTgt[t].Add(-1)
+			r.down[t].Store(time.Now().Add(2 * time.Second).UnixNano())
+		}
 		if err == nil {
+			r.tgt[i].Store(int32(t))
 			r.clients[i].Store(c)
 			r.up[i].Store(true)
 			r.recon.Add(1)
@@ -158,7 +192,6 @@ func (r *rollClients) reconnect(i int) {
 			}
 			return
 		}
-		wait = min(2*time.Second, 250*time.Millisecond<<min(attempt, 4)) + time.Duration(rand.Int64N(int64(250*time.Millisecond)))
 	}
 }
 
@@ -166,6 +199,9 @@ func (r *rollClients) reconnect(i int) {
 func (r *rollClients) status(posted int) genReply {
 	var rep genReply
 	for i := range r.seen {
+		if !r.ever[i].Load() {
+			continue
+		}
 		up := r.up[i].Load()
 		if up {
 			rep.Up++
@@ -262,9 +298,13 @@ func (e *env) rollingRestart(ctx context.Context, f *RestartFigures, campaign in
 		st := RestartStep{Process: k + 1}
 		t0 := time.Now()
 		s := e.cluster.servers[k]
+		e.setPhase(fmt.Sprintf("restart %d/%d", k+1, n), func() string {
+			return fmt.Sprintf("restart %d/%d: %.0fs since the SIGTERM", k+1, n, time.Since(t0).Seconds())
+		})
 		if err := s.stop(o.Out); err != nil { // its log is kept
 			e.note("restart of process %d: it stopped with %v", k+1, err)
 		}
+		s.done <- nil // stopped: stopping the cluster finds it so if the restart fails
 		st.StoppedS = round3(time.Since(t0).Seconds())
 		for range o.Missed {
 			if err := post((k + 1) % n); err != nil {

@@ -103,6 +103,13 @@ func (e *env) summary() {
 		if f.ServerCPU != nil {
 			w("CPU during the writes: server %.2f cores, bench %.2f cores, machine %.2f cores busy", f.ServerCPU.Cores, coresOf(f.BenchCPU), machineOf(f.BenchCPU))
 		}
+		if f.RedisCPU != nil || f.PostgresCPU != nil {
+			w("and Redis %.3f cores, PostgreSQL %.2f cores", coresOf(f.RedisCPU), coresOf(f.PostgresCPU))
+		}
+		if f.RedisBefore != nil && f.RedisAfter != nil {
+			w("Redis with the users connected: %d pub/sub channels (%+d), used_memory %+d bytes", f.RedisAfter.PubsubChannels,
+				f.RedisAfter.PubsubChannels-f.RedisBefore.PubsubChannels, f.RedisAfter.UsedBytes-f.RedisBefore.UsedBytes)
+		}
 	case r.Resume != nil:
 		f := r.Resume
 		w("mode: %s", f.Mode)
