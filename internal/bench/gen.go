@@ -102,6 +102,11 @@ type genReply struct {
 	Current    int64 `json:"current,omitempty"`
 	Missing    int64 `json:"missing,omitempty"`
 	Reconnects int64 `json:"reconnects,omitempty"`
+	// of those up and missing comments: no subscribed message since they
+	// connected, told recovered:false, sent a snapshot
+	Unsubscribed int64 `json:"unsubscribed,omitempty"`
+	NotRecovered int64 `json:"not_recovered,omitempty"`
+	Snapshots    int64 `json:"snapshots,omitempty"`
 	// receipt
 	Conn int32  `json:"conn,omitempty"`
 	At   int64  `json:"at,omitempty"`

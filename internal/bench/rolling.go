@@ -58,6 +58,12 @@ type RestartTally struct {
 	Missing    int64 `json:"missing"`
 	Duplicates int64 `json:"duplicates"`
 	Reconnects int64 `json:"reconnects"`
+	// Of the clients connected but missing comments: those not told
+	// subscribed since they connected, those told recovered:false, and
+	// those sent a campaign_data snapshot since the phase began.
+	Unsubscribed int64 `json:"unsubscribed,omitempty"`
+	NotRecovered int64 `json:"not_recovered,omitempty"`
+	Snapshots    int64 `json:"snapshots,omitempty"`
 }
 
 // rollTag starts the restart phase's comments: "rr <sequence>".
@@ -81,6 +87,7 @@ type rollClients struct {
 	perTgt  []atomic.Int64 // this generator's connections open to each target
 	down    []atomic.Int64 // unix ns until which a target that refused is avoided
 	halt    atomic.Bool
+	mu      sync.Mutex // orders wg.Add after halt against stop's Wait
 	wg      sync.WaitGroup
 }
 
@@ -158,7 +165,12 @@ func (r *rollClients) message(c *client, head []byte, n int) {
 func (r *rollClients) closed(c *client, code int, err error) {
 	r.up[c.id].Store(false)
 	r.perTgt[r.tgt[c.id].Load()].Add(-1)
-	if c.shut.Load() || r.halt.Load() {
+	if c.shut.Load() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.halt.Load() {
 		return
 	}
 	r.wg.Add(1)
@@ -174,6 +186,8 @@ func (r *rollClients) reconnect(i int) {
 		if sleep(r.ctx, time.Duration(rand.Int64N(int64(window)))) != nil || r.halt.Load() {
 			return
 		}
+		r.pos.pos[i].subAt.Store(0) // a subscribed message of this connection is awaited
+		r.pos.pos[i].recovered.Store(false)
 		t := r.pick()
 		r.perTgt[t].Add(1) // counted while connecting, as least_conn does
 		c, err := r.e.dial.dialTarget(t, r.path(i), i, r)
@@ -216,6 +230,17 @@ func (r *rollClients) status(posted int) genReply {
 		if up && missing == 0 {
 			rep.Current++
 		}
+		if p := &r.pos.pos[i]; up && missing > 0 {
+			switch {
+			case p.subAt.Load() == 0:
+				rep.Unsubscribed++
+			case !p.recovered.Load():
+				rep.NotRecovered++
+			}
+			if p.snapshots.Load() > 0 {
+				rep.Snapshots++
+			}
+		}
 	}
 	rep.Dups, rep.Reconnects = r.dups.Load(), r.recon.Load()
 	return rep
@@ -223,7 +248,9 @@ func (r *rollClients) status(posted int) genReply {
 
 // stop ends the reconnecting and waits for the attempts in flight.
 func (r *rollClients) stop() {
+	r.mu.Lock()
 	r.halt.Store(true)
+	r.mu.Unlock()
 	r.wg.Wait()
 }
 
@@ -246,6 +273,9 @@ func (e *env) rollTally(ctx context.Context, posted int) (RestartTally, error) {
 		t.Missing += r.Missing
 		t.Duplicates += r.Dups
 		t.Reconnects += r.Reconnects
+		t.Unsubscribed += r.Unsubscribed
+		t.NotRecovered += r.NotRecovered
+		t.Snapshots += r.Snapshots
 	}
 	return t, err
 }
@@ -350,7 +380,11 @@ func tallyLine(currentS float64, t RestartTally, clients int) string {
 	case currentS == 0:
 		s = fmt.Sprintf("only %d/%d clients current; ", t.Current, clients)
 	}
-	return s + fmt.Sprintf("%d up, %d comments missing, %d duplicates, %d reconnects so far", t.Up, t.Missing, t.Duplicates, t.Reconnects)
+	s += fmt.Sprintf("%d up, %d comments missing, %d duplicates, %d reconnects so far", t.Up, t.Missing, t.Duplicates, t.Reconnects)
+	if t.Unsubscribed+t.NotRecovered+t.Snapshots > 0 {
+		s += fmt.Sprintf(" (of the clients up and missing comments: %d not told subscribed, %d told recovered:false, %d sent a snapshot)", t.Unsubscribed, t.NotRecovered, t.Snapshots)
+	}
+	return s
 }
 
 // restartServer starts the stopped server s again with the same command
