@@ -87,12 +87,13 @@ type rollClients struct {
 	perTgt  []atomic.Int64 // this generator's connections open to each target
 	down    []atomic.Int64 // unix ns until which a target that refused is avoided
 	halt    atomic.Bool
-	mu      sync.Mutex // orders wg.Add after halt against stop's Wait
+	halted  chan struct{} // closed with halt: wakes the reconnects' waits
+	mu      sync.Mutex    // orders wg.Add after halt against stop's Wait
 	wg      sync.WaitGroup
 }
 
 func newRollClients(ctx context.Context, e *env, s genSpec) *rollClients {
-	r := &rollClients{ctx: ctx, e: e, base: s.Path, pos: &v2handler{pos: make([]v2pos, s.N), group: s.Group},
+	r := &rollClients{ctx: ctx, e: e, base: s.Path, halted: make(chan struct{}), pos: &v2handler{pos: make([]v2pos, s.N), group: s.Group},
 		seen: make([][]atomic.Uint64, s.N), up: make([]atomic.Bool, s.N), ever: make([]atomic.Bool, s.N), clients: make([]atomic.Pointer[client], s.N)}
 	words := (max(s.MaxSeq, 1) + 63) / 64
 	for i := range r.seen {
@@ -183,20 +184,27 @@ func (r *rollClients) reconnect(i int) {
 	defer r.wg.Done()
 	for attempt := 0; ; attempt++ {
 		window := min(30*time.Second, 500*time.Millisecond<<min(attempt, 6))
-		if sleep(r.ctx, time.Duration(rand.Int64N(int64(window)))) != nil || r.halt.Load() {
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(window))))
+		select {
+		case <-t.C:
+		case <-r.halted:
+		case <-r.ctx.Done():
+		}
+		t.Stop()
+		if r.halt.Load() || r.ctx.Err() != nil {
 			return
 		}
 		r.pos.pos[i].subAt.Store(0) // a subscribed message of this connection is awaited
 		r.pos.pos[i].recovered.Store(false)
-		t := r.pick()
-		r.perTgt[t].Add(1) // counted while connecting, as least_conn does
-		c, err := r.e.dial.dialTarget(t, r.path(i), i, r)
+		to := r.pick()
+		r.perTgt[to].Add(1) // counted while connecting, as least_conn does
+		c, err := r.e.dial.dialTarget(to, r.path(i), i, r)
 		if err != nil {
-			r.perTgt[t].Add(-1)
-			r.down[t].Store(time.Now().Add(2 * time.Second).UnixNano())
+			r.perTgt[to].Add(-1)
+			r.down[to].Store(time.Now().Add(2 * time.Second).UnixNano())
 		}
 		if err == nil {
-			r.tgt[i].Store(int32(t))
+			r.tgt[i].Store(int32(to))
 			r.clients[i].Store(c)
 			r.up[i].Store(true)
 			r.recon.Add(1)
@@ -249,7 +257,9 @@ func (r *rollClients) status(posted int) genReply {
 // stop ends the reconnecting and waits for the attempts in flight.
 func (r *rollClients) stop() {
 	r.mu.Lock()
-	r.halt.Store(true)
+	if !r.halt.Swap(true) {
+		close(r.halted)
+	}
 	r.mu.Unlock()
 	r.wg.Wait()
 }
