@@ -60,6 +60,7 @@ const (
 	badRequest  = http.StatusBadRequest
 	unauth      = http.StatusUnauthorized
 	forbidden   = http.StatusForbidden
+	conflict    = http.StatusConflict
 	notFound    = http.StatusNotFound
 	notAllowed  = http.StatusMethodNotAllowed
 	tooLarge    = http.StatusRequestEntityTooLarge
@@ -231,12 +232,20 @@ func httpCases() []hcase {
 
 	// Methods.
 	for _, m := range []struct{ method, path string }{
-		{"TRACE", "/api/campaigns/"}, {"PUT", "/api/campaigns/1/"}, {"DELETE", "/api/campaigns/1/"}, {"PATCH", "/api/campaigns/"},
+		{"TRACE", "/api/campaigns/"}, {"PUT", "/api/campaigns/1/"}, {"DELETE", "/api/campaigns/"}, {"PATCH", "/api/campaigns/"},
 		{"POST", "/api/campaigns/1/"}, {"DELETE", "/api/auth/me/"}, {"BREW", "/api/campaigns/"}, {"PUT", "/api/quests/1/"},
 		{"POST", "/api/schema/"}, {"GET", "/api/auth/token/"},
 	} {
 		add(m.method+" "+m.path, codes(notAllowed), func(f fixture) req { return req{method: m.method, path: m.path, bearer: f.alice} })
 	}
+	// Campaign 1 is alice's, with contributions: bob may not delete it,
+	// and alice may not while it holds other people's money.
+	add("DELETE someone else's campaign", codes(forbidden), func(f fixture) req {
+		return req{method: "DELETE", path: "/api/campaigns/1/", bearer: f.bob}
+	})
+	add("DELETE a campaign with contributions", codes(conflict), func(f fixture) req {
+		return req{method: "DELETE", path: "/api/campaigns/1/", bearer: f.alice}
+	})
 	add("OPTIONS /api/campaigns/", codes(noContent, ok), func(fixture) req { return req{method: "OPTIONS", path: "/api/campaigns/"} })
 	add("HEAD /api/campaigns/", codes(ok), func(fixture) req { return req{method: "HEAD", path: "/api/campaigns/"} })
 	hcs = append(hcs,
