@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -121,6 +122,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) error {
 	if ok, wait := s.publishLimit.take(key.ID, len(events)); !ok {
 		return throttled(w, wait, fmt.Sprintf("this API key published more than %s events a second", strconv.FormatFloat(s.publishLimit.rate, 'f', -1, 64)))
 	}
+	// Before the commit: the relay may number the events before this
+	// waits for them, and is to keep what it tells meanwhile.
+	defer s.waiters.begin()()
 	recs, err := s.p.RecordExternalBatch(r.Context(), events)
 	if err != nil {
 		return err
@@ -207,6 +211,11 @@ func (s *Server) Numbered(id int64, group, epoch string, offset int64) {
 // positionWaiters are the publishes waiting for their events' positions,
 // by outbox id.
 type positionWaiters struct {
+	// active counts the publishes between their commit's start and their
+	// answer: while none is, numbered returns at once, so every other
+	// event the relay numbers costs one atomic load here.
+	active atomic.Int64
+
 	mu   sync.Mutex
 	byID map[int64]*positionWaiter
 	// recent are the last recentNumbered positions nobody waited for: a
@@ -225,6 +234,12 @@ const recentNumbered = 4096
 type positionWaiter struct {
 	got  map[int64]platform.Position // guarded by positionWaiters.mu
 	wake chan struct{}               // signalled (buffer 1) when got grows
+}
+
+// begin marks a publish as under way until the returned func is called.
+func (ws *positionWaiters) begin() (end func()) {
+	ws.active.Add(1)
+	return func() { ws.active.Add(-1) }
 }
 
 func (ws *positionWaiters) add(ids []int64) *positionWaiter {
@@ -265,6 +280,9 @@ func (ws *positionWaiters) take(w *positionWaiter) map[int64]platform.Position {
 }
 
 func (ws *positionWaiters) numbered(id int64, pos platform.Position) {
+	if ws.active.Load() == 0 {
+		return
+	}
 	ws.mu.Lock()
 	w := ws.byID[id]
 	if w != nil {

@@ -10,6 +10,7 @@ import (
 // the publish finds it when it starts waiting.
 func TestPositionToldBeforeTheWait(t *testing.T) {
 	var ws positionWaiters
+	defer ws.begin()()
 	early := platform.Position{Group: "campaign_1", Epoch: "e", Offset: 7}
 	ws.numbered(41, early)
 	w := ws.add([]int64{41, 42})
@@ -29,6 +30,7 @@ func TestPositionToldBeforeTheWait(t *testing.T) {
 // oldest goes when it is full, so its memory is bounded.
 func TestRecentPositionsAreBounded(t *testing.T) {
 	var ws positionWaiters
+	defer ws.begin()()
 	for id := range int64(3 * recentNumbered) {
 		ws.numbered(id+1, platform.Position{Group: "user_1", Epoch: "e", Offset: id + 1})
 	}
@@ -42,5 +44,19 @@ func TestRecentPositionsAreBounded(t *testing.T) {
 	}
 	if ws.byID[1] != w {
 		t.Fatal("a position pushed out of the ring is not waited for")
+	}
+}
+
+// While no publish is under way, what the relay numbers is not kept: the
+// relay tells every event, and the hot path pays one atomic load.
+func TestNothingKeptWithoutAPublish(t *testing.T) {
+	var ws positionWaiters
+	ws.numbered(1, platform.Position{Group: "user_1", Epoch: "e", Offset: 1})
+	end := ws.begin()
+	ws.numbered(2, platform.Position{Group: "user_1", Epoch: "e", Offset: 2})
+	end()
+	ws.numbered(3, platform.Position{Group: "user_1", Epoch: "e", Offset: 3})
+	if _, ok := ws.recent[2]; len(ws.recent) != 1 || !ok {
+		t.Fatalf("kept %v; want only what was told during the publish", ws.recent)
 	}
 }
