@@ -132,7 +132,11 @@ func (c *Consumers) followQuest(ctx context.Context, conn *realtime.Conn, questI
 	}
 	if _, err := c.hub.JoinFromWith(ctx, conn, group, position{}, c.tell(conn, group, nil)); err != nil &&
 		!errors.Is(err, realtime.ErrAlreadyJoined) && !errors.Is(err, realtime.ErrClosed) {
-		c.log.Error("realtime: follow new quest", "group", group, "err", err)
+		// Without the quest's events the connection would go on as if it
+		// had them all; closed, the client connects again and joins the
+		// quest with its other groups.
+		c.logFailure("follow new quest", err, "group", group)
+		conn.Close(realtime.CloseInternalError, "cannot join "+group)
 	}
 }
 

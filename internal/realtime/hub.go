@@ -316,7 +316,9 @@ type Catchup struct {
 }
 
 // JoinFromWith is JoinFrom from position from, with cu run while the live
-// events are held.
+// events are held. On an error c is not in group and no event of it was
+// queued: the caller closes the connection, and the client resumes from
+// where it stood.
 func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from layer.Position, cu Catchup) (recovered bool, err error) {
 	if c.InGroup(group) {
 		return false, fmt.Errorf("realtime: resume %q: %w", group, ErrAlreadyJoined)
@@ -332,13 +334,13 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 	}
 	if cu.Joined != nil {
 		if err := cu.Joined(ctx); err != nil {
-			h.unhold(c, hd, keepNone, layer.Position{})
+			h.abandon(ctx, c, hd)
 			return false, fmt.Errorf("realtime: join %q: %w", group, err)
 		}
 	}
 	msgs, ok, err := h.layer.History(ctx, group, from.Offset, from.Epoch)
 	if err != nil {
-		h.unhold(c, hd, keepAll, layer.Position{})
+		h.abandon(ctx, c, hd)
 		return false, fmt.Errorf("realtime: history of %q: %w", group, err)
 	}
 	if ok && h.observe != nil {
@@ -361,7 +363,7 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 	case cu.Fresh != nil:
 		p, err := cu.Fresh(ctx)
 		if err != nil {
-			h.unhold(c, hd, keepNone, layer.Position{})
+			h.abandon(ctx, c, hd)
 			return false, fmt.Errorf("realtime: fresh state for %q: %w", group, err)
 		}
 		h.unhold(c, hd, keepNewer, p)
@@ -369,6 +371,18 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 		h.unhold(c, hd, keepAll, layer.Position{})
 	}
 	return ok, nil
+}
+
+// abandon ends a join that failed after c became a member of hd's group:
+// c leaves the group, then what was held is dropped. Every live event
+// comes after the gap the join was to fill, so none may reach the client:
+// it would resume from past the gap once its caller closes it. ctx may be
+// the one that expired; leaving does not depend on it.
+func (h *Hub) abandon(ctx context.Context, c *Conn, hd *hold) {
+	if err := h.Leave(context.WithoutCancel(ctx), c, hd.group); err != nil {
+		h.log.Warn("realtime: leave a group after a failed join", "group", hd.group, "err", err)
+	}
+	h.unhold(c, hd, keepNone, layer.Position{})
 }
 
 // replay queues history, the events of hd's group after from, ahead of what

@@ -534,6 +534,69 @@ func TestJoinFromOutsideWindow(t *testing.T) {
 	}
 }
 
+// failingHistory is a memory layer whose History first runs during (while
+// the join holds the group's live events) and then fails.
+type failingHistory struct {
+	*layer.Memory
+	during func()
+}
+
+func (l *failingHistory) History(ctx context.Context, group string, since uint64, epoch string) ([]layer.Message, bool, error) {
+	l.during()
+	return nil, false, errors.New("history unreadable")
+}
+
+// TestJoinFromHistoryFailureQueuesNothing: when the missed events cannot be
+// read, the join fails and its caller closes the connection; the live
+// events held meanwhile must not reach the client ahead of the close; they
+// come after the gap, so a client would resume from past it and never get
+// the events it missed.
+func TestJoinFromHistoryFailureQueuesNothing(t *testing.T) {
+	ctx := context.Background()
+	var h *Hub
+	var fl *failingHistory
+	h, err := NewHub(HubOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, func(deliver func(layer.Message)) (layer.Layer, error) {
+		fl = &failingHistory{Memory: layer.NewMemory(deliver, layer.MemoryOptions{})}
+		return fl, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	for i := range 5 {
+		if _, err := h.Publish(ctx, "g", "t", fmt.Appendf(nil, `%d`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fl.during = func() {
+		// Published while the join holds the group: offset 6, past the
+		// client's gap (2 to 5).
+		if _, err := h.Publish(ctx, "g", "t", []byte(`"live"`)); err != nil {
+			t.Error(err)
+		}
+	}
+	_, epoch, err := fl.Position(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr nopTransport
+	c := h.Attach(ConnConfig{Version: 2}, &tr).Conn()
+	if _, err := h.JoinFrom(ctx, c, "g", 1, epoch); err == nil {
+		t.Fatal("JoinFrom succeeded with an unreadable history")
+	}
+	// Nor what is published before the caller gets to close it.
+	if _, err := h.Publish(ctx, "g", "t", []byte(`"later"`)); err != nil {
+		t.Fatal(err)
+	}
+	if c.InGroup("g") {
+		t.Error("still a member of the group after a failed join")
+	}
+	c.Close(CloseInternalError, "cannot join g")
+	if got := payloads(t, c); len(got) != 1 || got[0] != "close 1011 cannot join g" {
+		t.Fatalf("frames after a failed join: %q, want only the close", got)
+	}
+}
+
 func TestHubObserveAndMembers(t *testing.T) {
 	ctx := context.Background()
 	var seen []string
