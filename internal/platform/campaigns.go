@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/heraldhq/herald/internal/money"
+	"github.com/heraldhq/herald/internal/store"
 )
 
 // Campaign statuses.
@@ -290,16 +291,47 @@ func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, cam
 	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForUpdate())
 }
 
-// campaignForNewChild is campaignForWrite for adding an object whose event
-// is independent of its siblings' (a comment, an update, a release): the
-// row is share-locked, so such writes to one campaign commit side by side
-// (on PostgreSQL, in one flush to disk) instead of one after another, while
-// a change to the campaign itself or to an existing object still waits for
-// them. Their events may be numbered in another order than their commits;
-// each is still published once, and no client state depends on the order
-// of two new objects.
-func (p *Platform) campaignForNewChild(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
-	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForShare())
+// campaignForNewChild checks, for adding an object whose event is
+// independent of its siblings' (a comment, an update, a release), that
+// userID may add to campaignID (it exists, is not someone else's draft;
+// with ownerOnly, is theirs) and share-locks its row: such writes to one
+// campaign commit side by side (on PostgreSQL, in one flush to disk)
+// instead of one after another, while a change to the campaign itself or
+// to an existing object still waits for them. Their events may be
+// numbered in another order than their commits; each is still published
+// once, and no client state depends on the order of two new objects. One
+// statement, which also reads userID's username for the new object.
+func (p *Platform) campaignForNewChild(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (newChild, error) {
+	lock := ""
+	if p.db.Dialect == store.Postgres {
+		// The campaign's row only: the user's is not changed by the write.
+		lock = " FOR SHARE OF c"
+	}
+	var ch newChild
+	var owner int64
+	err := tx.QueryRowContext(ctx, `SELECT c.owner_id, c.status, u.username FROM campaigns c JOIN users u ON u.id = $2
+		WHERE c.id = $1 AND c.deleted_at IS NULL`+lock, campaignID, userID).Scan(&owner, &ch.Status, &ch.Author.Username)
+	if errors.Is(err, sql.ErrNoRows) {
+		return newChild{}, notFound("campaign")
+	}
+	if err != nil {
+		return newChild{}, fmt.Errorf("lock campaign %d: %w", campaignID, err)
+	}
+	if ch.Status == CampaignDraft && owner != userID {
+		return newChild{}, notFound("campaign")
+	}
+	if ownerOnly && owner != userID {
+		return newChild{}, forbidden("only the campaign's owner may do this")
+	}
+	ch.Author.ID = userID
+	return ch, nil
+}
+
+// newChild is what campaignForNewChild found: the campaign's status and
+// the new object's author.
+type newChild struct {
+	Status string
+	Author UserRef
 }
 
 func (p *Platform) lockCampaign(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool, lock string) (Campaign, error) {

@@ -127,6 +127,11 @@ func TestWritesRecordTheirEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A new comment is not read back: what the write built is what a
+		// read finds, author's name included.
+		if got, err := p.Comment(ctx, 0, cid, com.ID); err != nil || jsonOf(t, got) != jsonOf(t, com) || com.User.Username != "fan" {
+			t.Errorf("read new comment %s; the write said %s (%v)", jsonOf(t, got), jsonOf(t, com), err)
+		}
 		rel, err := p.CreateRelease(ctx, owner, cid, platform.ReleaseInput{Version: ptr("1.0"), Title: ptr("One")})
 		if err != nil {
 			t.Fatal(err)

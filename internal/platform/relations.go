@@ -261,9 +261,7 @@ func (p *Platform) PostComment(ctx context.Context, userID, campaignID int64, in
 			campaignID, userID, content, now).Scan(&id); err != nil {
 			return fmt.Errorf("comment on campaign %d: %w", campaignID, err)
 		}
-		if c, err = scanComment(tx.QueryRowContext(ctx, commentSelect+" WHERE x.id = $1", id)); err != nil {
-			return fmt.Errorf("comment on campaign %d: reload: %w", campaignID, err)
-		}
+		c = Comment{ID: id, Campaign: campaignID, User: camp.Author, Content: content, CreatedAt: Time{now}, UpdatedAt: Time{now}}
 		return p.record(ctx, tx, CampaignGroup(campaignID), EventComment, c)
 	})
 	return c, err
