@@ -102,3 +102,78 @@ func TestCampaignStateAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// A campaign deleted through one process closes its room on another: every
+// viewer there, signed in (v2), anonymous (v1), the owner too, and an event
+// stream, is told not_found and closed with 4404; connecting again finds
+// nothing on either process, and its REST detail answers 404 everywhere.
+func TestCampaignDeletedAcrossProcesses(t *testing.T) {
+	const wait = 10 * time.Second
+	d := deploy(t, 2, "")
+	a, b := d.procs[0], d.procs[1]
+	owner := d.user(a, "alice")
+	fan := d.user(b, "bob")
+	camp := d.campaign(a, owner)
+	if _, err := comment(b, fan, camp, "before the end"); err != nil {
+		t.Fatal(err)
+	}
+	room := fmt.Sprintf("/ws/campaign/%d/", camp)
+	dial := func(p *proc, query string) *testenv.WSClient {
+		t.Helper()
+		c := testenv.MustDialWS(t, p.ws(room+query), nil)
+		c.Ignore = []string{"presence"}
+		return c
+	}
+	viewers := map[string]*testenv.WSClient{
+		"viewer": dial(b, "?v=2&token="+fan), "anonymous": dial(b, ""), "owner": dial(b, "?v=2&token="+owner),
+	}
+	for name, c := range viewers {
+		if ev := c.NextEvent(wait); ev.Type != "campaign_data" {
+			t.Fatalf("%s on B got %s %s; want campaign_data", name, ev.Type, ev.Data)
+		}
+	}
+	sse, _, err := testenv.DialSSE(t, b.url("/sse"+room[len("/ws"):]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"campaign_data", "subscribed"} {
+		if ev := sse.MustNext(wait); ev.Event != want {
+			t.Fatalf("SSE on B got %s %s; want %s", ev.Event, ev.Data, want)
+		}
+	}
+
+	if status, err := call("DELETE", a.url(fmt.Sprintf("/api/campaigns/%d/", camp)), owner, nil, nil); err != nil || status != http.StatusNoContent {
+		t.Fatalf("DELETE through A: %d %v; want 204", status, err)
+	}
+	for name, c := range viewers {
+		// A v2 client's subscribed message may come first.
+		ev := c.NextEvent(wait)
+		if ev.Type == "subscribed" {
+			ev = c.NextEvent(wait)
+		}
+		if ev.Type != "error" || !strings.Contains(string(ev.Data), `"code":"not_found"`) {
+			t.Fatalf("%s on B got %s %s; want not_found", name, ev.Type, ev.Data)
+		}
+		if code := c.WaitClose(wait); code != 4404 {
+			t.Fatalf("%s on B closed with %d; want 4404", name, code)
+		}
+	}
+	if evs := sse.End(wait); len(evs) != 1 || evs[0].Event != "error" {
+		t.Fatalf("SSE on B got %+v before it ended; want the not_found error", evs)
+	}
+
+	for _, p := range d.procs {
+		if status, _ := call("GET", p.url(fmt.Sprintf("/api/campaigns/%d/", camp)), owner, nil, nil); status != http.StatusNotFound {
+			t.Errorf("GET of the deleted campaign on %s: %d; want 404", p.name, status)
+		}
+		if _, status, _ := testenv.DialSSE(t, p.url("/sse"+room[len("/ws"):]), nil); status != http.StatusNotFound {
+			t.Errorf("SSE on %s to the deleted campaign: status %d; want 404", p.name, status)
+		}
+		for _, q := range []string{"?v=2&token=" + owner, ""} {
+			c := dial(p, q)
+			if ev := c.NextEvent(wait); ev.Type != "error" || c.WaitClose(wait) != 4404 {
+				t.Fatalf("a client (%q) on %s back at the deleted campaign got %s %s; want not_found and 4404", q, p.name, ev.Type, ev.Data)
+			}
+		}
+	}
+}
