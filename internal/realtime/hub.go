@@ -377,9 +377,11 @@ func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from laye
 // c leaves the group, then what was held is dropped. Every live event
 // comes after the gap the join was to fill, so none may reach the client:
 // it would resume from past the gap once its caller closes it. ctx may be
-// the one that expired; leaving does not depend on it.
+// the one that expired; leaving has a bound of its own.
 func (h *Hub) abandon(ctx context.Context, c *Conn, hd *hold) {
-	if err := h.Leave(context.WithoutCancel(ctx), c, hd.group); err != nil {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.Leave(lctx, c, hd.group); err != nil {
 		h.log.Warn("realtime: leave a group after a failed join", "group", hd.group, "err", err)
 	}
 	h.unhold(c, hd, keepNone, layer.Position{})
