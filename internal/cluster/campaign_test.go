@@ -17,19 +17,9 @@ import (
 // connecting again finds the draft, on either process, only for its owner.
 func TestCampaignStateAcrossProcesses(t *testing.T) {
 	const wait = 10 * time.Second
-	d := deploy(t, 2, "")
-	a, b := d.procs[0], d.procs[1]
-	owner := d.user(a, "alice")
-	fan := d.user(b, "bob")
-	camp := d.campaign(a, owner)
-	room := fmt.Sprintf("/ws/campaign/%d/", camp)
-
-	dial := func(p *proc, query string) *testenv.WSClient {
-		t.Helper()
-		c := testenv.MustDialWS(t, p.ws(room+query), nil)
-		c.Ignore = []string{"presence"}
-		return c
-	}
+	tp := twoProcessRoom(t)
+	d, a, b, owner, fan, camp, room := tp.d, tp.a, tp.b, tp.owner, tp.fan, tp.camp, tp.room
+	dial := func(p *proc, query string) *testenv.WSClient { t.Helper(); return tp.dial(t, p, query) }
 	// On B: a signed-in viewer (v2), an anonymous one (v1), the owner (v2)
 	// and an event stream; B joins the room for the first.
 	viewer, anon, own := dial(b, "?v=2&token="+fan), dial(b, ""), dial(b, "?v=2&token="+owner)
@@ -43,15 +33,7 @@ func TestCampaignStateAcrossProcesses(t *testing.T) {
 	if ev := anon.NextEvent(wait); ev.Type != "campaign_data" {
 		t.Fatalf("anonymous on B got %s", ev.Type)
 	}
-	sse, _, err := testenv.DialSSE(t, b.url("/sse"+room[len("/ws"):]), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"campaign_data", "subscribed"} {
-		if ev := sse.MustNext(wait); ev.Event != want {
-			t.Fatalf("SSE on B got %s %s; want %s", ev.Event, ev.Data, want)
-		}
-	}
+	sse := tp.stream(t, b, wait)
 
 	patch := func(fields map[string]any) {
 		t.Helper()
@@ -109,20 +91,16 @@ func TestCampaignStateAcrossProcesses(t *testing.T) {
 // nothing on either process, and its REST detail answers 404 everywhere.
 func TestCampaignDeletedAcrossProcesses(t *testing.T) {
 	const wait = 10 * time.Second
-	d := deploy(t, 2, "")
-	a, b := d.procs[0], d.procs[1]
-	owner := d.user(a, "alice")
-	fan := d.user(b, "bob")
-	camp := d.campaign(a, owner)
+	tp := twoProcessRoom(t)
+	d, a, b, owner, fan, camp, room := tp.d, tp.a, tp.b, tp.owner, tp.fan, tp.camp, tp.room
+	dial := func(p *proc, query string) *testenv.WSClient { t.Helper(); return tp.dial(t, p, query) }
 	if _, err := comment(b, fan, camp, "before the end"); err != nil {
 		t.Fatal(err)
 	}
-	room := fmt.Sprintf("/ws/campaign/%d/", camp)
-	dial := func(p *proc, query string) *testenv.WSClient {
-		t.Helper()
-		c := testenv.MustDialWS(t, p.ws(room+query), nil)
-		c.Ignore = []string{"presence"}
-		return c
+	// Published before anyone connects, so it is in their campaign_data
+	// and not a live event.
+	if !waitFor(wait, func() bool { return d.outbox() == 0 }) {
+		t.Fatal("the comment was not published")
 	}
 	viewers := map[string]*testenv.WSClient{
 		"viewer": dial(b, "?v=2&token="+fan), "anonymous": dial(b, ""), "owner": dial(b, "?v=2&token="+owner),
@@ -132,15 +110,7 @@ func TestCampaignDeletedAcrossProcesses(t *testing.T) {
 			t.Fatalf("%s on B got %s %s; want campaign_data", name, ev.Type, ev.Data)
 		}
 	}
-	sse, _, err := testenv.DialSSE(t, b.url("/sse"+room[len("/ws"):]), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"campaign_data", "subscribed"} {
-		if ev := sse.MustNext(wait); ev.Event != want {
-			t.Fatalf("SSE on B got %s %s; want %s", ev.Event, ev.Data, want)
-		}
-	}
+	sse := tp.stream(t, b, wait)
 
 	if status, err := call("DELETE", a.url(fmt.Sprintf("/api/campaigns/%d/", camp)), owner, nil, nil); err != nil || status != http.StatusNoContent {
 		t.Fatalf("DELETE through A: %d %v; want 204", status, err)
@@ -176,4 +146,48 @@ func TestCampaignDeletedAcrossProcesses(t *testing.T) {
 			}
 		}
 	}
+}
+
+// twoProcs is two processes, A and B, with alice's campaign made through A
+// and bob signed up through B.
+type twoProcs struct {
+	d          *deployment
+	a, b       *proc
+	owner, fan string // access tokens
+	camp       int64
+	room       string // the campaign's WebSocket path
+}
+
+func twoProcessRoom(t *testing.T) *twoProcs {
+	t.Helper()
+	d := deploy(t, 2, "")
+	tp := &twoProcs{d: d, a: d.procs[0], b: d.procs[1]}
+	tp.owner, tp.fan = d.user(tp.a, "alice"), d.user(tp.b, "bob")
+	tp.camp = d.campaign(tp.a, tp.owner)
+	tp.room = fmt.Sprintf("/ws/campaign/%d/", tp.camp)
+	return tp
+}
+
+// stream opens the room's event stream on p and reads its campaign_data
+// and subscribed.
+func (tp *twoProcs) stream(t *testing.T, p *proc, wait time.Duration) *testenv.SSEClient {
+	t.Helper()
+	sse, _, err := testenv.DialSSE(t, p.url("/sse"+tp.room[len("/ws"):]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"campaign_data", "subscribed"} {
+		if ev := sse.MustNext(wait); ev.Event != want {
+			t.Fatalf("SSE on %s got %s %s; want %s", p.name, ev.Event, ev.Data, want)
+		}
+	}
+	return sse
+}
+
+// dial connects to the campaign's room on p, presence ignored.
+func (tp *twoProcs) dial(t *testing.T, p *proc, query string) *testenv.WSClient {
+	t.Helper()
+	c := testenv.MustDialWS(t, p.ws(tp.room+query), nil)
+	c.Ignore = []string{"presence"}
+	return c
 }
