@@ -1,10 +1,14 @@
 package consumers_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/config"
 	"github.com/heraldhq/herald/internal/realtime/layer/redistest"
@@ -55,5 +59,82 @@ func TestHandshakesWhileRedisIsDownAnswer503(t *testing.T) {
 		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
 			t.Errorf("event stream %s with Redis down: %d, Retry-After %q; want 503 and 1", u, res.StatusCode, res.Header.Get("Retry-After"))
 		}
+	}
+}
+
+// While the process's subscriber connection to Redis is down and cannot
+// come back (Redis refuses new clients), Redis itself still answers on the
+// pool's connections, so a handshake would pass its position read and be
+// closed with 1011 when its join cannot subscribe. It is refused before
+// the upgrade instead, 503 with Retry-After, as /readyz reports; once the
+// subscriber is back, the same handshake is served.
+func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
+	ctx := context.Background()
+	redis := redistest.Start(t)
+	s := start(t, testenv.SQLite(t), func(c *config.Config) { c.Layer = redis.URL() })
+	_, tok := s.user("owner")
+	camp := id(s.call("POST", "/api/campaigns/", tok, map[string]any{
+		"title": "Sub", "description": "d", "goal_amount": "10.00", "currency": "USD", "status": "active",
+	}, 201))
+	s.settle()
+	room := fmt.Sprintf("%s/ws/campaign/%d/?v=2", s.ws, camp)
+	first := testenv.MustDialWS(t, room, nil) // the process subscribes
+	if ev := first.NextEvent(wait); ev.Type != "campaign_data" {
+		t.Fatalf("first client got %s", ev.Type)
+	}
+	first.Close()
+
+	admin := redis.Client()
+	n, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := strings.Count(n, "\n")
+	// One slot fewer than the clients now: the subscriber, killed, cannot
+	// connect again, while the pool's connections stay.
+	if err := admin.ConfigSet(ctx, "maxclients", strconv.Itoa(clients-1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() { _ = admin.ConfigSet(ctx, "maxclients", "10000").Err() }
+	defer restore()
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	get := func(u string) *http.Response {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	// untilReady waits for /readyz to answer want.
+	untilReady := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(wait); get(s.base+"/readyz").StatusCode != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz did not answer %d", want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	untilReady(http.StatusServiceUnavailable)
+	if c, status, _ := testenv.DialWS(t, room, nil); status != http.StatusServiceUnavailable {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("WebSocket handshake while the subscriber is down: %d, want 503", status)
+	}
+	if res := get(fmt.Sprintf("%s/sse/campaign/%d/", s.base, camp)); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+		t.Fatalf("event stream while the subscriber is down: %d, Retry-After %q; want 503 and 1", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+
+	restore()
+	untilReady(http.StatusOK)
+	back := testenv.MustDialWS(t, room, nil)
+	if ev := back.NextEvent(wait); ev.Type != "campaign_data" {
+		t.Fatalf("after the subscriber came back the client got %s", ev.Type)
 	}
 }

@@ -951,6 +951,14 @@ func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.cmd.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
+	return r.Subscribing()
+}
+
+// Subscribing reports whether every subscriber connection is up, without
+// a round trip: while one reconnects, a group it serves that is new to
+// this process cannot be subscribed, so a handshake is refused (503)
+// rather than accepted and then closed.
+func (r *Redis) Subscribing() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for addr, sb := range r.nodes {
