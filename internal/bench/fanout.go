@@ -209,12 +209,7 @@ func (e *env) runFanout(ctx context.Context) error {
 	const header = len("hb 00 1700000000000000000 ")
 	pad := max(0, o.EventBytes-fixed-header)
 
-	var maxEvents int64
-	for _, r := range rates {
-		maxEvents += int64(math.Ceil(r*o.Duration.D().Seconds())) + 1
-	}
-	// Other writers on the server may take ids in between: leave room.
-	nbits := maxEvents + maxEvents/4 + 1024
+	nbits := fanoutBits(rates, o.Duration.D())
 	fo := &fanout{e: e, base: base, nbits: nbits, closes: map[string]int{}}
 	for range rates {
 		fo.steps = append(fo.steps, &fanStep{})
@@ -316,6 +311,17 @@ func (e *env) runFanout(ctx context.Context) error {
 	return nil
 }
 
+// fanoutBits is the size of each subscriber's bitset, one bit per comment
+// id above the base, for a ramp of rates each dur long.
+func fanoutBits(rates []float64, dur time.Duration) int64 {
+	var maxEvents int64
+	for _, r := range rates {
+		maxEvents += int64(math.Ceil(r*dur.Seconds())) + 1
+	}
+	// Other writers on the server may take ids in between: leave room.
+	return maxEvents + maxEvents/4 + 1024
+}
+
 // runStep publishes at rate for the step's duration, waits for stragglers
 // and counts what every subscriber got.
 func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token string, pad int) (FanoutStep, error) {
@@ -329,8 +335,8 @@ func (fo *fanout) runStep(ctx context.Context, si int, rate float64, path, token
 		if err != nil {
 			return res, err
 		}
-		for _, r := range reps {
-			res.Subscribers += r.Subscribers
+		if res.Subscribers, err = sumSubscribers(o.Conns, reps); err != nil {
+			return res, err
 		}
 	} else {
 		alive, res.Subscribers = fo.aliveNow()
@@ -429,7 +435,7 @@ schedule:
 	want := int64(len(ids)) * int64(res.Subscribers)
 	drainStart := time.Now()
 	if e.gen != nil {
-		lost, err := fo.tallyRemote(ctx, si, ids)
+		lost, err := fo.tallyRemote(ctx, si, ids, want)
 		if err != nil {
 			return res, err
 		}
@@ -503,36 +509,28 @@ func (fo *fanout) tally(ctx context.Context, st *fanStep, ids []int64, alive []b
 }
 
 // tallyRemote is tally done by the generator children on their
-// subscribers; their receipts, latencies, duplicates and disconnects are
-// added to the step's.
-func (fo *fanout) tallyRemote(ctx context.Context, si int, ids []int64) (int64, error) {
+// subscribers, of which want receipts were expected; their receipts,
+// latencies, duplicates and disconnects are added to the step's.
+func (fo *fanout) tallyRemote(ctx context.Context, si int, ids []int64, want int64) (int64, error) {
 	st := fo.steps[si]
 	reps, err := fo.e.gen.call(ctx, genReq{Op: "check", Step: si, IDs: ids, Drain: fo.e.o.Drain}, fo.e.o.Drain.D())
 	if err != nil {
 		return 0, err
 	}
-	var lost, other, evN, evSize int64
-	codes := map[string]int{}
-	for _, r := range reps {
-		lost += r.Lost
-		st.received.Add(r.Received)
-		st.dups.Add(r.Dups)
-		st.hist.add(r.Hist)
-		for k, v := range r.Codes {
-			codes[k] += v
-		}
-		other += r.Other
-		evN += r.EvN
-		evSize += r.EvSize
+	t, err := mergeChecks(want, reps, &st.hist)
+	if err != nil {
+		return 0, err
 	}
+	st.received.Add(t.received)
+	st.dups.Add(t.dups)
 	fo.mu.Lock()
-	fo.closes = codes
+	fo.closes = t.codes
 	fo.mu.Unlock()
-	fo.other.Store(other)
+	fo.other.Store(t.other)
 	fo.outOf.Store(0)
-	fo.evN.Store(evN)
-	fo.evSize.Store(evSize)
-	return lost, nil
+	fo.evN.Store(t.evN)
+	fo.evSize.Store(t.evSize)
+	return t.lost, nil
 }
 
 // closeCodes returns a copy of the disconnects so far by close code.

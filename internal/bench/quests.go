@@ -455,13 +455,10 @@ func (e *env) runPersonal(ctx context.Context) error {
 	f.RedisCPU, f.PostgresCPU = redisCPU.stop(), pgCPU.stop()
 	if e.gen != nil {
 		if reps, err := e.gen.call(ctx, genReq{Op: "codes"}, 0); err == nil {
-			for _, r := range reps {
-				for k, v := range r.Codes {
-					if f.Closed == nil {
-						f.Closed = map[string]int{}
-					}
-					f.Closed[k] += v
-				}
+			if codes, err := mergeCodes(reps); err != nil {
+				e.note("disconnects by close code: %v", err)
+			} else if len(codes) > 0 {
+				f.Closed = codes
 			}
 		}
 	}

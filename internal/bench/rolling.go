@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -276,18 +277,8 @@ func (r *rollClients) current() []*client {
 // rollTally asks the generators for their clients' state.
 func (e *env) rollTally(ctx context.Context, posted int) (RestartTally, error) {
 	reps, err := e.gen.call(ctx, genReq{Op: "status", Posted: posted}, 0)
-	var t RestartTally
-	for _, r := range reps {
-		t.Up += r.Up
-		t.Current += r.Current
-		t.Missing += r.Missing
-		t.Duplicates += r.Dups
-		t.Reconnects += r.Reconnects
-		t.Unsubscribed += r.Unsubscribed
-		t.NotRecovered += r.NotRecovered
-		t.Snapshots += r.Snapshots
-	}
-	return t, err
+	t, merr := mergeStatus(reps)
+	return t, errors.Join(err, merr)
 }
 
 // rollingRestart restarts every spawned process in turn under the
