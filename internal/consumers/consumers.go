@@ -230,7 +230,8 @@ func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs 
 	}
 	switch {
 	case errors.As(err, new(layerError)):
-		layerUnavailable(w)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the channel layer is unavailable on this server; try again", http.StatusServiceUnavailable)
 	case store.IsUnavailable(err):
 		// As the REST API answers a database outage.
 		w.Header().Set("Retry-After", "1")
@@ -238,14 +239,6 @@ func (c *Consumers) failed(w http.ResponseWriter, what string, err error, attrs 
 	default:
 		http.Error(w, "internal error", http.StatusInternalServerError)
 	}
-}
-
-// layerUnavailable answers a handshake this process cannot serve while its
-// channel layer is unreachable: another process, or this one in a moment,
-// can.
-func layerUnavailable(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", "1")
-	http.Error(w, "the channel layer is unavailable on this server; try again", http.StatusServiceUnavailable)
 }
 
 // layerError is an error of the channel layer: reading a group's position

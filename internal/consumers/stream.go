@@ -22,15 +22,6 @@ const (
 // write; for SSE it runs before the stream is served, until it ends. When
 // the transport refuses, it has answered the request and open does not run.
 func (c *Consumers) accept(k kind, w http.ResponseWriter, r *http.Request, cfg transport.ConnConfig, open func(*realtime.Conn)) {
-	// A layer that cannot subscribe now (its link to Redis reconnecting)
-	// would take the client only to close it with 1011 when it joins;
-	// refused before the upgrade (503), it is retried, or sent to another
-	// process by a load balancer, as readiness already reports (and the
-	// layer logs, so each refusal is not logged again).
-	if l, ok := c.hub.Layer().(interface{ Subscribing() error }); ok && l.Subscribing() != nil {
-		layerUnavailable(w)
-		return
-	}
 	if k == viaWebSocket {
 		cfg.Open = open
 		_, _ = c.ws.Upgrade(w, r, cfg)

@@ -64,35 +64,38 @@ func TestHandshakesWhileRedisIsDownAnswer503(t *testing.T) {
 
 // While the process's subscriber connection to Redis is down and cannot
 // come back (Redis refuses new clients), Redis itself still answers on the
-// pool's connections, so a handshake would pass its position read and be
-// closed with 1011 when its join cannot subscribe. It is refused before
-// the upgrade instead, 503 with Retry-After, as /readyz reports; once the
-// subscriber is back, the same handshake is served.
+// pool's connections, so a handshake to a room the process does not serve
+// would pass its position read and be closed with 1011 when its join
+// cannot subscribe. It is refused before the upgrade instead, 503 with
+// Retry-After, as /readyz reports; a room the process serves is still
+// joined from its own subscription; once the subscriber is back, the
+// refused handshake is served.
 func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
 	ctx := context.Background()
 	redis := redistest.Start(t)
 	s := start(t, testenv.SQLite(t), func(c *config.Config) { c.Layer = redis.URL() })
 	_, tok := s.user("owner")
-	camp := id(s.call("POST", "/api/campaigns/", tok, map[string]any{
-		"title": "Sub", "description": "d", "goal_amount": "10.00", "currency": "USD", "status": "active",
-	}, 201))
+	campaign := func() int64 {
+		return id(s.call("POST", "/api/campaigns/", tok, map[string]any{
+			"title": "Sub", "description": "d", "goal_amount": "10.00", "currency": "USD", "status": "active",
+		}, 201))
+	}
+	served, other := campaign(), campaign()
 	s.settle()
-	room := fmt.Sprintf("%s/ws/campaign/%d/?v=2", s.ws, camp)
-	first := testenv.MustDialWS(t, room, nil) // the process subscribes
+	room := func(camp int64) string { return fmt.Sprintf("%s/ws/campaign/%d/?v=2", s.ws, camp) }
+	first := testenv.MustDialWS(t, room(served), nil) // the process subscribes
 	if ev := first.NextEvent(wait); ev.Type != "campaign_data" {
 		t.Fatalf("first client got %s", ev.Type)
 	}
-	first.Close()
 
 	admin := redis.Client()
-	n, err := admin.ClientList(ctx).Result()
+	list, err := admin.ClientList(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := strings.Count(n, "\n")
 	// One slot fewer than the clients now: the subscriber, killed, cannot
 	// connect again, while the pool's connections stay.
-	if err := admin.ConfigSet(ctx, "maxclients", strconv.Itoa(clients-1)).Err(); err != nil {
+	if err := admin.ConfigSet(ctx, "maxclients", strconv.Itoa(strings.Count(list, "\n")-1)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	restore := func() { _ = admin.ConfigSet(ctx, "maxclients", "10000").Err() }
@@ -121,19 +124,23 @@ func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
 		}
 	}
 	untilReady(http.StatusServiceUnavailable)
-	if c, status, _ := testenv.DialWS(t, room, nil); status != http.StatusServiceUnavailable {
+	if c, status, _ := testenv.DialWS(t, room(other), nil); status != http.StatusServiceUnavailable {
 		if c != nil {
 			c.Close()
 		}
-		t.Fatalf("WebSocket handshake while the subscriber is down: %d, want 503", status)
+		t.Fatalf("WebSocket handshake to a room not served here while the subscriber is down: %d, want 503", status)
 	}
-	if res := get(fmt.Sprintf("%s/sse/campaign/%d/", s.base, camp)); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+	if res := get(fmt.Sprintf("%s/sse/campaign/%d/", s.base, other)); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
 		t.Fatalf("event stream while the subscriber is down: %d, Retry-After %q; want 503 and 1", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	again := testenv.MustDialWS(t, room(served), nil)
+	if ev := again.NextEvent(wait); ev.Type != "campaign_data" {
+		t.Fatalf("a client of the room served here got %s while the subscriber is down", ev.Type)
 	}
 
 	restore()
 	untilReady(http.StatusOK)
-	back := testenv.MustDialWS(t, room, nil)
+	back := testenv.MustDialWS(t, room(other), nil)
 	if ev := back.NextEvent(wait); ev.Type != "campaign_data" {
 		t.Fatalf("after the subscriber came back the client got %s", ev.Type)
 	}

@@ -584,6 +584,9 @@ func (r *Redis) History(ctx context.Context, group string, since uint64, epoch s
 	s := r.groups[group]
 	r.mu.Unlock()
 	if s == nil {
+		if err := r.Subscribing(); err != nil {
+			return nil, false, fmt.Errorf("layer: history of %q: %w", group, err)
+		}
 		return r.windowOrLog(ctx, group, since, epoch, 0)
 	}
 	fromStart := epoch == "" && since == 0
@@ -782,6 +785,9 @@ func (r *Redis) Position(ctx context.Context, group string) (uint64, string, err
 	if p, ok := r.localPosition(group); ok {
 		return p.Offset, p.Epoch, nil
 	}
+	if err := r.Subscribing(); err != nil {
+		return 0, "", fmt.Errorf("layer: position of %q: %w", group, err)
+	}
 	return r.readPosition(ctx, group)
 }
 
@@ -822,6 +828,9 @@ func (r *Redis) Positions(ctx context.Context, groups []string) ([]Position, err
 	}
 	if len(remote) == 0 {
 		return out, nil
+	}
+	if err := r.Subscribing(); err != nil {
+		return nil, fmt.Errorf("layer: positions of %d groups: %w", len(remote), err)
 	}
 	ps, errs, err := r.readPositions(ctx, remote)
 	if err != nil {
@@ -951,18 +960,26 @@ func (r *Redis) Ping(ctx context.Context) error {
 	if err := r.cmd.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	return r.Subscribing()
+	return r.subscribers(func(sb *subscriber) bool { return sb.up() })
 }
 
 // Subscribing reports whether every subscriber connection is up, without
-// a round trip: while one reconnects, a group it serves that is new to
-// this process cannot be subscribed, so a handshake is refused (503)
-// rather than accepted and then closed.
+// a round trip. While one reconnects, a group this process does not serve
+// yet cannot be subscribed: Position, Positions and History of such a group
+// fail (errSubscribing), so a handshake that reads them before its upgrade
+// is refused with 503 rather than accepted and then closed with 1011 when
+// its join cannot subscribe. A group this process serves is answered from
+// its own subscription, as during a Redis outage.
 func (r *Redis) Subscribing() error {
+	return r.subscribers(func(sb *subscriber) bool { return !sb.down() })
+}
+
+// subscribers reports the first subscriber connection that is not ok.
+func (r *Redis) subscribers(ok func(*subscriber) bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for addr, sb := range r.nodes {
-		if !sb.up() {
+		if !ok(sb) {
 			if addr == "" {
 				return errors.New("redis: subscriber connection is reconnecting")
 			}

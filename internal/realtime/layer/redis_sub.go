@@ -459,6 +459,18 @@ func (sb *subscriber) up() bool {
 	return sb.ps != nil
 }
 
+// down reports a subscriber whose connection failed or dropped and is not
+// back yet; one still making its first attempt is not down (a Subscribe
+// waits for that attempt).
+func (sb *subscriber) down() bool {
+	select {
+	case <-sb.firstTry:
+	default:
+		return false
+	}
+	return !sb.up()
+}
+
 func (sb *subscriber) idle() bool {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
