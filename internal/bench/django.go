@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/redisprefix"
 )
 
 // The django scenario: a Django process's group_send, through a
@@ -533,24 +535,8 @@ func dropPrefix(o Options) error {
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	deletePrefix(ctx, rc, o.ChannelsPrefix)
+	redisprefix.Delete(ctx, rc, o.ChannelsPrefix)
 	return ctx.Err()
-}
-
-// deletePrefix deletes the keys under prefix.
-func deletePrefix(ctx context.Context, c *redis.Client, prefix string) {
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			c.Unlink(ctx, keys...)
-			keys = keys[:0]
-		}
-	}
-	if len(keys) > 0 {
-		c.Unlink(ctx, keys...)
-	}
 }
 
 // spawnDaphne starts Daphne serving the test project's ASGI application

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald/internal/redisprefix"
 )
 
 // SharedURL is the Redis tests share, told apart by key prefix.
@@ -61,18 +63,7 @@ func Prefix(t testing.TB) string {
 
 // DeletePrefix deletes the keys under prefix.
 func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) {
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			c.Unlink(ctx, keys...)
-			keys = keys[:0]
-		}
-	}
-	if len(keys) > 0 {
-		c.Unlink(ctx, keys...)
-	}
+	redisprefix.Delete(ctx, c, prefix)
 }
 
 // FreePort returns a loopback TCP port nobody listens on right now.
