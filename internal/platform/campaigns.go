@@ -284,13 +284,6 @@ func (p *Platform) RoomResetPending(ctx context.Context, group string) (bool, er
 	return n > 0, nil
 }
 
-// campaignForWrite loads and locks a campaign the actor may see (and, with
-// ownerOnly, owns). Locking the row serializes the writes of one campaign
-// that read and change its state.
-func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
-	return p.lockCampaign(ctx, tx, userID, campaignID, ownerOnly, p.db.ForUpdate())
-}
-
 // campaignForNewChild checks, for adding an object whose event is
 // independent of its siblings' (a comment, an update, a release), that
 // userID may add to campaignID (it exists, is not someone else's draft;
@@ -334,8 +327,11 @@ type newChild struct {
 	Author UserRef
 }
 
-func (p *Platform) lockCampaign(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool, lock string) (Campaign, error) {
-	if _, err := tx.ExecContext(ctx, "SELECT id FROM campaigns WHERE id = $1"+lock, campaignID); err != nil {
+// campaignForWrite loads and locks a campaign the actor may see (and, with
+// ownerOnly, owns). Locking the row serializes the writes of one campaign
+// that read and change its state.
+func (p *Platform) campaignForWrite(ctx context.Context, tx *sql.Tx, userID, campaignID int64, ownerOnly bool) (Campaign, error) {
+	if _, err := tx.ExecContext(ctx, "SELECT id FROM campaigns WHERE id = $1"+p.db.ForUpdate(), campaignID); err != nil {
 		return Campaign{}, fmt.Errorf("lock campaign %d: %w", campaignID, err)
 	}
 	c, err := scanCampaign(tx.QueryRowContext(ctx, campaignSelect+" WHERE c.id = $1", campaignID))
