@@ -96,7 +96,7 @@ type rollClients struct {
 func newRollClients(ctx context.Context, e *env, s genSpec) *rollClients {
 	r := &rollClients{ctx: ctx, e: e, base: s.Path, halted: make(chan struct{}), pos: &v2handler{pos: make([]v2pos, s.N), group: s.Group},
 		seen: make([][]atomic.Uint64, s.N), up: make([]atomic.Bool, s.N), ever: make([]atomic.Bool, s.N), clients: make([]atomic.Pointer[client], s.N)}
-	words := (max(s.MaxSeq, 1) + 63) / 64
+	words := s.bitWords()
 	for i := range r.seen {
 		r.seen[i] = make([]atomic.Uint64, words)
 	}
