@@ -49,14 +49,7 @@ func TestHandshakesWhileRedisIsDownAnswer503(t *testing.T) {
 		fmt.Sprintf("%s/sse/campaign/%d/", s.base, camp),
 		fmt.Sprintf("%s/sse/campaign/%d/?resume=%s", s.base, camp, resume),
 	} {
-		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set("Accept", "text/event-stream")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+		if res := getStream(t, u); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
 			t.Errorf("event stream %s with Redis down: %d, Retry-After %q; want 503 and 1", u, res.StatusCode, res.Header.Get("Retry-After"))
 		}
 	}
@@ -103,20 +96,10 @@ func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
 	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	get := func(u string) *http.Response {
-		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set("Accept", "text/event-stream")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res
-	}
 	// untilReady waits for /readyz to answer want.
 	untilReady := func(want int) {
 		t.Helper()
-		for deadline := time.Now().Add(wait); get(s.base+"/readyz").StatusCode != want; {
+		for deadline := time.Now().Add(wait); getStream(t, s.base+"/readyz").StatusCode != want; {
 			if time.Now().After(deadline) {
 				t.Fatalf("/readyz did not answer %d", want)
 			}
@@ -130,7 +113,7 @@ func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
 		}
 		t.Fatalf("WebSocket handshake to a room not served here while the subscriber is down: %d, want 503", status)
 	}
-	if res := get(fmt.Sprintf("%s/sse/campaign/%d/", s.base, other)); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+	if res := getStream(t, fmt.Sprintf("%s/sse/campaign/%d/", s.base, other)); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
 		t.Fatalf("event stream while the subscriber is down: %d, Retry-After %q; want 503 and 1", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	again := testenv.MustDialWS(t, room(served), nil)
@@ -144,4 +127,21 @@ func TestHandshakesWhileSubscriberReconnectsAnswer503(t *testing.T) {
 	if ev := back.NextEvent(wait); ev.Type != "campaign_data" {
 		t.Fatalf("after the subscriber came back the client got %s", ev.Type)
 	}
+}
+
+// getStream sends a GET asking for an event stream and returns the answer,
+// its body closed: only the status and headers are looked at.
+func getStream(t *testing.T, u string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
 }
