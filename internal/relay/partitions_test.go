@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -103,6 +104,24 @@ func TestRoundSkipsPartitionsHeldElsewhere(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer several goroutines write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // groupRecorder is a Publisher that keeps, per group, what it was given in
 // the order given; relays of several processes may share it.
 type groupRecorder struct {
@@ -165,8 +184,15 @@ func TestConcurrentRelaysPublishEachEventOnceInOrder(t *testing.T) {
 			var relays []*relay.Relay
 			var plats []*platform.Platform
 			var panicked atomic.Int64
-			for _, parts := range tc.parts {
-				r := relay.New(db, pub, relay.Options{Partitions: parts, Batch: 16, Poll: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+			var logs syncBuffer
+			defer func() {
+				if t.Failed() {
+					t.Logf("the relays' logs:\n%s", logs.String())
+				}
+			}()
+			for i, parts := range tc.parts {
+				r := relay.New(db, pub, relay.Options{Partitions: parts, Batch: 16, Poll: 20 * time.Millisecond,
+					Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("relay", i),
 					Backlog: func(int, time.Time) {}, OnPanic: func(string) { panicked.Add(1) }})
 				relays = append(relays, r)
 				plats = append(plats, newPlatform(t, db, parts, r.NotifyParts))
@@ -230,7 +256,11 @@ func TestConcurrentRelaysPublishEachEventOnceInOrder(t *testing.T) {
 				msgs := pub.byGroup[group]
 				pub.mu.Unlock()
 				if len(msgs) != each {
-					t.Errorf("%s: %d events published; want %d", group, len(msgs), each)
+					var seen []string
+					for _, m := range msgs {
+						seen = append(seen, fmt.Sprintf("%s@%d:%s", m.Epoch[:4], m.Offset, m.Data))
+					}
+					t.Errorf("%s: %d events published; want %d: %v", group, len(msgs), each, seen)
 					continue
 				}
 				for i, m := range msgs {

@@ -127,6 +127,10 @@ type agingGroup struct {
 	newest time.Time // when its newest event this relay published was recorded
 }
 
+// markTimeout bounds marking a round's published events, which goes on
+// when the round's context ends.
+const markTimeout = 5 * time.Second
+
 // errBusy is a round that waited LockWait for another process's relay.
 var errBusy = errors.New("outbox relay: another process's relay is publishing")
 
@@ -378,18 +382,23 @@ func (r *Relay) publishRound(ctx context.Context, c dbConn, evs []event, partial
 	}
 	published, pubErr := r.publish(ctx, evs)
 	if published > 0 {
+		// What went out is marked even if ctx ended meanwhile (the relay
+		// stopping mid-round): left unmarked, it would be published again
+		// by the next round, which costs the layer a duplicate to drop.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+		defer cancel()
 		var err error
 		switch {
 		case r.db.Dialect != store.Postgres:
-			err = r.db.Tx(ctx, func(tx *sql.Tx) error {
-				return r.markPublished(ctx, tx, evs[:published])
+			err = r.db.Tx(mctx, func(tx *sql.Tx) error {
+				return r.markPublished(mctx, tx, evs[:published])
 			})
 		case !r.prunes(evs[:published]):
 			// One statement: no transaction of three round trips.
-			err = r.markPublished(ctx, c, evs[:published])
+			err = r.markPublished(mctx, c, evs[:published])
 		default:
-			err = txOn(ctx, c, func(tx *sql.Tx) error {
-				return r.markPublished(ctx, tx, evs[:published])
+			err = txOn(mctx, c, func(tx *sql.Tx) error {
+				return r.markPublished(mctx, tx, evs[:published])
 			})
 		}
 		if err != nil {

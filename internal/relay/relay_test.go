@@ -464,3 +464,49 @@ func TestWakesWaitForTheBackoff(t *testing.T) {
 		t.Errorf("%d failed rounds for 100 writes in 400 ms; want a few, paced by the backoff", n)
 	}
 }
+
+// cancelling is a recorder that ends the round's context as it publishes:
+// the relay stopping mid-round.
+type cancelling struct {
+	recorder
+	cancel context.CancelFunc
+}
+
+func (c *cancelling) PublishBatch(ctx context.Context, msgs []layer.Message, keys []string) ([]uint64, error) {
+	c.cancel()
+	return c.recorder.PublishBatch(ctx, msgs, keys)
+}
+
+// A round whose context ends after its events went out still marks them
+// published, so the next round (the relay's last flush as it stops, or the
+// next process's) does not publish them again.
+func TestStoppedMidRoundMarksWhatItPublished(t *testing.T) {
+	for name, dsn := range map[string]func(testing.TB) string{"sqlite": testenv.SQLite, "postgres": testenv.Postgres} {
+		t.Run(name, func(t *testing.T) {
+			a := newApp(t, dsn(t))
+			setupQuiet(t, a, 1)
+			db := a.Platform().DB()
+			for s := range 3 {
+				if err := a.Platform().RecordExternal(context.Background(), "campaign_1", "t", []byte(fmt.Sprintf(`{"s":%d}`, s))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			pub := &cancelling{cancel: cancel}
+			r := relay.New(db, pub, relay.Options{Logger: slog.New(slog.DiscardHandler)})
+			if n, err := r.Round(ctx); n != 3 || err != nil {
+				t.Fatalf("round stopped as it published: %d published, %v; want 3, no error", n, err)
+			}
+			var waiting int
+			if err := db.QueryRowContext(context.Background(), "SELECT COUNT(*) FROM outbox WHERE NOT published").Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting != 0 {
+				t.Fatalf("%d published events left unmarked", waiting)
+			}
+			if n, err := r.Round(context.Background()); n != 0 || err != nil || pub.count() != 3 {
+				t.Fatalf("next round: %d published (%d in all), %v; want none again", n, pub.count(), err)
+			}
+		})
+	}
+}
