@@ -192,7 +192,7 @@ func TestConcurrentRelaysPublishEachEventOnceInOrder(t *testing.T) {
 			}()
 			for i, parts := range tc.parts {
 				r := relay.New(db, pub, relay.Options{Partitions: parts, Batch: 16, Poll: 20 * time.Millisecond,
-					Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("relay", i),
+					Logger:  slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("relay", i),
 					Backlog: func(int, time.Time) {}, OnPanic: func(string) { panicked.Add(1) }})
 				relays = append(relays, r)
 				plats = append(plats, newPlatform(t, db, parts, r.NotifyParts))
