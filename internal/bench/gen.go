@@ -172,7 +172,11 @@ func (s genSpec) checkReq(r genReq) error {
 
 // genReq is one request to a child.
 type genReq struct {
-	Op     string   `json:"op"` // connect, begin, check, status, close
+	Op string `json:"op"` // connect, begin, check, status, close
+	// Req numbers the request; its reply carries the number back, so an
+	// answer that came too late for its own request is not taken for the
+	// next one's.
+	Req    uint64   `json:"req"`
 	Step   int      `json:"step,omitempty"`
 	IDs    []int64  `json:"ids,omitempty"`
 	Drain  Duration `json:"drain,omitempty"`
@@ -183,6 +187,7 @@ type genReq struct {
 // forwarded by the quest handler.
 type genReply struct {
 	Op  string `json:"op"`
+	Req uint64 `json:"req,omitempty"` // the request's number (genReq.Req)
 	Err string `json:"err,omitempty"`
 	// connect
 	Connect *ConnectFigures `json:"connect,omitempty"`
@@ -510,6 +515,7 @@ type genProc struct {
 // generators are a run's generator children.
 type generators struct {
 	procs []*genProc
+	req   atomic.Uint64 // the last request's number
 	// receipt gets the quest handler's forwarded messages.
 	receipt func(genReply)
 }
@@ -584,7 +590,7 @@ func (e *env) startGenerators(ctx context.Context, spec genSpec) error {
 		}
 		p := &genProc{cmd: cmd, in: in, enc: json.NewEncoder(in), replies: make(chan genReply, 1), done: make(chan error, 1), spec: s}
 		g.procs = append(g.procs, p)
-		go p.read(bufio.NewReaderSize(out, 1<<16), g)
+		go p.read(out, g)
 		if err := p.enc.Encode(s); err != nil {
 			return fmt.Errorf("generator %d: %w", j+1, err)
 		}
@@ -595,10 +601,10 @@ func (e *env) startGenerators(ctx context.Context, spec genSpec) error {
 // read routes the child's output: receipts to g.receipt, replies to the
 // request waiting for them. It ends with the child's output.
 func (p *genProc) read(r io.Reader, g *generators) {
-	dec := json.NewDecoder(r)
+	lr := newLineReader(r)
 	for {
 		var rep genReply
-		if err := dec.Decode(&rep); err != nil {
+		if err := lr.next(&rep); err != nil {
 			p.done <- err
 			close(p.replies)
 			return
@@ -631,6 +637,7 @@ func (g *generators) pids() []int {
 func (g *generators) call(ctx context.Context, req genReq, within time.Duration) ([]genReply, error) {
 	out := make([]genReply, len(g.procs))
 	errs := make([]error, len(g.procs))
+	req.Req = g.req.Add(1)
 	var wg sync.WaitGroup
 	for j, p := range g.procs {
 		wg.Add(1)
@@ -642,19 +649,26 @@ func (g *generators) call(ctx context.Context, req genReq, within time.Duration)
 			}
 			t := time.NewTimer(within + time.Minute)
 			defer t.Stop()
-			select {
-			case rep, ok := <-p.replies:
-				switch {
-				case !ok:
-					errs[j] = fmt.Errorf("generator %d exited during %s", j+1, req.Op)
-				case rep.Err != "":
-					errs[j] = fmt.Errorf("generator %d: %s: %s", j+1, req.Op, rep.Err)
+			for {
+				select {
+				case rep, ok := <-p.replies:
+					switch {
+					case !ok:
+						errs[j] = fmt.Errorf("generator %d exited during %s", j+1, req.Op)
+					case rep.Req < req.Req:
+						continue // a request's that gave up waiting for it
+					case rep.Req > req.Req || rep.Op != req.Op:
+						errs[j] = fmt.Errorf("generator %d: answered %s request %d to %s request %d", j+1, rep.Op, rep.Req, req.Op, req.Req)
+					case rep.Err != "":
+						errs[j] = fmt.Errorf("generator %d: %s: %s", j+1, req.Op, rep.Err)
+					}
+					out[j] = rep
+				case <-t.C:
+					errs[j] = fmt.Errorf("generator %d: no answer to %s", j+1, req.Op)
+				case <-ctx.Done():
+					errs[j] = ctx.Err()
 				}
-				out[j] = rep
-			case <-t.C:
-				errs[j] = fmt.Errorf("generator %d: no answer to %s", j+1, req.Op)
-			case <-ctx.Done():
-				errs[j] = ctx.Err()
+				return
 			}
 		}()
 	}
@@ -741,9 +755,9 @@ func RunGenerator(ctx context.Context, in io.Reader, out io.Writer) error {
 	if _, err := RaiseFileLimit(); err != nil {
 		return fmt.Errorf("raise the open-file limit: %w", err)
 	}
-	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<16))
+	lr := newLineReader(in)
 	var spec genSpec
-	if err := dec.Decode(&spec); err != nil {
+	if err := lr.next(&spec); err != nil {
 		return fmt.Errorf("generator: read the spec: %w", err)
 	}
 	var wmu sync.Mutex
@@ -760,14 +774,14 @@ func RunGenerator(ctx context.Context, in io.Reader, out io.Writer) error {
 	defer g.closeAll()
 	for {
 		var req genReq
-		if err := dec.Decode(&req); err != nil {
+		if err := lr.next(&req); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("generator: read a request: %w", err)
 		}
 		rep := g.do(ctx, req)
-		rep.Op = req.Op
+		rep.Op, rep.Req = req.Op, req.Req
 		send(rep)
 	}
 }
@@ -940,4 +954,45 @@ func (f *forwarder) closed(c *client, code int, err error) {
 		f.g.codes = map[string]int{}
 	}
 	f.g.codes[fmt.Sprint(code)]++
+}
+
+// maxGenLine bounds one line of the generator protocol, each a JSON value:
+// the longest, a spec naming every client's path or a reply naming every
+// client that failed, is a few MiB at maxRunClients.
+const maxGenLine = 64 << 20
+
+// lineReader reads the generator protocol's lines, refusing one longer
+// than max before it holds more of it.
+type lineReader struct {
+	br  *bufio.Reader
+	max int
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 1<<16), max: maxGenLine}
+}
+
+// next decodes the next line into v; io.EOF is the end of the input
+// between lines.
+func (l *lineReader) next(v any) error {
+	var line []byte
+	for {
+		frag, err := l.br.ReadSlice('\n')
+		if len(frag) > l.max-len(line) {
+			return fmt.Errorf("a line longer than %d bytes", l.max)
+		}
+		line = append(line, frag...)
+		switch {
+		case err == nil:
+			return json.Unmarshal(line, v)
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) == 0:
+			return io.EOF
+		case errors.Is(err, io.EOF):
+			return io.ErrUnexpectedEOF
+		default:
+			return err
+		}
+	}
 }

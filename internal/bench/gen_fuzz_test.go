@@ -470,3 +470,77 @@ func FuzzGeneratorReplies(f *testing.F) {
 		}
 	})
 }
+
+// The protocol's lines are read one JSON value each, and a line longer
+// than the bound is refused before more of it is held.
+func TestLineReader(t *testing.T) {
+	in := `{"op":"status","req":1}` + "\n" + `{"op":"check","req":2,"lost":3}` + "\n"
+	lr := newLineReader(strings.NewReader(in))
+	var a, b genReply
+	if err := lr.next(&a); err != nil || a.Op != "status" || a.Req != 1 {
+		t.Fatalf("first line: %+v, %v", a, err)
+	}
+	if err := lr.next(&b); err != nil || b.Op != "check" || b.Req != 2 || b.Lost != 3 {
+		t.Fatalf("second line: %+v, %v", b, err)
+	}
+	if err := lr.next(&b); err != io.EOF {
+		t.Fatalf("after the last line: %v; want io.EOF", err)
+	}
+	if err := newLineReader(strings.NewReader(`{"op":"status"`)).next(&a); err != io.ErrUnexpectedEOF {
+		t.Fatalf("a line cut short: %v; want io.ErrUnexpectedEOF", err)
+	}
+	// A line of 200 KiB, past the reader's buffer, within the bound...
+	long := `{"failed":[` + strings.Repeat("1,", 100<<10) + `1]}` + "\n"
+	var r genReply
+	if err := newLineReader(strings.NewReader(long)).next(&r); err != nil || len(r.Failed) != 100<<10+1 {
+		t.Fatalf("a 200 KiB line: %d failed, %v", len(r.Failed), err)
+	}
+	// ...and past a bound of 100 KiB, with no end in sight.
+	lr = newLineReader(io.MultiReader(strings.NewReader(`{"failed":[`), endless{}))
+	lr.max = 100 << 10
+	if err := lr.next(&r); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("an endless line: %v", err)
+	}
+}
+
+// endless is an input that never ends a line.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+// A reply that came too late for its request is not taken for the next
+// one's; a reply to a request not sent, or of another kind, is an error.
+func TestCallTakesItsOwnReply(t *testing.T) {
+	proc := func(reps ...genReply) *genProc {
+		p := &genProc{enc: json.NewEncoder(io.Discard), replies: make(chan genReply, len(reps))}
+		for _, r := range reps {
+			p.replies <- r
+		}
+		return p
+	}
+	g := &generators{}
+	g.req.Store(4) // requests 1 to 4 went before
+	g.procs = []*genProc{
+		proc(genReply{Op: "status", Req: 3, Up: 1}, genReply{Op: "status", Req: 5, Up: 2}),
+		proc(genReply{Op: "status", Req: 5, Up: 3}),
+	}
+	reps, err := g.call(context.Background(), genReq{Op: "status"}, 0)
+	if err != nil || reps[0].Up != 2 || reps[1].Up != 3 {
+		t.Fatalf("status after a late reply: %+v, %v; want the replies to request 5", reps, err)
+	}
+	for _, b := range []struct {
+		op    string
+		ahead uint64 // of the request
+	}{{"status", 1}, {"check", 0}} {
+		bad := genReply{Op: b.op, Req: g.req.Load() + 1 + b.ahead}
+		g.procs = []*genProc{proc(bad)}
+		if _, err := g.call(context.Background(), genReq{Op: "status"}, 0); err == nil || !strings.Contains(err.Error(), "answered") {
+			t.Errorf("reply %+v to status request %d: %v", bad, g.req.Load(), err)
+		}
+	}
+}
