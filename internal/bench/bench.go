@@ -287,6 +287,12 @@ func (o *Options) check(nofile uint64) error {
 	if n := max(len(o.Steps), 1); time.Duration(n)*o.Duration.D() > MaxTotal {
 		bad("%d steps of %v is longer than %v", n, o.Duration, MaxTotal)
 	}
+	if len(o.Steps) > maxGenSteps {
+		bad("--steps: %d rates; want at most %d", len(o.Steps), maxGenSteps)
+	}
+	if o.Drain < 0 || o.Drain.D() > MaxTotal {
+		bad("--drain %v: want 0 to %v", o.Drain, MaxTotal)
+	}
 	if o.Scenario == "signin" && (o.Conns > 2000 || o.Publishers > 1000) {
 		bad("signin: --conns %d, --publishers %d: want at most 2000 sign-ins in a burst and 1000 clients", o.Conns, o.Publishers)
 	}

@@ -189,6 +189,15 @@ func TestOptionLimits(t *testing.T) {
 		{func(o *Options) { o.Rate = -1 }, "--rate"},
 		{func(o *Options) { o.Steps = []float64{10, 0} }, "--steps"},
 		{func(o *Options) { o.Steps = make([]float64, 200); o.Steps[0] = 1 }, "longer than"},
+		{func(o *Options) {
+			o.Duration = Duration(time.Millisecond)
+			o.Steps = make([]float64, maxGenSteps+1)
+			for i := range o.Steps {
+				o.Steps[i] = 1
+			}
+		}, "rates; want at most"},
+		{func(o *Options) { o.Drain = -1 }, "--drain"},
+		{func(o *Options) { o.Drain = Duration(MaxTotal + 1) }, "--drain"},
 		{func(o *Options) { o.Conns = 0 }, "--conns"},
 		{func(o *Options) { o.ReadBuffer = 100 }, "--read-buffer"},
 		{func(o *Options) { o.Spawn, o.ServerPID = true, 5 }, "--server-pid"},
