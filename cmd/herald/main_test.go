@@ -251,7 +251,7 @@ func TestServeDefaults(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--addr", addr}, &logs, &logs, env(nil)) }()
 

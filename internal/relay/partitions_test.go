@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -104,24 +103,6 @@ func TestRoundSkipsPartitionsHeldElsewhere(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // groupRecorder is a Publisher that keeps, per group, what it was given in
 // the order given; relays of several processes may share it.
 type groupRecorder struct {
@@ -184,7 +165,7 @@ func TestConcurrentRelaysPublishEachEventOnceInOrder(t *testing.T) {
 			var relays []*relay.Relay
 			var plats []*platform.Platform
 			var panicked atomic.Int64
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			defer func() {
 				if t.Failed() {
 					t.Logf("the relays' logs:\n%s", logs.String())
