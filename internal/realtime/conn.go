@@ -16,7 +16,7 @@ var (
 	// queue; the connection is being closed with CloseSlowConsumer.
 	ErrSlowConsumer = errors.New("realtime: slow consumer")
 	// ErrAlreadyJoined means JoinFrom was called for a group the
-	// connection is in.
+	// connection is in or is being joined to.
 	ErrAlreadyJoined = errors.New("realtime: already in group")
 )
 
@@ -101,6 +101,15 @@ func (c *Conn) joinState() *joining {
 		c.join = &joining{}
 	}
 	return c.join
+}
+
+// joiningLocked reports whether a JoinFrom of group is under way on c;
+// c.mu is held.
+func (c *Conn) joiningLocked(group string) bool {
+	if c.join == nil {
+		return false
+	}
+	return slices.ContainsFunc(c.join.holds, func(hd *hold) bool { return hd.group == group })
 }
 
 // joinDone drops c's resume state once nothing is held and no credit is

@@ -283,8 +283,9 @@ func (h *Hub) Join(ctx context.Context, c *Conn, group string) error {
 // without the ones the replay already carried. recovered is false when the
 // position is outside the layer's window (or the epoch changed, or the
 // replay would not fit the send queue's frame or byte bound): the client must reload its state
-// (through REST) and only gets the live events. c must not be in group
-// already. JoinFromWith also lets the caller send what belongs between the
+// (through REST) and only gets the live events. If c is in group, or a
+// JoinFrom of it is under way on c, it returns ErrAlreadyJoined and
+// sends nothing. JoinFromWith also lets the caller send what belongs between the
 // replay and the live events.
 func (h *Hub) JoinFrom(ctx context.Context, c *Conn, group string, since uint64, epoch string) (recovered bool, err error) {
 	return h.JoinFromWith(ctx, c, group, layer.Position{Offset: since, Epoch: epoch}, Catchup{})
@@ -320,11 +321,16 @@ type Catchup struct {
 // queued: the caller closes the connection, and the client resumes from
 // where it stood.
 func (h *Hub) JoinFromWith(ctx context.Context, c *Conn, group string, from layer.Position, cu Catchup) (recovered bool, err error) {
-	if c.InGroup(group) {
-		return false, fmt.Errorf("realtime: resume %q: %w", group, ErrAlreadyJoined)
-	}
+	// A join under way counts as joined, checked with its hold taken: of
+	// two joins at once (a quest announced while its connection joins it
+	// at connect), one replays the history and tells the client where it
+	// stands; the other would do both again.
 	hd := &hold{group: group}
 	c.mu.Lock()
+	if slices.Contains(c.groups, group) || c.joiningLocked(group) {
+		c.mu.Unlock()
+		return false, fmt.Errorf("realtime: resume %q: %w", group, ErrAlreadyJoined)
+	}
 	j := c.joinState()
 	j.holds = append(j.holds, hd)
 	c.mu.Unlock()

@@ -700,3 +700,52 @@ func TestUnsubscribeDelay(t *testing.T) {
 		t.Fatalf("join after the unsubscribe: ops %s", got)
 	}
 }
+
+// Of two joins of one group at once on a connection (a quest announced
+// while the connection joins it at connect), one replays the history and
+// tells the client where it stands; the other is refused and sends
+// nothing, so the client gets each event and one subscribed once.
+func TestConcurrentJoinFromOfOneGroupReplaysOnce(t *testing.T) {
+	ctx := context.Background()
+	h, _ := newTestHub(t, HubOptions{})
+	for i := range 3 {
+		if _, err := h.Publish(ctx, "g", "t", fmt.Appendf(nil, `%d`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 200 {
+		var tr nopTransport
+		c := h.Attach(ConnConfig{Version: 2}, &tr).Conn()
+		var told atomic.Int64
+		cu := Catchup{Replayed: func(layer.Position) {
+			told.Add(1)
+			_ = c.SendJSON([]byte(`"subscribed"`))
+		}}
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				<-start
+				_, err := h.JoinFromWith(ctx, c, "g", layer.Position{}, cu)
+				errs <- err
+			}()
+		}
+		close(start)
+		var refused int
+		for range 2 {
+			if err := <-errs; errors.Is(err, ErrAlreadyJoined) {
+				refused++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := payloads(t, c)
+		if refused != 1 || told.Load() != 1 || len(got) != 4 {
+			t.Fatalf("round %d: %d joins refused, %d told, frames %q; want 1, 1 and the 3 events then subscribed", round, refused, told.Load(), got)
+		}
+		c.Close(CloseNormal, "")
+		if err := h.Leave(ctx, c, "g"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
