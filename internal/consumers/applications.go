@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync/atomic"
 
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/realtime"
@@ -44,7 +45,8 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 		c.failed(w, "position", err)
 		return
 	}
-	cfg := transport.ConnConfig{UserID: uid, Version: v, Handler: applicationHandler{c}, Addr: c.clientAddr(r)}
+	follower := &questFollower{}
+	cfg := transport.ConnConfig{UserID: uid, Version: v, Value: follower, Handler: applicationHandler{c}, Addr: c.clientAddr(r)}
 	c.accept(k, w, r, cfg, func(conn *realtime.Conn) {
 		// Quests created from now on are announced on the control group;
 		// those created since the list above was read are found by reading
@@ -64,6 +66,9 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 				return
 			}
 		}
+		// Announcements from here on are followed; one that came before
+		// is of a quest committed before this read, which finds it.
+		follower.following.Store(true)
 		again, err := c.p.QuestIDsByCreator(r.Context(), uid)
 		if err != nil {
 			c.logFailure("load quests", err, "user_id", uid)
@@ -76,6 +81,15 @@ func (c *Consumers) applications(k kind, w http.ResponseWriter, r *http.Request)
 			}
 		}
 	})
+}
+
+// questFollower is an applications connection's state: whether it follows
+// the quests announced on its control group yet. Until its groups are
+// joined at connect it does not: an announced quest may be one of them,
+// and joined by the announcement from its first event, it would replay to
+// a resuming client what it has, and refuse the client's own join.
+type questFollower struct {
+	following atomic.Bool
 }
 
 // applicationHandler answers what a client sends on /ws/applications/. The

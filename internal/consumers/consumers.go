@@ -65,6 +65,9 @@ type testHooks struct {
 	// beforeFresh runs when a join could not replay, before the fresh
 	// state is read.
 	beforeFresh func(group string)
+	// announced runs once the connections following a quest announcement
+	// were handled.
+	announced func(questID int64)
 	// consumers is set by New, for the tests' counters.
 	consumers *Consumers
 }

@@ -9,12 +9,15 @@ type Hooks struct {
 	// BeforeFresh runs when a join could not replay, before the fresh
 	// state is read while the group's events are held.
 	BeforeFresh func(group string)
-	h           *testHooks
+	// Announced runs once the connections following a quest announcement
+	// (quest_created on a control group) were handled.
+	Announced func(questID int64)
+	h         *testHooks
 }
 
 // Install sets the hooks in cc; pass it to app.WithConsumersConfig.
 func (h *Hooks) Install(cc *Config) {
-	h.h = &testHooks{beforeJoin: h.BeforeJoin, beforeFresh: h.BeforeFresh}
+	h.h = &testHooks{beforeJoin: h.BeforeJoin, beforeFresh: h.BeforeFresh, announced: h.Announced}
 	cc.hooks = h.h
 }
 

@@ -117,7 +117,13 @@ func (c *Consumers) joinQuest(members []*realtime.Conn, questID int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, conn := range members {
+		if f, ok := conn.Value.(*questFollower); ok && !f.following.Load() {
+			continue // its connect reads the quests again once joined
+		}
 		c.followQuest(ctx, conn, questID)
+	}
+	if h := c.hooks; h != nil && h.announced != nil {
+		h.announced(questID)
 	}
 }
 

@@ -40,8 +40,11 @@ type rig struct {
 	ws    string // ws://host:port
 	owner int64
 
+	tokens *auth.Issuer
+
 	mu                      sync.Mutex
 	beforeJoin, beforeFresh func(group string)
+	announced               func(questID int64)
 }
 
 func newRig(t *testing.T, window int) *rig {
@@ -85,8 +88,20 @@ func newRig(t *testing.T, window int) *rig {
 	hooks := &consumers.Hooks{
 		BeforeJoin:  func(g string) { rg.hook(func() func(string) { return rg.beforeJoin }, g) },
 		BeforeFresh: func(g string) { rg.hook(func() func(string) { return rg.beforeFresh }, g) },
+		Announced: func(id int64) {
+			rg.mu.Lock()
+			f := rg.announced
+			rg.mu.Unlock()
+			if f != nil {
+				f(id)
+			}
+		},
 	}
-	cfg := consumers.Config{Platform: rg.p, Hub: rg.hub, WebSocket: ws, SSE: sse, Logger: quiet}
+	rg.tokens, err = auth.NewIssuer([]byte(testenv.Config(t, "").JWTSecret), time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := consumers.Config{Platform: rg.p, Tokens: rg.tokens, Hub: rg.hub, WebSocket: ws, SSE: sse, Logger: quiet}
 	hooks.Install(&cfg)
 	rg.c = consumers.New(cfg)
 	mux := http.NewServeMux()
