@@ -102,8 +102,9 @@ func (c *Consumers) granted(conn *realtime.Conn, group string) bool {
 // grantUntil records that conn holds group until expires (a subscription
 // token's expiry), replacing an earlier token's grant; a grant for the
 // connection's life is kept as it is. When the time comes, the connection
-// leaves the group and is told so.
-func (c *Consumers) grantUntil(conn *realtime.Conn, group string, expires time.Time) {
+// leaves the group and is told so. It returns the grant recorded, nil if
+// the connection's own was kept.
+func (c *Consumers) grantUntil(conn *realtime.Conn, group string, expires time.Time) *grant {
 	c.grants.mu.Lock()
 	defer c.grants.mu.Unlock()
 	if c.grants.conns == nil {
@@ -116,7 +117,7 @@ func (c *Consumers) grantUntil(conn *realtime.Conn, group string, expires time.T
 	}
 	g := a.granted[group]
 	if g != nil && g.expires.IsZero() {
-		return
+		return nil
 	}
 	if g != nil && g.timer != nil {
 		g.timer.Stop()
@@ -124,6 +125,16 @@ func (c *Consumers) grantUntil(conn *realtime.Conn, group string, expires time.T
 	g = &grant{expires: expires}
 	g.timer = time.AfterFunc(time.Until(expires), func() { c.expire(conn, group, g) })
 	a.granted[group] = g
+	return g
+}
+
+// holds says whether g is still conn's grant of group: not expired, nor
+// replaced or revoked.
+func (c *Consumers) holds(conn *realtime.Conn, group string, g *grant) bool {
+	c.grants.mu.Lock()
+	defer c.grants.mu.Unlock()
+	a := c.grants.conns[conn]
+	return a != nil && a.granted[group] == g
 }
 
 // revoke drops conn's grant of group, if it came from a token (an
@@ -154,9 +165,14 @@ func (c *Consumers) expire(conn *realtime.Conn, group string, g *grant) {
 		delete(a.granted, group)
 	}
 	c.grants.mu.Unlock()
-	if !current {
-		return
+	if current {
+		c.leaveExpired(conn, group)
 	}
+}
+
+// leaveExpired takes conn out of group, whose token ran out, and tells it
+// so.
+func (c *Consumers) leaveExpired(conn *realtime.Conn, group string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.hub.Leave(ctx, conn, group); err != nil {

@@ -145,6 +145,12 @@ func (c *Consumers) joinFrom(ctx context.Context, conn *realtime.Conn, group str
 		}
 	}
 	recovered, err := c.hub.JoinFromWith(ctx, conn, group, p, cu)
+	if errors.Is(err, realtime.ErrAlreadyJoined) {
+		// Another join of the group on this connection has it (a quest's
+		// announcement, met by the client's subscribe) and tells the
+		// client where it stands.
+		return false, true
+	}
 	if err != nil {
 		if !errors.Is(err, realtime.ErrClosed) {
 			c.logFailure("join group", err, "group", group)

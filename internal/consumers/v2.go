@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/internal/groups"
@@ -200,13 +201,24 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	}
 	// The ack and where the client stands come before the group's live
 	// events: recovered=false when the join could not replay from there.
-	cu := c.tell(conn, sub.Group, rep.ack)
-	if public && from.Epoch == "" {
+	acked := false
+	cu := c.tell(conn, sub.Group, func() { acked = true; rep.ack() })
+	if public {
+		// Checked again once a member, whatever the position: made a
+		// draft since the check above, the room started over as the
+		// draft's before this connection was in it to be closed by the
+		// change, and a join that cannot replay across the new epoch
+		// would start it in the draft's room (tell's Fresh checks nothing).
+		// Not there any more: the subscribe is refused as at its check,
+		// and the failed join leaves the group having sent nothing of it.
 		cu.Joined = c.fromTheStart(conn, conn.UserID(), id, sub.Group, func() {
-			conn.Close(realtime.CloseServiceRestart, sub.Group+" is no longer there; reconnect")
+			rep.error(CodeNotFound, "campaign "+strconv.FormatInt(id, 10)+" does not exist or is not visible to you")
 		})
 	}
 	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, cu); ok {
+		if !acked { // joined by another join (joinFrom)
+			rep.ack()
+		}
 		c.watchPresence(ns, sub.Group)
 	}
 	return true
@@ -215,11 +227,23 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 // subscribeFrom joins conn to group of ns from a position, granted until
 // expires when a subscription token admitted it.
 func (c *Consumers) subscribeFrom(ctx context.Context, conn *realtime.Conn, ns *groups.Namespace, group string, from position, expires time.Time, rep reply) bool {
+	var g *grant
 	if !expires.IsZero() {
 		// Before the join: the token's end must not race past it.
-		c.grantUntil(conn, group, expires)
+		g = c.grantUntil(conn, group, expires)
 	}
-	if _, ok := c.joinFrom(ctx, conn, group, from, c.tell(conn, group, rep.ack)); ok {
+	acked := false
+	if _, ok := c.joinFrom(ctx, conn, group, from, c.tell(conn, group, func() { acked = true; rep.ack() })); ok {
+		if !acked { // joined by another join (joinFrom)
+			rep.ack()
+		}
+		if g != nil && !c.holds(conn, group, g) {
+			// The token ran out during the join, when its end found
+			// nothing to leave yet (or left before the join was done):
+			// the client is told after where it stands, and leaves.
+			c.leaveExpired(conn, group)
+			return true
+		}
 		c.watchPresence(ns, group)
 	}
 	return true

@@ -1,0 +1,95 @@
+package consumers_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/platform"
+	"github.com/heraldhq/herald/internal/testenv"
+)
+
+// A creator who subscribes to a quest just created meets its announcement
+// (quest_created), whose join of the quest may come first. The subscribe
+// is then acknowledged, the other join tells the client where it stands,
+// and the connection goes on in the quest's group; before, it was closed
+// with 1011 "cannot join".
+func TestSubscribeMeetingQuestAnnouncementIsAcknowledged(t *testing.T) {
+	rg := newRig(t, 100)
+	ctx := context.Background()
+	title := "Find the cat"
+	q, err := rg.p.CreateQuest(ctx, rg.owner, platform.QuestInput{Title: &title})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := platform.QuestGroup(q.ID)
+	tok, err := rg.tokens.Access(rg.owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.MustDialWS(t, rg.ws+"/ws/applications/?v=2&token="+tok, nil)
+	c.Ignore = []string{"presence"}
+	told(t, c.NextEvent(rigWait), platform.UserGroup(rg.owner))
+	told(t, c.NextEvent(rigWait), group)
+	// Out of the quest's group, as before a quest just created is joined.
+	c.Send(map[string]any{"type": "unsubscribe", "id": "u", "data": map[string]any{"group": group}})
+	if ev := c.NextEvent(rigWait); ev.Type != "ack" {
+		t.Fatalf("unsubscribe: %s %s", ev.Type, ev.Data)
+	}
+
+	// Just before the subscribe joins, the announcement is handled.
+	handled := make(chan struct{})
+	rg.mu.Lock()
+	rg.announced = func(id int64) {
+		if id == q.ID {
+			close(handled)
+		}
+	}
+	rg.mu.Unlock()
+	var announced atomic.Bool
+	rg.setHooks(func(g string) {
+		if g != group || !announced.CompareAndSwap(false, true) {
+			return
+		}
+		ann, _ := json.Marshal(map[string]int64{"quest_id": q.ID})
+		if _, err := rg.hub.Publish(ctx, platform.ControlGroup(rg.owner), platform.EventQuestCreated, ann); err != nil {
+			t.Error(err)
+			return
+		}
+		select {
+		case <-handled:
+		case <-time.After(rigWait):
+			t.Error("the announcement was not handled")
+		}
+	}, nil)
+	c.Send(map[string]any{"type": "subscribe", "id": "s", "data": map[string]any{"group": group}})
+	var subscribed, acked bool
+	for !subscribed || !acked {
+		ev := c.NextEvent(rigWait)
+		switch {
+		case ev.Type == "subscribed":
+			told(t, ev, group)
+			subscribed = true
+		case ev.Type == "ack" && string(ev.Data) == `{"id":"s"}`:
+			acked = true
+		default:
+			t.Fatalf("subscribe meeting the announcement: %s %s; want subscribed for %s and the ack", ev.Type, ev.Data, group)
+		}
+	}
+	if !announced.Load() {
+		t.Fatal("the subscribe joined without the hook")
+	}
+	// In the group, once: the next application arrives, at offset 1.
+	u, err := rg.p.Register(ctx, platform.Registration{Username: "ann", Password: "a long passphrase"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rg.p.Apply(ctx, u.ID, q.ID, platform.ApplicationInput{Message: "me"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.NextEvent(rigWait); ev.Type != platform.EventNewApplication || ev.Group != group || ev.Offset != 1 {
+		t.Fatalf("after the subscribe: %s %s of %q at %d; want new_application of %s at 1", ev.Type, ev.Data, ev.Group, ev.Offset, group)
+	}
+}
