@@ -58,30 +58,7 @@ func TestQuestAnnouncedWhileConnectingIsJoinedOnce(t *testing.T) {
 
 	// Just before the connection joins the quest, the quest is announced,
 	// and the announcement handled.
-	handled := make(chan struct{})
-	rg.mu.Lock()
-	rg.announced = func(id int64) {
-		if id == q.ID {
-			close(handled)
-		}
-	}
-	rg.mu.Unlock()
-	var announced atomic.Bool
-	rg.setHooks(func(g string) {
-		if g != group || !announced.CompareAndSwap(false, true) {
-			return
-		}
-		ann, _ := json.Marshal(map[string]int64{"quest_id": q.ID})
-		if _, err := rg.hub.Publish(ctx, platform.ControlGroup(rg.owner), platform.EventQuestCreated, ann); err != nil {
-			t.Error(err)
-			return
-		}
-		select {
-		case <-handled:
-		case <-time.After(rigWait):
-			t.Error("the announcement was not handled")
-		}
-	}, nil)
+	announced := rg.announceBeforeJoining(q.ID)
 
 	tok, err := rg.tokens.Access(rg.owner)
 	if err != nil {
@@ -103,4 +80,37 @@ func TestQuestAnnouncedWhileConnectingIsJoinedOnce(t *testing.T) {
 	if ev.Type != platform.EventNewApplication || ev.Group != group || ev.Offset != 3 {
 		t.Fatalf("after the resume: %s %s of %q at %d; want new_application of %s at 3", ev.Type, ev.Data, ev.Group, ev.Offset, group)
 	}
+}
+
+// announceBeforeJoining has the next join of quest id's group wait until
+// the quest was announced (quest_created on its creator's control group,
+// as the relay delivers it) and the announcement handled; what it returns
+// tells whether that happened.
+func (rg *rig) announceBeforeJoining(id int64) *atomic.Bool {
+	t, group := rg.t, platform.QuestGroup(id)
+	handled := make(chan struct{})
+	rg.mu.Lock()
+	rg.announced = func(q int64) {
+		if q == id {
+			close(handled)
+		}
+	}
+	rg.mu.Unlock()
+	var announced atomic.Bool
+	rg.setHooks(func(g string) {
+		if g != group || !announced.CompareAndSwap(false, true) {
+			return
+		}
+		ann, _ := json.Marshal(map[string]int64{"quest_id": id})
+		if _, err := rg.hub.Publish(context.Background(), platform.ControlGroup(rg.owner), platform.EventQuestCreated, ann); err != nil {
+			t.Error(err)
+			return
+		}
+		select {
+		case <-handled:
+		case <-time.After(rigWait):
+			t.Error("the announcement was not handled")
+		}
+	}, nil)
+	return &announced
 }

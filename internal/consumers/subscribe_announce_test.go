@@ -2,10 +2,7 @@ package consumers_test
 
 import (
 	"context"
-	"encoding/json"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/internal/platform"
 	"github.com/heraldhq/herald/internal/testenv"
@@ -40,30 +37,7 @@ func TestSubscribeMeetingQuestAnnouncementIsAcknowledged(t *testing.T) {
 	}
 
 	// Just before the subscribe joins, the announcement is handled.
-	handled := make(chan struct{})
-	rg.mu.Lock()
-	rg.announced = func(id int64) {
-		if id == q.ID {
-			close(handled)
-		}
-	}
-	rg.mu.Unlock()
-	var announced atomic.Bool
-	rg.setHooks(func(g string) {
-		if g != group || !announced.CompareAndSwap(false, true) {
-			return
-		}
-		ann, _ := json.Marshal(map[string]int64{"quest_id": q.ID})
-		if _, err := rg.hub.Publish(ctx, platform.ControlGroup(rg.owner), platform.EventQuestCreated, ann); err != nil {
-			t.Error(err)
-			return
-		}
-		select {
-		case <-handled:
-		case <-time.After(rigWait):
-			t.Error("the announcement was not handled")
-		}
-	}, nil)
+	announced := rg.announceBeforeJoining(q.ID)
 	c.Send(map[string]any{"type": "subscribe", "id": "s", "data": map[string]any{"group": group}})
 	var subscribed, acked bool
 	for !subscribed || !acked {
