@@ -21,24 +21,9 @@ import (
 func TestQuestAnnouncedWhileConnectingIsJoinedOnce(t *testing.T) {
 	rg := newRig(t, 100)
 	ctx := context.Background()
-	title := "Find the cat"
-	q, err := rg.p.CreateQuest(ctx, rg.owner, platform.QuestInput{Title: &title})
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := platform.QuestGroup(q.ID)
-	apply := func(name string) {
-		t.Helper()
-		u, err := rg.p.Register(ctx, platform.Registration{Username: name, Password: "a long passphrase"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rg.p.Apply(ctx, u.ID, q.ID, platform.ApplicationInput{Message: "me"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	apply("ann")
-	apply("bob")
+	q, group := rg.quest()
+	rg.apply(q, "ann")
+	rg.apply(q, "bob")
 	// The client has both applications: it resumes from offset 2.
 	var epoch string
 	for deadline := time.Now().Add(rigWait); ; {
@@ -58,7 +43,7 @@ func TestQuestAnnouncedWhileConnectingIsJoinedOnce(t *testing.T) {
 
 	// Just before the connection joins the quest, the quest is announced,
 	// and the announcement handled.
-	announced := rg.announceBeforeJoining(q.ID)
+	announced := rg.announceBeforeJoining(q)
 
 	tok, err := rg.tokens.Access(rg.owner)
 	if err != nil {
@@ -75,7 +60,7 @@ func TestQuestAnnouncedWhileConnectingIsJoinedOnce(t *testing.T) {
 		t.Fatal("the connection joined the quest without the hook")
 	}
 	// The next application is the next event: nothing replayed, no close.
-	apply("cat")
+	rg.apply(q, "cat")
 	ev := c.NextEvent(rigWait)
 	if ev.Type != platform.EventNewApplication || ev.Group != group || ev.Offset != 3 {
 		t.Fatalf("after the resume: %s %s of %q at %d; want new_application of %s at 3", ev.Type, ev.Data, ev.Group, ev.Offset, group)
@@ -113,4 +98,28 @@ func (rg *rig) announceBeforeJoining(id int64) *atomic.Bool {
 		}
 	}, nil)
 	return &announced
+}
+
+// quest creates a quest of the rig's owner and returns its id and group.
+func (rg *rig) quest() (int64, string) {
+	rg.t.Helper()
+	title := "Find the cat"
+	q, err := rg.p.CreateQuest(context.Background(), rg.owner, platform.QuestInput{Title: &title})
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	return q.ID, platform.QuestGroup(q.ID)
+}
+
+// apply registers user name and has it apply to quest q.
+func (rg *rig) apply(q int64, name string) {
+	rg.t.Helper()
+	ctx := context.Background()
+	u, err := rg.p.Register(ctx, platform.Registration{Username: name, Password: "a long passphrase"})
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	if _, err := rg.p.Apply(ctx, u.ID, q, platform.ApplicationInput{Message: "me"}); err != nil {
+		rg.t.Fatal(err)
+	}
 }

@@ -1,7 +1,6 @@
 package consumers_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/platform"
@@ -15,13 +14,7 @@ import (
 // with 1011 "cannot join".
 func TestSubscribeMeetingQuestAnnouncementIsAcknowledged(t *testing.T) {
 	rg := newRig(t, 100)
-	ctx := context.Background()
-	title := "Find the cat"
-	q, err := rg.p.CreateQuest(ctx, rg.owner, platform.QuestInput{Title: &title})
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := platform.QuestGroup(q.ID)
+	q, group := rg.quest()
 	tok, err := rg.tokens.Access(rg.owner)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +30,7 @@ func TestSubscribeMeetingQuestAnnouncementIsAcknowledged(t *testing.T) {
 	}
 
 	// Just before the subscribe joins, the announcement is handled.
-	announced := rg.announceBeforeJoining(q.ID)
+	announced := rg.announceBeforeJoining(q)
 	c.Send(map[string]any{"type": "subscribe", "id": "s", "data": map[string]any{"group": group}})
 	var subscribed, acked bool
 	for !subscribed || !acked {
@@ -56,13 +49,7 @@ func TestSubscribeMeetingQuestAnnouncementIsAcknowledged(t *testing.T) {
 		t.Fatal("the subscribe joined without the hook")
 	}
 	// In the group, once: the next application arrives, at offset 1.
-	u, err := rg.p.Register(ctx, platform.Registration{Username: "ann", Password: "a long passphrase"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rg.p.Apply(ctx, u.ID, q.ID, platform.ApplicationInput{Message: "me"}); err != nil {
-		t.Fatal(err)
-	}
+	rg.apply(q, "ann")
 	if ev := c.NextEvent(rigWait); ev.Type != platform.EventNewApplication || ev.Group != group || ev.Offset != 1 {
 		t.Fatalf("after the subscribe: %s %s of %q at %d; want new_application of %s at 1", ev.Type, ev.Data, ev.Group, ev.Offset, group)
 	}

@@ -201,8 +201,8 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 	}
 	// The ack and where the client stands come before the group's live
 	// events: recovered=false when the join could not replay from there.
-	acked := false
-	cu := c.tell(conn, sub.Group, func() { acked = true; rep.ack() })
+	ack := &subscribeAck{rep: rep}
+	cu := c.tell(conn, sub.Group, ack.send)
 	if public {
 		// Checked again once a member, whatever the position: made a
 		// draft since the check above, the room started over as the
@@ -216,12 +216,27 @@ func (c *Consumers) handleV2(conn *realtime.Conn, m message, rep reply) bool {
 		})
 	}
 	if _, ok := c.joinFrom(ctx, conn, sub.Group, from, cu); ok {
-		if !acked { // joined by another join (joinFrom)
-			rep.ack()
-		}
+		ack.ensure()
 		c.watchPresence(ns, sub.Group)
 	}
 	return true
+}
+
+// subscribeAck is a subscribe's ack: sent by its join just before where the
+// client stands (tell's before), or, when another join of the group beat
+// it (joinFrom takes that as joined), once the join returns.
+type subscribeAck struct {
+	rep  reply
+	sent bool
+}
+
+func (a *subscribeAck) send() { a.sent = true; a.rep.ack() }
+
+// ensure sends the ack if the join did not.
+func (a *subscribeAck) ensure() {
+	if !a.sent {
+		a.send()
+	}
 }
 
 // subscribeFrom joins conn to group of ns from a position, granted until
@@ -232,11 +247,9 @@ func (c *Consumers) subscribeFrom(ctx context.Context, conn *realtime.Conn, ns *
 		// Before the join: the token's end must not race past it.
 		g = c.grantUntil(conn, group, expires)
 	}
-	acked := false
-	if _, ok := c.joinFrom(ctx, conn, group, from, c.tell(conn, group, func() { acked = true; rep.ack() })); ok {
-		if !acked { // joined by another join (joinFrom)
-			rep.ack()
-		}
+	ack := &subscribeAck{rep: rep}
+	if _, ok := c.joinFrom(ctx, conn, group, from, c.tell(conn, group, ack.send)); ok {
+		ack.ensure()
 		if g != nil && !c.holds(conn, group, g) {
 			// The token ran out during the join, when its end found
 			// nothing to leave yet (or left before the join was done):
